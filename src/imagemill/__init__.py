@@ -1,0 +1,1 @@
+"""imagemill: a self-hosted image-generation service."""

@@ -1,0 +1,1 @@
+"""Persistence: tables, the database handle, the repository (all SQL), migrations."""

@@ -1,0 +1,186 @@
+"""The tables. Wire schemas and domain models are separate; the repository maps between them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive, in UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+def _id(name: str = "id") -> Column[Any]:
+    return Column(name, String(40), primary_key=True)
+
+
+owners = Table(
+    "owners",
+    metadata,
+    _id(),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("secret", String(100), nullable=False),  # signs asset links and webhooks
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    _id(),
+    Column("owner_id", String(40), ForeignKey("owners.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("prefix", String(20), nullable=False),  # shown to people to tell keys apart
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    _id(),
+    Column("owner_id", String(40), ForeignKey("owners.id"), nullable=False),
+    Column("group_id", String(40)),
+    Column("kind", String(20), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("prompt", Text, nullable=False, default=""),  # denormalised for history search
+    Column("progress", Float, nullable=False, default=0.0),
+    Column("progress_message", String(500)),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False),
+    Column("lease_owner", String(200)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("run_after", UTCDateTime, nullable=False),
+    Column("provider_ref", String(500)),
+    Column("error_code", String(100)),
+    Column("error_message", Text),
+    Column("error_retryable", Boolean),
+    Column("cache_key", String(64)),
+    Column("cached", Boolean, nullable=False, default=False),
+    Column("cost_usd", Float, nullable=False, default=0.0),
+    Column("idempotency_key", String(300)),
+    Column("event_seq", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("owner_id", "idempotency_key"),
+    Index("ix_jobs_owner_id_id", "owner_id", "id"),
+    Index("ix_jobs_status_run_after", "status", "run_after"),
+    Index("ix_jobs_group_id", "group_id"),
+)
+
+assets = Table(
+    "assets",
+    metadata,
+    _id(),
+    Column("owner_id", String(40), ForeignKey("owners.id"), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("content_type", String(100), nullable=False),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("byte_size", Integer, nullable=False),
+    Column("storage_key", String(300), nullable=False),
+    Column("thumbnail_key", String(300)),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("owner_id", "sha256"),
+)
+
+outputs = Table(
+    "outputs",
+    metadata,
+    Column("job_id", String(40), ForeignKey("jobs.id"), primary_key=True),
+    Column("index", Integer, primary_key=True),
+    Column("asset_id", String(40), ForeignKey("assets.id"), nullable=False, index=True),
+    Column("model", String(200), nullable=False),
+    Column("fallback", Boolean, nullable=False, default=False),
+    Column("cached", Boolean, nullable=False, default=False),
+    Column("seed", Integer),
+    Column("requested_width", Integer),
+    Column("requested_height", Integer),
+    Column("cost_usd", Float, nullable=False, default=0.0),
+    Column("revised_prompt", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("job_id", String(40), ForeignKey("jobs.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("owner_id", String(40), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+presets = Table(
+    "presets",
+    metadata,
+    _id(),
+    Column("owner_id", String(40), ForeignKey("owners.id"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("model", String(200)),
+    Column("prompt_template", Text, nullable=False, default="{prompt}"),
+    Column("negative_prompt", Text),
+    Column("size", String(20)),
+    Column("params", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("owner_id", "name"),
+)
+
+cache_entries = Table(
+    "cache_entries",
+    metadata,
+    Column("owner_id", String(40), ForeignKey("owners.id"), primary_key=True),
+    Column("cache_key", String(64), primary_key=True),
+    Column("job_id", String(40), ForeignKey("jobs.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,293 @@
+"""Plain typed models of the domain: requests, tasks, outputs, jobs, assets, models.
+
+These are what modules pass to each other. Wire schemas (``api/schemas.py``) and
+tables (``db/tables.py``) are separate and convert to and from these.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MAX_N = 10
+MIN_SIDE = 16
+MAX_SIDE = 8192
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
+_RATIO_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*$")
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
+
+
+class TaskKind(StrEnum):
+    IMAGE = "image"
+    EDIT = "edit"
+    UPSCALE = "upscale"
+    VIDEO = "video"
+
+
+class CachePolicy(StrEnum):
+    AUTO = "auto"  # reuse only deterministic (seeded) requests
+    USE = "use"  # reuse any identical request
+    BYPASS = "bypass"
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    width: int
+    height: int
+
+    @classmethod
+    def parse(cls, text: str) -> Size:
+        """Parse ``"WxH"``; raise ``ValueError`` with a readable reason."""
+        match = _SIZE_RE.match(text)
+        if not match:
+            raise ValueError(f"size must look like 'WIDTHxHEIGHT', e.g. '1024x1024', not {text!r}")
+        size = cls(int(match[1]), int(match[2]))
+        for side in (size.width, size.height):
+            if not MIN_SIDE <= side <= MAX_SIDE:
+                raise ValueError(f"each side must be between {MIN_SIDE} and {MAX_SIDE} pixels")
+        return size
+
+    @classmethod
+    def from_aspect_ratio(cls, ratio: str, area: int = 1024 * 1024) -> Size:
+        """The size of about ``area`` pixels with the given ``"W:H"`` ratio (multiples of 8)."""
+        match = _RATIO_RE.match(ratio)
+        if not match or float(match[1]) <= 0 or float(match[2]) <= 0:
+            raise ValueError(f"aspect_ratio must look like '16:9', not {ratio!r}")
+        aspect = float(match[1]) / float(match[2])
+        if not 1 / 16 <= aspect <= 16:
+            raise ValueError("aspect_ratio must be between 1:16 and 16:1")
+        height = (area / aspect) ** 0.5
+        return cls(max(MIN_SIDE, round(height * aspect / 8) * 8), max(MIN_SIDE, round(height / 8) * 8))
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+class Request(BaseModel):
+    """One generation request for one model, after preset expansion: what a job runs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: TaskKind = TaskKind.IMAGE
+    model: str
+    prompt: str = ""
+    negative_prompt: str | None = None
+    n: int = Field(1, ge=1, le=MAX_N)
+    size: str | None = None
+    seed: int | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    input_assets: list[str] = Field(default_factory=list)
+    mask: str | None = None
+    cache: CachePolicy = CachePolicy.AUTO
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def dimensions(self) -> Size | None:
+        return Size.parse(self.size) if self.size else None
+
+
+@dataclass(frozen=True, slots=True)
+class InputImage:
+    """An input image handed to a provider (edit, upscale, video)."""
+
+    asset_id: str
+    data: bytes
+    content_type: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """What a provider is asked to do: one request, resolved for one model."""
+
+    job_id: str
+    kind: TaskKind
+    model: str  # the model's name within its provider, e.g. "gpt-image-1"
+    prompt: str
+    negative_prompt: str | None
+    n: int
+    width: int
+    height: int
+    seed: int | None
+    params: dict[str, Any]
+    inputs: tuple[InputImage, ...] = ()
+    mask: InputImage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One image (or video) a provider produced: bytes, or a URL to download at once."""
+
+    data: bytes | None = None
+    url: str | None = None
+    content_type: str | None = None
+    seed: int | None = None
+    revised_prompt: str | None = None
+    cost_usd: float | None = None  # when the provider reports it; else the price table decides
+
+
+class SizeRange(BaseModel):
+    """Sizes a model accepts: any size within the bounds, or only the listed ones."""
+
+    min_side: int = MIN_SIDE
+    max_side: int = MAX_SIDE
+    fixed: list[str] = Field(default_factory=list, description="The only sizes accepted, if any.")
+    default: str = "1024x1024"
+
+
+class Pricing(BaseModel):
+    currency: str = "USD"
+    per_image: float = 0.0
+    by_size: dict[str, float] = Field(default_factory=dict, description="Overrides per 'WxH'.")
+
+    def price(self, size: Size) -> float:
+        return self.by_size.get(str(size), self.per_image)
+
+
+class ModelSpec(BaseModel):
+    """A model as imagemill presents it: identity, capabilities, params, pricing."""
+
+    id: str  # "provider/model"
+    provider: str
+    name: str  # the model's name within its provider
+    title: str = ""
+    description: str = ""
+    kinds: list[TaskKind] = Field(default_factory=lambda: [TaskKind.IMAGE])
+    params_schema: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}, "additionalProperties": False}
+    )
+    sizes: SizeRange = Field(default_factory=SizeRange)
+    max_n: int = MAX_N
+    supports_seed: bool = True
+    pricing: Pricing = Field(default_factory=Pricing)
+    aliases: list[str] = Field(default_factory=list)
+    available: bool = True
+    unavailable_reason: str | None = None
+
+
+@dataclass(slots=True)
+class Asset:
+    id: str
+    owner_id: str
+    sha256: str
+    content_type: str
+    width: int | None
+    height: int | None
+    byte_size: int
+    storage_key: str
+    thumbnail_key: str | None
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class JobOutput:
+    index: int
+    asset_id: str
+    model: str  # the model that produced it (differs from the job's on a fallback)
+    fallback: bool
+    cached: bool
+    seed: int | None
+    width: int | None
+    height: int | None
+    requested_width: int | None
+    requested_height: int | None
+    content_type: str
+    byte_size: int
+    sha256: str
+    cost_usd: float
+    revised_prompt: str | None = None
+
+
+@dataclass(slots=True)
+class JobError:
+    code: str
+    message: str
+    retryable: bool
+
+
+@dataclass(slots=True)
+class Job:
+    id: str
+    owner_id: str
+    status: JobStatus
+    kind: TaskKind
+    model: str
+    request: Request
+    group_id: str | None
+    progress: float
+    progress_message: str | None
+    attempt: int
+    max_attempts: int
+    error: JobError | None
+    cached: bool
+    cost_usd: float
+    provider_ref: str | None
+    cache_key: str | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    run_after: datetime
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    outputs: list[JobOutput] = field(default_factory=list)
+
+
+class Submission(BaseModel):
+    """The body of ``POST /v1/jobs``: one request, for one model or several side by side."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: TaskKind = Field(TaskKind.IMAGE, description="What to make: image, edit, upscale or video.")
+    model: str | None = Field(None, description="Model id, e.g. `placeholder` or `openai/gpt-image-1`.")
+    models: list[str] | None = Field(
+        None, min_length=1, max_length=8, description="Several models: one job each, one group."
+    )
+    prompt: str = Field("", max_length=32_000)
+    negative_prompt: str | None = Field(None, max_length=32_000)
+    n: int = Field(1, ge=1, le=MAX_N, description=f"Images per model, 1 to {MAX_N}.")
+    size: str | None = Field(None, description="Exact output size 'WIDTHxHEIGHT', e.g. '1920x1080'.")
+    aspect_ratio: str | None = Field(None, description="'W:H', e.g. '16:9', when no size is given.")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Same seed, same image.")
+    preset: str | None = Field(None, description="Name or id of one of your presets.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Model params (its JSON Schema).")
+    input_assets: list[str] = Field(default_factory=list, description="Asset ids of input images.")
+    mask: str | None = Field(None, description="Asset id of an edit mask.")
+    cache: CachePolicy = Field(CachePolicy.AUTO, description="auto: reuse seeded requests; use; bypass.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Yours; returned as given.")
+
+    @field_validator("size")
+    @classmethod
+    def _valid_size(cls, value: str | None) -> str | None:
+        return str(Size.parse(value)) if value is not None else None
+
+    @field_validator("aspect_ratio")
+    @classmethod
+    def _valid_ratio(cls, value: str | None) -> str | None:
+        if value is not None:
+            Size.from_aspect_ratio(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_model_field(self) -> Submission:
+        if (self.model is None) == (self.models is None) and self.preset is None:
+            raise ValueError("give either 'model' or 'models'")
+        if self.model is not None and self.models is not None:
+            raise ValueError("give either 'model' or 'models', not both")
+        return self

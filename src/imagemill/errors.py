@@ -1,0 +1,159 @@
+"""The imagemill error tree.
+
+Every error that crosses a module boundary is one of these. Foreign exceptions
+(SDK errors, HTTP errors, database errors) are translated at the boundary where
+they occur, always with ``raise ... from exc``.
+
+::
+
+    ImagemillError                    code            HTTP   retryable
+    ├── InvalidInput(field)           invalid_input   422    no
+    ├── Unauthorized                  unauthorized    401    no
+    ├── Forbidden                     forbidden       403    no
+    ├── NotFound                      not_found       404    no
+    ├── Conflict                      conflict        409    no
+    │   └── IllegalTransition         illegal_transition
+    ├── LeaseLost                     lease_lost      409    no   (a worker lost its claim)
+    ├── JobCanceled                   canceled        409    no
+    └── ProviderError(retryable)      provider_error  502    as given
+        ├── RateLimited(retry_after)  rate_limited    429    yes
+        ├── ProviderTimeout           provider_timeout 504   yes
+        ├── ProviderUnavailable       provider_unavailable 503 yes
+        ├── AuthError                 provider_auth   502    no
+        ├── ContentRejected           content_rejected 422   no
+        └── ProviderInputError(field) provider_invalid_input 422 no
+
+A job that fails records ``error = {code, message, retryable}``; the worker
+retries a job only when ``retryable`` is true and attempts remain.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ImagemillError(Exception):
+    """Base of every error imagemill raises on purpose."""
+
+    code: ClassVar[str] = "error"
+    status_code: ClassVar[int] = 500
+    retryable: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+
+
+class InvalidInput(ImagemillError):
+    """The request is malformed; ``field`` names the offending part (dotted path)."""
+
+    code = "invalid_input"
+    status_code = 422
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        if self.field:
+            data["field"] = self.field
+        return data
+
+
+class Unauthorized(ImagemillError):
+    code = "unauthorized"
+    status_code = 401
+
+
+class Forbidden(ImagemillError):
+    code = "forbidden"
+    status_code = 403
+
+
+class NotFound(ImagemillError):
+    code = "not_found"
+    status_code = 404
+
+
+class Conflict(ImagemillError):
+    code = "conflict"
+    status_code = 409
+
+
+class IllegalTransition(Conflict):
+    """A state change that the job state machine does not allow (or that lost a race)."""
+
+    code = "illegal_transition"
+
+
+class LeaseLost(ImagemillError):
+    """The worker no longer holds the job: it was canceled or claimed by another worker."""
+
+    code = "lease_lost"
+    status_code = 409
+
+
+class ProviderError(ImagemillError):
+    """A provider failed; ``retryable`` says whether trying again may succeed."""
+
+    code = "provider_error"
+    status_code = 502
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class RateLimited(ProviderError):
+    code = "rate_limited"
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message, retryable=True)
+        self.retry_after = retry_after
+
+
+class ProviderTimeout(ProviderError):
+    code = "provider_timeout"
+    status_code = 504
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
+
+
+class ProviderUnavailable(ProviderError):
+    code = "provider_unavailable"
+    status_code = 503
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
+
+
+class AuthError(ProviderError):
+    code = "provider_auth"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+class ContentRejected(ProviderError):
+    code = "content_rejected"
+    status_code = 422
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+class ProviderInputError(ProviderError):
+    """The provider refused the input; ``field`` names it when the provider says."""
+
+    code = "provider_invalid_input"
+    status_code = 422
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message, retryable=False)
+        self.field = field

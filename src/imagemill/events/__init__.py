@@ -1,0 +1,1 @@
+"""Events: every job's ordered event log, and the fan-out that delivers it live."""

@@ -1,0 +1,151 @@
+"""The job service: submit, read, cancel and wait. What the API, CLI and SDK stand on.
+
+Submit inserts the job rows (committed) *before* sending a message: the row is the
+record of truth, the message only a wake-up. A lost message is found again by the
+sweeper; a duplicate one loses the claim and is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+
+from imagemill.db.accounts import Accounts
+from imagemill.db.repository import JobDraft, JobFilter, Repository
+from imagemill.domain import CachePolicy, Job, Request, Submission
+from imagemill.errors import Conflict, InvalidInput, NotFound
+from imagemill.events.bus import EventBus
+from imagemill.ids import new_id
+from imagemill.jobs import validation
+from imagemill.providers.registry import Registry
+
+log = logging.getLogger(__name__)
+
+Dispatch = Callable[[str], Awaitable[None]]
+WAIT_POLL_SECONDS = 1.0  # safety net for waiters when events come from another process
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobService:
+    def __init__(
+        self,
+        repo: Repository,
+        accounts: Accounts,
+        registry: Registry,
+        bus: EventBus,
+        dispatch: Dispatch,
+        max_attempts: int,
+    ) -> None:
+        self.repo = repo
+        self.accounts = accounts
+        self.registry = registry
+        self.bus = bus
+        self.dispatch = dispatch
+        self.max_attempts = max_attempts
+
+    async def submit(
+        self, owner_id: str, submission: Submission, idempotency_key: str | None = None
+    ) -> list[Job]:
+        """Validate, consult the cache, record and enqueue. One job per model."""
+        if idempotency_key:
+            earlier = await self.repo.find_idempotent(owner_id, idempotency_key)
+            if earlier:
+                return earlier
+        preset = await self.accounts.get_preset(owner_id, submission.preset) if submission.preset else None
+        submission = validation.expand_preset(submission, preset)
+        requests = self._resolve(submission)
+        input_hashes = await self._input_hashes(owner_id, submission)
+        group_id = new_id("grp") if len(requests) > 1 else None
+        drafts = []
+        for request in requests:
+            key = validation.cache_key(request, input_hashes)
+            drafts.append(
+                JobDraft(
+                    id=new_id("job"),
+                    owner_id=owner_id,
+                    request=request,
+                    max_attempts=self.max_attempts,
+                    group_id=group_id,
+                    cache_key=key,
+                    idempotency_key=idempotency_key if not drafts else None,
+                    cached_from=await self._cache_hit(owner_id, request, key),
+                )
+            )
+        try:
+            jobs = await self.repo.create_jobs(drafts, utcnow())
+        except Conflict:
+            jobs = await self.repo.find_idempotent(owner_id, idempotency_key or "")
+            if not jobs:
+                raise
+            return jobs
+        for job in jobs:
+            if not job.status.terminal:
+                await self._send(job.id)
+        return jobs
+
+    def _resolve(self, submission: Submission) -> list[Request]:
+        if submission.models is not None:
+            if len(set(submission.models)) != len(submission.models):
+                raise InvalidInput("each model may appear once", field="models")
+            targets = [(m, f"models.{i}") for i, m in enumerate(submission.models)]
+        else:
+            targets = [(submission.model or "", "model")]
+        return [
+            validation.resolve(submission, self.registry.resolve(model, field)[1], field)
+            for model, field in targets
+        ]
+
+    async def _input_hashes(self, owner_id: str, submission: Submission) -> list[str]:
+        hashes = []
+        for field, ids in (("input_assets", submission.input_assets), ("mask", [submission.mask])):
+            for index, asset_id in enumerate(i for i in ids if i):
+                try:
+                    hashes.append((await self.repo.get_asset(asset_id, owner_id)).sha256)
+                except NotFound as exc:
+                    where = f"{field}.{index}" if field == "input_assets" else field
+                    raise InvalidInput(f"no asset {asset_id!r}", field=where) from exc
+        return hashes
+
+    async def _cache_hit(self, owner_id: str, request: Request, key: str) -> Job | None:
+        if request.cache is CachePolicy.BYPASS:
+            return None
+        if request.cache is CachePolicy.AUTO and request.seed is None:
+            return None
+        return await self.repo.cached_job(owner_id, key)
+
+    async def _send(self, job_id: str) -> None:
+        try:
+            await self.dispatch(job_id)
+        except Exception:  # the row is committed: the sweeper will send it again
+            log.exception("could not send job %s; the sweeper will retry", job_id)
+
+    async def get(self, owner_id: str, job_id: str) -> Job:
+        return await self.repo.get_job(job_id, owner_id)
+
+    async def list(self, owner_id: str, where: JobFilter, limit: int = 50) -> list[Job]:
+        return await self.repo.list_jobs(owner_id, where, limit)
+
+    async def cancel(self, owner_id: str, job_id: str) -> Job:
+        return await self.repo.cancel(job_id, owner_id, utcnow())
+
+    async def wait(self, owner_id: str, job_ids: Sequence[str], timeout: float) -> list[Job]:
+        """The jobs, once all are finished or ``timeout`` seconds have passed."""
+        deadline = time.monotonic() + timeout
+        with self.bus.subscribe(set(job_ids)) as subscription:
+            while True:
+                jobs = [await self.get(owner_id, job_id) for job_id in job_ids]
+                remaining = deadline - time.monotonic()
+                if all(job.status.terminal for job in jobs) or remaining <= 0:
+                    return jobs
+                try:
+                    async with asyncio.timeout(min(remaining, WAIT_POLL_SECONDS)):
+                        while (await subscription.queue.get())["type"] != "done":
+                            pass
+                except TimeoutError:
+                    pass

@@ -1,0 +1,90 @@
+"""The provider contract: everything a provider author needs to read.
+
+A provider is an object with a ``name``, a list of the models it serves, and one
+method that matters::
+
+    class Provider(Protocol):
+        name: str
+        def models(self) -> list[ModelSpec]: ...
+        async def run(self, task: Task, ctx: RunContext) -> list[Output]: ...
+
+``run`` gets a validated ``Task`` (params already checked against the model's JSON
+Schema, size resolved) and returns one ``Output`` per image: bytes, or a URL that
+imagemill downloads and stores at once. It raises errors from ``imagemill.errors``
+(``RateLimited``, ``ProviderTimeout``, ``ContentRejected``, ...), translating the
+foreign ones in one place. ``RunContext`` is all it may touch besides its own
+client: progress, the provider-side request id for resuming, previews, an httpx
+client and the deadline.
+
+Providers are found through the entry-point group ``imagemill.providers``; each
+entry point names a factory called with the ``Settings``. Built-ins register the
+same way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol, runtime_checkable
+
+import httpx
+
+from imagemill.config import Settings
+from imagemill.domain import ModelSpec, Output, Task
+
+ENTRY_POINT_GROUP = "imagemill.providers"
+
+
+@runtime_checkable
+class Provider(Protocol):
+    name: str
+
+    def models(self) -> list[ModelSpec]: ...
+
+    async def run(self, task: Task, ctx: RunContext) -> list[Output]: ...
+
+
+ProviderFactory = Callable[[Settings], Provider]
+
+
+class RunContext:
+    """What a running provider may touch. Created by the worker for one attempt."""
+
+    def __init__(
+        self,
+        *,
+        http: httpx.AsyncClient,
+        deadline: float,
+        attempt: int,
+        provider_ref: str | None,
+        on_progress: Callable[[float, str | None], Awaitable[None]],
+        on_provider_ref: Callable[[str], Awaitable[None]],
+        on_preview: Callable[[bytes], Awaitable[None]],
+    ) -> None:
+        self.http = http
+        self.deadline = deadline  # time.monotonic() value
+        self.attempt = attempt
+        self._provider_ref = provider_ref
+        self._on_progress = on_progress
+        self._on_provider_ref = on_provider_ref
+        self._on_preview = on_preview
+
+    @property
+    def provider_ref(self) -> str | None:
+        """The request id a previous attempt saved: resume it instead of paying again."""
+        return self._provider_ref
+
+    async def save_provider_ref(self, ref: str) -> None:
+        """Record the provider's request id before waiting on it."""
+        await self._on_provider_ref(ref)
+        self._provider_ref = ref
+
+    async def progress(self, fraction: float, message: str | None = None) -> None:
+        await self._on_progress(min(1.0, max(0.0, fraction)), message)
+
+    async def preview(self, image: bytes) -> None:
+        """A small intermediate image (partial image, denoising step)."""
+        await self._on_preview(image)
+
+    def time_left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())

@@ -1,0 +1,130 @@
+"""The built-in ``placeholder`` provider: deterministic, clearly labelled images, offline.
+
+It exists for development, tests and explicitly configured fallbacks. Every image says
+PLACEHOLDER with the prompt, model, seed and size, so nobody mistakes it for the work
+of a real model. Two params make it a test double for real providers: ``latency_ms``
+(simulated provider time, with progress along the way) and ``fail``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import random
+import textwrap
+from functools import lru_cache
+
+from PIL import Image, ImageDraw, ImageFont
+
+from imagemill.config import Settings
+from imagemill.domain import ModelSpec, Output, Pricing, SizeRange, Task, TaskKind
+from imagemill.errors import ProviderError, ProviderUnavailable
+from imagemill.providers.base import RunContext
+
+MODEL_ID = "placeholder"
+MAX_PROGRESS_STEPS = 20
+PARAMS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "latency_ms": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 600_000,
+            "default": 0,
+            "description": "Simulated provider time; progress is reported along the way.",
+        },
+        "fail": {
+            "type": "string",
+            "enum": ["transient", "permanent"],
+            "description": "Fail on purpose: 'transient' is retried, 'permanent' is not.",
+        },
+        "fail_attempts": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "With 'fail', fail only the first N attempts (default: every attempt).",
+        },
+    },
+    "additionalProperties": False,
+}
+
+
+class PlaceholderProvider:
+    name = "placeholder"
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        del settings  # nothing to configure
+
+    def models(self) -> list[ModelSpec]:
+        return [
+            ModelSpec(
+                id=MODEL_ID,
+                provider=self.name,
+                name=MODEL_ID,
+                title="Placeholder",
+                description="Deterministic labelled images rendered offline, for development and tests.",
+                kinds=[TaskKind.IMAGE],
+                params_schema=PARAMS_SCHEMA,
+                sizes=SizeRange(min_side=16, max_side=4096, default="512x512"),
+                pricing=Pricing(per_image=0.0),
+            )
+        ]
+
+    async def run(self, task: Task, ctx: RunContext) -> list[Output]:
+        latency_ms = int(task.params.get("latency_ms", 0))
+        if latency_ms:
+            steps = max(1, min(MAX_PROGRESS_STEPS, latency_ms // 100))
+            for step in range(1, steps + 1):
+                await asyncio.sleep(latency_ms / 1000 / steps)
+                await ctx.progress(step / steps, f"step {step}/{steps}")
+        failure = task.params.get("fail")
+        if failure and ctx.attempt <= task.params.get("fail_attempts", ctx.attempt):
+            if failure == "transient":
+                raise ProviderUnavailable("placeholder: simulated transient failure")
+            raise ProviderError("placeholder: simulated permanent failure", retryable=False)
+        base_seed = task.seed if task.seed is not None else random.randrange(2**31)
+        return [
+            Output(data=render(task.prompt, MODEL_ID, seed, task.width, task.height),
+                   content_type="image/png", seed=seed)
+            for seed in range(base_seed, base_seed + task.n)
+        ]
+
+
+def render(prompt: str, model: str, seed: int, width: int, height: int) -> bytes:
+    """A PNG whose pixels depend only on the arguments."""
+    digest = hashlib.sha256(f"{prompt}\0{seed}".encode()).digest()
+    top, bottom = digest[:3], digest[3:6]
+    image = Image.new("RGB", (width, height))
+    gradient = Image.linear_gradient("L").resize((width, height))
+    image.paste(Image.new("RGB", (width, height), tuple(top)), mask=gradient.point(lambda v: 255 - v))
+    image.paste(Image.new("RGB", (width, height), tuple(bottom)), mask=gradient)
+    draw = ImageDraw.Draw(image)
+    rng = random.Random(digest)
+    for _ in range(6):  # a few seed-dependent shapes, so seeds are visibly different
+        x, y = rng.randrange(width), rng.randrange(height)
+        radius = rng.randrange(max(2, min(width, height) // 4))
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), outline=colour, width=max(1, radius // 8))
+    _label(draw, width, height, [
+        "PLACEHOLDER",
+        *textwrap.wrap(prompt or "(no prompt)", width=max(8, width // 12))[:4],
+        f"{model} · seed {seed} · {width}x{height}",
+    ])
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def _label(draw: ImageDraw.ImageDraw, width: int, height: int, lines: list[str]) -> None:
+    font = _font(max(6, min(width, height) // 14))
+    box_height = int(font.size * 1.3 * len(lines)) + 8
+    top = max(0, (height - box_height) // 2)
+    draw.rectangle((0, top, width, top + box_height), fill=(0, 0, 0))
+    for i, line in enumerate(lines):
+        draw.text((6, top + 4 + i * font.size * 1.3), line, font=font, fill=(255, 255, 255))
+
+
+@lru_cache(maxsize=32)
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)  # type: ignore[return-value]
+

@@ -1,0 +1,107 @@
+"""The runtime: one object wiring settings to the database, storage, providers, jobs.
+
+The API app, the CLI and the tests all start the same ``Runtime``; what differs is
+only configuration (and whether this process runs workers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from types import TracebackType
+
+import httpx
+
+from imagemill.config import Settings
+from imagemill.db.accounts import Accounts, Owner
+from imagemill.db.engine import Database
+from imagemill.db.migrate import upgrade
+from imagemill.db.repository import Repository
+from imagemill.events.bus import EventBus
+from imagemill.jobs.broker import Transport, make_broker
+from imagemill.jobs.service import JobService, utcnow
+from imagemill.jobs.sweeper import Sweeper
+from imagemill.jobs.worker import Worker
+from imagemill.providers.registry import Registry
+from imagemill.storage.assets import AssetWriter
+from imagemill.storage.blobs import BlobStore
+
+log = logging.getLogger(__name__)
+
+LOCAL_OWNER = "local"
+HTTP_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: Registry | None = None,
+        run_workers: bool | None = None,
+        sweep: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.run_workers = settings.workers if run_workers is None else run_workers
+        self.sweep = sweep
+        self.db = Database(settings.resolved_database_url)
+        self.bus = EventBus()
+        self.repo = Repository(self.db, on_events=self.bus.publish)
+        self.accounts = Accounts(self.db)
+        self.blobs = BlobStore.from_url(settings.resolved_storage_url)
+        self.registry = registry or Registry.from_entry_points(settings)
+        self.http = httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=True)
+        self.transport = Transport(make_broker(settings.broker_url), self._deliver)
+        self.service = JobService(
+            self.repo, self.accounts, self.registry, self.bus, self.transport.send, settings.max_attempts
+        )
+        self.worker = Worker(
+            settings,
+            self.repo,
+            self.registry,
+            self.blobs,
+            AssetWriter(self.blobs, self.http, settings.max_upload_bytes, settings.max_image_pixels),
+            self.http,
+            self.transport.send,
+        )
+        self.bus.add_listener(self.worker.on_event)
+        self.sweeper = Sweeper(
+            self.repo, self.transport.send, settings.requeue_after_seconds, settings.sweep_interval_seconds
+        )
+        self._sweeping: asyncio.Task[None] | None = None
+
+    async def _deliver(self, job_id: str) -> None:
+        if self.run_workers:
+            await self.worker.handle(job_id)
+
+    async def start(self, *, migrate: bool = True) -> None:
+        if migrate:
+            await upgrade(self.db)
+        await self.transport.start()
+        if self.sweep:
+            # At start-up every due job is re-sent: an in-memory queue died with the last process.
+            self._sweeping = asyncio.create_task(self.sweeper.run(first_requeue_after=0))
+
+    async def stop(self) -> None:
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeping
+        await self.worker.stop()
+        await self.transport.stop()
+        await self.http.aclose()
+        await self.db.dispose()
+
+    async def local_owner(self) -> Owner:
+        """The single owner of a keyless server bound to loopback."""
+        return await self.accounts.owner_named(LOCAL_OWNER, utcnow())
+
+    async def __aenter__(self) -> Runtime:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,1 @@
+"""Storage: content-addressed blobs (obstore) and the image handling around them."""
