@@ -1,0 +1,68 @@
+"""Request dependencies: the runtime, the calling owner, public URLs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from imagemill.auth import asset_token, hash_key
+from imagemill.db.accounts import Owner
+from imagemill.errors import Unauthorized
+from imagemill.runtime import Runtime
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from `imagemill keys create`.")
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def optional_owner(
+    request: Request,
+    runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Owner | None:
+    if credentials is not None:
+        owner = await runtime.accounts.owner_for_key(hash_key(credentials.credentials))
+        if owner is None:
+            raise Unauthorized("the API key is not valid (revoked or mistyped)")
+        return owner
+    if not runtime.settings.keys_required:
+        local: Owner = request.app.state.local_owner
+        return local
+    return None
+
+
+async def current_owner(owner: Annotated[Owner | None, Depends(optional_owner)]) -> Owner:
+    if owner is None:
+        raise Unauthorized("this server requires an API key: send 'Authorization: Bearer <key>'")
+    return owner
+
+
+CurrentOwner = Annotated[Owner, Depends(current_owner)]
+OptionalOwner = Annotated[Owner | None, Depends(optional_owner)]
+
+
+class Links:
+    """Absolute URLs for the caller, honouring ``public_url`` behind a proxy."""
+
+    def __init__(self, request: Request, runtime: RuntimeDep) -> None:
+        self.base = (runtime.settings.public_url or str(request.base_url)).rstrip("/")
+
+    def asset(self, asset_id: str) -> str:
+        return f"{self.base}/v1/assets/{asset_id}"
+
+    def thumbnail(self, asset_id: str) -> str:
+        return f"{self.base}/v1/assets/{asset_id}/thumbnail"
+
+    def signed_asset(self, owner: Owner, asset_id: str) -> str:
+        return f"{self.asset(asset_id)}?token={asset_token(owner.secret, asset_id)}"
+
+
+LinksDep = Annotated[Links, Depends(Links)]

@@ -1,0 +1,83 @@
+"""``/v1/assets``: stored outputs and their thumbnails, served with immutable caching."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import StreamingResponse
+
+from imagemill.api.deps import OptionalOwner, RuntimeDep
+from imagemill.api.schemas import ErrorOut
+from imagemill.auth import check_asset_token
+from imagemill.domain import Asset
+from imagemill.errors import NotFound, Unauthorized
+from imagemill.runtime import Runtime
+from imagemill.storage.images import thumbnail
+
+router = APIRouter(prefix="/v1/assets", tags=["assets"])
+IMMUTABLE = "private, max-age=31536000, immutable"
+ERRORS = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+TokenQuery = Annotated[str | None, Query(description="Signed link token (from OpenAI-style `url`s).")]
+
+
+async def _asset(runtime: Runtime, asset_id: str, owner_id: str | None, token: str | None) -> Asset:
+    """The asset if the caller owns it or holds a valid link token; else 404 (or 401)."""
+    if token:
+        asset = await runtime.repo.get_asset(asset_id)
+        owner = await runtime.accounts.get_owner(asset.owner_id)
+        if check_asset_token(owner.secret, asset_id, token):
+            return asset
+        raise NotFound(f"no asset {asset_id!r}")
+    if owner_id is None:
+        raise Unauthorized("this server requires an API key: send 'Authorization: Bearer <key>'")
+    return await runtime.repo.get_asset(asset_id, owner_id)
+
+
+def _not_modified(etag: str, if_none_match: str | None) -> bool:
+    return if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]
+
+
+@router.get("/{asset_id}", response_class=StreamingResponse, responses=ERRORS)
+async def get_asset(
+    asset_id: str,
+    owner: OptionalOwner,
+    runtime: RuntimeDep,
+    token: TokenQuery = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The asset's bytes. Content-addressed, so cacheable forever (ETag = sha256)."""
+    asset = await _asset(runtime, asset_id, owner.id if owner else None, token)
+    etag = f'"{asset.sha256}"'
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
+    if _not_modified(etag, if_none_match):
+        return Response(status_code=304, headers=headers)
+    headers["Content-Length"] = str(asset.byte_size)
+    return StreamingResponse(runtime.blobs.stream(asset.storage_key), media_type=asset.content_type,
+                             headers=headers)
+
+
+@router.get("/{asset_id}/thumbnail", responses=ERRORS)
+async def get_thumbnail(
+    asset_id: str,
+    owner: OptionalOwner,
+    runtime: RuntimeDep,
+    token: TokenQuery = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """A small WebP of the asset, made on first request and stored."""
+    asset = await _asset(runtime, asset_id, owner.id if owner else None, token)
+    etag = f'"{asset.sha256}-thumb"'
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
+    if _not_modified(etag, if_none_match):
+        return Response(status_code=304, headers=headers)
+    if asset.thumbnail_key:
+        data = await runtime.blobs.get(asset.thumbnail_key)
+    else:
+        if not asset.content_type.startswith("image/"):
+            raise NotFound(f"asset {asset_id!r} has no thumbnail")
+        data = await asyncio.to_thread(thumbnail, await runtime.blobs.get(asset.storage_key))
+        _, key = await runtime.blobs.put_content(data, namespace="thumbnails")
+        await runtime.repo.set_thumbnail(asset.id, key)
+    return Response(data, media_type="image/webp", headers=headers)

@@ -1,0 +1,86 @@
+"""``/v1/jobs``: submit, list, read and cancel jobs."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from imagemill.api.deps import CurrentOwner, LinksDep, RuntimeDep
+from imagemill.api.schemas import ErrorOut, GroupOut, JobOut, JobPage
+from imagemill.db.repository import JobFilter
+from imagemill.domain import JobStatus, Submission, TaskKind
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)")
+ERRORS = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut | GroupOut,
+    responses={**ERRORS, 200: {"model": JobOut, "description": "Finished within `Prefer: wait`."}},
+)
+async def submit_job(
+    submission: Submission,
+    owner: CurrentOwner,
+    runtime: RuntimeDep,
+    links: LinksDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=255, description="Repeat-safe submits: the same key, the same job.")
+    ] = None,
+    prefer: Annotated[str | None, Header(description="`wait=N`: hold up to N s for the result.")] = None,
+) -> JobOut | GroupOut:
+    """Submit a request. Answers 202 at once, or 200 when it finished within `Prefer: wait=N`."""
+    jobs = await runtime.service.submit(owner.id, submission, idempotency_key)
+    wait = _wait_seconds(prefer, runtime.settings.max_wait_seconds)
+    if wait:
+        jobs = await runtime.service.wait(owner.id, [j.id for j in jobs], wait)
+        response.headers["Preference-Applied"] = f"wait={wait:g}"
+    if all(job.status.terminal for job in jobs):
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/v1/jobs/{jobs[0].id}"
+    if submission.models is None:
+        return JobOut.of(jobs[0], links)
+    return GroupOut(group_id=jobs[0].group_id or "", jobs=[JobOut.of(j, links) for j in jobs])
+
+
+def _wait_seconds(prefer: str | None, limit: float) -> float:
+    match = _PREFER_WAIT.search(prefer or "")
+    return min(float(match[1]), limit) if match else 0.0
+
+
+@router.get("", response_model=JobPage, responses=ERRORS)
+async def list_jobs(
+    owner: CurrentOwner,
+    runtime: RuntimeDep,
+    links: LinksDep,
+    status: JobStatus | None = None,
+    model: str | None = None,
+    kind: TaskKind | None = None,
+    q: Annotated[str | None, Query(max_length=500, description="Text the prompt starts with or contains.")] = None,
+    group_id: str | None = None,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> JobPage:
+    """Your jobs, newest first."""
+    where = JobFilter(status=status, model=model, kind=kind, text=q, group_id=group_id, before=cursor)
+    jobs = await runtime.service.list(owner.id, where, limit + 1)
+    page = jobs[:limit]
+    next_cursor = page[-1].id if len(jobs) > limit else None
+    return JobPage(data=[JobOut.of(j, links) for j in page], next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobOut, responses=ERRORS)
+async def get_job(job_id: str, owner: CurrentOwner, runtime: RuntimeDep, links: LinksDep) -> JobOut:
+    """One job, with its outputs, cost, timings and error."""
+    return JobOut.of(await runtime.service.get(owner.id, job_id), links)
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut, responses={**ERRORS, 409: {"model": ErrorOut}})
+async def cancel_job(job_id: str, owner: CurrentOwner, runtime: RuntimeDep, links: LinksDep) -> JobOut:
+    """Cancel a queued or running job; 409 if it already finished."""
+    return JobOut.of(await runtime.service.cancel(owner.id, job_id), links)

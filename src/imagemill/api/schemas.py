@@ -1,0 +1,204 @@
+"""Wire schemas: what the API sends and accepts, separate from tables and domain models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from imagemill.api.deps import Links
+from imagemill.db.accounts import Preset
+from imagemill.domain import Job, JobOutput, JobStatus, Request, Size, TaskKind
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+class OutputOut(BaseModel):
+    index: int
+    asset_id: str
+    url: str
+    thumbnail_url: str
+    content_type: str
+    width: int | None
+    height: int | None
+    requested_width: int | None
+    requested_height: int | None
+    byte_size: int
+    sha256: str
+    seed: int | None
+    model: str = Field(description="The model that made it (differs from the job's after a fallback).")
+    fallback: bool
+    cached: bool
+    cost_usd: float
+    revised_prompt: str | None = None
+
+    @classmethod
+    def of(cls, output: JobOutput, links: Links) -> OutputOut:
+        return cls(
+            url=links.asset(output.asset_id),
+            thumbnail_url=links.thumbnail(output.asset_id),
+            **{k: getattr(output, k) for k in JobOutput.__dataclass_fields__},
+        )
+
+
+class JobErrorOut(BaseModel):
+    code: str
+    message: str
+    retryable: bool
+
+
+class Timings(BaseModel):
+    queued_seconds: float | None = Field(description="From submit to the first start.")
+    running_seconds: float | None = Field(description="From the first start to the end.")
+    total_seconds: float | None
+
+
+class JobOut(BaseModel):
+    object: Literal["job"] = "job"
+    id: str
+    status: JobStatus
+    kind: TaskKind
+    model: str
+    group_id: str | None
+    request: Request
+    progress: float
+    progress_message: str | None
+    attempt: int
+    max_attempts: int
+    error: JobErrorOut | None
+    cached: bool
+    cost_usd: float
+    outputs: list[OutputOut]
+    metadata: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    timings: Timings
+
+    @classmethod
+    def of(cls, job: Job, links: Links) -> JobOut:
+        def seconds(start: datetime | None, end: datetime | None) -> float | None:
+            return round((end - start).total_seconds(), 3) if start and end else None
+
+        return cls(
+            id=job.id,
+            status=job.status,
+            kind=job.kind,
+            model=job.model,
+            group_id=job.group_id,
+            request=job.request,
+            progress=job.progress,
+            progress_message=job.progress_message,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            error=JobErrorOut(code=job.error.code, message=job.error.message, retryable=job.error.retryable)
+            if job.error
+            else None,
+            cached=job.cached,
+            cost_usd=job.cost_usd,
+            outputs=[OutputOut.of(o, links) for o in job.outputs],
+            metadata=job.request.metadata,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            timings=Timings(
+                queued_seconds=seconds(job.created_at, job.started_at),
+                running_seconds=seconds(job.started_at, job.finished_at),
+                total_seconds=seconds(job.created_at, job.finished_at),
+            ),
+        )
+
+
+class GroupOut(BaseModel):
+    object: Literal["group"] = "group"
+    group_id: str
+    jobs: list[JobOut]
+
+
+class JobPage(BaseModel):
+    data: list[JobOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
+
+
+class PresetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$")
+    description: str = Field("", max_length=2000)
+    model: str | None = None
+    prompt_template: str = Field(
+        "{prompt}", max_length=32_000, description="'{prompt}' is replaced by the request's prompt."
+    )
+    negative_prompt: str | None = Field(None, max_length=32_000)
+    size: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("size")
+    @classmethod
+    def _valid_size(cls, value: str | None) -> str | None:
+        return str(Size.parse(value)) if value is not None else None
+
+
+class PresetPatch(PresetIn):
+    name: str | None = Field(  # type: ignore[assignment]
+        None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$"
+    )
+    description: str | None = Field(None, max_length=2000)  # type: ignore[assignment]
+    prompt_template: str | None = Field(None, max_length=32_000)  # type: ignore[assignment]
+    params: dict[str, Any] | None = None  # type: ignore[assignment]
+
+
+class PresetOut(BaseModel):
+    object: Literal["preset"] = "preset"
+    id: str
+    name: str
+    description: str
+    model: str | None
+    prompt_template: str
+    negative_prompt: str | None
+    size: str | None
+    params: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, preset: Preset) -> PresetOut:
+        fields = {k: getattr(preset, k) for k in cls.model_fields if k != "object"}
+        return cls(**fields)
+
+
+class OpenAIImageRequest(BaseModel):
+    """The body of OpenAI's ``POST /images/generations``; unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str = Field(min_length=1, max_length=32_000)
+    model: str = "placeholder"
+    n: int = Field(1, ge=1, le=10)
+    size: str | None = Field(None, description="'WxH' or 'auto'.")
+    response_format: Literal["url", "b64_json"] | None = None
+    quality: str | None = None
+    style: str | None = None
+    background: str | None = None
+    output_format: str | None = None
+    user: str | None = None
+
+
+class OpenAIImage(BaseModel):
+    b64_json: str | None = None
+    url: str | None = None
+    revised_prompt: str | None = None
+
+
+class OpenAIImagesResponse(BaseModel):
+    created: int
+    data: list[OpenAIImage]
