@@ -29,10 +29,16 @@ class Database:
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
-            self._writer = create_async_engine(self.url, pool_size=1, max_overflow=0)
-            self._reader = create_async_engine(self.url, pool_size=4, max_overflow=4)
+            # Transactions always end in COMMIT or ROLLBACK here, so the pool's own
+            # reset-on-return would only add a round trip to the driver thread.
+            self._writer = create_async_engine(
+                self.url, pool_size=1, max_overflow=0, pool_reset_on_return=None
+            )
+            self._reader = create_async_engine(
+                self.url, pool_size=4, max_overflow=4, pool_reset_on_return=None
+            )
             _tune_sqlite(self._writer, begin="BEGIN IMMEDIATE")
-            _tune_sqlite(self._reader, begin="BEGIN")
+            _tune_sqlite(self._reader, begin=None)
         else:
             self._writer = self._reader = create_async_engine(
                 self.url, pool_size=10, max_overflow=10, pool_pre_ping=True
@@ -50,7 +56,9 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A read-only snapshot; nothing done here is committed."""
+        """A connection for reading. On SQLite each statement is its own snapshot
+        (autocommit): a completion writes a job's status and outputs in one
+        transaction, so reading the job before its outputs stays consistent."""
         async with self._reader.connect() as conn:
             yield conn
 
@@ -60,7 +68,7 @@ class Database:
             await self._reader.dispose()
 
 
-def _tune_sqlite(engine: AsyncEngine, *, begin: str) -> None:
+def _tune_sqlite(engine: AsyncEngine, *, begin: str | None) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take over transaction control from the driver so "begin" below decides.
@@ -74,4 +82,5 @@ def _tune_sqlite(engine: AsyncEngine, *, begin: str) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql(begin)
+        if begin is not None:  # None: autocommit, every statement its own transaction
+            conn.exec_driver_sql(begin)

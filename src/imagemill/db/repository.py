@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -103,21 +103,24 @@ class Repository:
 
     async def create_jobs(self, drafts: Sequence[JobDraft], now: datetime) -> list[Job]:
         """Insert jobs (one comparison group at most) in one transaction."""
+        created: list[Job] = []
         try:
             async with self._write() as (conn, published):
                 for draft in drafts:
-                    published += await self._insert_job(conn, draft, now)
+                    job, stored = await self._insert_job(conn, draft, now)
+                    created.append(job)
+                    published += stored
         except IntegrityError as exc:
             # Only the (owner, idempotency key) constraint can clash: someone won the race.
             key = drafts[0].idempotency_key
             if key is None:
                 raise
             raise Conflict("a request with this Idempotency-Key is being created") from exc
-        return await self.get_jobs([d.id for d in drafts])
+        return created
 
     async def _insert_job(
         self, conn: AsyncConnection, draft: JobDraft, now: datetime
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[Job, list[dict[str, Any]]]:
         request = draft.request
         source = draft.cached_from
         status = S if source else Q
@@ -148,7 +151,8 @@ class Repository:
             "finished_at": now if source else None,
             "updated_at": now,
         }
-        result = await conn.execute(jobs.insert().returning(*jobs.c), [row])
+        inserted = (await conn.execute(jobs.insert().returning(*jobs.c), [row])).one()
+        job_outputs = [replace(o, cached=True, cost_usd=0.0) for o in source.outputs] if source else []
         if source:
             await conn.execute(
                 outputs.insert(),
@@ -170,7 +174,7 @@ class Repository:
                     for o in source.outputs
                 ],
             )
-        return await append_events(conn, result.one(), new_events, now)
+        return _job_from_row(inserted, job_outputs), await append_events(conn, inserted, new_events, now)
 
     async def find_idempotent(self, owner_id: str, key: str) -> list[Job]:
         """The jobs an earlier request with this Idempotency-Key created (a whole group)."""
@@ -396,7 +400,14 @@ class Repository:
                 published += changed[1]
         except LeaseLost:
             return None
-        return await self.get_job(job_id)
+        return _job_from_row(changed[0], [
+            JobOutput(index=r["index"], asset_id=r["asset_id"], model=o.model, fallback=o.fallback,
+                      cached=False, seed=o.seed, width=o.width, height=o.height,
+                      requested_width=o.requested_width, requested_height=o.requested_height,
+                      content_type=o.content_type, byte_size=o.byte_size, sha256=o.sha256,
+                      cost_usd=o.cost_usd, revised_prompt=o.revised_prompt)
+            for r, o in zip(output_rows, stored, strict=True)
+        ])
 
     async def _upsert_assets(
         self, conn: AsyncConnection, owner_id: str, stored: Sequence[StoredOutput], now: datetime
@@ -406,10 +417,7 @@ class Repository:
         query = select(assets.c.sha256, assets.c.id).where(
             assets.c.owner_id == owner_id, assets.c.sha256.in_(list(shas))
         )
-        known = {r.sha256: r.id for r in (await conn.execute(query)).all()}
-        missing = [o for sha, o in shas.items() if sha not in known]
-        if missing:
-            await conn.execute(
+        await conn.execute(
                 self._insert_ignore(assets),
                 [
                     {
@@ -423,11 +431,10 @@ class Repository:
                         "storage_key": o.storage_key,
                         "created_at": now,
                     }
-                    for o in missing
-                ],
-            )
-            known = {r.sha256: r.id for r in (await conn.execute(query)).all()}
-        return known
+                for o in shas.values()
+            ],
+        )
+        return {r.sha256: r.id for r in (await conn.execute(query)).all()}
 
     async def retry_later(
         self, job_id: str, worker: str, error: ImagemillError, run_after: datetime, now: datetime

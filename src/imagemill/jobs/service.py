@@ -139,7 +139,9 @@ class JobService:
         deadline = time.monotonic() + timeout
         with self.bus.subscribe(set(job_ids)) as subscription:
             while True:
-                jobs = [await self.get(owner_id, job_id) for job_id in job_ids]
+                jobs = await self.repo.get_jobs(job_ids)
+                if len(jobs) != len(job_ids) or any(j.owner_id != owner_id for j in jobs):
+                    raise NotFound("no such job")
                 remaining = deadline - time.monotonic()
                 if all(job.status.terminal for job in jobs) or remaining <= 0:
                     return jobs

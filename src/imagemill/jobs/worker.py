@@ -68,7 +68,7 @@ class Worker:
         self.dispatch = dispatch
         self.id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
-        self._attempts: dict[str, asyncio.Task[None]] = {}
+        self._attempts: dict[str, asyncio.Task[JobStatus | None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
 
@@ -88,11 +88,11 @@ class Worker:
         job = await self.repo.claim(job_id, self.id, now + self._lease, now)
         if job is None:
             return None  # a duplicate message, or not due yet
-        attempt = asyncio.create_task(self._attempt(job))
+        attempt: asyncio.Task[JobStatus | None] = asyncio.create_task(self._attempt(job))
         self._attempts[job.id] = attempt
         heartbeat = asyncio.create_task(self._heartbeat(job.id, attempt))
         try:
-            await asyncio.shield(attempt)
+            return await asyncio.shield(attempt)
         except asyncio.CancelledError:
             if not attempt.done():  # we are shutting down, not the job
                 attempt.cancel()
@@ -102,8 +102,6 @@ class Worker:
         finally:
             heartbeat.cancel()
             self._attempts.pop(job.id, None)
-        state = await self.repo.job_status(job.id)
-        return state[0] if state else None
 
     def on_event(self, event: Event) -> None:
         """Bus listener: stop an attempt at once when its job is canceled."""
@@ -129,7 +127,8 @@ class Worker:
     def _lease(self) -> timedelta:
         return timedelta(seconds=self.settings.lease_seconds)
 
-    async def _attempt(self, job: Job) -> None:
+    async def _attempt(self, job: Job) -> JobStatus | None:
+        """Run the provider and record the outcome; the job's new status, or None if not ours."""
         try:
             provider, spec = self.registry.resolve(job.model)
             task = await self._task(job, spec.name)
@@ -141,25 +140,23 @@ class Worker:
                     await self.assets.store(out, task, model_id=spec.id, fallback=False, price=price)
                     for out in results
                 ]
-        except asyncio.CancelledError:
-            return  # canceled by its owner, or the lease moved on: nothing to record
-        except LeaseLost:
-            return
+        except (asyncio.CancelledError, LeaseLost):
+            return None  # canceled by its owner, or the lease moved on: nothing to record
         except TimeoutError:
-            await self._failed(job, ProviderTimeout(f"no result within {self.settings.job_timeout_seconds:g} s"))
-            return
+            timeout = self.settings.job_timeout_seconds
+            return await self._failed(job, ProviderTimeout(f"no result within {timeout:g} s"))
         except ImagemillError as exc:
-            await self._failed(job, exc)
-            return
+            return await self._failed(job, exc)
         except Exception as exc:
             log.exception("job %s: unexpected error in %s", job.id, job.model)
-            await self._failed(job, InternalError(f"{type(exc).__name__}: {exc}"))
-            return
+            return await self._failed(job, InternalError(f"{type(exc).__name__}: {exc}"))
         if len(stored) != job.request.n:
-            await self._failed(job, InternalError(f"asked for {job.request.n} outputs, got {len(stored)}"))
-            return
+            error = InternalError(f"asked for {job.request.n} outputs, got {len(stored)}")
+            return await self._failed(job, error)
         if await self.repo.complete(job.id, self.id, stored, job.cache_key, utcnow()) is None:
             log.info("job %s finished elsewhere or was canceled; result dropped", job.id)
+            return None
+        return JobStatus.SUCCEEDED
 
     async def _task(self, job: Job, model_name: str) -> Task:
         request = job.request
@@ -216,15 +213,17 @@ class Worker:
             on_preview=on_preview,
         )
 
-    async def _failed(self, job: Job, error: ImagemillError) -> None:
+    async def _failed(self, job: Job, error: ImagemillError) -> JobStatus | None:
         """Retry later if the error allows and attempts remain; otherwise fail the job."""
         if error.retryable and job.attempt < job.max_attempts:
             delay = self._backoff(job.attempt, error)
             now = utcnow()
-            if await self.repo.retry_later(job.id, self.id, error, now + timedelta(seconds=delay), now):
-                self._later(delay, job.id)
-            return
-        await self.repo.fail(job.id, error, utcnow(), worker=self.id)
+            if not await self.repo.retry_later(job.id, self.id, error, now + timedelta(seconds=delay), now):
+                return None
+            self._later(delay, job.id)
+            return JobStatus.QUEUED
+        failed = await self.repo.fail(job.id, error, utcnow(), worker=self.id)
+        return JobStatus.FAILED if failed else None
 
     def _backoff(self, attempt: int, error: ImagemillError) -> float:
         """Exponential backoff with full jitter; a provider's Retry-After wins when longer."""
@@ -245,7 +244,7 @@ class Worker:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _heartbeat(self, job_id: str, attempt: asyncio.Task[None]) -> None:
+    async def _heartbeat(self, job_id: str, attempt: asyncio.Task[JobStatus | None]) -> None:
         interval = self.settings.lease_seconds / 3
         while True:
             await asyncio.sleep(interval)
