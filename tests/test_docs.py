@@ -1,0 +1,37 @@
+"""The README is part of the product: every setting and every endpoint is documented there."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fastapi.routing import APIRoute
+
+from imagemill.api.app import create_app
+from imagemill.config import Settings
+
+README = (Path(__file__).parents[1] / "README.md").read_text()
+
+
+def test_every_setting_is_documented() -> None:
+    missing = [
+        f"IMAGEMILL_{name.upper()}" for name in Settings.model_fields if f"IMAGEMILL_{name.upper()}" not in README
+    ]
+    assert not missing, f"settings missing from the README's configuration table: {missing}"
+
+
+def test_every_endpoint_is_documented() -> None:
+    documented = README.replace("{id or name}", "{preset}")
+    missing = []
+    for route in create_app().routes:
+        if not isinstance(route, APIRoute):
+            continue
+        path = re.sub(r"\{(\w+)(:path)?\}", lambda m: "{id}" if m[1].endswith("_id") else "{" + m[1] + "}", route.path)
+        if path not in documented:
+            missing.append(route.path)
+    assert not missing, f"endpoints missing from the README's API table: {missing}"
+
+
+def test_readme_opens_with_the_two_commands() -> None:
+    first_block = README.split("```bash", 1)[1].split("```", 1)[0]
+    assert "./scripts/serve" in first_block and "./scripts/test" in first_block
