@@ -39,4 +39,4 @@ def asset_token(owner_secret: str, asset_id: str) -> str:
 
 
 def check_asset_token(owner_secret: str, asset_id: str, token: str) -> bool:
-    return hmac.compare_digest(asset_token(owner_secret, asset_id), token)
+    return hmac.compare_digest(asset_token(owner_secret, asset_id).encode(), token.encode())

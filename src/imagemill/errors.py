@@ -14,7 +14,6 @@ they occur, always with ``raise ... from exc``.
     ├── Conflict                      conflict        409    no
     │   └── IllegalTransition         illegal_transition
     ├── LeaseLost                     lease_lost      409    no   (a worker lost its claim)
-    ├── JobCanceled                   canceled        409    no
     └── ProviderError(retryable)      provider_error  502    as given
         ├── RateLimited(retry_after)  rate_limited    429    yes
         ├── ProviderTimeout           provider_timeout 504   yes

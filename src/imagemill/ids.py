@@ -2,6 +2,8 @@
 
 The layout is a ULID (48-bit millisecond timestamp + 80 random bits, Crockford
 base32), so ids sort by creation time and cursor paging can page on the id alone.
+Within one millisecond the random part is incremented (monotonic ULIDs), so ids made
+by one process keep their creation order.
 """
 
 from __future__ import annotations
@@ -12,8 +14,15 @@ import time
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
+_last = 0  # the previous id's value, for monotonic ordering within a millisecond
+
+
 def new_id(prefix: str) -> str:
+    global _last
     value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    if value >> 80 <= _last >> 80:
+        value = _last + 1
+    _last = value
     chars = []
     for _ in range(26):
         value, digit = divmod(value, 32)

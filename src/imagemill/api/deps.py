@@ -30,9 +30,11 @@ async def optional_owner(
 ) -> Owner | None:
     if credentials is not None:
         owner = await runtime.accounts.owner_for_key(hash_key(credentials.credentials))
-        if owner is None:
+        if owner is not None:
+            return owner
+        if runtime.settings.keys_required:
             raise Unauthorized("the API key is not valid (revoked or mistyped)")
-        return owner
+        # Keyless server: clients that must send some key (the openai SDK) act as the local owner.
     if not runtime.settings.keys_required:
         local: Owner = request.app.state.local_owner
         return local

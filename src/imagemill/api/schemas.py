@@ -156,6 +156,13 @@ class PresetPatch(PresetIn):
     prompt_template: str | None = Field(None, max_length=32_000)  # type: ignore[assignment]
     params: dict[str, Any] | None = None  # type: ignore[assignment]
 
+    @field_validator("name", "description", "prompt_template", "params")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:  # runs only for fields the body gives: leaving one out is fine
+            raise ValueError("cannot be null; leave the field out to keep it")
+        return value
+
 
 class PresetOut(BaseModel):
     object: Literal["preset"] = "preset"

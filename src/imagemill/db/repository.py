@@ -298,12 +298,11 @@ class Repository:
                     "attempt": jobs.c.attempt + 1,
                     "started_at": func.coalesce(jobs.c.started_at, now),
                 },
-                new_events=[("status", {"status": R.value})],
+                new_events=[("status", lambda row: {"status": R.value, "attempt": row.attempt})],
             )
             if changed is None:
                 return None
             row, stored = changed
-            stored[0]["data"]["attempt"] = row.attempt
             published += stored
         return _job_from_row(row, [])
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
-from imagemill.db.accounts import Accounts
+from imagemill.db.accounts import Accounts, Preset
 from imagemill.db.repository import JobDraft, JobFilter, Repository
 from imagemill.domain import CachePolicy, Job, Request, Submission
 from imagemill.errors import Conflict, InvalidInput, NotFound
@@ -57,11 +57,11 @@ class JobService:
             earlier = await self.repo.find_idempotent(owner_id, idempotency_key)
             if earlier:
                 return earlier
-        preset = await self.accounts.get_preset(owner_id, submission.preset) if submission.preset else None
+        preset = await self._preset(owner_id, submission.preset) if submission.preset else None
         submission = validation.expand_preset(submission, preset)
         requests = self._resolve(submission)
         input_hashes = await self._input_hashes(owner_id, submission)
-        group_id = new_id("grp") if len(requests) > 1 else None
+        group_id = new_id("grp") if submission.models is not None else None
         drafts = []
         for request in requests:
             key = validation.cache_key(request, input_hashes)
@@ -88,6 +88,12 @@ class JobService:
             if not job.status.terminal:
                 await self._send(job.id)
         return jobs
+
+    async def _preset(self, owner_id: str, name: str) -> Preset:
+        try:
+            return await self.accounts.get_preset(owner_id, name)
+        except NotFound as exc:
+            raise InvalidInput(f"no preset {name!r}; GET /v1/presets lists yours", field="preset") from exc
 
     def _resolve(self, submission: Submission) -> list[Request]:
         if submission.models is not None:

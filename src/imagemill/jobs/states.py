@@ -14,7 +14,7 @@ moved on (canceled, claimed elsewhere, finished): the caller lost the race.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -49,7 +49,8 @@ def check(sources: Iterable[JobStatus], target: JobStatus) -> None:
             raise IllegalTransition(f"a job cannot go from {source} to {target}")
 
 
-NewEvent = tuple[str, dict[str, Any]]  # (type, data)
+# (type, data); data may be a function of the updated row, for values only it knows.
+NewEvent = tuple[str, dict[str, Any] | Callable[[Row[Any]], dict[str, Any]]]
 
 
 async def transition(
@@ -108,7 +109,7 @@ async def append_events(
             "seq": first + offset,
             "owner_id": row.owner_id,
             "type": kind,
-            "data": data,
+            "data": data(row) if callable(data) else data,
             "created_at": now,
         }
         for offset, (kind, data) in enumerate(new_events)

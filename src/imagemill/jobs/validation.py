@@ -108,7 +108,7 @@ def check_params(params: dict[str, Any], schema: dict[str, Any]) -> None:
         message = error.message
     else:
         message = error.message
-    raise InvalidInput(message, field=".".join(["params", *path]) if path[0] else "params")
+    raise InvalidInput(message, field=".".join(["params", *path]) if path and path[0] else "params")
 
 
 def cache_key(request: Request, input_hashes: Sequence[str]) -> str:

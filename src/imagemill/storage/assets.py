@@ -67,7 +67,8 @@ class AssetWriter:
             except httpx.TransportError as exc:
                 if attempt == DOWNLOAD_ATTEMPTS:
                     raise ProviderUnavailable(f"could not download the output: {exc}") from exc
-            await asyncio.sleep(DOWNLOAD_BACKOFF_SECONDS * 2 ** (attempt - 1))
+            if attempt < DOWNLOAD_ATTEMPTS:
+                await asyncio.sleep(DOWNLOAD_BACKOFF_SECONDS * 2 ** (attempt - 1))
         if response.status_code >= 400:
             raise ProviderError(
                 f"downloading the output failed with HTTP {response.status_code}",

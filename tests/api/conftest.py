@@ -1,0 +1,129 @@
+"""API test fixtures: waiting for jobs, decoding images, and a server with two owners."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from PIL import Image
+
+from imagemill.api.app import create_app
+from imagemill.auth import new_key
+from imagemill.config import Settings
+from imagemill.jobs.service import utcnow
+from imagemill.runtime import Runtime
+
+BASE_URL = "http://imagemill.test"
+TERMINAL = {"succeeded", "failed", "canceled"}
+
+JobWaiter = Callable[..., Awaitable[dict[str, Any]]]
+
+
+async def wait_for_job(
+    http: httpx.AsyncClient, job_id: str, statuses: set[str] = TERMINAL, within: float = 10.0
+) -> dict[str, Any]:
+    """Poll ``GET /v1/jobs/{id}`` until the job is in one of ``statuses``."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        response = await http.get(f"/v1/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        job: dict[str, Any] = response.json()
+        if job["status"] in statuses:
+            return job
+        assert asyncio.get_running_loop().time() < deadline, (
+            f"job {job_id} still {job['status']} after {within} s, wanted {sorted(statuses)}"
+        )
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def finished() -> JobWaiter:
+    """``await finished(http, job_id)``: the job once it reached a terminal status."""
+    return wait_for_job
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """Fully decode ``data`` (fails on truncated or corrupt bytes)."""
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+@pytest.fixture
+def decode() -> Callable[[bytes], Image.Image]:
+    return decode_image
+
+
+@pytest.fixture
+async def served(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """Like ``client``, but an unhandled error comes back as the 500 a real server sends
+    instead of being raised into the test (so a test can assert on it)."""
+    app = create_app(runtime=runtime)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http,
+    ):
+        yield http
+
+
+@dataclass
+class TwoOwners:
+    """Clients of one key-requiring server: Alice's, Bob's, and one with no key."""
+
+    runtime: Runtime
+    app: FastAPI
+    alice_key: str
+    bob_key: str
+    alice: httpx.AsyncClient
+    bob: httpx.AsyncClient
+    anonymous: httpx.AsyncClient
+
+
+async def issue_key(runtime: Runtime, owner_name: str) -> str:
+    """What ``make_key`` does, for a runtime other than the shared ``runtime`` fixture."""
+    owner = await runtime.accounts.owner_named(owner_name, utcnow())
+    key = new_key()
+    await runtime.accounts.add_key(owner.id, "test", key.prefix, key.key_hash, utcnow())
+    return key.plaintext
+
+
+@pytest.fixture
+def keyed_settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={"require_keys": True, "data_dir": settings.data_dir.with_name("keyed")}
+    )
+
+
+@pytest.fixture
+async def owners(keyed_settings: Settings) -> AsyncIterator[TwoOwners]:
+    """A server that requires API keys, with keys for Alice and Bob."""
+    async with Runtime(keyed_settings) as runtime, AsyncExitStack() as stack:
+        alice_key = await issue_key(runtime, "alice")
+        bob_key = await issue_key(runtime, "bob")
+        app = create_app(runtime=runtime)
+        await stack.enter_async_context(app.router.lifespan_context(app))
+
+        async def client(key: str | None) -> httpx.AsyncClient:
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            http = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url=BASE_URL, headers=headers
+            )
+            return await stack.enter_async_context(http)
+
+        yield TwoOwners(
+            runtime=runtime,
+            app=app,
+            alice_key=alice_key,
+            bob_key=bob_key,
+            alice=await client(alice_key),
+            bob=await client(bob_key),
+            anonymous=await client(None),
+        )

@@ -1,0 +1,198 @@
+"""``/v1/assets``: bytes with immutable caching, thumbnails, dedup, ownership, signed links."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+from PIL import Image
+
+from imagemill.storage.images import THUMBNAIL_SIDE
+
+WAIT = {"Prefer": "wait=10"}
+Decode = Callable[[bytes], Image.Image]
+
+
+async def generate(http: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
+    body = {"model": "placeholder", "prompt": "an asset", "size": "64x64", **fields}
+    response = await http.post("/v1/jobs", json=body, headers=WAIT)
+    assert response.status_code == 200, response.text
+    job: dict[str, Any] = response.json()
+    assert job["status"] == "succeeded", job
+    return job
+
+
+async def test_asset_bytes_carry_a_sha256_etag_and_immutable_caching(
+    client: httpx.AsyncClient, decode: Decode
+) -> None:
+    output = (await generate(client))["outputs"][0]
+
+    response = await client.get(f"/v1/assets/{output['asset_id']}")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    sha = hashlib.sha256(response.content).hexdigest()
+    assert sha == output["sha256"]
+    assert response.headers["etag"] == f'"{sha}"'
+    cache_control = response.headers["cache-control"]
+    assert "immutable" in cache_control
+    assert "max-age=31536000" in cache_control
+    assert int(response.headers["content-length"]) == len(response.content) == output["byte_size"]
+    assert decode(response.content).size == (64, 64)
+
+
+async def test_asset_bytes_are_never_gzipped(client: httpx.AsyncClient) -> None:
+    output = (await generate(client, size="256x256"))["outputs"][0]
+
+    response = await client.get(output["url"], headers={"Accept-Encoding": "gzip"})
+
+    assert response.status_code == 200
+    assert "content-encoding" not in response.headers
+    assert hashlib.sha256(response.content).hexdigest() == output["sha256"]
+
+
+async def test_if_none_match_answers_304(client: httpx.AsyncClient) -> None:
+    output = (await generate(client))["outputs"][0]
+    url = f"/v1/assets/{output['asset_id']}"
+    etag = (await client.get(url)).headers["etag"]
+
+    response = await client.get(url, headers={"If-None-Match": etag})
+    listed = await client.get(url, headers={"If-None-Match": f'"other", {etag}'})
+    stale = await client.get(url, headers={"If-None-Match": '"not-the-sha"'})
+
+    assert response.status_code == 304
+    assert response.content == b""
+    assert response.headers["etag"] == etag
+    assert listed.status_code == 304
+    assert stale.status_code == 200
+    assert stale.content
+
+
+async def test_thumbnail_is_a_small_webp(client: httpx.AsyncClient, decode: Decode) -> None:
+    output = (await generate(client, size="800x400"))["outputs"][0]
+
+    response = await client.get(output["thumbnail_url"])
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/webp"
+    assert "immutable" in response.headers["cache-control"]
+    thumb = decode(response.content)
+    assert thumb.format == "WEBP"
+    assert max(thumb.size) == THUMBNAIL_SIDE == 384
+    assert thumb.size == (384, 192), "the aspect ratio is kept"
+    again = await client.get(output["thumbnail_url"])
+    assert again.content == response.content, "made once, then served from storage"
+    not_modified = await client.get(
+        output["thumbnail_url"], headers={"If-None-Match": response.headers["etag"]}
+    )
+    assert not_modified.status_code == 304
+
+
+async def test_thumbnail_of_a_small_image_is_not_enlarged(
+    client: httpx.AsyncClient, decode: Decode
+) -> None:
+    output = (await generate(client, size="64x32"))["outputs"][0]
+
+    thumb = decode((await client.get(output["thumbnail_url"])).content)
+
+    assert thumb.format == "WEBP"
+    assert thumb.size == (64, 32)
+
+
+async def test_identical_bytes_are_stored_once(client: httpx.AsyncClient) -> None:
+    first = await generate(client, seed=5, cache="bypass")
+    second = await generate(client, seed=5, cache="bypass")
+    other = await generate(client, seed=6, cache="bypass")
+
+    assert second["id"] != first["id"]
+    assert second["cached"] is False, "bypass ran the model again"
+    assert second["outputs"][0]["sha256"] == first["outputs"][0]["sha256"]
+    assert second["outputs"][0]["asset_id"] == first["outputs"][0]["asset_id"]
+    assert other["outputs"][0]["asset_id"] != first["outputs"][0]["asset_id"]
+
+
+async def test_unknown_asset_is_404(client: httpx.AsyncClient) -> None:
+    for url in (
+        "/v1/assets/ast_nope",
+        "/v1/assets/ast_nope/thumbnail",
+        "/v1/assets/ast_nope?token=abc",
+    ):
+        response = await client.get(url)
+        assert response.status_code == 404, url
+        assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_a_non_ascii_token_is_404_not_500(served: httpx.AsyncClient) -> None:
+    output = (await generate(served))["outputs"][0]
+
+    response = await served.get(f"/v1/assets/{output['asset_id']}", params={"token": "é" * 24})
+
+    assert response.status_code == 404, (
+        f"a garbage token must be a plain 404; got {response.status_code} {response.text} "
+        "(auth.check_asset_token raises TypeError on non-ASCII input)"
+    )
+
+
+# -- two owners ---------------------------------------------------------------------------
+
+
+async def test_another_owners_asset_and_thumbnail_are_404(owners: Any) -> None:
+    output = (await generate(owners.alice))["outputs"][0]
+    asset_url = f"/v1/assets/{output['asset_id']}"
+
+    assert (await owners.alice.get(asset_url)).status_code == 200
+    assert (await owners.bob.get(asset_url)).status_code == 404
+    assert (await owners.bob.get(f"{asset_url}/thumbnail")).status_code == 404
+    assert (await owners.anonymous.get(asset_url)).status_code == 401
+    assert (await owners.anonymous.get(f"{asset_url}/thumbnail")).status_code == 401
+
+
+async def test_same_bytes_for_two_owners_are_two_assets(owners: Any) -> None:
+    alice = (await generate(owners.alice, seed=9))["outputs"][0]
+    bob = (await generate(owners.bob, seed=9))["outputs"][0]
+
+    assert bob["sha256"] == alice["sha256"]
+    assert bob["asset_id"] != alice["asset_id"], "an asset row belongs to one owner"
+    assert (await owners.bob.get(f"/v1/assets/{bob['asset_id']}")).status_code == 200
+    assert (await owners.bob.get(f"/v1/assets/{alice['asset_id']}")).status_code == 404
+
+
+async def signed_url(owners: Any) -> str:
+    body = {"prompt": "linked", "size": "64x64", "response_format": "url"}
+    response = await owners.alice.post("/v1/images/generations", json=body)
+    assert response.status_code == 200, response.text
+    url: str = response.json()["data"][0]["url"]
+    return url
+
+
+async def test_signed_asset_url_opens_without_a_key(owners: Any, decode: Decode) -> None:
+    url = await signed_url(owners)
+
+    response = await owners.anonymous.get(url)
+
+    assert response.status_code == 200
+    assert decode(response.content).size == (64, 64)
+    thumbnail = urlsplit(url)._replace(path=urlsplit(url).path + "/thumbnail").geturl()
+    assert (await owners.anonymous.get(thumbnail)).status_code == 200
+    assert (await owners.bob.get(url)).status_code == 200, "the link works for whoever holds it"
+
+
+async def test_tampered_or_misapplied_token_is_404(owners: Any) -> None:
+    url = await signed_url(owners)
+    parts = urlsplit(url)
+    token = parse_qs(parts.query)["token"][0]
+    tampered = ("A" if token[0] != "A" else "B") + token[1:]
+    other_asset = (await generate(owners.alice, seed=11))["outputs"][0]["asset_id"]
+
+    def with_token(path: str, value: str) -> str:
+        return parts._replace(path=path, query=urlencode({"token": value})).geturl()
+
+    assert (await owners.anonymous.get(with_token(parts.path, tampered))).status_code == 404
+    assert (await owners.anonymous.get(with_token(parts.path, ""))).status_code == 401
+    assert (
+        await owners.anonymous.get(with_token(f"/v1/assets/{other_asset}", token))
+    ).status_code == 404
+    assert (await owners.anonymous.get(with_token(parts.path, token))).status_code == 200

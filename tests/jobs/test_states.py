@@ -1,0 +1,136 @@
+"""The state machine: the allowed table, ``check`` and the compare-and-set ``transition``."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from imagemill.db.tables import jobs
+from imagemill.domain import JobStatus, Submission
+from imagemill.errors import Conflict, IllegalTransition
+from imagemill.jobs.service import utcnow
+from imagemill.jobs.states import ALLOWED, check, transition
+from imagemill.runtime import Runtime
+
+Q, R, S, F, C = (
+    JobStatus.QUEUED,
+    JobStatus.RUNNING,
+    JobStatus.SUCCEEDED,
+    JobStatus.FAILED,
+    JobStatus.CANCELED,
+)
+
+
+async def _queued(runtime: Runtime) -> str:
+    owner = await runtime.local_owner()
+    [job] = await runtime.service.submit(
+        owner.id, Submission(model="placeholder", prompt="p", size="32x32")
+    )
+    return job.id
+
+
+def test_every_status_has_a_row_and_terminal_states_have_no_exits() -> None:
+    assert set(ALLOWED) == set(JobStatus)
+    for status, targets in ALLOWED.items():
+        assert (not targets) == status.terminal, status
+
+
+def test_the_documented_edges_are_allowed() -> None:
+    assert ALLOWED[Q] >= {R, C}
+    assert ALLOWED[R] >= {S, F, C, Q}
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [(S, R), (S, Q), (F, Q), (F, R), (C, R), (C, Q), (S, C)],
+)
+def test_check_rejects_leaving_a_terminal_state(source: JobStatus, target: JobStatus) -> None:
+    with pytest.raises(IllegalTransition) as raised:
+        check([source], target)
+    assert isinstance(raised.value, Conflict)
+    assert str(source) in raised.value.message and str(target) in raised.value.message
+
+
+def test_check_rejects_when_any_source_is_illegal() -> None:
+    check([Q, R], C)
+    with pytest.raises(IllegalTransition):
+        check([Q, S], C)
+
+
+async def test_transition_refuses_an_illegal_change_before_touching_the_row(
+    stepped: Runtime,
+) -> None:
+    job_id = await _queued(stepped)
+    with pytest.raises(IllegalTransition):
+        async with stepped.db.write() as conn:
+            await transition(conn, job_id, sources=[S], target=R, now=utcnow())
+    assert (await stepped.repo.get_job(job_id)).status is Q
+
+
+async def test_transition_from_the_wrong_state_changes_nothing(stepped: Runtime) -> None:
+    job_id = await _queued(stepped)
+    async with stepped.db.write() as conn:
+        changed = await transition(
+            conn, job_id, sources=[R], target=S, now=utcnow(), new_events=[("done", {})]
+        )
+    assert changed is None
+    job = await stepped.repo.get_job(job_id)
+    assert job.status is Q
+    assert [e["type"] for e in await stepped.repo.events_after(job_id, 0)] == ["status"]
+
+
+async def test_transition_is_fenced_on_the_lease_owner(stepped: Runtime) -> None:
+    job_id = await _queued(stepped)
+    now = utcnow()
+    assert await stepped.repo.claim(job_id, "w1", now + timedelta(seconds=30), now) is not None
+    async with stepped.db.write() as conn:
+        assert (
+            await transition(conn, job_id, sources=[R], target=F, now=now, lease_owner="w2") is None
+        )
+        changed = await transition(conn, job_id, sources=[R], target=F, now=now, lease_owner="w1")
+    assert changed is not None
+    row, stored = changed
+    assert row.status == F.value
+    assert stored == []
+
+
+async def test_two_concurrent_claims_exactly_one_wins(stepped: Runtime) -> None:
+    job_id = await _queued(stepped)
+    now = utcnow()
+    lease = now + timedelta(seconds=30)
+
+    first, second = await asyncio.gather(
+        stepped.repo.claim(job_id, "worker-a", lease, now),
+        stepped.repo.claim(job_id, "worker-b", lease, now),
+    )
+
+    winners = [c for c in (first, second) if c is not None]
+    assert len(winners) == 1
+    job = await stepped.repo.get_job(job_id)
+    assert job.lease_owner == winners[0].lease_owner
+    assert job.attempt == 1
+    statuses = [e["data"]["status"] for e in await stepped.repo.events_after(job_id, 0)]
+    assert statuses == ["queued", "running"]
+
+
+async def test_events_of_a_job_have_consecutive_sequence_numbers(stepped: Runtime) -> None:
+    owner = await stepped.local_owner()
+    [job] = await stepped.service.submit(
+        owner.id,
+        Submission(model="placeholder", prompt="p", size="32x32", n=2, params={"latency_ms": 250}),
+    )
+    assert await stepped.worker.run_one(job.id) is S
+
+    logged = await stepped.repo.events_after(job.id, 0)
+    assert [e["seq"] for e in logged] == list(range(1, len(logged) + 1))
+    types = [e["type"] for e in logged]
+    assert types[0] == "status" and types[-1] == "done"
+    assert types.count("output") == 2
+    async with stepped.db.read() as conn:
+        event_seq = (
+            await conn.execute(select(jobs.c.event_seq).where(jobs.c.id == job.id))
+        ).scalar_one()
+    assert event_seq == len(logged)

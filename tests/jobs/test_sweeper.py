@@ -1,0 +1,151 @@
+"""The sweeper: re-sends lost wake-ups and fails jobs whose worker vanished on the last attempt."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from imagemill.domain import JobStatus, Submission
+from imagemill.errors import ProviderUnavailable
+from imagemill.jobs.service import utcnow
+from imagemill.jobs.sweeper import Sweeper
+from imagemill.runtime import Runtime
+
+MakeRuntime = Callable[..., Awaitable[Runtime]]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def __call__(self, job_id: str) -> None:
+        self.sent.append(job_id)
+
+
+async def _queued(runtime: Runtime) -> str:
+    owner = await runtime.local_owner()
+    [job] = await runtime.service.submit(
+        owner.id, Submission(model="placeholder", prompt="p", size="32x32")
+    )
+    return job.id
+
+
+async def test_a_queued_job_whose_message_was_lost_is_sent_again(stepped: Runtime) -> None:
+    job_id = await _queued(stepped)  # no worker listens: the wake-up is lost
+    dispatch = Recorder()
+    sweeper = Sweeper(stepped.repo, dispatch, requeue_after=60, interval=1)
+
+    assert await sweeper.sweep() == 0  # queued only just now: not stale yet
+    assert dispatch.sent == []
+
+    assert await sweeper.sweep(requeue_after=0) == 1
+    assert dispatch.sent == [job_id]
+    assert (await stepped.repo.get_job(job_id)).status is JobStatus.QUEUED
+
+    assert await stepped.worker.run_one(dispatch.sent[0]) is JobStatus.SUCCEEDED
+
+
+async def test_a_job_waiting_for_its_retry_is_not_resent_early(stepped: Runtime) -> None:
+    job_id = await _queued(stepped)
+    now = utcnow()
+    assert await stepped.repo.claim(job_id, "w1", now + timedelta(seconds=30), now) is not None
+    await stepped.repo.retry_later(
+        job_id, "w1", ProviderUnavailable("x"), now + timedelta(hours=1), now
+    )
+    dispatch = Recorder()
+
+    assert await Sweeper(stepped.repo, dispatch, 0, 1).sweep() == 0
+    assert dispatch.sent == []
+
+
+async def test_an_expired_lease_on_the_last_attempt_fails_the_job_as_worker_lost(
+    make_runtime: MakeRuntime,
+) -> None:
+    runtime = await make_runtime(max_attempts=1)
+    job_id = await _queued(runtime)
+    now = utcnow()
+    assert (
+        await runtime.repo.claim(job_id, "vanished", now + timedelta(milliseconds=1), now)
+        is not None
+    )
+    await asyncio.sleep(0.01)
+    dispatch = Recorder()
+
+    assert await Sweeper(runtime.repo, dispatch, 60, 1).sweep() == 1
+
+    assert dispatch.sent == []
+    job = await runtime.repo.get_job(job_id)
+    assert job.status is JobStatus.FAILED
+    assert job.error is not None
+    assert (job.error.code, job.error.retryable) == ("worker_lost", False)
+    assert job.lease_expires_at is None
+    assert [e["type"] for e in await runtime.repo.events_after(job_id, 0)][-3:] == [
+        "error",
+        "status",
+        "done",
+    ]
+
+
+async def test_an_expired_lease_with_attempts_left_is_resent_and_reclaimed(
+    stepped: Runtime,
+) -> None:
+    job_id = await _queued(stepped)
+    now = utcnow()
+    assert (
+        await stepped.repo.claim(job_id, "vanished", now + timedelta(milliseconds=1), now)
+        is not None
+    )
+    await asyncio.sleep(0.01)
+    dispatch = Recorder()
+
+    assert await Sweeper(stepped.repo, dispatch, 60, 1).sweep() == 1
+
+    assert dispatch.sent == [job_id]
+    assert (await stepped.repo.get_job(job_id)).status is JobStatus.RUNNING
+    assert await stepped.worker.run_one(job_id) is JobStatus.SUCCEEDED
+    assert (await stepped.repo.get_job(job_id)).attempt == 2
+
+
+async def test_a_running_job_with_a_live_lease_is_left_alone(stepped: Runtime) -> None:
+    job_id = await _queued(stepped)
+    now = utcnow()
+    assert await stepped.repo.claim(job_id, "busy", now + timedelta(seconds=30), now) is not None
+    dispatch = Recorder()
+
+    assert await Sweeper(stepped.repo, dispatch, 0, 1).sweep(requeue_after=0) == 0
+
+    assert dispatch.sent == []
+    job = await stepped.repo.get_job(job_id)
+    assert (job.status, job.lease_owner, job.attempt) == (JobStatus.RUNNING, "busy", 1)
+
+
+async def test_finished_jobs_are_never_swept(stepped: Runtime) -> None:
+    job_id = await _queued(stepped)
+    assert await stepped.worker.run_one(job_id) is JobStatus.SUCCEEDED
+    dispatch = Recorder()
+
+    assert await Sweeper(stepped.repo, dispatch, 0, 1).sweep(requeue_after=0) == 0
+    assert dispatch.sent == []
+
+
+async def test_run_keeps_sweeping_after_a_failed_pass(stepped: Runtime) -> None:
+    job_id = await _queued(stepped)
+    calls: list[str] = []
+
+    async def flaky(sent: str) -> None:
+        calls.append(sent)
+        if len(calls) == 1:
+            raise ConnectionError("broker down")
+
+    sweeper = Sweeper(stepped.repo, flaky, requeue_after=0, interval=0.02)
+    running = asyncio.create_task(sweeper.run(first_requeue_after=0))
+    try:
+        for _ in range(200):
+            if len(calls) >= 2:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    assert calls[:2] == [job_id, job_id]

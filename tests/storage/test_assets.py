@@ -1,0 +1,266 @@
+"""Storing provider outputs: bytes or URLs, downloads with retries, exact sizes, PNG params."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+from PIL import Image
+
+from imagemill.domain import Output, Task, TaskKind
+from imagemill.errors import InvalidInput, ProviderError, ProviderUnavailable
+from imagemill.storage.assets import AssetWriter
+from imagemill.storage.blobs import BlobStore, sha256_hex
+from imagemill.storage.images import png_params, probe
+
+URL = "https://provider.example/outputs/abc.png"
+
+
+def _image(width: int, height: int, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 120, 240)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def _task(width: int = 64, height: int = 64, kind: TaskKind = TaskKind.IMAGE) -> Task:
+    return Task(
+        job_id="job_1",
+        kind=kind,
+        model="m",
+        prompt="a blue square",
+        negative_prompt=None,
+        n=1,
+        width=width,
+        height=height,
+        seed=9,
+        params={"quality": "high"},
+    )
+
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+@pytest.fixture
+def blobs() -> BlobStore:
+    return BlobStore.from_url("memory://")
+
+
+@pytest.fixture
+async def make_writer(blobs: BlobStore) -> AsyncIterator[Callable[..., AssetWriter]]:
+    clients: list[httpx.AsyncClient] = []
+
+    def make(
+        handler: Handler, max_bytes: int = 10_000_000, max_pixels: int = 50_000_000
+    ) -> AssetWriter:
+        client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        clients.append(client)
+        return AssetWriter(blobs, client, max_bytes, max_pixels)
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+def _unreachable(request: httpx.Request) -> httpx.Response:
+    raise AssertionError(f"no download expected, got {request.url}")
+
+
+async def test_store_bytes_at_the_requested_size(
+    make_writer: Callable[..., AssetWriter], blobs: BlobStore
+) -> None:
+    writer = make_writer(_unreachable)
+    data = _image(64, 64)
+
+    stored = await writer.store(
+        Output(data=data, seed=9, cost_usd=0.04), _task(), model_id="p/m", fallback=False, price=1.0
+    )
+
+    saved = await blobs.get(stored.storage_key)
+    assert stored.sha256 == sha256_hex(saved)
+    assert stored.byte_size == len(saved)
+    assert (stored.content_type, stored.width, stored.height) == ("image/png", 64, 64)
+    assert (stored.requested_width, stored.requested_height) == (64, 64)
+    assert (stored.model, stored.fallback, stored.seed, stored.cost_usd) == ("p/m", False, 9, 0.04)
+    assert png_params(saved) == {
+        "model": "p/m",
+        "kind": "image",
+        "prompt": "a blue square",
+        "negative_prompt": None,
+        "size": "64x64",
+        "seed": 9,
+        "params": {"quality": "high"},
+    }
+
+
+async def test_the_price_table_decides_when_the_provider_reports_no_cost(
+    make_writer: Callable[..., AssetWriter],
+) -> None:
+    stored = await make_writer(_unreachable).store(
+        Output(data=_image(64, 64)), _task(), model_id="p/m", fallback=True, price=0.25
+    )
+    assert (stored.cost_usd, stored.fallback) == (0.25, True)
+
+
+async def test_an_output_of_another_size_is_fitted_to_the_request(
+    make_writer: Callable[..., AssetWriter], blobs: BlobStore
+) -> None:
+    stored = await make_writer(_unreachable).store(
+        Output(data=_image(1024, 1024, "JPEG")),
+        _task(1920, 1080),
+        model_id="p/m",
+        fallback=False,
+        price=0.0,
+    )
+
+    saved = await blobs.get(stored.storage_key)
+    info = probe(saved)
+    assert (info.content_type, info.width, info.height) == ("image/png", 1920, 1080)
+    assert (stored.width, stored.height) == (1920, 1080)
+    assert (stored.requested_width, stored.requested_height) == (1920, 1080)
+    assert png_params(saved) is not None
+
+
+async def test_an_upscale_keeps_the_providers_size(
+    make_writer: Callable[..., AssetWriter],
+) -> None:
+    stored = await make_writer(_unreachable).store(
+        Output(data=_image(128, 128, "WEBP")),
+        _task(64, 64, TaskKind.UPSCALE),
+        model_id="p/m",
+        fallback=False,
+        price=0.0,
+    )
+    assert (stored.content_type, stored.width, stored.height) == ("image/webp", 128, 128)
+    assert (stored.requested_width, stored.requested_height) == (64, 64)
+
+
+async def test_identical_outputs_share_one_blob(
+    make_writer: Callable[..., AssetWriter],
+) -> None:
+    writer = make_writer(_unreachable)
+    data = _image(64, 64)
+    first = await writer.store(
+        Output(data=data, seed=9), _task(), model_id="p/m", fallback=False, price=0
+    )
+    second = await writer.store(
+        Output(data=data, seed=9), _task(), model_id="p/m", fallback=False, price=0
+    )
+    assert (first.sha256, first.storage_key) == (second.sha256, second.storage_key)
+
+
+async def test_a_url_output_is_downloaded(make_writer: Callable[..., AssetWriter]) -> None:
+    data = _image(64, 64)
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200, content=data, headers={"content-type": "image/png"})
+
+    stored = await make_writer(handler).store(
+        Output(url=URL), _task(), model_id="p/m", fallback=False, price=0.0
+    )
+    assert seen == [URL]
+    assert (stored.width, stored.height) == (64, 64)
+
+
+async def test_a_download_is_retried_after_a_server_error(
+    make_writer: Callable[..., AssetWriter],
+) -> None:
+    data = _image(64, 64)
+    answers = iter([httpx.Response(503), httpx.Response(200, content=data)])
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return next(answers)
+
+    assert await make_writer(handler).download(URL) == data
+    assert calls == 2
+
+
+async def test_a_refused_download_fails_for_good_at_once(
+    make_writer: Callable[..., AssetWriter],
+) -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(403, text="Request has expired")
+
+    with pytest.raises(ProviderError) as raised:
+        await make_writer(handler).download(URL)
+    assert raised.value.retryable is False
+    assert "403" in raised.value.message
+    assert calls == 1
+
+
+async def test_a_download_that_keeps_failing_is_retryable_and_does_not_linger(
+    make_writer: Callable[..., AssetWriter],
+) -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(500)
+
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as raised:
+        await make_writer(handler).download(URL)
+    elapsed = time.monotonic() - started
+
+    assert raised.value.retryable is True
+    assert calls == 3
+    # Backoff sleeps come between attempts (0.5 s + 1 s), not after the last one.
+    assert elapsed < 2.5
+
+
+async def test_a_download_that_cannot_connect_is_provider_unavailable(
+    make_writer: Callable[..., AssetWriter],
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with pytest.raises(ProviderUnavailable):
+        await make_writer(handler).download(URL)
+
+
+async def test_an_oversized_download_is_rejected(make_writer: Callable[..., AssetWriter]) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"x" * 2048)
+
+    with pytest.raises(InvalidInput):
+        await make_writer(handler, max_bytes=1024).download(URL)
+
+
+async def test_an_output_with_neither_bytes_nor_url_is_a_provider_error(
+    make_writer: Callable[..., AssetWriter],
+) -> None:
+    with pytest.raises(ProviderError):
+        await make_writer(_unreachable).store(
+            Output(), _task(), model_id="p/m", fallback=False, price=0
+        )
+
+
+async def test_an_output_over_the_pixel_limit_is_rejected(
+    make_writer: Callable[..., AssetWriter],
+) -> None:
+    with pytest.raises(InvalidInput):
+        await make_writer(_unreachable, max_pixels=1000).store(
+            Output(data=_image(64, 64)), _task(), model_id="p/m", fallback=False, price=0
+        )
+
+
+async def test_not_an_image_is_rejected(make_writer: Callable[..., AssetWriter]) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"<html>login</html>")
+
+    with pytest.raises(InvalidInput):
+        await make_writer(handler).store(
+            Output(url=URL), _task(), model_id="p/m", fallback=False, price=0
+        )
