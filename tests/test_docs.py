@@ -15,7 +15,9 @@ README = (Path(__file__).parents[1] / "README.md").read_text()
 
 def test_every_setting_is_documented() -> None:
     missing = [
-        f"IMAGEMILL_{name.upper()}" for name in Settings.model_fields if f"IMAGEMILL_{name.upper()}" not in README
+        f"IMAGEMILL_{name.upper()}"
+        for name in Settings.model_fields
+        if f"IMAGEMILL_{name.upper()}" not in README
     ]
     assert not missing, f"settings missing from the README's configuration table: {missing}"
 
@@ -26,7 +28,11 @@ def test_every_endpoint_is_documented() -> None:
     for route in create_app().routes:
         if not isinstance(route, APIRoute):
             continue
-        path = re.sub(r"\{(\w+)(:path)?\}", lambda m: "{id}" if m[1].endswith("_id") else "{" + m[1] + "}", route.path)
+        path = re.sub(
+            r"\{(\w+)(:path)?\}",
+            lambda m: "{id}" if m[1].endswith("_id") else "{" + m[1] + "}",
+            route.path,
+        )
         if path not in documented:
             missing.append(route.path)
     assert not missing, f"endpoints missing from the README's API table: {missing}"

@@ -139,7 +139,7 @@ _ERRORS_BY_STATUS: dict[int, type[APIError]] = {
     403: PermissionDeniedError,
     404: NotFoundError,
     409: ConflictError,
-    422: InvalidRequestError,
+    422: APIError,
     429: RateLimitError,
 }
 

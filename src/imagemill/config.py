@@ -22,7 +22,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="IMAGEMILL_", extra="ignore")
 
-    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Where the embedded default keeps its files.")
+    data_dir: Path = Field(
+        DEFAULT_DATA_DIR, description="Where the embedded default keeps its files."
+    )
     database_url: str | None = Field(
         None, description="SQLAlchemy async URL; default: SQLite file `<data_dir>/imagemill.db`."
     )
@@ -37,13 +39,19 @@ class Settings(BaseSettings):
     )
     workers: bool = Field(True, description="Run job workers inside the server process.")
     worker_concurrency: int = Field(8, ge=1, le=1024, description="Jobs one process runs at once.")
-    lease_seconds: float = Field(30.0, gt=0, description="How long a claim lasts without heartbeat.")
+    lease_seconds: float = Field(
+        30.0, gt=0, description="How long a claim lasts without heartbeat."
+    )
     sweep_interval_seconds: float = Field(15.0, gt=0, description="How often the sweeper runs.")
     requeue_after_seconds: float = Field(
-        30.0, ge=0, description="A job queued this long without being claimed gets its message re-sent."
+        30.0,
+        ge=0,
+        description="A job queued this long without being claimed gets its message re-sent.",
     )
     max_attempts: int = Field(3, ge=1, le=20, description="Attempts per job for retryable errors.")
-    retry_base_seconds: float = Field(1.0, ge=0, description="First retry delay; doubles each time.")
+    retry_base_seconds: float = Field(
+        1.0, ge=0, description="First retry delay; doubles each time."
+    )
     retry_max_seconds: float = Field(60.0, ge=0, description="Cap of the retry delay.")
     job_timeout_seconds: float = Field(600.0, gt=0, description="Deadline of one job attempt.")
     max_wait_seconds: float = Field(
@@ -54,7 +62,9 @@ class Settings(BaseSettings):
         description="Require API keys. Default: only when bound to a non-loopback address.",
     )
     max_upload_bytes: int = Field(25 * 1024 * 1024, gt=0, description="Largest accepted upload.")
-    max_image_pixels: int = Field(50_000_000, gt=0, description="Largest accepted image, in pixels.")
+    max_image_pixels: int = Field(
+        50_000_000, gt=0, description="Largest accepted image, in pixels."
+    )
     allowed_private_networks: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="CIDRs that fetched URLs (inputs, webhooks) may reach despite being private.",

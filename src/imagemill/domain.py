@@ -73,7 +73,9 @@ class Size:
         if not 1 / 16 <= aspect <= 16:
             raise ValueError("aspect_ratio must be between 1:16 and 16:1")
         height = (area / aspect) ** 0.5
-        return cls(max(MIN_SIDE, round(height * aspect / 8) * 8), max(MIN_SIDE, round(height / 8) * 8))
+        return cls(
+            max(MIN_SIDE, round(height * aspect / 8) * 8), max(MIN_SIDE, round(height / 8) * 8)
+        )
 
     def __str__(self) -> str:
         return f"{self.width}x{self.height}"
@@ -254,22 +256,32 @@ class Submission(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: TaskKind = Field(TaskKind.IMAGE, description="What to make: image, edit, upscale or video.")
-    model: str | None = Field(None, description="Model id, e.g. `placeholder` or `openai/gpt-image-1`.")
+    kind: TaskKind = Field(
+        TaskKind.IMAGE, description="What to make: image, edit, upscale or video."
+    )
+    model: str | None = Field(
+        None, description="Model id, e.g. `placeholder` or `openai/gpt-image-1`."
+    )
     models: list[str] | None = Field(
         None, min_length=1, max_length=8, description="Several models: one job each, one group."
     )
     prompt: str = Field("", max_length=32_000)
     negative_prompt: str | None = Field(None, max_length=32_000)
     n: int = Field(1, ge=1, le=MAX_N, description=f"Images per model, 1 to {MAX_N}.")
-    size: str | None = Field(None, description="Exact output size 'WIDTHxHEIGHT', e.g. '1920x1080'.")
+    size: str | None = Field(
+        None, description="Exact output size 'WIDTHxHEIGHT', e.g. '1920x1080'."
+    )
     aspect_ratio: str | None = Field(None, description="'W:H', e.g. '16:9', when no size is given.")
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Same seed, same image.")
     preset: str | None = Field(None, description="Name or id of one of your presets.")
-    params: dict[str, Any] = Field(default_factory=dict, description="Model params (its JSON Schema).")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Model params (its JSON Schema)."
+    )
     input_assets: list[str] = Field(default_factory=list, description="Asset ids of input images.")
     mask: str | None = Field(None, description="Asset id of an edit mask.")
-    cache: CachePolicy = Field(CachePolicy.AUTO, description="auto: reuse seeded requests; use; bypass.")
+    cache: CachePolicy = Field(
+        CachePolicy.AUTO, description="auto: reuse seeded requests; use; bypass."
+    )
     metadata: dict[str, Any] = Field(default_factory=dict, description="Yours; returned as given.")
 
     @field_validator("size")

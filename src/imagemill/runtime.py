@@ -54,20 +54,30 @@ class Runtime:
         self.http = httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=True)
         self.transport = Transport(make_broker(settings.broker_url), self._deliver)
         self.service = JobService(
-            self.repo, self.accounts, self.registry, self.bus, self.transport.send, settings.max_attempts
+            self.repo,
+            self.accounts,
+            self.registry,
+            self.bus,
+            self.transport.send,
+            settings.max_attempts,
         )
         self.worker = Worker(
             settings,
             self.repo,
             self.registry,
             self.blobs,
-            AssetWriter(self.blobs, self.http, settings.max_upload_bytes, settings.max_image_pixels),
+            AssetWriter(
+                self.blobs, self.http, settings.max_upload_bytes, settings.max_image_pixels
+            ),
             self.http,
             self.transport.send,
         )
         self.bus.add_listener(self.worker.on_event)
         self.sweeper = Sweeper(
-            self.repo, self.transport.send, settings.requeue_after_seconds, settings.sweep_interval_seconds
+            self.repo,
+            self.transport.send,
+            settings.requeue_after_seconds,
+            settings.sweep_interval_seconds,
         )
         self._sweeping: asyncio.Task[None] | None = None
 
@@ -102,6 +112,9 @@ class Runtime:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.stop()

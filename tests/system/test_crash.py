@@ -43,8 +43,19 @@ class Server:
             "IMAGEMILL_LEASE_SECONDS": "2",
             "IMAGEMILL_SWEEP_INTERVAL_SECONDS": "0.5",
         }
-        command = [sys.executable, "-m", "uvicorn", "--factory", "imagemill.api.app:create_app",
-                   "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "imagemill.api.app:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+        ]
         log = (self.data_dir / "server.log").open("ab")
         self.process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + 30
@@ -54,7 +65,9 @@ class Server:
                     return
             except httpx.TransportError:
                 time.sleep(0.1)
-        raise AssertionError("the server did not become ready: " + (self.data_dir / "server.log").read_text())
+        raise AssertionError(
+            "the server did not become ready: " + (self.data_dir / "server.log").read_text()
+        )
 
     def kill(self) -> None:
         assert self.process is not None
@@ -87,8 +100,14 @@ def test_sigkill_mid_run_loses_and_duplicates_nothing(server: Server) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as http:
         for i in range(JOBS):
             n = 1 + i % 3
-            body = {"model": "placeholder", "prompt": f"crash test {i}", "n": n, "size": "64x64",
-                    "seed": i, "params": {"latency_ms": LATENCY_MS}}
+            body = {
+                "model": "placeholder",
+                "prompt": f"crash test {i}",
+                "n": n,
+                "size": "64x64",
+                "seed": i,
+                "params": {"latency_ms": LATENCY_MS},
+            }
             response = http.post("/v1/jobs", json=body)
             assert response.status_code == 202, response.text
             requested[response.json()["id"]] = n
@@ -112,8 +131,10 @@ def test_sigkill_mid_run_loses_and_duplicates_nothing(server: Server) -> None:
         statuses = dict(db.execute("SELECT id, status FROM jobs").fetchall())
         outputs = Counter(job_id for (job_id,) in db.execute("SELECT job_id FROM outputs"))
         completions = Counter(
-            job_id for (job_id,) in db.execute(
-                "SELECT job_id FROM events WHERE type = 'status' AND json_extract(data, '$.status') = 'succeeded'"
+            job_id
+            for (job_id,) in db.execute(
+                "SELECT job_id FROM events WHERE type = 'status'"
+                " AND json_extract(data, '$.status') = 'succeeded'"
             )
         )
         asset_shas = [sha for (sha,) in db.execute("SELECT sha256 FROM assets")]
@@ -123,4 +144,6 @@ def test_sigkill_mid_run_loses_and_duplicates_nothing(server: Server) -> None:
     assert set(completions.values()) == {1}, "a job completed more than once"
     blob_files = [p for p in (server.data_dir / "blobs" / "sha256").rglob("*") if p.is_file()]
     assert len(asset_shas) == len(set(asset_shas))
-    assert sorted(p.name for p in blob_files) == sorted(asset_shas), "a blob was stored twice or orphaned"
+    assert sorted(p.name for p in blob_files) == sorted(asset_shas), (
+        "a blob was stored twice or orphaned"
+    )

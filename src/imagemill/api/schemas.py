@@ -35,7 +35,9 @@ class OutputOut(BaseModel):
     byte_size: int
     sha256: str
     seed: int | None
-    model: str = Field(description="The model that made it (differs from the job's after a fallback).")
+    model: str = Field(
+        description="The model that made it (differs from the job's after a fallback)."
+    )
     fallback: bool
     cached: bool
     cost_usd: float
@@ -100,7 +102,9 @@ class JobOut(BaseModel):
             progress_message=job.progress_message,
             attempt=job.attempt,
             max_attempts=job.max_attempts,
-            error=JobErrorOut(code=job.error.code, message=job.error.message, retryable=job.error.retryable)
+            error=JobErrorOut(
+                code=job.error.code, message=job.error.message, retryable=job.error.retryable
+            )
             if job.error
             else None,
             cached=job.cached,

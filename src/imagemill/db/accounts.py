@@ -38,7 +38,15 @@ class Preset:
     updated_at: datetime
 
 
-PRESET_FIELDS = ("name", "description", "model", "prompt_template", "negative_prompt", "size", "params")
+PRESET_FIELDS = (
+    "name",
+    "description",
+    "model",
+    "prompt_template",
+    "negative_prompt",
+    "size",
+    "params",
+)
 
 
 class Accounts:
@@ -54,7 +62,10 @@ class Accounts:
                 async with self.db.write() as conn:
                     await conn.execute(
                         owners.insert().values(
-                            id=new_id("own"), name=name, secret=secrets.token_urlsafe(32), created_at=now
+                            id=new_id("own"),
+                            name=name,
+                            secret=secrets.token_urlsafe(32),
+                            created_at=now,
                         )
                     )
             except IntegrityError:
@@ -70,12 +81,19 @@ class Accounts:
             raise NotFound(f"no owner {owner_id!r}")
         return Owner(row.id, row.name, row.secret)
 
-    async def add_key(self, owner_id: str, name: str, prefix: str, key_hash: str, now: datetime) -> str:
+    async def add_key(
+        self, owner_id: str, name: str, prefix: str, key_hash: str, now: datetime
+    ) -> str:
         key_id = new_id("key")
         async with self.db.write() as conn:
             await conn.execute(
                 api_keys.insert().values(
-                    id=key_id, owner_id=owner_id, name=name, prefix=prefix, key_hash=key_hash, created_at=now
+                    id=key_id,
+                    owner_id=owner_id,
+                    name=name,
+                    prefix=prefix,
+                    key_hash=key_hash,
+                    created_at=now,
                 )
             )
         return key_id
@@ -133,7 +151,9 @@ class Accounts:
         try:
             async with self.db.write() as conn:
                 await conn.execute(
-                    update(presets).where(presets.c.id == preset.id).values(updated_at=now, **fields)
+                    update(presets)
+                    .where(presets.c.id == preset.id)
+                    .values(updated_at=now, **fields)
                 )
         except IntegrityError as exc:
             raise Conflict(f"a preset named {fields.get('name')!r} already exists") from exc

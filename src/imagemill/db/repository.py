@@ -126,7 +126,9 @@ class Repository:
         status = S if source else Q
         new_events: list[NewEvent] = [("status", {"status": status.value, "attempt": 0})]
         if source:
-            new_events += [("output", _output_event(o.index, o.asset_id, o)) for o in source.outputs]
+            new_events += [
+                ("output", _output_event(o.index, o.asset_id, o)) for o in source.outputs
+            ]
             new_events.append(("done", {"status": S.value, "cached": True}))
         row = {
             "id": draft.id,
@@ -152,7 +154,9 @@ class Repository:
             "updated_at": now,
         }
         inserted = (await conn.execute(jobs.insert().returning(*jobs.c), [row])).one()
-        job_outputs = [replace(o, cached=True, cost_usd=0.0) for o in source.outputs] if source else []
+        job_outputs = (
+            [replace(o, cached=True, cost_usd=0.0) for o in source.outputs] if source else []
+        )
         if source:
             await conn.execute(
                 outputs.insert(),
@@ -174,7 +178,9 @@ class Repository:
                     for o in source.outputs
                 ],
             )
-        return _job_from_row(inserted, job_outputs), await append_events(conn, inserted, new_events, now)
+        return _job_from_row(inserted, job_outputs), await append_events(
+            conn, inserted, new_events, now
+        )
 
     async def find_idempotent(self, owner_id: str, key: str) -> list[Job]:
         """The jobs an earlier request with this Idempotency-Key created (a whole group)."""
@@ -274,7 +280,9 @@ class Repository:
 
     # -- running --------------------------------------------------------------------------
 
-    async def claim(self, job_id: str, worker: str, lease_until: datetime, now: datetime) -> Job | None:
+    async def claim(
+        self, job_id: str, worker: str, lease_until: datetime, now: datetime
+    ) -> Job | None:
         """Take the job for ``worker``: queued and due, or running on an expired lease."""
         due = or_(
             and_(jobs.c.status == Q.value, jobs.c.run_after <= now),
@@ -327,7 +335,9 @@ class Repository:
             row = (
                 await conn.execute(
                     update(jobs)
-                    .where(jobs.c.id == job_id, jobs.c.status == R.value, jobs.c.lease_owner == worker)
+                    .where(
+                        jobs.c.id == job_id, jobs.c.status == R.value, jobs.c.lease_owner == worker
+                    )
                     .values(**values)
                     .returning(jobs.c.id, jobs.c.owner_id, jobs.c.event_seq)
                 )
@@ -394,19 +404,41 @@ class Repository:
                 if cacheable:
                     await conn.execute(
                         self._insert_ignore(cache_entries),
-                        [{"owner_id": owner_id, "cache_key": cache_key, "job_id": job_id, "created_at": now}],
+                        [
+                            {
+                                "owner_id": owner_id,
+                                "cache_key": cache_key,
+                                "job_id": job_id,
+                                "created_at": now,
+                            }
+                        ],
                     )
                 published += changed[1]
         except LeaseLost:
             return None
-        return _job_from_row(changed[0], [
-            JobOutput(index=r["index"], asset_id=r["asset_id"], model=o.model, fallback=o.fallback,
-                      cached=False, seed=o.seed, width=o.width, height=o.height,
-                      requested_width=o.requested_width, requested_height=o.requested_height,
-                      content_type=o.content_type, byte_size=o.byte_size, sha256=o.sha256,
-                      cost_usd=o.cost_usd, revised_prompt=o.revised_prompt)
-            for r, o in zip(output_rows, stored, strict=True)
-        ])
+        return _job_from_row(
+            changed[0],
+            [
+                JobOutput(
+                    index=r["index"],
+                    asset_id=r["asset_id"],
+                    model=o.model,
+                    fallback=o.fallback,
+                    cached=False,
+                    seed=o.seed,
+                    width=o.width,
+                    height=o.height,
+                    requested_width=o.requested_width,
+                    requested_height=o.requested_height,
+                    content_type=o.content_type,
+                    byte_size=o.byte_size,
+                    sha256=o.sha256,
+                    cost_usd=o.cost_usd,
+                    revised_prompt=o.revised_prompt,
+                )
+                for r, o in zip(output_rows, stored, strict=True)
+            ],
+        )
 
     async def _upsert_assets(
         self, conn: AsyncConnection, owner_id: str, stored: Sequence[StoredOutput], now: datetime
@@ -417,19 +449,19 @@ class Repository:
             assets.c.owner_id == owner_id, assets.c.sha256.in_(list(shas))
         )
         await conn.execute(
-                self._insert_ignore(assets),
-                [
-                    {
-                        "id": new_id("ast"),
-                        "owner_id": owner_id,
-                        "sha256": o.sha256,
-                        "content_type": o.content_type,
-                        "width": o.width,
-                        "height": o.height,
-                        "byte_size": o.byte_size,
-                        "storage_key": o.storage_key,
-                        "created_at": now,
-                    }
+            self._insert_ignore(assets),
+            [
+                {
+                    "id": new_id("ast"),
+                    "owner_id": owner_id,
+                    "sha256": o.sha256,
+                    "content_type": o.content_type,
+                    "width": o.width,
+                    "height": o.height,
+                    "byte_size": o.byte_size,
+                    "storage_key": o.storage_key,
+                    "created_at": now,
+                }
                 for o in shas.values()
             ],
         )
@@ -447,8 +479,12 @@ class Repository:
                 target=Q,
                 now=now,
                 lease_owner=worker,
-                values={**_error_values(error), "run_after": run_after, "lease_owner": None,
-                        "lease_expires_at": None},
+                values={
+                    **_error_values(error),
+                    "run_after": run_after,
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                },
                 new_events=[
                     ("error", {**error.to_dict(), "will_retry": True}),
                     ("status", {"status": Q.value, "retry_at": run_after.isoformat()}),
@@ -491,8 +527,12 @@ class Repository:
                 target=Q,
                 now=now,
                 lease_owner=worker,
-                values={"attempt": jobs.c.attempt - 1, "run_after": now, "lease_owner": None,
-                        "lease_expires_at": None},
+                values={
+                    "attempt": jobs.c.attempt - 1,
+                    "run_after": now,
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                },
                 new_events=[("status", {"status": Q.value, "released": True})],
             )
             if changed:
@@ -515,20 +555,26 @@ class Repository:
                 published += changed[1]
         job = await self.get_job(job_id, owner_id)
         if changed is None:
-            raise Conflict(f"job {job_id} is already {job.status}; only queued or running jobs can be canceled")
+            raise Conflict(
+                f"job {job_id} is already {job.status}; only queued or running jobs can be canceled"
+            )
         return job
 
     async def job_status(self, job_id: str) -> tuple[JobStatus, str | None] | None:
         """Status and lease owner, cheaply (the heartbeat's and the waiters' check)."""
         async with self.db.read() as conn:
             row = (
-                await conn.execute(select(jobs.c.status, jobs.c.lease_owner).where(jobs.c.id == job_id))
+                await conn.execute(
+                    select(jobs.c.status, jobs.c.lease_owner).where(jobs.c.id == job_id)
+                )
             ).one_or_none()
         return (JobStatus(row.status), row.lease_owner) if row else None
 
     # -- sweeping -------------------------------------------------------------------------
 
-    async def stale_jobs(self, now: datetime, queued_before: datetime, limit: int) -> list[Row[Any]]:
+    async def stale_jobs(
+        self, now: datetime, queued_before: datetime, limit: int
+    ) -> list[Any]:
         """Queued jobs due since ``queued_before`` and running jobs whose lease expired."""
         query = (
             select(jobs.c.id, jobs.c.status, jobs.c.attempt, jobs.c.max_attempts)
@@ -577,8 +623,14 @@ async def _load_outputs(conn: AsyncConnection, job_ids: list[str]) -> dict[str, 
     if not job_ids:
         return {}
     query = (
-        select(outputs, assets.c.width, assets.c.height, assets.c.content_type,
-               assets.c.byte_size, assets.c.sha256)
+        select(
+            outputs,
+            assets.c.width,
+            assets.c.height,
+            assets.c.content_type,
+            assets.c.byte_size,
+            assets.c.sha256,
+        )
         .join(assets, assets.c.id == outputs.c.asset_id)
         .where(outputs.c.job_id.in_(job_ids))
         .order_by(outputs.c.job_id, outputs.c.index)
@@ -587,7 +639,7 @@ async def _load_outputs(conn: AsyncConnection, job_ids: list[str]) -> dict[str, 
     for r in (await conn.execute(query)).all():
         by_job.setdefault(r.job_id, []).append(
             JobOutput(
-                index=r.index,
+                index=r._mapping["index"],
                 asset_id=r.asset_id,
                 model=r.model,
                 fallback=r.fallback,

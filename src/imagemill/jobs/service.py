@@ -8,6 +8,7 @@ sweeper; a duplicate one loses the claim and is dropped.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -62,7 +63,7 @@ class JobService:
         requests = self._resolve(submission)
         input_hashes = await self._input_hashes(owner_id, submission)
         group_id = new_id("grp") if submission.models is not None else None
-        drafts = []
+        drafts: list[JobDraft] = []
         for request in requests:
             key = validation.cache_key(request, input_hashes)
             drafts.append(
@@ -93,7 +94,9 @@ class JobService:
         try:
             return await self.accounts.get_preset(owner_id, name)
         except NotFound as exc:
-            raise InvalidInput(f"no preset {name!r}; GET /v1/presets lists yours", field="preset") from exc
+            raise InvalidInput(
+                f"no preset {name!r}; GET /v1/presets lists yours", field="preset"
+            ) from exc
 
     def _resolve(self, submission: Submission) -> list[Request]:
         if submission.models is not None:
@@ -134,13 +137,18 @@ class JobService:
     async def get(self, owner_id: str, job_id: str) -> Job:
         return await self.repo.get_job(job_id, owner_id)
 
-    async def list(self, owner_id: str, where: JobFilter, limit: int = 50) -> list[Job]:
+    async def list(self, owner_id: str, where: JobFilter, limit: int = 50) -> builtins.list[Job]:
         return await self.repo.list_jobs(owner_id, where, limit)
 
     async def cancel(self, owner_id: str, job_id: str) -> Job:
         return await self.repo.cancel(job_id, owner_id, utcnow())
 
-    async def wait(self, owner_id: str, job_ids: Sequence[str], timeout: float) -> list[Job]:
+    async def wait(
+        self,
+        owner_id: str,
+        job_ids: Sequence[str],
+        timeout: float,  # noqa: ASYNC109 - on timeout it returns the jobs as they are, no error
+    ) -> builtins.list[Job]:
         """The jobs, once all are finished or ``timeout`` seconds have passed."""
         deadline = time.monotonic() + timeout
         with self.bus.subscribe(set(job_ids)) as subscription:

@@ -37,7 +37,9 @@ def expand_preset(submission: Submission, preset: Preset | None) -> Submission:
         update["negative_prompt"] = preset.negative_prompt
     if submission.model is None and submission.models is None:
         if not preset.model:
-            raise InvalidInput(f"preset {preset.name!r} names no model; give 'model'", field="model")
+            raise InvalidInput(
+                f"preset {preset.name!r} names no model; give 'model'", field="model"
+            )
         update["model"] = preset.model
     if submission.size is None and submission.aspect_ratio is None and preset.size:
         update["size"] = preset.size
@@ -47,14 +49,20 @@ def expand_preset(submission: Submission, preset: Preset | None) -> Submission:
 def resolve(submission: Submission, spec: ModelSpec, field: str = "model") -> Request:
     """The request for one model, checked against its spec."""
     if not spec.available:
-        raise InvalidInput(f"model {spec.id!r} is unavailable: {spec.unavailable_reason}", field=field)
+        raise InvalidInput(
+            f"model {spec.id!r} is unavailable: {spec.unavailable_reason}", field=field
+        )
     if submission.kind not in spec.kinds:
         kinds = ", ".join(spec.kinds)
-        raise InvalidInput(f"model {spec.id!r} does not do {submission.kind!r} (it does: {kinds})", "kind")
+        raise InvalidInput(
+            f"model {spec.id!r} does not do {submission.kind!r} (it does: {kinds})", "kind"
+        )
     if submission.kind is TaskKind.IMAGE and not submission.prompt.strip():
         raise InvalidInput("a prompt is required", field="prompt")
     if submission.kind in NEEDS_INPUT and not submission.input_assets:
-        raise InvalidInput(f"{submission.kind} needs at least one input image", field="input_assets")
+        raise InvalidInput(
+            f"{submission.kind} needs at least one input image", field="input_assets"
+        )
     if submission.n > spec.max_n:
         raise InvalidInput(f"model {spec.id!r} makes at most {spec.max_n} images per request", "n")
     size = _size(submission, spec)
@@ -102,7 +110,9 @@ def check_params(params: dict[str, Any], schema: dict[str, Any]) -> None:
     if not path and error.validator == "additionalProperties":
         allowed = set(schema.get("properties", {}))
         path = [next((k for k in params if k not in allowed), "")]
-        message = f"unknown param {path[0]!r}; this model takes: {', '.join(sorted(allowed)) or 'none'}"
+        message = (
+            f"unknown param {path[0]!r}; this model takes: {', '.join(sorted(allowed)) or 'none'}"
+        )
     elif not path and error.validator == "required":
         path = [str(error.message).split("'")[1]]
         message = error.message

@@ -99,6 +99,7 @@ class Worker:
                 await asyncio.gather(attempt, return_exceptions=True)
                 await self.repo.release(job.id, self.id, utcnow())
                 raise
+            return None
         finally:
             heartbeat.cancel()
             self._attempts.pop(job.id, None)
@@ -137,7 +138,9 @@ class Worker:
                 results = await provider.run(task, ctx)
                 price = spec.pricing.price(Size(task.width, task.height))
                 stored = [
-                    await self.assets.store(out, task, model_id=spec.id, fallback=False, price=price)
+                    await self.assets.store(
+                        out, task, model_id=spec.id, fallback=False, price=price
+                    )
                     for out in results
                 ]
         except (asyncio.CancelledError, LeaseLost):
@@ -218,7 +221,9 @@ class Worker:
         if error.retryable and job.attempt < job.max_attempts:
             delay = self._backoff(job.attempt, error)
             now = utcnow()
-            if not await self.repo.retry_later(job.id, self.id, error, now + timedelta(seconds=delay), now):
+            if not await self.repo.retry_later(
+                job.id, self.id, error, now + timedelta(seconds=delay), now
+            ):
                 return None
             self._later(delay, job.id)
             return JobStatus.QUEUED
@@ -227,7 +232,9 @@ class Worker:
 
     def _backoff(self, attempt: int, error: ImagemillError) -> float:
         """Exponential backoff with full jitter; a provider's Retry-After wins when longer."""
-        ceiling = min(self.settings.retry_max_seconds, self.settings.retry_base_seconds * 2 ** (attempt - 1))
+        ceiling = min(
+            self.settings.retry_max_seconds, self.settings.retry_base_seconds * 2 ** (attempt - 1)
+        )
         delay = random.uniform(ceiling / 2, ceiling)
         if isinstance(error, RateLimited) and error.retry_after is not None:
             delay = max(delay, min(error.retry_after, self.settings.retry_max_seconds))

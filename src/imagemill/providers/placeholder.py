@@ -62,7 +62,9 @@ class PlaceholderProvider:
                 provider=self.name,
                 name=MODEL_ID,
                 title="Placeholder",
-                description="Deterministic labelled images rendered offline, for development and tests.",
+                description=(
+                    "Deterministic labelled images, rendered offline: for development and tests."
+                ),
                 kinds=[TaskKind.IMAGE],
                 params_schema=PARAMS_SCHEMA,
                 sizes=SizeRange(min_side=16, max_side=4096, default="512x512"),
@@ -84,8 +86,11 @@ class PlaceholderProvider:
             raise ProviderError("placeholder: simulated permanent failure", retryable=False)
         base_seed = task.seed if task.seed is not None else random.randrange(2**31)
         return [
-            Output(data=render(task.prompt, MODEL_ID, seed, task.width, task.height),
-                   content_type="image/png", seed=seed)
+            Output(
+                data=render(task.prompt, MODEL_ID, seed, task.width, task.height),
+                content_type="image/png",
+                seed=seed,
+            )
             for seed in range(base_seed, base_seed + task.n)
         ]
 
@@ -96,7 +101,9 @@ def render(prompt: str, model: str, seed: int, width: int, height: int) -> bytes
     top, bottom = digest[:3], digest[3:6]
     image = Image.new("RGB", (width, height))
     gradient = Image.linear_gradient("L").resize((width, height))
-    image.paste(Image.new("RGB", (width, height), tuple(top)), mask=gradient.point(lambda v: 255 - v))
+    image.paste(
+        Image.new("RGB", (width, height), tuple(top)), mask=gradient.point(lambda v: 255 - v)
+    )
     image.paste(Image.new("RGB", (width, height), tuple(bottom)), mask=gradient)
     draw = ImageDraw.Draw(image)
     rng = random.Random(digest)
@@ -104,12 +111,21 @@ def render(prompt: str, model: str, seed: int, width: int, height: int) -> bytes
         x, y = rng.randrange(width), rng.randrange(height)
         radius = rng.randrange(max(2, min(width, height) // 4))
         colour = tuple(rng.randrange(256) for _ in range(3))
-        draw.ellipse((x - radius, y - radius, x + radius, y + radius), outline=colour, width=max(1, radius // 8))
-    _label(draw, width, height, [
-        "PLACEHOLDER",
-        *textwrap.wrap(prompt or "(no prompt)", width=max(8, width // 12))[:4],
-        f"{model} · seed {seed} · {width}x{height}",
-    ])
+        draw.ellipse(
+            (x - radius, y - radius, x + radius, y + radius),
+            outline=colour,
+            width=max(1, radius // 8),
+        )
+    _label(
+        draw,
+        width,
+        height,
+        [
+            "PLACEHOLDER",
+            *textwrap.wrap(prompt or "(no prompt)", width=max(8, width // 12))[:4],
+            f"{model} · seed {seed} · {width}x{height}",
+        ],
+    )
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
@@ -127,4 +143,3 @@ def _label(draw: ImageDraw.ImageDraw, width: int, height: int, lines: list[str])
 @lru_cache(maxsize=32)
 def _font(size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)  # type: ignore[return-value]
-

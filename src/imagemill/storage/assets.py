@@ -18,7 +18,9 @@ DOWNLOAD_BACKOFF_SECONDS = 0.5
 
 
 class AssetWriter:
-    def __init__(self, blobs: BlobStore, http: httpx.AsyncClient, max_bytes: int, max_pixels: int) -> None:
+    def __init__(
+        self, blobs: BlobStore, http: httpx.AsyncClient, max_bytes: int, max_pixels: int
+    ) -> None:
         self.blobs = blobs
         self.http = http
         self.max_bytes = max_bytes
@@ -30,8 +32,10 @@ class AssetWriter:
         """Store one output for good; the job may only succeed once this has returned."""
         data = output.data if output.data is not None else await self.download(output.url or "")
         info = images.probe(data, self.max_pixels)
-        if task.kind in (TaskKind.IMAGE, TaskKind.EDIT) and info.width is not None and (
-            (info.width, info.height) != (task.width, task.height)
+        if (
+            task.kind in (TaskKind.IMAGE, TaskKind.EDIT)
+            and info.width is not None
+            and ((info.width, info.height) != (task.width, task.height))
         ):
             data = await asyncio.to_thread(images.fit_exact, data, task.width, task.height)
             info = images.probe(data)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
@@ -18,8 +18,10 @@ from imagemill.storage.images import thumbnail
 
 router = APIRouter(prefix="/v1/assets", tags=["assets"])
 IMMUTABLE = "private, max-age=31536000, immutable"
-ERRORS = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
-TokenQuery = Annotated[str | None, Query(description="Signed link token (from OpenAI-style `url`s).")]
+ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+TokenQuery = Annotated[
+    str | None, Query(description="Signed link token (from OpenAI-style `url`s).")
+]
 
 
 async def _asset(runtime: Runtime, asset_id: str, owner_id: str | None, token: str | None) -> Asset:
@@ -54,8 +56,9 @@ async def get_asset(
     if _not_modified(etag, if_none_match):
         return Response(status_code=304, headers=headers)
     headers["Content-Length"] = str(asset.byte_size)
-    return StreamingResponse(runtime.blobs.stream(asset.storage_key), media_type=asset.content_type,
-                             headers=headers)
+    return StreamingResponse(
+        runtime.blobs.stream(asset.storage_key), media_type=asset.content_type, headers=headers
+    )
 
 
 @router.get("/{asset_id}/thumbnail", responses=ERRORS)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response, status
 
@@ -14,7 +14,11 @@ from imagemill.domain import JobStatus, Submission, TaskKind
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)")
-ERRORS = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut},
+    404: {"model": ErrorOut},
+    422: {"model": ErrorOut},
+}
 
 
 @router.post(
@@ -30,9 +34,12 @@ async def submit_job(
     links: LinksDep,
     response: Response,
     idempotency_key: Annotated[
-        str | None, Header(max_length=255, description="Repeat-safe submits: the same key, the same job.")
+        str | None,
+        Header(max_length=255, description="Repeat-safe submits: the same key, the same job."),
     ] = None,
-    prefer: Annotated[str | None, Header(description="`wait=N`: hold up to N s for the result.")] = None,
+    prefer: Annotated[
+        str | None, Header(description="`wait=N`: hold up to N s for the result.")
+    ] = None,
 ) -> JobOut | GroupOut:
     """Submit a request. Answers 202 at once, or 200 when it finished within `Prefer: wait=N`."""
     jobs = await runtime.service.submit(owner.id, submission, idempotency_key)
@@ -61,13 +68,17 @@ async def list_jobs(
     status: JobStatus | None = None,
     model: str | None = None,
     kind: TaskKind | None = None,
-    q: Annotated[str | None, Query(max_length=500, description="Text the prompt starts with or contains.")] = None,
+    q: Annotated[
+        str | None, Query(max_length=500, description="Text the prompt starts with or contains.")
+    ] = None,
     group_id: str | None = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JobPage:
     """Your jobs, newest first."""
-    where = JobFilter(status=status, model=model, kind=kind, text=q, group_id=group_id, before=cursor)
+    where = JobFilter(
+        status=status, model=model, kind=kind, text=q, group_id=group_id, before=cursor
+    )
     jobs = await runtime.service.list(owner.id, where, limit + 1)
     page = jobs[:limit]
     next_cursor = page[-1].id if len(jobs) > limit else None
@@ -80,7 +91,11 @@ async def get_job(job_id: str, owner: CurrentOwner, runtime: RuntimeDep, links: 
     return JobOut.of(await runtime.service.get(owner.id, job_id), links)
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut, responses={**ERRORS, 409: {"model": ErrorOut}})
-async def cancel_job(job_id: str, owner: CurrentOwner, runtime: RuntimeDep, links: LinksDep) -> JobOut:
+@router.post(
+    "/{job_id}/cancel", response_model=JobOut, responses={**ERRORS, 409: {"model": ErrorOut}}
+)
+async def cancel_job(
+    job_id: str, owner: CurrentOwner, runtime: RuntimeDep, links: LinksDep
+) -> JobOut:
     """Cancel a queued or running job; 409 if it already finished."""
     return JobOut.of(await runtime.service.cancel(owner.id, job_id), links)

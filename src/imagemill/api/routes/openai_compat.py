@@ -40,29 +40,46 @@ async def create_images(
     """Generate images and wait for them, answering in OpenAI's response shape."""
     spec = runtime.registry.resolve(body.model)[1]
     accepted = spec.params_schema.get("properties", {})
-    params = {k: getattr(body, k) for k in OPENAI_OPTIONS if getattr(body, k) is not None and k in accepted}
+    params = {
+        k: getattr(body, k)
+        for k in OPENAI_OPTIONS
+        if getattr(body, k) is not None and k in accepted
+    }
     size = None if body.size in (None, "auto") else body.size
     try:
-        submission = Submission(model=spec.id, prompt=body.prompt, n=body.n, size=size, params=params)
+        submission = Submission(
+            model=spec.id, prompt=body.prompt, n=body.n, size=size, params=params
+        )
     except ValueError as exc:
         raise InvalidInput(str(exc), field="size") from exc
     job_id = (await runtime.service.submit(owner.id, submission))[0].id
     job = (await runtime.service.wait(owner.id, [job_id], runtime.settings.max_wait_seconds))[0]
     if job.status is not JobStatus.SUCCEEDED:
         if not job.status.terminal:
-            raise ProviderTimeout(f"job {job.id} is still {job.status}; follow it at /v1/jobs/{job.id}")
+            raise ProviderTimeout(
+                f"job {job.id} is still {job.status}; follow it at /v1/jobs/{job.id}"
+            )
         error = job.error
-        raise _JobFailed(error.code if error else "job_failed",
-                         error.message if error else f"job {job.id} {job.status}", 502)
+        raise _JobFailed(
+            error.code if error else "job_failed",
+            error.message if error else f"job {job.id} {job.status}",
+            502,
+        )
     data = []
     for output in job.outputs:
         if body.response_format == "url":
-            data.append(OpenAIImage(url=links.signed_asset(owner, output.asset_id),
-                                    revised_prompt=output.revised_prompt))
+            data.append(
+                OpenAIImage(
+                    url=links.signed_asset(owner, output.asset_id),
+                    revised_prompt=output.revised_prompt,
+                )
+            )
         else:
             asset = await runtime.repo.get_asset(output.asset_id)
             encoded = base64.b64encode(await runtime.blobs.get(asset.storage_key)).decode()
             data.append(OpenAIImage(b64_json=encoded, revised_prompt=output.revised_prompt))
     payload = OpenAIImagesResponse(created=int(time.time()), data=data)
     # base64 of PNG/WebP barely compresses: gzipping it burns CPU for ~25% fewer bytes.
-    return JSONResponse(payload.model_dump(exclude_none=True), headers={"Content-Encoding": "identity"})
+    return JSONResponse(
+        payload.model_dump(exclude_none=True), headers={"Content-Encoding": "identity"}
+    )

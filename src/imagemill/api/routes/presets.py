@@ -14,7 +14,11 @@ from imagemill.jobs.validation import check_params
 from imagemill.runtime import Runtime
 
 router = APIRouter(prefix="/v1/presets", tags=["presets"])
-ERRORS = {404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut},
+    409: {"model": ErrorOut},
+    422: {"model": ErrorOut},
+}
 
 
 class PresetList(BaseModel):
@@ -48,14 +52,18 @@ async def get_preset(preset: str, owner: CurrentOwner, runtime: RuntimeDep) -> P
 
 
 @router.patch("/{preset}", response_model=PresetOut, responses=ERRORS)
-async def update_preset(preset: str, body: PresetPatch, owner: CurrentOwner, runtime: RuntimeDep) -> PresetOut:
+async def update_preset(
+    preset: str, body: PresetPatch, owner: CurrentOwner, runtime: RuntimeDep
+) -> PresetOut:
     """Change the fields given; the others stay."""
     current = await runtime.accounts.get_preset(owner.id, preset)
     changes = body.model_dump(exclude_unset=True)
     merged = {"model": current.model, "params": current.params, **changes}
     _checked(runtime, merged)
     changes = {k: merged[k] for k in changes}
-    return PresetOut.of(await runtime.accounts.update_preset(owner.id, current.id, changes, utcnow()))
+    return PresetOut.of(
+        await runtime.accounts.update_preset(owner.id, current.id, changes, utcnow())
+    )
 
 
 @router.delete("/{preset}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
