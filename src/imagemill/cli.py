@@ -121,7 +121,7 @@ async def _connect(
     from imagemill.api.app import create_app  # the server side, only needed in-process
     from imagemill.runtime import Runtime
 
-    # Nothing listens on a network here, so no key is required (one given is still checked).
+    # Nothing listens on a network here, so no key is required; a key given picks its owner.
     # No sweeper: this short-lived process must not take over jobs queued for a server.
     settings = _settings(data_dir, require_keys=False)
     async with Runtime(settings, run_workers=run_workers, sweep=False) as runtime:

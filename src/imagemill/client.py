@@ -139,7 +139,7 @@ _ERRORS_BY_STATUS: dict[int, type[APIError]] = {
     403: PermissionDeniedError,
     404: NotFoundError,
     409: ConflictError,
-    422: APIError,
+    422: InvalidRequestError,
     429: RateLimitError,
 }
 
@@ -381,6 +381,11 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
+def _given(**values: Any) -> dict[str, Any]:
+    """The values that are not ``None``: unset fields stay out of a request."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
 def _submit(
     body: Mapping[str, Any], idempotency_key: str | None, wait: float | None
 ) -> Op[httpx.Response]:
@@ -424,12 +429,8 @@ def _get_job(job_id: str) -> Op[Job]:
 
 def _list_jobs(*, cursor: str | None = None, **filters: Unpack[JobFilters]) -> Op[Page[Job]]:
     """One page of your jobs, newest first; pass ``next_cursor`` as ``cursor`` for the next."""
-    params = {**filters, "cursor": cursor}
-    return (
-        yield from _fetch(
-            JobPage, "GET", "/v1/jobs", params={k: v for k, v in params.items() if v is not None}
-        )
-    )
+    params = _given(cursor=cursor, **filters)
+    return (yield from _fetch(JobPage, "GET", "/v1/jobs", params=params))
 
 
 def _cancel_job(job_id: str) -> Op[Job]:
@@ -485,20 +486,17 @@ def _generate(
     wait``), so a fast job costs one call; with it, the job is polled for progress.
     """
     started = time.monotonic()
-    given = {
-        "size": size,
-        "seed": seed,
-        "params": params,
-        "negative_prompt": negative_prompt,
-        "cache": cache,
-    }
-    body = {
-        "model": model,
-        "prompt": prompt,
-        "n": n,
-        **{k: v for k, v in given.items() if v is not None},
-    }
-    hold = None if on_update is not None else min(timeout or MAX_HOLD_SECONDS, MAX_HOLD_SECONDS)
+    body = _given(
+        model=model,
+        prompt=prompt,
+        n=n,
+        size=size,
+        seed=seed,
+        params=params,
+        negative_prompt=negative_prompt,
+        cache=cache,
+    )
+    hold = None if on_update is not None else min(MAX_HOLD_SECONDS, timeout or MAX_HOLD_SECONDS)
     job = Job.model_validate((yield from _submit(body, None, hold)).json())
     if not job.done or on_update is not None:
         remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
@@ -533,13 +531,8 @@ def _save_outputs(job: Job, directory: str | os.PathLike[str] = ".") -> Op[list[
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for output in job.outputs:
-        paths.append(
-            (
-                yield from _save_asset(
-                    output.asset_id, folder / f"{job.id}-{output.index}{output.extension}"
-                )
-            )
-        )
+        name = f"{job.id}-{output.index}{output.extension}"
+        paths.append((yield from _save_asset(output.asset_id, folder / name)))
     return paths
 
 

@@ -116,9 +116,11 @@ class Worker:
         self._stopping = True
         for task in list(self._background):
             task.cancel()
-        running = list(self._attempts)
-        for job_id in running:
-            self._attempts[job_id].cancel()
+        running = dict(self._attempts)
+        for attempt in running.values():
+            attempt.cancel()
+        # A canceled attempt may still hold the database writer: let it unwind first.
+        await asyncio.gather(*running.values(), return_exceptions=True)
         for job_id in running:
             await self.repo.release(job_id, self.id, utcnow())
 

@@ -1,0 +1,283 @@
+"""The ``imagemill`` command line, in-process on a temporary data dir and against a server."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+from typer.testing import CliRunner, Result
+
+from imagemill.auth import hash_key
+from imagemill.cli import app
+from imagemill.config import Settings
+from imagemill.domain import Submission
+from imagemill.runtime import Runtime
+
+JOB_FILE = re.compile(r"(job_[0-9a-z]{26})-(\d+)\.png$")
+ENVIRONMENT = ("URL", "API_KEY", "HOST", "REQUIRE_KEYS", "DATABASE_URL", "STORAGE_URL", "WORKERS")
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh data dir in ``IMAGEMILL_DATA_DIR``, and nothing else from the caller's env."""
+    for name in ENVIRONMENT:
+        monkeypatch.delenv(f"IMAGEMILL_{name}", raising=False)
+    path = tmp_path / "data"
+    monkeypatch.setenv("IMAGEMILL_DATA_DIR", str(path))
+    return path
+
+
+def imagemill(*args: str | Path) -> Result:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def ok(*args: str | Path) -> Result:
+    result = imagemill(*args)
+    assert result.exit_code == 0, f"exit {result.exit_code}: {result.output}"
+    return result
+
+
+def generated(result: Result) -> list[Path]:
+    """The paths ``generate`` printed, one a line."""
+    return [Path(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def job_of(path: Path) -> str:
+    match = JOB_FILE.search(path.name)
+    assert match, f"{path.name} is not named <job_id>-<index>.png"
+    return match[1]
+
+
+def test_help_lists_every_command() -> None:
+    listing = ok("--help").stdout
+    for command in ("serve", "generate", "jobs", "models", "keys", "db"):
+        assert command in listing
+    assert "ls" in ok("jobs", "--help").stdout and "cancel" in ok("jobs", "--help").stdout
+    assert "--seed" in ok("generate", "--help").stdout
+    assert ok("--version").stdout.startswith("imagemill ")
+
+
+def test_generate_writes_one_png_per_image(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = ok("generate", "a red fox", "-n", "2", "--size", "640x480", "--seed", "5", "-o", out)
+    paths = generated(result)
+    assert sorted(paths) == sorted(out.iterdir()) and len(paths) == 2
+    job_id = job_of(paths[0])
+    assert [path.name for path in paths] == [f"{job_id}-0.png", f"{job_id}-1.png"]
+    for path in paths:
+        with Image.open(path) as image:
+            assert (image.format, image.size) == ("PNG", (640, 480))
+    assert paths[0].read_bytes() != paths[1].read_bytes()  # seeds 5 and 6
+    assert "succeeded" in result.stderr
+    assert (data_dir / "imagemill.db").exists()
+
+
+def test_same_seed_gives_the_same_bytes(data_dir: Path, tmp_path: Path) -> None:
+    def one(seed: str) -> Path:
+        [path] = generated(
+            ok(
+                "generate",
+                "a lighthouse",
+                "--size",
+                "64x64",
+                "--seed",
+                seed,
+                "--cache",
+                "bypass",
+                "-o",
+                tmp_path,
+            )
+        )
+        return path
+
+    first, second, other = one("42"), one("42"), one("43")
+    assert first.name != second.name, "two jobs, not a cache hit"
+    assert first.read_bytes() == second.read_bytes()
+    assert first.read_bytes() != other.read_bytes()
+
+
+def test_params_are_parsed_as_json(data_dir: Path, tmp_path: Path) -> None:
+    result = ok("generate", "slowly", "--size", "32x32", "-p", "latency_ms=200", "-o", tmp_path)
+    job_id = job_of(generated(result)[0])
+    shown = json.loads(ok("jobs", "show", job_id, "--json").stdout)
+    assert shown["request"]["params"] == {"latency_ms": 200}
+
+    as_text = imagemill("generate", "slowly", "-p", 'latency_ms="200"', "-o", tmp_path)
+    assert as_text.exit_code == 1 and "params" in as_text.stderr
+    malformed = imagemill("generate", "x", "-p", "latency_ms", "-o", tmp_path)
+    assert malformed.exit_code == 2 and "key=value" in malformed.output
+
+
+def test_a_failing_job_exits_non_zero(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = imagemill("generate", "doomed", "-p", "fail=permanent", "-o", out)
+    assert result.exit_code == 1
+    assert "failed" in result.stderr and "simulated permanent failure" in result.stderr
+    assert result.stdout == "" and not any(out.glob("*"))
+
+    unknown = imagemill("generate", "x", "-m", "nobody/nothing", "-o", out)
+    assert unknown.exit_code == 1 and "unknown model" in unknown.stderr
+
+
+def test_jobs_ls_and_show(data_dir: Path, tmp_path: Path) -> None:
+    [path] = generated(
+        ok("generate", "a blue whale", "--size", "640x480", "--seed", "9", "-o", tmp_path)
+    )
+    good = job_of(path)
+    assert imagemill("generate", "doomed", "-p", "fail=permanent", "-o", tmp_path).exit_code == 1
+
+    listing = ok("jobs", "ls").stdout
+    rows = [line.split() for line in listing.splitlines()[1:]]
+    assert [row[:2] for row in rows][1] == [good, "succeeded"]
+    failed_id, failed_state = rows[0][:2]
+    assert failed_state == "failed"
+    assert [
+        line.split()[0] for line in ok("jobs", "ls", "--status", "failed").stdout.splitlines()[1:]
+    ] == [failed_id]
+    assert len(ok("jobs", "ls", "--limit", "1").stdout.splitlines()) == 2
+    assert "no jobs" in ok("jobs", "ls", "--model", "other").stdout
+
+    shown = ok("jobs", "show", good).stdout
+    job = json.loads(ok("jobs", "show", good, "--json").stdout)
+    assert job["outputs"][0]["asset_id"] in shown
+    for text in ("succeeded", "a blue whale", "640x480", "seed", "9", "$0.0000", "image/png"):
+        assert text in shown
+    failure = ok("jobs", "show", failed_id).stdout
+    assert "provider_error" in failure and "simulated permanent failure" in failure
+
+    missing = imagemill("jobs", "show", "job_missing")
+    assert missing.exit_code == 1 and "no job" in missing.stderr
+
+
+def test_jobs_cancel(data_dir: Path) -> None:
+    async def queue_one() -> str:
+        # Submitted but never run: no workers in this runtime.
+        async with Runtime(Settings(), run_workers=False, sweep=False) as runtime:
+            owner = await runtime.local_owner()
+            jobs = await runtime.service.submit(
+                owner.id, Submission(model="placeholder", prompt="later")
+            )
+            return jobs[0].id
+
+    job_id = asyncio.run(queue_one())
+    assert "queued" in ok("jobs", "show", job_id).stdout
+    assert f"job {job_id} canceled" in ok("jobs", "cancel", job_id).stdout
+    assert json.loads(ok("jobs", "show", job_id, "--json").stdout)["status"] == "canceled"
+    again = imagemill("jobs", "cancel", job_id)
+    assert again.exit_code == 1 and "canceled" in again.stderr
+
+
+def test_models(data_dir: Path) -> None:
+    listing = ok("models").stdout
+    [row] = [line.split() for line in listing.splitlines() if line.split()[:1] == ["placeholder"]]
+    assert row == ["placeholder", "image", "yes", "free"]
+
+
+def test_keys_create(data_dir: Path) -> None:
+    result = ok("keys", "create", "laptop")
+    key = result.stdout.strip()
+    assert key.startswith("im_") and len(key) > 40
+    assert "not shown again" in result.stderr and "'laptop'" in result.stderr
+    team_key = ok("keys", "create", "ci", "--owner", "team").stdout.strip()
+
+    async def owners() -> list[str | None]:
+        async with Runtime(Settings(), run_workers=False, sweep=False) as runtime:
+            found = [await runtime.accounts.owner_for_key(hash_key(k)) for k in (key, team_key)]
+            return [owner.name if owner else None for owner in found]
+
+    assert asyncio.run(owners()) == ["laptop", "team"]
+    # A key is an identity in-process too: its owner sees only its own jobs.
+    out = data_dir.parent / "out"
+    [made] = generated(
+        ok("generate", "the laptop's", "--size", "16x16", "--api-key", key, "-o", out)
+    )
+    assert job_of(made) in ok("jobs", "ls", "--api-key", key).stdout
+    assert job_of(made) not in ok("jobs", "ls", "--api-key", team_key).stdout
+    assert job_of(made) not in ok("jobs", "ls").stdout  # the keyless local owner
+
+
+def test_db_upgrade(data_dir: Path) -> None:
+    result = ok("db", "upgrade")
+    assert "revision 0001" in result.stdout and str(data_dir / "imagemill.db") in result.stdout
+    assert (data_dir / "imagemill.db").exists()
+    assert "revision 0001" in ok("db", "upgrade").stdout  # idempotent
+
+
+def test_serve_refuses_a_public_address_without_keys(data_dir: Path) -> None:
+    result = imagemill("serve", "--host", "0.0.0.0", "--port", "0")
+    assert result.exit_code == 2
+    assert "requires API keys" in result.stderr and "imagemill keys create NAME" in result.stderr
+
+
+# -- against a real `imagemill serve` -----------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def served(data_dir: Path, tmp_path: Path) -> Iterator[str]:
+    """``imagemill serve`` in a child process on a free port; its URL."""
+    port = free_port()
+    log = (tmp_path / "serve.log").open("w")
+    command = [
+        sys.executable,
+        "-m",
+        "imagemill.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        data_dir,
+    ]
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        log.close()
+    assert f"studio at {url}/" in (tmp_path / "serve.log").read_text()
+
+
+def test_commands_talk_to_a_server(served: str, tmp_path: Path) -> None:
+    result = ok("generate", "over http", "--size", "64x32", "--server", served, "-o", tmp_path)
+    [path] = generated(result)
+    assert Image.open(io.BytesIO(path.read_bytes())).size == (64, 32)
+    job_id = job_of(path)
+    assert job_id in ok("jobs", "ls", "--server", served).stdout
+    assert json.loads(ok("jobs", "show", job_id, "--json", "--server", served).stdout)["outputs"]
+    assert "placeholder" in ok("models", "--server", served).stdout
+
+
+def test_an_unreachable_server_is_a_clear_error(data_dir: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = imagemill("models", "--server", url)
+    assert result.exit_code == 1 and f"could not reach {url}" in result.stderr
