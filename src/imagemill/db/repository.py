@@ -572,9 +572,7 @@ class Repository:
 
     # -- sweeping -------------------------------------------------------------------------
 
-    async def stale_jobs(
-        self, now: datetime, queued_before: datetime, limit: int
-    ) -> list[Any]:
+    async def stale_jobs(self, now: datetime, queued_before: datetime, limit: int) -> list[Any]:
         """Queued jobs due since ``queued_before`` and running jobs whose lease expired."""
         query = (
             select(jobs.c.id, jobs.c.status, jobs.c.attempt, jobs.c.max_attempts)
