@@ -37,8 +37,12 @@ async def _asset(runtime: Runtime, asset_id: str, owner_id: str | None, token: s
     return await runtime.repo.get_asset(asset_id, owner_id)
 
 
-def _not_modified(etag: str, if_none_match: str | None) -> bool:
-    return if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]
+def _conditional(etag: str, if_none_match: str | None) -> tuple[dict[str, str], Response | None]:
+    """Caching headers for ``etag``, and the 304 to send when the client already has it."""
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
+    if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
+        return headers, Response(status_code=304, headers=headers)
+    return headers, None
 
 
 @router.get("/{asset_id}", response_class=StreamingResponse, responses=ERRORS)
@@ -51,10 +55,9 @@ async def get_asset(
 ) -> Response:
     """The asset's bytes. Content-addressed, so cacheable forever (ETag = sha256)."""
     asset = await _asset(runtime, asset_id, owner.id if owner else None, token)
-    etag = f'"{asset.sha256}"'
-    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
-    if _not_modified(etag, if_none_match):
-        return Response(status_code=304, headers=headers)
+    headers, not_modified = _conditional(f'"{asset.sha256}"', if_none_match)
+    if not_modified:
+        return not_modified
     headers["Content-Length"] = str(asset.byte_size)
     return StreamingResponse(
         runtime.blobs.stream(asset.storage_key), media_type=asset.content_type, headers=headers
@@ -71,10 +74,9 @@ async def get_thumbnail(
 ) -> Response:
     """A small WebP of the asset, made on first request and stored."""
     asset = await _asset(runtime, asset_id, owner.id if owner else None, token)
-    etag = f'"{asset.sha256}-thumb"'
-    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
-    if _not_modified(etag, if_none_match):
-        return Response(status_code=304, headers=headers)
+    headers, not_modified = _conditional(f'"{asset.sha256}-thumb"', if_none_match)
+    if not_modified:
+        return not_modified
     if asset.thumbnail_key:
         data = await runtime.blobs.get(asset.thumbnail_key)
     else:
