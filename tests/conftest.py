@@ -17,11 +17,31 @@ from imagemill.runtime import Runtime
 BASE_URL = "http://imagemill.test"
 
 
+pytest_plugins = ["backends", "s3"]
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def database_url() -> str | None:
+    """The database under test: the embedded default here. Directories whose tests must
+    hold on both backends override this with ``both_databases``."""
+    return None
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def both_databases(request: pytest.FixtureRequest) -> str | None:
+    """Runs a test once on SQLite and once on PostgreSQL (a database of its own)."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str | None) -> Settings:
     """Embedded defaults in a temp dir, with timings shortened for tests."""
     return Settings(
         data_dir=tmp_path / "data",
+        database_url=database_url,
         lease_seconds=3,
         sweep_interval_seconds=0.5,
         requeue_after_seconds=1,

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from alembic.script import ScriptDirectory
 from PIL import Image
 from typer.testing import CliRunner, Result
 
 from imagemill.auth import hash_key
 from imagemill.cli import app
 from imagemill.config import Settings
+from imagemill.db.migrate import alembic_config
 from imagemill.domain import Submission
 from imagemill.runtime import Runtime
 
@@ -69,6 +71,14 @@ def test_help_lists_every_command() -> None:
     assert ok("--version").stdout.startswith("imagemill ")
 
 
+def test_python_dash_m_imagemill_is_the_same_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "imagemill", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "generate" in done.stdout and "serve" in done.stdout
+
+
 def test_generate_writes_one_png_per_image(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = ok("generate", "a red fox", "-n", "2", "--size", "640x480", "--seed", "5", "-o", out)
@@ -82,6 +92,31 @@ def test_generate_writes_one_png_per_image(data_dir: Path, tmp_path: Path) -> No
     assert paths[0].read_bytes() != paths[1].read_bytes()  # seeds 5 and 6
     assert "succeeded" in result.stderr
     assert (data_dir / "imagemill.db").exists()
+
+
+def test_generate_upscales_and_animates_an_input_file(data_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "still.png"
+    Image.linear_gradient("L").resize((48, 32)).convert("RGB").save(source)
+    out = tmp_path / "out"
+
+    [upscaled] = generated(
+        ok("generate", "--kind", "upscale", "-i", source, "-m", "local/realesrgan-x2", "-o", out)
+    )
+    with Image.open(upscaled) as image:
+        assert image.size == (96, 64)
+    [video] = generated(
+        ok(
+            "generate",
+            *("--kind", "video", "-i", source, "-m", "local/motion", "--size", "64x64"),
+            *("-p", "duration=1", "-p", "fps=8", "-o", out),
+        )
+    )
+    assert video.suffix == ".mp4" and video.read_bytes()[4:12] == b"ftypisom"
+
+
+def test_an_input_file_that_does_not_exist_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    result = imagemill("generate", "--kind", "upscale", "-i", tmp_path / "nope.png")
+    assert result.exit_code == 2 and "nope.png" in result.output
 
 
 def test_same_seed_gives_the_same_bytes(data_dir: Path, tmp_path: Path) -> None:
@@ -182,7 +217,7 @@ def test_jobs_cancel(data_dir: Path) -> None:
 def test_models(data_dir: Path) -> None:
     listing = ok("models").stdout
     [row] = [line.split() for line in listing.splitlines() if line.split()[:1] == ["placeholder"]]
-    assert row == ["placeholder", "image", "yes", "free"]
+    assert row == ["placeholder", "image", "free", "yes"]
 
 
 def test_keys_create(data_dir: Path) -> None:
@@ -209,10 +244,11 @@ def test_keys_create(data_dir: Path) -> None:
 
 
 def test_db_upgrade(data_dir: Path) -> None:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     result = ok("db", "upgrade")
-    assert "revision 0001" in result.stdout and str(data_dir / "imagemill.db") in result.stdout
+    assert f"revision {head}" in result.stdout and str(data_dir / "imagemill.db") in result.stdout
     assert (data_dir / "imagemill.db").exists()
-    assert "revision 0001" in ok("db", "upgrade").stdout  # idempotent
+    assert f"revision {head}" in ok("db", "upgrade").stdout  # idempotent
 
 
 def test_serve_refuses_a_public_address_without_keys(data_dir: Path) -> None:
@@ -239,7 +275,7 @@ def served(data_dir: Path, tmp_path: Path) -> Iterator[str]:
     command = [
         sys.executable,
         "-m",
-        "imagemill.cli",
+        "imagemill",
         "serve",
         "--port",
         str(port),
@@ -281,3 +317,27 @@ def test_an_unreachable_server_is_a_clear_error(data_dir: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     result = imagemill("models", "--server", url)
     assert result.exit_code == 1 and f"could not reach {url}" in result.stderr
+
+
+def test_jobs_watch_replays_a_finished_job_and_its_outcome(data_dir: Path, tmp_path: Path) -> None:
+    [made] = generated(ok("generate", "watched", "--size", "16x16", "-o", tmp_path / "out"))
+    job_id = job_of(made)
+
+    watched = ok("jobs", "watch", job_id)
+    assert "succeeded" in watched.stdout
+
+    failing = imagemill(
+        "generate", "doomed", "--size", "16x16", "-p", "fail=permanent", "-o", tmp_path / "out"
+    )
+    assert failing.exit_code == 1
+    failed_id = re.findall(r"job_[0-9a-z]{26}", failing.stderr)[0]
+    again = imagemill("jobs", "watch", failed_id)
+    assert again.exit_code == 1
+    assert "provider_error" in again.stdout and "failed" in again.stdout
+
+
+def test_generate_follows_the_job_live_from_its_events(data_dir: Path, tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = ok("generate", "slow", "--size", "16x16", "-p", "latency_ms=800", "-o", tmp_path)
+    assert time.monotonic() - started >= 0.8
+    assert len(generated(result)) == 1

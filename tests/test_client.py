@@ -107,6 +107,23 @@ async def test_create_wait_and_download(sdk: AsyncClient) -> None:
     assert (await sdk.jobs.get(job.id)).outputs == done.outputs
 
 
+async def test_upload_an_input_from_bytes_or_a_path(sdk: AsyncClient, tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 24), (10, 200, 90)).save(buffer, format="PNG")
+    path = tmp_path / "green.png"
+    path.write_bytes(buffer.getvalue())
+
+    from_bytes = await sdk.assets.upload(buffer.getvalue())
+    from_path = await sdk.assets.upload(path)
+
+    assert (from_bytes.width, from_bytes.height, from_bytes.content_type) == (40, 24, "image/png")
+    assert from_path.id == from_bytes.id  # the same bytes are one asset
+    assert await sdk.assets.download(from_bytes.id) == buffer.getvalue()
+    with pytest.raises(InvalidRequestError) as refused:
+        await sdk.assets.upload(b"not an image")
+    assert refused.value.field == "file"
+
+
 async def test_save_outputs_names_files_by_job_and_index(sdk: AsyncClient, tmp_path: Path) -> None:
     job = await sdk.generate("two foxes", n=2, size="32x32", seed=1)
     paths = await sdk.jobs.save_outputs(job, tmp_path / "new" / "dir")

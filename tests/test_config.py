@@ -106,7 +106,7 @@ def test_require_keys_overrides_the_host() -> None:
 
 def test_defaults_live_under_the_data_dir(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
-    assert settings.resolved_database_url == f"sqlite+aiosqlite:///{tmp_path / 'imagemill.db'}"
+    assert settings.resolved_database_url == f"sqlite:///{tmp_path / 'imagemill.db'}"
     assert settings.resolved_storage_url == (tmp_path / "blobs").resolve().as_uri()
     assert settings.broker_url == "memory://"
 

@@ -15,9 +15,9 @@ README = (Path(__file__).parents[1] / "README.md").read_text()
 
 def test_every_setting_is_documented() -> None:
     missing = [
-        f"IMAGEMILL_{name.upper()}"
+        Settings.env_name(name)
         for name in Settings.model_fields
-        if f"IMAGEMILL_{name.upper()}" not in README
+        if f"`{Settings.env_name(name)}`" not in README
     ]
     assert not missing, f"settings missing from the README's configuration table: {missing}"
 

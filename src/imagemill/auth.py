@@ -1,4 +1,4 @@
-"""API keys and signed asset links.
+"""API keys, signed asset links and webhook signing secrets.
 
 Keys look like ``im_<43 random chars>``; only their sha256 is stored (they carry 256
 bits of entropy, so a slow hash adds nothing). Asset links handed to clients that
@@ -40,3 +40,13 @@ def asset_token(owner_secret: str, asset_id: str) -> str:
 
 def check_asset_token(owner_secret: str, asset_id: str, token: str) -> bool:
     return hmac.compare_digest(asset_token(owner_secret, asset_id).encode(), token.encode())
+
+
+def webhook_secret(owner_secret: str) -> str:
+    """The owner's webhook signing secret, in the Standard Webhooks form ``whsec_<base64>``.
+
+    Derived from the owner's own secret (not stored apart), so it is stable and one
+    owner's never signs another's deliveries.
+    """
+    key = hmac.new(owner_secret.encode(), b"webhooks", hashlib.sha256).digest()
+    return "whsec_" + base64.b64encode(key).decode()

@@ -40,6 +40,10 @@ class TaskKind(StrEnum):
     VIDEO = "video"
 
 
+EVENT_TYPES = ("status", "progress", "preview", "output", "log", "error", "done")
+DEFAULT_WEBHOOK_EVENTS = ("done",)
+
+
 class CachePolicy(StrEnum):
     AUTO = "auto"  # reuse only deterministic (seeded) requests
     USE = "use"  # reuse any identical request
@@ -81,6 +85,15 @@ class Size:
         return f"{self.width}x{self.height}"
 
 
+class FallbackModel(BaseModel):
+    """A model to try when the ones before it in a request's chain failed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field(description="Model id, e.g. `recraft/recraftv3` or `placeholder`.")
+    params: dict[str, Any] = Field(default_factory=dict, description="This model's params.")
+
+
 class Request(BaseModel):
     """One generation request for one model, after preset expansion: what a job runs."""
 
@@ -97,6 +110,10 @@ class Request(BaseModel):
     input_assets: list[str] = Field(default_factory=list)
     mask: str | None = None
     cache: CachePolicy = CachePolicy.AUTO
+    fallback: list[FallbackModel] = Field(default_factory=list)
+    deadline_seconds: float | None = None
+    webhook_url: str | None = None
+    webhook_events: list[str] | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -143,6 +160,7 @@ class Output:
     seed: int | None = None
     revised_prompt: str | None = None
     cost_usd: float | None = None  # when the provider reports it; else the price table decides
+    quality: str | None = None  # the quality tier it was made at, for the price table
 
 
 class SizeRange(BaseModel):
@@ -150,17 +168,35 @@ class SizeRange(BaseModel):
 
     min_side: int = MIN_SIDE
     max_side: int = MAX_SIDE
-    fixed: list[str] = Field(default_factory=list, description="The only sizes accepted, if any.")
+    fixed: list[str] = Field(
+        default_factory=list,
+        description="The only sizes the model makes, if so; other sizes are made at the "
+        "nearest of these and resized.",
+    )
+    multiple_of: int = Field(1, ge=1, description="Each side must be a multiple of this.")
     default: str = "1024x1024"
 
 
 class Pricing(BaseModel):
+    """What one image costs: a flat price, overridden by size, then by quality and size.
+
+    ``by_quality`` maps a quality (``"hd"``, ``"high"``) to prices by size, where the
+    size ``"*"`` stands for any other size.
+    """
+
     currency: str = "USD"
     per_image: float = 0.0
     by_size: dict[str, float] = Field(default_factory=dict, description="Overrides per 'WxH'.")
+    by_quality: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Overrides per quality, then per 'WxH' (or '*')."
+    )
 
-    def price(self, size: Size) -> float:
-        return self.by_size.get(str(size), self.per_image)
+    def price(self, size: Size, quality: str | None = None) -> float:
+        flat = self.by_size.get(str(size), self.per_image)
+        table = self.by_quality.get(quality or "")
+        if table is None:
+            return flat
+        return table.get(str(size), table.get("*", flat))
 
 
 class ModelSpec(BaseModel):
@@ -183,6 +219,10 @@ class ModelSpec(BaseModel):
     available: bool = True
     unavailable_reason: str | None = None
 
+    def unavailable(self, reason: str) -> ModelSpec:
+        """This model, listed but not usable here, and why (e.g. a missing key)."""
+        return self.model_copy(update={"available": False, "unavailable_reason": reason})
+
 
 @dataclass(slots=True)
 class Asset:
@@ -196,6 +236,8 @@ class Asset:
     storage_key: str
     thumbnail_key: str | None
     created_at: datetime
+    nsfw_score: float | None = None
+    flagged: bool = False
 
 
 @dataclass(slots=True)
@@ -215,6 +257,10 @@ class JobOutput:
     sha256: str
     cost_usd: float
     revised_prompt: str | None = None
+    generated_width: int | None = None  # what the model made, before fitting the requested size
+    generated_height: int | None = None
+    nsfw_score: float | None = None  # the safety check's, when it is on
+    flagged: bool = False
 
 
 @dataclass(slots=True)
@@ -249,6 +295,16 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     outputs: list[JobOutput] = field(default_factory=list)
+    deadline_at: datetime | None = None
+
+
+def check_event_types(types: list[str]) -> list[str]:
+    unknown = [t for t in types if t not in EVENT_TYPES]
+    if unknown:
+        raise ValueError(f"unknown event types {unknown}; known: {', '.join(EVENT_TYPES)}")
+    if not types:
+        raise ValueError("name at least one event type")
+    return list(dict.fromkeys(types))
 
 
 class Submission(BaseModel):
@@ -282,7 +338,35 @@ class Submission(BaseModel):
     cache: CachePolicy = Field(
         CachePolicy.AUTO, description="auto: reuse seeded requests; use; bypass."
     )
+    fallback: list[str | FallbackModel] = Field(
+        default_factory=list,
+        max_length=5,
+        description="Models to try in order if the model fails: ids, or {model, params}. "
+        "Their outputs are marked `fallback: true` with the model that made them.",
+    )
+    deadline_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=86_400,
+        description="Give up (fail the job) if not done this long after submit, retries "
+        "included. Default: the server's `IMAGEMILL_JOB_DEADLINE_SECONDS`.",
+    )
+    webhook_url: str | None = Field(
+        None,
+        max_length=2000,
+        description="Where to POST this job's events, signed per Standard Webhooks. "
+        "Default: your default webhook, if you set one.",
+    )
+    webhook_events: list[str] | None = Field(
+        None,
+        description=f"Which events to send: any of {', '.join(EVENT_TYPES)}. Default: done.",
+    )
     metadata: dict[str, Any] = Field(default_factory=dict, description="Yours; returned as given.")
+
+    @field_validator("webhook_events")
+    @classmethod
+    def _known_events(cls, value: list[str] | None) -> list[str] | None:
+        return check_event_types(value) if value is not None else None
 
     @field_validator("size")
     @classmethod

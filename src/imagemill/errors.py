@@ -14,6 +14,7 @@ they occur, always with ``raise ... from exc``.
     ├── Conflict                      conflict        409    no
     │   └── IllegalTransition         illegal_transition
     ├── LeaseLost                     lease_lost      409    no   (a worker lost its claim)
+    ├── DeadlineExceeded              deadline_exceeded 504  no   (the job's own deadline)
     └── ProviderError(retryable)      provider_error  502    as given
         ├── RateLimited(retry_after)  rate_limited    429    yes
         ├── ProviderTimeout           provider_timeout 504   yes
@@ -94,6 +95,13 @@ class LeaseLost(ImagemillError):
 
     code = "lease_lost"
     status_code = 409
+
+
+class DeadlineExceeded(ImagemillError):
+    """The job was not done by its deadline (``deadline_seconds``), retries included."""
+
+    code = "deadline_exceeded"
+    status_code = 504
 
 
 class ProviderError(ImagemillError):

@@ -4,11 +4,14 @@ The layout is a ULID (48-bit millisecond timestamp + 80 random bits, Crockford
 base32), so ids sort by creation time and cursor paging can page on the id alone.
 Within one millisecond the random part is incremented (monotonic ULIDs), so ids made
 by one process keep their creation order.
+
+Ids are names, not secrets (access is checked against the owner), so the random part
+comes from ``random`` (reseeded in forked children), not from a system call per id.
 """
 
 from __future__ import annotations
 
-import os
+import random
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -19,7 +22,7 @@ _last = 0  # the previous id's value, for monotonic ordering within a millisecon
 
 def new_id(prefix: str) -> str:
     global _last
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    value = (int(time.time() * 1000) << 80) | random.getrandbits(80)
     if value >> 80 <= _last >> 80:
         value = _last + 1
     _last = value

@@ -18,12 +18,17 @@ from imagemill.db.accounts import Accounts, Owner
 from imagemill.db.engine import Database
 from imagemill.db.migrate import upgrade
 from imagemill.db.repository import Repository
+from imagemill.db.webhooks import Webhooks
 from imagemill.events.bus import EventBus
+from imagemill.events.fanout import PostgresFanout
+from imagemill.events.webhooks import WebhookSender, WebhookTargets
+from imagemill.ids import new_id
 from imagemill.jobs.broker import Transport, make_broker
 from imagemill.jobs.service import JobService, utcnow
 from imagemill.jobs.sweeper import Sweeper
 from imagemill.jobs.worker import Worker
 from imagemill.providers.registry import Registry
+from imagemill.safety import SafetyCheck
 from imagemill.storage.assets import AssetWriter
 from imagemill.storage.blobs import BlobStore
 
@@ -31,6 +36,7 @@ log = logging.getLogger(__name__)
 
 LOCAL_OWNER = "local"
 HTTP_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+REFRESH_WAIT_SECONDS = 10.0  # how long start-up waits for providers to describe their models
 
 
 class Runtime:
@@ -47,12 +53,33 @@ class Runtime:
         self.sweep = sweep
         self.db = Database(settings.resolved_database_url)
         self.bus = EventBus()
-        self.repo = Repository(self.db, on_events=self.bus.publish)
+        # Processes sharing a PostgreSQL database tell each other their events.
+        origin = None if self.db.is_sqlite else new_id("proc")
+        self.fanout = None if origin is None else PostgresFanout(self.db.url, self.bus, origin)
+        self.repo = Repository(self.db, on_events=self.bus.publish, origin=origin)
         self.accounts = Accounts(self.db)
-        self.blobs = BlobStore.from_url(settings.resolved_storage_url)
+        self.blobs = BlobStore.from_url(settings.resolved_storage_url, settings.storage_options)
         self.registry = registry or Registry.from_entry_points(settings)
         self.http = httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=True)
-        self.transport = Transport(make_broker(settings.broker_url), self._deliver)
+        threshold = settings.safety_threshold
+        self.assets = AssetWriter(
+            self.blobs,
+            self.http,
+            settings.max_upload_bytes,
+            settings.max_image_pixels,
+            safety=SafetyCheck(threshold) if threshold is not None else None,
+        )
+        self.transport = Transport(
+            make_broker(
+                settings.broker_url,
+                prefetch=settings.worker_concurrency * 2,
+                queue=settings.broker_queue,
+            ),
+            self._deliver,
+            settings.worker_concurrency,
+        )
+        self.webhooks = Webhooks(self.db)
+        self.webhook_targets = WebhookTargets(self.webhooks, settings)
         self.service = JobService(
             self.repo,
             self.accounts,
@@ -60,19 +87,23 @@ class Runtime:
             self.bus,
             self.transport.send,
             settings.max_attempts,
+            settings.job_deadline_seconds,
+            self.webhook_targets,
         )
         self.worker = Worker(
             settings,
             self.repo,
             self.registry,
             self.blobs,
-            AssetWriter(
-                self.blobs, self.http, settings.max_upload_bytes, settings.max_image_pixels
-            ),
+            self.assets,
             self.http,
             self.transport.send,
         )
         self.bus.add_listener(self.worker.on_event)
+        self.sender = WebhookSender(
+            self.webhooks, self.repo, self.accounts, self.http, settings, self.webhook_targets
+        )
+        self.bus.add_listener(self.sender.on_event)
         self.sweeper = Sweeper(
             self.repo,
             self.transport.send,
@@ -80,6 +111,8 @@ class Runtime:
             settings.sweep_interval_seconds,
         )
         self._sweeping: asyncio.Task[None] | None = None
+        self._sending: asyncio.Task[None] | None = None
+        self._refreshing: asyncio.Task[None] | None = None
 
     async def _deliver(self, job_id: str) -> None:
         if self.run_workers:
@@ -88,19 +121,40 @@ class Runtime:
     async def start(self, *, migrate: bool = True) -> None:
         if migrate:
             await upgrade(self.db)
-        await self.transport.start()
+        if self.fanout is not None:
+            await self.fanout.start()
+        # Providers fetch what they can about their models (Replicate's params schemas);
+        # a slow provider finishes in the background, on its cached or permissive schemas.
+        self._refreshing = asyncio.create_task(self.registry.refresh())
+        try:
+            await asyncio.wait_for(asyncio.shield(self._refreshing), REFRESH_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning("providers are still fetching their models; going on meanwhile")
+        await self.transport.start(consume=self.run_workers)
+        if self.run_workers:
+            self._sending = asyncio.create_task(self.sender.run())
         if self.sweep:
             # At start-up every due job is re-sent: an in-memory queue died with the last process.
             self._sweeping = asyncio.create_task(self.sweeper.run(first_requeue_after=0))
 
     async def stop(self) -> None:
+        if self._refreshing is not None and not self._refreshing.done():
+            self._refreshing.cancel()
         if self._sweeping is not None:
             self._sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeping
+        if self._sending is not None:
+            self._sending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sending
+        await self.sender.stop()
         await self.worker.stop()
         await self.transport.stop()
         await self.http.aclose()
+        await self.registry.aclose()
+        if self.fanout is not None:
+            await self.fanout.stop()
         await self.db.dispose()
 
     async def local_owner(self) -> Owner:

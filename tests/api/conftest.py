@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -127,3 +128,33 @@ async def owners(keyed_settings: Settings) -> AsyncIterator[TwoOwners]:
             bob=await client(bob_key),
             anonymous=await client(None),
         )
+
+
+@pytest.fixture
+def make_client(
+    settings: Settings,
+) -> Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]:
+    """``async with make_client(**setting_overrides) as http``: a server of its own."""
+
+    @contextlib.asynccontextmanager
+    async def make(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+        configured = settings.model_copy(
+            update={"data_dir": settings.data_dir.with_name("own"), **overrides}
+        )
+        async with Runtime(configured) as runtime:
+            app = create_app(runtime=runtime)
+            async with (
+                app.router.lifespan_context(app),
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url=BASE_URL
+                ) as http,
+            ):
+                yield http
+
+    return make
+
+
+@pytest.fixture
+def database_url(both_databases: str | None) -> str | None:
+    """These tests hold on the embedded default and on PostgreSQL alike."""
+    return both_databases

@@ -20,3 +20,9 @@ async def stepped(settings: Settings) -> AsyncIterator[Runtime]:
     await runtime.start()
     yield runtime
     await runtime.stop()
+
+
+@pytest.fixture
+def database_url(both_databases: str | None) -> str | None:
+    """These tests hold on the embedded default and on PostgreSQL alike."""
+    return both_databases

@@ -63,10 +63,8 @@ async def test_a_key_is_found_by_its_hash_until_revoked(stepped: Runtime) -> Non
     assert await stepped.accounts.owner_for_key(hash_key(key.plaintext + "x")) is None
     assert await stepped.accounts.active_key_count() == 1
 
-    async with stepped.db.write() as conn:
-        await conn.execute(
-            update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=utcnow())
-        )
+    revoke = update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=utcnow())
+    await stepped.db.write(lambda conn: conn.execute(revoke))
     assert await stepped.accounts.owner_for_key(key.key_hash) is None
     assert await stepped.accounts.active_key_count() == 0
 

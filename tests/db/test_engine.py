@@ -1,73 +1,168 @@
-"""The database handle: SQLite in WAL mode, queued write transactions, rollback on error."""
+"""The database handle: SQLite in WAL mode, one function per transaction, rollback on error."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, event, text
 
 from imagemill.db.engine import Database
 
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'engine.db'}")
-    async with database.write() as conn:
-        await conn.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"))
+    database = Database(f"sqlite:///{tmp_path / 'engine.db'}")
+    await database.write(
+        lambda conn: conn.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"))
+    )
     yield database
     await database.dispose()
 
 
-async def test_sqlite_runs_in_wal_mode_on_both_connections(db: Database) -> None:
-    async with db.write() as conn:
-        assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
-        assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
-        assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar() == 30_000
-    async with db.read() as conn:
-        assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
-        assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
+def _pragmas(conn: Connection) -> tuple[object, ...]:
+    return tuple(
+        conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+        for name in ("journal_mode", "foreign_keys", "busy_timeout")
+    )
+
+
+def _bodies(conn: Connection) -> list[str]:
+    return list(conn.execute(text("SELECT body FROM notes ORDER BY id")).scalars())
+
+
+def _insert(body: str) -> object:
+    return lambda conn: conn.execute(text("INSERT INTO notes (body) VALUES (:b)"), {"b": body})
+
+
+async def test_sqlite_runs_in_wal_mode_on_both_kinds_of_connection(db: Database) -> None:
+    assert await db.write(_pragmas) == ("wal", 1, 30_000)
+    assert await db.read(_pragmas) == ("wal", 1, 30_000)
 
 
 async def test_a_write_commits_and_a_failed_write_rolls_back(db: Database) -> None:
-    async with db.write() as conn:
-        await conn.execute(text("INSERT INTO notes (body) VALUES ('kept')"))
-    with pytest.raises(RuntimeError):
-        async with db.write() as conn:
-            await conn.execute(text("INSERT INTO notes (body) VALUES ('lost')"))
-            raise RuntimeError("boom")
+    await db.write(_insert("kept"))
 
-    async with db.read() as conn:
-        bodies = (await conn.execute(text("SELECT body FROM notes"))).scalars().all()
-    assert bodies == ["kept"]
+    def insert_then_fail(conn: Connection) -> None:
+        conn.execute(text("INSERT INTO notes (body) VALUES ('lost')"))
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await db.write(insert_then_fail)
+    assert await db.read(_bodies) == ["kept"]
 
 
 async def test_a_reader_sees_committed_data_while_a_write_is_open(db: Database) -> None:
-    async with db.write() as conn:
-        await conn.execute(text("INSERT INTO notes (body) VALUES ('one')"))
-    async with db.write() as writer:
-        await writer.execute(text("INSERT INTO notes (body) VALUES ('two')"))
-        async with db.read() as reader:  # WAL: not blocked by the open write
-            count = (await reader.execute(text("SELECT count(*) FROM notes"))).scalar()
-    assert count == 1
+    await db.write(_insert("one"))
+    writing, read_done = threading.Event(), threading.Event()
+
+    def slow_write(conn: Connection) -> None:
+        conn.execute(text("INSERT INTO notes (body) VALUES ('two')"))
+        writing.set()
+        assert read_done.wait(10), "the reader was blocked by the open write"
+
+    write = asyncio.ensure_future(db.write(slow_write))
+    await asyncio.to_thread(writing.wait, 10)
+    seen = await db.read(_bodies)  # WAL: not blocked, and does not see the uncommitted row
+    read_done.set()
+    await write
+    assert seen == ["one"]
+    assert await db.read(_bodies) == ["one", "two"]
 
 
-async def test_concurrent_writes_queue_instead_of_failing(db: Database) -> None:
-    async def insert(i: int) -> None:
-        async with db.write() as conn:
-            await conn.execute(text("INSERT INTO notes (body) VALUES (:b)"), {"b": str(i)})
-            await asyncio.sleep(0)
+async def test_concurrent_writes_queue_in_order_instead_of_failing(db: Database) -> None:
+    await asyncio.gather(*(db.write(_insert(str(i))) for i in range(50)))
+    assert await db.read(_bodies) == [str(i) for i in range(50)]
 
-    await asyncio.gather(*(insert(i) for i in range(20)))
-    async with db.read() as conn:
-        assert (await conn.execute(text("SELECT count(*) FROM notes"))).scalar() == 20
+
+async def test_transactions_run_off_the_event_loop_thread(db: Database) -> None:
+    loop_thread = threading.get_ident()
+    threads = {
+        await db.write(lambda _: threading.get_ident()),
+        await db.read(lambda _: threading.get_ident()),
+    }
+    assert loop_thread not in threads
+
+
+async def test_an_asyncio_driver_url_runs_on_the_same_engine(tmp_path: Path) -> None:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'legacy.db'}")
+    try:
+        assert await database.read(lambda conn: conn.dialect.driver) == "pysqlite"
+    finally:
+        await database.dispose()
+
+
+async def test_an_in_memory_database_is_one_database(tmp_path: Path) -> None:
+    database = Database("sqlite://")
+    try:
+        await database.write(lambda conn: conn.execute(text("CREATE TABLE t (x INTEGER)")))
+        await database.write(lambda conn: conn.execute(text("INSERT INTO t VALUES (1)")))
+        assert await database.read(lambda conn: conn.execute(text("SELECT x FROM t")).all()) == [
+            (1,)
+        ]
+    finally:
+        await database.dispose()
 
 
 def test_the_parent_directory_is_created(tmp_path: Path) -> None:
     target = tmp_path / "a" / "b" / "x.db"
-    database = Database(f"sqlite+aiosqlite:///{target}")
+    database = Database(f"sqlite:///{target}")
     assert target.parent.is_dir()
     assert database.is_sqlite
-    assert database.engine is not None
+
+
+async def test_writes_queued_while_the_writer_is_busy_share_one_commit(db: Database) -> None:
+    commits = []
+    event.listen(db._writer, "commit", lambda _conn: commits.append(1))
+    started, release = threading.Event(), threading.Event()
+
+    def blocker(conn: Connection) -> str:
+        started.set()
+        assert release.wait(10)
+        return "first"
+
+    first = db.write(blocker)
+    await asyncio.to_thread(started.wait, 10)
+    rest = [db.write(_insert(str(i))) for i in range(10)]  # queued behind the blocker
+    release.set()
+
+    assert await first == "first"
+    await asyncio.gather(*rest)
+    assert len(commits) == 2, "the ten queued writes were committed together"
+    assert await db.read(_bodies) == [str(i) for i in range(10)]
+
+
+async def test_one_failing_write_in_a_group_fails_alone(db: Database) -> None:
+    release = threading.Event()
+
+    def fail(conn: Connection) -> None:
+        conn.execute(text("INSERT INTO notes (body) VALUES ('doomed')"))
+        raise LookupError("this one only")
+
+    blocker = db.write(lambda _: release.wait(10))
+    writes = [db.write(_insert("a")), db.write(fail), db.write(_insert("b"))]
+    await asyncio.sleep(0.05)
+    release.set()
+    await blocker
+
+    outcomes = await asyncio.gather(*writes, return_exceptions=True)
+
+    assert isinstance(outcomes[1], LookupError)
+    assert not isinstance(outcomes[0], BaseException)
+    assert not isinstance(outcomes[2], BaseException)
+    assert await db.read(_bodies) == ["a", "b"]
+
+
+async def test_a_canceled_caller_does_not_stop_its_transaction(db: Database) -> None:
+    release = threading.Event()
+    blocker = db.write(lambda _: release.wait(10))
+    waiting = asyncio.ensure_future(asyncio.shield(db.write(_insert("kept"))))
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    release.set()
+    await blocker
+    await db.write(lambda _: None)  # runs after the canceled caller's write
+    assert await db.read(_bodies) == ["kept"]

@@ -19,7 +19,7 @@ from imagemill.db.tables import metadata
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'nested' / 'fresh.db'}")
+    database = Database(f"sqlite:///{tmp_path / 'nested' / 'fresh.db'}")
     yield database
     await database.dispose()
 
@@ -31,8 +31,7 @@ def _head() -> str:
 
 
 async def _tables(db: Database) -> set[str]:
-    async with db.read() as conn:
-        return set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
+    return set(await db.read(lambda conn: inspect(conn).get_table_names()))
 
 
 async def test_a_fresh_database_has_no_revision(db: Database) -> None:
@@ -64,5 +63,4 @@ async def test_the_migrations_match_the_tables(db: Database) -> None:
     def diff(sync: Connection) -> list[Any]:
         return list(compare_metadata(MigrationContext.configure(sync), metadata))
 
-    async with db.read() as conn:
-        assert await conn.run_sync(diff) == []
+    assert await db.read(diff) == []

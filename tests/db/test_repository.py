@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from imagemill.db.repository import JobDraft, JobFilter, StoredOutput
+from imagemill.db.queries import JobFilter
+from imagemill.db.repository import JobDraft, StoredOutput
 from imagemill.db.tables import assets, jobs, outputs
 from imagemill.domain import JobStatus, Request, Submission, TaskKind
 from imagemill.errors import Conflict, LeaseLost, NotFound, ProviderUnavailable
@@ -58,8 +59,8 @@ async def _stored(runtime: Runtime, seed: int = 1) -> StoredOutput:
 
 
 async def _count(runtime: Runtime, table: Any) -> int:
-    async with runtime.db.read() as conn:
-        return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
+    query = select(func.count()).select_from(table)
+    return int(await runtime.db.read(lambda conn: conn.execute(query).scalar_one()))
 
 
 # -- claim ----------------------------------------------------------------------------------
@@ -243,8 +244,7 @@ async def test_outputs_are_unique_per_job_and_index(stepped: Runtime) -> None:
         "created_at": utcnow(),
     }
     with pytest.raises(IntegrityError):
-        async with stepped.db.write() as conn:
-            await conn.execute(outputs.insert(), [row])
+        await stepped.db.write(lambda conn: conn.execute(outputs.insert(), [row]))
 
 
 async def test_identical_bytes_are_one_asset_per_owner(stepped: Runtime) -> None:
@@ -536,22 +536,35 @@ async def test_cached_job_only_returns_succeeded_jobs(stepped: Runtime) -> None:
     assert await stepped.repo.cached_job("own_other", "c" * 64) is None
 
     # A cache entry whose job is no longer a success (e.g. an operator failed it) is ignored.
-    async with stepped.db.write() as conn:
-        await conn.execute(jobs.update().where(jobs.c.id == job_id).values(status="failed"))
+    operator_fail = jobs.update().where(jobs.c.id == job_id).values(status="failed")
+    await stepped.db.write(lambda conn: conn.execute(operator_fail))
     assert await stepped.repo.cached_job(owner.id, "c" * 64) is None
 
 
-async def test_a_cache_hit_draft_is_born_succeeded(stepped: Runtime) -> None:
+async def test_a_draft_reusing_the_cache_is_born_succeeded_on_a_hit(stepped: Runtime) -> None:
     job_id = await _running(stepped)
     owner = await stepped.local_owner()
-    source = await stepped.repo.complete(job_id, "w1", [await _stored(stepped)], None, utcnow())
+    key = "e" * 64
+    source = await stepped.repo.complete(job_id, "w1", [await _stored(stepped)], key, utcnow())
     assert source is not None
     request = Request(model="placeholder", prompt="p", size="32x32")
-    draft = JobDraft(
-        id=new_id("job"), owner_id=owner.id, request=request, max_attempts=3, cached_from=source
+
+    def draft(reuse: bool, cache_key: str = key) -> JobDraft:
+        return JobDraft(
+            id=new_id("job"),
+            owner_id=owner.id,
+            request=request,
+            max_attempts=3,
+            cache_key=cache_key,
+            reuse_cached=reuse,
+        )
+
+    [hit, bypassed, missed] = await stepped.repo.create_jobs(
+        [draft(True), draft(False), draft(True, "f" * 64)], utcnow()
     )
 
-    [hit] = await stepped.repo.create_jobs([draft], utcnow())
+    assert (bypassed.status, bypassed.cached) == (JobStatus.QUEUED, False)
+    assert (missed.status, missed.cached) == (JobStatus.QUEUED, False)
 
     assert (hit.status, hit.cached, hit.progress, hit.cost_usd) == (
         JobStatus.SUCCEEDED,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from imagemill.domain import Submission
-from imagemill.events.bus import EventBus
+from imagemill.events.bus import QUEUE_SIZE, EventBus
 from imagemill.runtime import Runtime
 
 
@@ -77,3 +78,28 @@ async def test_a_committed_repository_change_reaches_subscribers(runtime: Runtim
     assert {e["job_id"] for e in received} == {job.id}
     assert received[0]["data"]["status"] == "queued"
     assert received[-1]["type"] == "done"
+
+
+async def test_next_waits_for_an_event_or_gives_up() -> None:
+    bus = EventBus()
+    with bus.subscribe() as subscription:
+        assert await subscription.next(within=0.01) is None
+        asyncio.get_running_loop().call_later(0.01, bus.publish, [_event("job_a", "own_1")])
+        event = await subscription.next(within=1)
+    assert event is not None and event["job_id"] == "job_a"
+
+
+async def test_a_subscriber_that_falls_behind_is_marked_lagged_not_grown() -> None:
+    bus = EventBus()
+    with bus.subscribe() as subscription:
+        bus.publish([_event("job_a", "own_1", seq) for seq in range(1, QUEUE_SIZE + 10)])
+
+        assert subscription.lagged
+        assert subscription.queue.qsize() == QUEUE_SIZE
+        assert await subscription.next(within=1) is None  # read the log instead
+
+        subscription.resync()
+        assert not subscription.lagged and subscription.queue.empty()
+        bus.publish([_event("job_a", "own_1", 5000)])
+        event = await subscription.next(within=1)
+    assert event is not None and event["seq"] == 5000

@@ -102,3 +102,9 @@ async def make_runtime(
 @pytest.fixture
 async def stepped(make_runtime: RuntimeFactory) -> Runtime:
     return await make_runtime()
+
+
+@pytest.fixture
+def database_url(both_databases: str | None) -> str | None:
+    """These tests hold on the embedded default and on PostgreSQL alike."""
+    return both_databases

@@ -1,20 +1,36 @@
-"""The job service: submit (validation, cache, groups, idempotency), wait, cancel, list."""
+"""The job service: submit (validation, fallback chains, deadlines, cache, groups,
+idempotency), wait, cancel, list."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from imagemill.db.repository import JobFilter
-from imagemill.domain import CachePolicy, JobStatus, Submission
+from imagemill.db.queries import JobFilter
+from imagemill.domain import (
+    CachePolicy,
+    FallbackModel,
+    JobStatus,
+    ModelSpec,
+    Output,
+    Submission,
+    Task,
+    TaskKind,
+)
 from imagemill.errors import Conflict, InvalidInput, NotFound
 from imagemill.jobs.service import JobService, utcnow
 from imagemill.jobs.sweeper import Sweeper
+from imagemill.providers.base import RunContext
+from imagemill.providers.placeholder import PlaceholderProvider
+from imagemill.providers.registry import Registry
 from imagemill.runtime import Runtime
 
 SCRIPTED = "scripted/model"
+MakeRuntime = Callable[..., Awaitable[Runtime]]
 
 
 def _sub(**fields: Any) -> Submission:
@@ -30,7 +46,9 @@ async def test_submit_records_a_queued_job_and_sends_its_id(stepped: Runtime) ->
     async def dispatch(job_id: str) -> None:
         sent.append(job_id)
 
-    service = JobService(stepped.repo, stepped.accounts, stepped.registry, stepped.bus, dispatch, 4)
+    service = JobService(
+        stepped.repo, stepped.accounts, stepped.registry, stepped.bus, dispatch, 4, 60.0
+    )
     owner = await stepped.local_owner()
 
     [job] = await service.submit(owner.id, _sub(seed=3, metadata={"ticket": 42}))
@@ -49,7 +67,9 @@ async def test_a_failing_dispatch_loses_no_job(stepped: Runtime) -> None:
     async def broken(job_id: str) -> None:
         raise ConnectionError("the broker is down")
 
-    service = JobService(stepped.repo, stepped.accounts, stepped.registry, stepped.bus, broken, 3)
+    service = JobService(
+        stepped.repo, stepped.accounts, stepped.registry, stepped.bus, broken, 3, 60.0
+    )
     owner = await stepped.local_owner()
 
     [job] = await service.submit(owner.id, _sub())
@@ -150,6 +170,143 @@ async def test_a_replayed_group_keeps_the_order_of_the_models(stepped: Runtime) 
         again = await stepped.service.submit(owner.id, _sub(model=None, models=models), key)
         assert [j.model for j in first] == models
         assert [j.id for j in again] == [j.id for j in first]
+
+
+# -- fallback chains ------------------------------------------------------------------------
+
+
+async def test_fallbacks_may_be_ids_or_models_with_params(stepped: Runtime) -> None:
+    owner = await stepped.local_owner()
+
+    [by_id] = await stepped.service.submit(
+        owner.id, _sub(model=SCRIPTED, params={"steps": 4}, fallback=["placeholder"])
+    )
+    [with_params] = await stepped.service.submit(
+        owner.id,
+        _sub(fallback=[{"model": SCRIPTED, "params": {"style": "ink"}}]),
+    )
+
+    assert by_id.request.fallback == [FallbackModel(model="placeholder", params={})]
+    assert with_params.request.fallback == [FallbackModel(model=SCRIPTED, params={"style": "ink"})]
+    assert with_params.request.params == {}
+    stored = await stepped.service.get(owner.id, with_params.id)
+    assert stored.request.fallback == with_params.request.fallback
+
+
+async def _rejected(runtime: Runtime, submission: Submission) -> InvalidInput:
+    owner = await runtime.local_owner()
+    with pytest.raises(InvalidInput) as raised:
+        await runtime.service.submit(owner.id, submission)
+    assert raised.value.status_code == 422
+    assert await runtime.service.list(owner.id, JobFilter(), 10) == []
+    return raised.value
+
+
+async def test_an_unknown_fallback_is_rejected_on_its_position(stepped: Runtime) -> None:
+    error = await _rejected(stepped, _sub(model=SCRIPTED, fallback=["nope/x"]))
+    assert error.field == "fallback.0"
+    assert "nope/x" in error.message
+
+
+@pytest.mark.parametrize(
+    ("model", "fallback", "field"),
+    [
+        ("placeholder", ["placeholder"], "fallback.0"),
+        ("placeholder", [{"model": "placeholder", "params": {"latency_ms": 1}}], "fallback.0"),
+        (SCRIPTED, ["placeholder", "placeholder"], "fallback.1"),
+        (SCRIPTED, ["placeholder", {"model": "placeholder"}], "fallback.1"),
+    ],
+)
+async def test_a_model_may_appear_once_in_a_chain(
+    stepped: Runtime, model: str, fallback: list[Any], field: str
+) -> None:
+    error = await _rejected(stepped, _sub(model=model, fallback=fallback))
+    assert error.field == field
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"latency_ms": "slow"}, "fallback.0.params.latency_ms"),
+        ({"steps": 30}, "fallback.0.params.steps"),
+    ],
+)
+async def test_a_fallbacks_params_are_checked_against_its_schema(
+    stepped: Runtime, params: dict[str, Any], field: str
+) -> None:
+    # The primary's schema takes anything: only the fallback's own schema can refuse these.
+    error = await _rejected(
+        stepped, _sub(model=SCRIPTED, fallback=[{"model": "placeholder", "params": params}])
+    )
+    assert error.field == field
+
+
+async def test_the_primarys_params_are_not_checked_against_a_fallbacks_schema(
+    stepped: Runtime,
+) -> None:
+    owner = await stepped.local_owner()
+    [job] = await stepped.service.submit(
+        owner.id, _sub(model=SCRIPTED, params={"steps": 30}, fallback=["placeholder"])
+    )
+    assert job.status is JobStatus.QUEUED
+
+
+class EditOnly:
+    name = "editor"
+
+    def models(self) -> list[ModelSpec]:
+        return [
+            ModelSpec(id="editor/model", provider=self.name, name="model", kinds=[TaskKind.EDIT])
+        ]
+
+    async def run(self, task: Task, ctx: RunContext) -> list[Output]:
+        raise AssertionError("never run")
+
+
+async def test_a_fallback_that_does_not_do_the_requests_kind_is_rejected(
+    stepped: Runtime,
+) -> None:
+    async def dispatch(job_id: str) -> None:
+        pass
+
+    registry = Registry([PlaceholderProvider(), EditOnly()])
+    service = JobService(stepped.repo, stepped.accounts, registry, stepped.bus, dispatch, 3, 60.0)
+    owner = await stepped.local_owner()
+
+    with pytest.raises(InvalidInput) as raised:
+        await service.submit(owner.id, _sub(fallback=["editor/model"]))
+
+    assert (raised.value.status_code, raised.value.field) == (422, "fallback.0")
+    assert "'editor/model'" in raised.value.message and "'image'" in raised.value.message
+    assert await service.list(owner.id, JobFilter(), 10) == []
+
+
+# -- deadlines ------------------------------------------------------------------------------
+
+
+async def test_the_deadline_is_the_requests_own_after_creation(stepped: Runtime) -> None:
+    owner = await stepped.local_owner()
+
+    jobs = await stepped.service.submit(
+        owner.id, _sub(model=None, models=["placeholder", SCRIPTED], deadline_seconds=90.5)
+    )
+
+    for job in [*jobs, *await stepped.repo.get_jobs([j.id for j in jobs])]:
+        assert job.deadline_at is not None
+        assert job.deadline_at - job.created_at == timedelta(seconds=90.5)
+        assert job.request.deadline_seconds == 90.5
+
+
+async def test_without_one_the_deadline_is_the_servers_setting(make_runtime: MakeRuntime) -> None:
+    runtime = await make_runtime(job_deadline_seconds=45)
+    owner = await runtime.local_owner()
+
+    [job] = await runtime.service.submit(owner.id, _sub())
+
+    stored = await runtime.repo.get_job(job.id)
+    assert stored.deadline_at is not None
+    assert stored.deadline_at - stored.created_at == timedelta(seconds=45)
+    assert stored.request.deadline_seconds is None
 
 
 async def test_a_seeded_request_is_served_from_the_cache(stepped: Runtime) -> None:

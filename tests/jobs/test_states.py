@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from imagemill.db.tables import jobs
 from imagemill.domain import JobStatus, Submission
-from imagemill.errors import Conflict, IllegalTransition
+from imagemill.errors import Conflict, IllegalTransition, ProviderError
+from imagemill.jobs import states
 from imagemill.jobs.service import utcnow
-from imagemill.jobs.states import ALLOWED, check, transition
+from imagemill.jobs.states import ALLOWED, Transition, check, error_params, transition
 from imagemill.runtime import Runtime
 
 Q, R, S, F, C = (
@@ -60,23 +62,48 @@ def test_check_rejects_when_any_source_is_illegal() -> None:
         check([Q, S], C)
 
 
-async def test_transition_refuses_an_illegal_change_before_touching_the_row(
-    stepped: Runtime,
-) -> None:
-    job_id = await _queued(stepped)
+def test_an_illegal_transition_cannot_even_be_declared() -> None:
     with pytest.raises(IllegalTransition):
-        async with stepped.db.write() as conn:
-            await transition(conn, job_id, sources=[S], target=R, now=utcnow())
-    assert (await stepped.repo.get_job(job_id)).status is Q
+        Transition((S,), R)
+    with pytest.raises(IllegalTransition):
+        Transition((Q, C), F)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        states.CLAIM,
+        states.SUCCEED,
+        states.RETRY,
+        states.FAIL_ATTEMPT,
+        states.FAIL,
+        states.RELEASE,
+        states.CANCEL,
+        states.EXPIRE,
+        states.OVERDUE,
+    ],
+)
+def test_every_declared_transition_is_allowed(change: Transition) -> None:
+    assert all(change.target in ALLOWED[source] for source in change.sources)
 
 
 async def test_transition_from_the_wrong_state_changes_nothing(stepped: Runtime) -> None:
     job_id = await _queued(stepped)
-    async with stepped.db.write() as conn:
-        changed = await transition(
-            conn, job_id, sources=[R], target=S, now=utcnow(), new_events=[("done", {})]
+    published: list[dict[str, object]] = []
+    changed = await stepped.db.write(
+        lambda conn: transition(
+            conn,
+            states.SUCCEED,
+            job_id,
+            now=utcnow(),
+            published=published,
+            lease_owner="w1",
+            params={"cost_usd": 0.0},
+            new_events=[("done", {})],
         )
+    )
     assert changed is None
+    assert published == []
     job = await stepped.repo.get_job(job_id)
     assert job.status is Q
     assert [e["type"] for e in await stepped.repo.events_after(job_id, 0)] == ["status"]
@@ -86,15 +113,37 @@ async def test_transition_is_fenced_on_the_lease_owner(stepped: Runtime) -> None
     job_id = await _queued(stepped)
     now = utcnow()
     assert await stepped.repo.claim(job_id, "w1", now + timedelta(seconds=30), now) is not None
-    async with stepped.db.write() as conn:
-        assert (
-            await transition(conn, job_id, sources=[R], target=F, now=now, lease_owner="w2") is None
+    published: list[dict[str, object]] = []
+
+    def fail_as(worker: str) -> Any:
+        return lambda conn: transition(
+            conn,
+            states.FAIL_ATTEMPT,
+            job_id,
+            now=now,
+            published=published,
+            lease_owner=worker,
+            params=error_params(ProviderError("boom")),
+            new_events=[("done", {})],
         )
-        changed = await transition(conn, job_id, sources=[R], target=F, now=now, lease_owner="w1")
-    assert changed is not None
-    row, stored = changed
-    assert row.status == F.value
-    assert stored == []
+
+    assert await stepped.db.write(fail_as("w2")) is None
+    assert published == []
+    row = await stepped.db.write(fail_as("w1"))
+    assert row is not None
+    assert (row.status, row.error_code, row.event_seq) == (F.value, "provider_error", 3)
+    assert [(e["type"], e["seq"]) for e in published] == [("done", 3)]
+
+
+def test_a_fenced_transition_needs_the_lease_owner() -> None:
+    with pytest.raises(ValueError, match="lease owner"):
+        transition(
+            None,  # type: ignore[arg-type]  # refused before any SQL
+            states.SUCCEED,
+            "job",
+            now=utcnow(),
+            published=[],
+        )
 
 
 async def test_two_concurrent_claims_exactly_one_wins(stepped: Runtime) -> None:
@@ -129,8 +178,6 @@ async def test_events_of_a_job_have_consecutive_sequence_numbers(stepped: Runtim
     types = [e["type"] for e in logged]
     assert types[0] == "status" and types[-1] == "done"
     assert types.count("output") == 2
-    async with stepped.db.read() as conn:
-        event_seq = (
-            await conn.execute(select(jobs.c.event_seq).where(jobs.c.id == job.id))
-        ).scalar_one()
+    query = select(jobs.c.event_seq).where(jobs.c.id == job.id)
+    event_seq = await stepped.db.read(lambda conn: conn.execute(query).scalar_one())
     assert event_seq == len(logged)

@@ -1,4 +1,5 @@
-"""Submission → request: presets, model checks, sizes, params against the schema, cache keys."""
+"""Submission → request: presets, model checks, sizes, params against the schema, fallback
+models, cache keys."""
 
 from __future__ import annotations
 
@@ -8,9 +9,23 @@ from typing import Any
 import pytest
 
 from imagemill.db.accounts import Preset
-from imagemill.domain import ModelSpec, Request, SizeRange, Submission, TaskKind
+from imagemill.domain import (
+    FallbackModel,
+    ModelSpec,
+    Request,
+    Size,
+    SizeRange,
+    Submission,
+    TaskKind,
+)
 from imagemill.errors import InvalidInput
-from imagemill.jobs.validation import cache_key, check_params, expand_preset, resolve
+from imagemill.jobs.validation import (
+    cache_key,
+    check_params,
+    expand_preset,
+    resolve,
+    resolve_fallback,
+)
 from imagemill.providers.placeholder import PlaceholderProvider
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -227,6 +242,70 @@ def test_a_whole_params_error_is_invalid_input_on_params(schema: dict[str, Any])
     with pytest.raises(InvalidInput) as raised:
         check_params({"fail_attempts": 1, "latency_ms": 2}, schema)
     assert raised.value.field == "params"
+
+
+# -- fallback models ------------------------------------------------------------------------
+
+
+def test_a_fallback_is_resolved_to_its_model_id_with_its_own_params(spec: ModelSpec) -> None:
+    aliased = spec.model_copy(update={"aliases": ["ph"]})
+    submission = Submission(model="scripted/model", prompt="x", params={"steps": 30})
+
+    fallback = resolve_fallback(submission, Size(64, 64), aliased, {"latency_ms": 5}, "fallback.0")
+
+    assert fallback == FallbackModel(model="placeholder", params={"latency_ms": 5})
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"latency_ms": "slow"}, "fallback.1.params.latency_ms"),
+        ({"foo": 1}, "fallback.1.params.foo"),
+        ({"fail": "sometimes"}, "fallback.1.params.fail"),
+    ],
+)
+def test_a_fallbacks_params_are_checked_against_its_own_schema(
+    spec: ModelSpec, params: dict[str, Any], field: str
+) -> None:
+    submission = Submission(model="scripted/model", prompt="x", params={"foo": 1})
+    with pytest.raises(InvalidInput) as raised:
+        resolve_fallback(submission, Size(64, 64), spec, params, "fallback.1")
+    assert raised.value.field == field
+
+
+def test_a_fallback_must_accept_the_requests_size(spec: ModelSpec) -> None:
+    bounded = spec.model_copy(update={"sizes": SizeRange(min_side=256, max_side=1024)})
+    submission = Submission(model="scripted/model", prompt="x")
+
+    resolve_fallback(submission, Size(256, 1024), bounded, {}, "fallback.0")
+    with pytest.raises(InvalidInput) as raised:
+        resolve_fallback(submission, Size(2048, 1024), bounded, {}, "fallback.0")
+    assert raised.value.field == "fallback.0"
+
+
+def test_a_fallback_must_do_the_requests_kind(spec: ModelSpec) -> None:
+    submission = Submission(model="scripted/model", kind=TaskKind.EDIT, input_assets=["a"])
+    with pytest.raises(InvalidInput) as raised:
+        resolve_fallback(submission, Size(64, 64), spec, {}, "fallback.0")
+    assert raised.value.field == "fallback.0"
+    assert "'placeholder'" in raised.value.message and "'edit'" in raised.value.message
+
+
+def test_a_fallback_making_fewer_images_is_rejected_on_its_field(spec: ModelSpec) -> None:
+    few = spec.model_copy(update={"max_n": 1})
+    with pytest.raises(InvalidInput) as raised:
+        resolve_fallback(
+            Submission(model="m", prompt="x", n=2), Size(64, 64), few, {}, "fallback.1"
+        )
+    assert raised.value.field == "fallback.1"
+
+
+def test_an_unavailable_fallback_is_rejected_on_its_field(spec: ModelSpec) -> None:
+    down = spec.model_copy(update={"available": False, "unavailable_reason": "no API key"})
+    with pytest.raises(InvalidInput) as raised:
+        resolve_fallback(Submission(model="m", prompt="x"), Size(64, 64), down, {}, "fallback.2")
+    assert raised.value.field == "fallback.2"
+    assert "no API key" in raised.value.message
 
 
 # -- cache key ------------------------------------------------------------------------------

@@ -1,26 +1,34 @@
-"""The worker, one job at a time: ``run_one`` claims, runs, stores and finishes a job inline."""
+"""The worker, one job at a time: ``run_one`` claims, runs, stores and finishes a job inline.
+
+Also fallback chains, job deadlines and per-provider concurrency limits.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
+from imagemill.config import Settings
 from imagemill.db.tables import assets
-from imagemill.domain import JobStatus, Output, Submission, Task
-from imagemill.errors import ProviderUnavailable, RateLimited
+from imagemill.domain import JobStatus, ModelSpec, Output, Pricing, SizeRange, Submission, Task
+from imagemill.errors import ContentRejected, ProviderError, ProviderUnavailable, RateLimited
 from imagemill.jobs.service import utcnow
 from imagemill.providers.base import RunContext
-from imagemill.providers.placeholder import render
+from imagemill.providers.placeholder import PlaceholderProvider, render
+from imagemill.providers.registry import Registry
 from imagemill.runtime import Runtime
 from imagemill.storage.images import png_params, probe
 
 SCRIPTED = "scripted/model"
+BACKUP = "backup/model"
 MakeRuntime = Callable[..., Awaitable[Runtime]]
+Script = Callable[[Task, RunContext], Awaitable[list[Output]]]
 
 
 async def _submit(runtime: Runtime, **fields: object) -> str:
@@ -31,8 +39,8 @@ async def _submit(runtime: Runtime, **fields: object) -> str:
 
 
 async def _asset_count(runtime: Runtime) -> int:
-    async with runtime.db.read() as conn:
-        return int((await conn.execute(select(func.count()).select_from(assets))).scalar_one())
+    query = select(func.count()).select_from(assets)
+    return int(await runtime.db.read(lambda conn: conn.execute(query).scalar_one()))
 
 
 async def test_success_stores_every_output_at_the_exact_size_with_its_params(
@@ -203,7 +211,7 @@ async def test_a_retried_attempt_sees_the_provider_ref_saved_before_it(
     job_id = await _submit(stepped, model=SCRIPTED)
 
     assert await stepped.worker.run_one(job_id) is JobStatus.QUEUED
-    assert (await stepped.repo.get_job(job_id)).provider_ref == "pred_123"
+    assert (await stepped.repo.get_job(job_id)).provider_ref == f"{SCRIPTED} pred_123"
     await asyncio.sleep(0.06)
     assert await stepped.worker.run_one(job_id) is JobStatus.SUCCEEDED
     assert [(attempt, ref) for _, attempt, ref in scripted.calls] == [(1, None), (2, "pred_123")]
@@ -388,3 +396,468 @@ async def test_handle_runs_the_job_in_a_slot(make_runtime: MakeRuntime) -> None:
     await runtime.worker.handle(job_id)
 
     assert (await runtime.repo.get_job(job_id)).status is JobStatus.SUCCEEDED
+
+
+# -- fallback chains ------------------------------------------------------------------------
+
+
+def _renders(model: str) -> Script:
+    async def script(task: Task, ctx: RunContext) -> list[Output]:
+        return [
+            Output(data=render(task.prompt, model, i, task.width, task.height), seed=i)
+            for i in range(task.n)
+        ]
+
+    return script
+
+
+def _fails(error: Callable[[], ProviderError], attempts: int = 99) -> Script:
+    """A script that raises a new ``error()`` on the first ``attempts`` attempts, then renders."""
+
+    async def script(task: Task, ctx: RunContext) -> list[Output]:
+        if ctx.attempt <= attempts:
+            raise error()
+        return await _renders("any")(task, ctx)
+
+    return script
+
+
+class Backup:
+    """A second scripted provider, to stand behind ``scripted`` in fallback chains."""
+
+    name = "backup"
+
+    def __init__(self) -> None:
+        self.script = _renders(BACKUP)
+        self.calls: list[tuple[Task, int, str | None]] = []  # task, attempt, provider_ref seen
+
+    def models(self) -> list[ModelSpec]:
+        return [
+            ModelSpec(
+                id=BACKUP,
+                provider=self.name,
+                name="model",
+                params_schema={"type": "object"},
+                sizes=SizeRange(min_side=16, max_side=4096, default="64x64"),
+                pricing=Pricing(per_image=0.25),
+            )
+        ]
+
+    async def run(self, task: Task, ctx: RunContext) -> list[Output]:
+        self.calls.append((task, ctx.attempt, ctx.provider_ref))
+        return await self.script(task, ctx)
+
+
+# The configured prices: the primary's would show if the fallback's outputs were priced by it.
+PRICES = {SCRIPTED: Pricing(per_image=1.0), "placeholder": Pricing(per_image=0.02)}
+
+
+@pytest.fixture
+def backup() -> Backup:
+    return Backup()
+
+
+@pytest.fixture
+async def chained(settings: Settings, scripted: Any, backup: Backup) -> AsyncIterator[Runtime]:
+    """A stepped runtime with placeholder, scripted and backup models, and configured prices."""
+    registry = Registry([PlaceholderProvider(), scripted, backup], PRICES)
+    async with Runtime(settings, registry=registry, run_workers=False, sweep=False) as runtime:
+        yield runtime
+
+
+async def _stored_bytes(runtime: Runtime, asset_id: str) -> bytes:
+    return await runtime.blobs.get((await runtime.repo.get_asset(asset_id)).storage_key)
+
+
+async def _logged(runtime: Runtime, job_id: str) -> list[str]:
+    events = await runtime.repo.events_after(job_id, 0)
+    return [e["data"]["message"] for e in events if e["type"] == "log"]
+
+
+async def test_a_failed_model_falls_back_to_the_next_which_makes_the_outputs(
+    chained: Runtime, scripted: Any, backup: Backup
+) -> None:
+    scripted.script = _fails(lambda: ProviderUnavailable("upstream returned 503"))
+    job_id = await _submit(
+        chained,
+        model=SCRIPTED,
+        n=2,
+        size="48x32",
+        params={"steps": 4},
+        fallback=[{"model": BACKUP, "params": {"style": "ink"}}],
+    )
+
+    assert await chained.worker.run_one(job_id) is JobStatus.SUCCEEDED
+
+    job = await chained.repo.get_job(job_id)
+    assert (job.model, job.error, job.attempt) == (SCRIPTED, None, 1)
+    assert [(o.model, o.fallback) for o in job.outputs] == [(BACKUP, True), (BACKUP, True)]
+    assert [o.cost_usd for o in job.outputs] == [0.25, 0.25]
+    assert job.cost_usd == 0.5
+    for output in job.outputs:
+        assert (output.width, output.height) == (48, 32)
+        embedded = png_params(await _stored_bytes(chained, output.asset_id))
+        assert embedded is not None
+        assert (embedded["model"], embedded["params"]) == (BACKUP, {"style": "ink"})
+    [(primary_task, _, _)] = scripted.calls
+    [(fallback_task, _, _)] = backup.calls
+    assert primary_task.params == {"steps": 4}
+    assert (fallback_task.model, fallback_task.params) == ("model", {"style": "ink"})
+    assert (fallback_task.prompt, fallback_task.n) == (primary_task.prompt, 2)
+    [message] = await _logged(chained, job_id)
+    assert SCRIPTED in message and BACKUP in message
+    assert "provider_unavailable" in message and "upstream returned 503" in message
+    types = [e["type"] for e in await chained.repo.events_after(job_id, 0)]
+    assert "error" not in types
+    assert types.index("log") < types.index("output")
+
+
+async def test_a_chain_goes_on_until_a_model_succeeds(
+    chained: Runtime, scripted: Any, backup: Backup
+) -> None:
+    scripted.script = _fails(lambda: ProviderUnavailable("primary down"))
+    backup.script = _fails(lambda: ContentRejected("backup refused"))
+    job_id = await _submit(
+        chained,
+        model=SCRIPTED,
+        n=2,
+        size="40x40",
+        seed=3,
+        params={"steps": 4},
+        fallback=[BACKUP, "placeholder"],
+    )
+
+    assert await chained.worker.run_one(job_id) is JobStatus.SUCCEEDED
+
+    job = await chained.repo.get_job(job_id)
+    assert [(o.model, o.fallback, o.seed) for o in job.outputs] == [
+        ("placeholder", True, 3),
+        ("placeholder", True, 4),
+    ]
+    assert job.cost_usd == pytest.approx(0.04)  # the configured placeholder price, twice
+    for output in job.outputs:
+        data = await _stored_bytes(chained, output.asset_id)
+        assert (probe(data).content_type, probe(data).width) == ("image/png", 40)
+        embedded = png_params(data)
+        assert embedded is not None
+        assert embedded["params"] == {}  # a plain id: none of the primary's params
+    assert backup.calls[0][0].params == {}
+    first, second = await _logged(chained, job_id)
+    assert first.startswith(SCRIPTED) and "primary down" in first and first.endswith(BACKUP)
+    assert second.startswith(BACKUP) and "content_rejected" in second
+    assert second.endswith("placeholder")
+
+
+async def test_a_fallbacks_outputs_are_not_a_cache_entry(chained: Runtime, scripted: Any) -> None:
+    owner = await chained.local_owner()
+    working = scripted.script
+    scripted.script = _fails(lambda: ProviderUnavailable("down"))
+    request = Submission(model=SCRIPTED, prompt="p", size="32x32", seed=9, fallback=["placeholder"])
+    [first] = await chained.service.submit(owner.id, request)
+    assert await chained.worker.run_one(first.id) is JobStatus.SUCCEEDED
+    assert (await chained.repo.get_job(first.id)).outputs[0].fallback is True
+
+    [second] = await chained.service.submit(owner.id, request)
+    assert (second.status, second.cached) == (JobStatus.QUEUED, False)
+
+    # Made by the model asked for, the same request is cached.
+    scripted.script = working
+    assert await chained.worker.run_one(second.id) is JobStatus.SUCCEEDED
+    assert (await chained.repo.get_job(second.id)).outputs[0].fallback is False
+    [third] = await chained.service.submit(owner.id, request)
+    assert (third.status, third.cached) == (JobStatus.SUCCEEDED, True)
+
+
+async def test_when_every_model_fails_the_error_is_the_primarys_naming_each_fallback(
+    chained: Runtime, scripted: Any, backup: Backup
+) -> None:
+    scripted.script = _fails(lambda: ContentRejected("unsafe prompt"))
+    backup.script = _fails(lambda: ProviderUnavailable("backup down"))
+    job_id = await _submit(
+        chained,
+        model=SCRIPTED,
+        fallback=[BACKUP, {"model": "placeholder", "params": {"fail": "permanent"}}],
+    )
+
+    # The primary's error is permanent, but the backup's is not: the chain is worth a retry.
+    assert await chained.worker.run_one(job_id) is JobStatus.QUEUED
+
+    job = await chained.repo.get_job(job_id)
+    assert job.error is not None
+    assert (job.error.code, job.error.retryable) == ("content_rejected", True)
+    assert job.error.message == (
+        "unsafe prompt (fallbacks failed too: backup/model: backup down; "
+        "placeholder: placeholder: simulated permanent failure)"
+    )
+    assert job.outputs == []
+    assert len(await _logged(chained, job_id)) == 2
+    [error] = [
+        e["data"] for e in await chained.repo.events_after(job_id, 0) if e["type"] == "error"
+    ]
+    assert (error["code"], error["will_retry"]) == ("content_rejected", True)
+
+
+async def test_when_every_model_fails_for_good_the_job_fails_at_once(
+    chained: Runtime, scripted: Any
+) -> None:
+    scripted.script = _fails(lambda: ContentRejected("unsafe prompt"))
+    job_id = await _submit(
+        chained,
+        model=SCRIPTED,
+        fallback=[{"model": "placeholder", "params": {"fail": "permanent"}}],
+    )
+
+    assert await chained.worker.run_one(job_id) is JobStatus.FAILED
+
+    job = await chained.repo.get_job(job_id)
+    assert (job.attempt, job.max_attempts) == (1, 3)
+    assert job.error is not None
+    assert (job.error.code, job.error.retryable) == ("content_rejected", False)
+    assert job.error.message.startswith("unsafe prompt (fallbacks failed too: placeholder: ")
+
+
+async def test_a_retry_runs_the_chain_again_from_the_primary(
+    chained: Runtime, scripted: Any, backup: Backup
+) -> None:
+    scripted.script = _fails(lambda: ProviderUnavailable("primary down"), attempts=1)
+    backup.script = _fails(lambda: ProviderUnavailable("backup down"), attempts=1)
+    job_id = await _submit(chained, model=SCRIPTED, fallback=[BACKUP])
+
+    assert await chained.worker.run_one(job_id) is JobStatus.QUEUED
+    job = await chained.repo.get_job(job_id)
+    assert job.error is not None and job.error.code == "provider_unavailable"
+    await asyncio.sleep((job.run_after - utcnow()).total_seconds() + 0.02)
+    assert await chained.worker.run_one(job_id) is JobStatus.SUCCEEDED
+
+    done = await chained.repo.get_job(job_id)
+    assert [(o.model, o.fallback) for o in done.outputs] == [(SCRIPTED, False)]
+    assert done.cost_usd == 1.0
+    assert [attempt for _, attempt, _ in scripted.calls] == [1, 2]
+    assert [attempt for _, attempt, _ in backup.calls] == [1]  # not needed the second time
+
+
+async def test_a_models_provider_ref_is_given_back_only_to_that_model(
+    chained: Runtime, scripted: Any, backup: Backup
+) -> None:
+    async def submit_then_drop(task: Task, ctx: RunContext) -> list[Output]:
+        if ctx.provider_ref is None:
+            await ctx.save_provider_ref("pred_1")
+        raise ProviderUnavailable("connection reset")
+
+    scripted.script = submit_then_drop
+    backup.script = _fails(lambda: ProviderUnavailable("backup down"))
+    job_id = await _submit(chained, model=SCRIPTED, fallback=[BACKUP])
+
+    assert await chained.worker.run_one(job_id) is JobStatus.QUEUED
+    await asyncio.sleep(0.06)  # > retry_max_seconds
+    assert await chained.worker.run_one(job_id) is JobStatus.QUEUED
+
+    assert [(attempt, ref) for _, attempt, ref in scripted.calls] == [(1, None), (2, "pred_1")]
+    assert [(attempt, ref) for _, attempt, ref in backup.calls] == [(1, None), (2, None)]
+
+
+# -- deadlines ------------------------------------------------------------------------------
+
+
+async def _error_events(runtime: Runtime, job_id: str) -> list[dict[str, Any]]:
+    return [e["data"] for e in await runtime.repo.events_after(job_id, 0) if e["type"] == "error"]
+
+
+async def test_a_provider_blocking_past_the_deadline_fails_the_job_at_the_deadline(
+    stepped: Runtime, scripted: Any
+) -> None:
+    scripted.script = scripted.block_forever
+    loop = asyncio.get_running_loop()
+    submitted = loop.time()
+    job_id = await _submit(stepped, model=SCRIPTED, deadline_seconds=0.3)
+
+    assert await asyncio.wait_for(stepped.worker.run_one(job_id), 5) is JobStatus.FAILED
+
+    assert 0.25 <= loop.time() - submitted < 1.5
+    job = await stepped.repo.get_job(job_id)
+    assert job.error is not None
+    assert (job.error.code, job.error.retryable) == ("deadline_exceeded", False)
+    assert job.attempt < job.max_attempts
+    assert scripted.canceled == [job_id]
+    assert [e["will_retry"] for e in await _error_events(stepped, job_id)] == [False]
+
+
+async def test_the_attempt_timeout_is_cut_short_by_the_deadline(
+    make_runtime: MakeRuntime, scripted: Any
+) -> None:
+    runtime = await make_runtime(job_timeout_seconds=0.4)
+    scripted.script = scripted.block_forever
+    job_id = await _submit(runtime, model=SCRIPTED, deadline_seconds=0.7)
+
+    # The first attempt has time for its whole timeout: a provider timeout, retried.
+    assert await asyncio.wait_for(runtime.worker.run_one(job_id), 5) is JobStatus.QUEUED
+    job = await runtime.repo.get_job(job_id)
+    assert job.error is not None and job.error.code == "provider_timeout"
+    await asyncio.sleep(max(0.0, (job.run_after - utcnow()).total_seconds()) + 0.01)
+
+    # The second has only what is left before the deadline.
+    started = asyncio.get_running_loop().time()
+    assert await asyncio.wait_for(runtime.worker.run_one(job_id), 5) is JobStatus.FAILED
+    assert asyncio.get_running_loop().time() - started < 0.39
+    job = await runtime.repo.get_job(job_id)
+    assert job.error is not None and job.error.code == "deadline_exceeded"
+    assert job.attempt == 2
+
+
+async def test_the_provider_sees_the_time_left_before_the_deadline(
+    stepped: Runtime, scripted: Any
+) -> None:
+    seen: list[float] = []
+
+    async def timed(task: Task, ctx: RunContext) -> list[Output]:
+        seen.append(ctx.time_left())
+        return await _renders(SCRIPTED)(task, ctx)
+
+    scripted.script = timed
+    job_id = await _submit(stepped, model=SCRIPTED, deadline_seconds=30)
+
+    assert await stepped.worker.run_one(job_id) is JobStatus.SUCCEEDED
+    assert 25 < seen[0] <= 30  # not the 600 s attempt timeout
+
+
+async def test_a_retry_that_would_come_after_the_deadline_fails_the_job_instead(
+    make_runtime: MakeRuntime, scripted: Any
+) -> None:
+    runtime = await make_runtime(retry_base_seconds=10, retry_max_seconds=10)
+    scripted.script = _fails(lambda: ProviderUnavailable("try later"))
+    soon = await _submit(runtime, model=SCRIPTED, deadline_seconds=5)
+    later = await _submit(runtime, model=SCRIPTED, deadline_seconds=60)
+
+    assert await runtime.worker.run_one(soon) is JobStatus.FAILED
+    assert await runtime.worker.run_one(later) is JobStatus.QUEUED  # 5-10 s: before its deadline
+
+    job = await runtime.repo.get_job(soon)
+    assert (job.status, job.attempt, job.max_attempts) == (JobStatus.FAILED, 1, 3)
+    assert job.error is not None and job.error.code == "provider_unavailable"
+    [error] = await _error_events(runtime, soon)
+    assert (error["code"], error["will_retry"]) == ("provider_unavailable", False)
+    [error] = await _error_events(runtime, later)
+    assert error["will_retry"] is True
+
+
+async def test_a_job_claimed_after_its_deadline_fails_without_running(
+    stepped: Runtime, scripted: Any
+) -> None:
+    job_id = await _submit(stepped, model=SCRIPTED, deadline_seconds=0.05)
+    await asyncio.sleep(0.06)
+
+    assert await stepped.worker.run_one(job_id) is JobStatus.FAILED
+
+    assert scripted.calls == []
+    job = await stepped.repo.get_job(job_id)
+    assert job.error is not None
+    assert (job.error.code, job.error.retryable) == ("deadline_exceeded", False)
+    assert job.outputs == []
+    assert await stepped.worker.run_one(job_id) is None
+
+
+# -- per-provider concurrency ---------------------------------------------------------------
+
+
+class Gate:
+    """A script that holds every call until released, counting how many run at once."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.peak = 0
+        self.release = asyncio.Event()
+
+    async def __call__(self, task: Task, ctx: RunContext) -> list[Output]:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            await self.release.wait()
+            return await _renders(SCRIPTED)(task, ctx)
+        finally:
+            self.running -= 1
+
+
+async def _until(condition: Callable[[], Awaitable[bool]]) -> None:
+    for _ in range(500):
+        if await condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never met")
+
+
+async def _handle_six(runtime: Runtime, scripted: Any, gate: Gate, peak: int) -> None:
+    scripted.script = gate
+    job_ids = [await _submit(runtime, model=SCRIPTED, size="16x16") for _ in range(6)]
+    handling = asyncio.gather(*(runtime.worker.handle(job_id) for job_id in job_ids))
+
+    async def all_claimed() -> bool:
+        jobs = await runtime.repo.get_jobs(job_ids)
+        return all(job.status is JobStatus.RUNNING for job in jobs)
+
+    try:
+        await _until(all_claimed)
+        await asyncio.sleep(0.05)  # time for any job not held back to reach the provider
+        assert (gate.running, gate.peak) == (peak, peak)
+    finally:
+        gate.release.set()
+        await asyncio.wait_for(handling, 5)
+    assert gate.peak == peak
+    assert len(scripted.calls) == 6
+    jobs = await runtime.repo.get_jobs(job_ids)
+    assert all(job.status is JobStatus.SUCCEEDED for job in jobs)
+
+
+async def test_a_provider_runs_at_most_its_concurrency_of_jobs_at_once(
+    make_runtime: MakeRuntime, scripted: Any
+) -> None:
+    runtime = await make_runtime(provider_concurrency={"scripted": 2}, worker_concurrency=8)
+    await _handle_six(runtime, scripted, Gate(), peak=2)
+
+
+async def test_without_a_limit_a_providers_jobs_all_run_at_once(
+    make_runtime: MakeRuntime, scripted: Any
+) -> None:
+    runtime = await make_runtime(provider_concurrency={"placeholder": 1}, worker_concurrency=8)
+    await _handle_six(runtime, scripted, Gate(), peak=6)
+
+
+async def test_waiting_for_a_providers_slot_does_not_use_up_the_attempts_time(
+    make_runtime: MakeRuntime, scripted: Any
+) -> None:
+    runtime = await make_runtime(provider_concurrency={"scripted": 1}, job_timeout_seconds=0.4)
+
+    async def quarter_second(task: Task, ctx: RunContext) -> list[Output]:
+        await asyncio.sleep(0.25)
+        return [Output(data=render(task.prompt, SCRIPTED, 1, task.width, task.height))]
+
+    scripted.script = quarter_second
+    first, second = await _submit(runtime, model=SCRIPTED), await _submit(runtime, model=SCRIPTED)
+
+    # The second waits ~0.25 s for the slot, then runs 0.25 s: 0.5 s in all, over the
+    # attempt's 0.4 s, but its own attempt only took 0.25 s.
+    outcomes = await asyncio.gather(runtime.worker.run_one(first), runtime.worker.run_one(second))
+
+    assert outcomes == [JobStatus.SUCCEEDED, JobStatus.SUCCEEDED]
+
+
+async def test_the_chains_error_leaves_the_providers_exception_alone(
+    make_runtime: MakeRuntime, scripted: Any
+) -> None:
+    runtime = await make_runtime(max_attempts=1)
+    shared = ProviderUnavailable("the same exception object, every time")
+
+    async def always_the_same(task: Task, ctx: RunContext) -> list[Output]:
+        raise shared
+
+    scripted.script = always_the_same
+    job_id = await _submit(
+        runtime,
+        model=SCRIPTED,
+        params={},
+        fallback=[{"model": "placeholder", "params": {"fail": "permanent"}}],
+    )
+
+    assert await runtime.worker.run_one(job_id) is JobStatus.FAILED
+    assert shared.message == "the same exception object, every time"
+    job = await runtime.repo.get_job(job_id)
+    assert job.error is not None and "fallbacks failed too" in job.error.message

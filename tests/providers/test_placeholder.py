@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import time
 from typing import Any
 
 import httpx
 import pytest
 from jsonschema import Draft202012Validator
+from PIL import Image
 
 from imagemill.domain import Task, TaskKind
 from imagemill.errors import ProviderError, ProviderUnavailable
@@ -135,6 +137,23 @@ async def test_no_latency_reports_no_progress(provider: PlaceholderProvider) -> 
     recorded = Recorded()
     await provider.run(_task(), recorded.context())
     assert recorded.progress == []
+    assert recorded.previews == []
+
+
+async def test_halfway_a_small_blurred_preview_of_the_first_image(
+    provider: PlaceholderProvider,
+) -> None:
+    recorded = Recorded()
+    task = _task(params={"latency_ms": 400})
+
+    [first, *_] = await provider.run(task, recorded.context())
+
+    [preview] = recorded.previews
+    with Image.open(io.BytesIO(preview)) as image:
+        assert image.format == "WEBP"
+        assert max(image.size) <= 128
+        assert image.size[0] / image.size[1] == pytest.approx(task.width / task.height, rel=0.1)
+    assert len(preview) < len(first.data or b"")
 
 
 async def test_transient_failure_is_retryable(provider: PlaceholderProvider) -> None:

@@ -1,4 +1,5 @@
-"""The registry: providers from entry points, model lookup by id and alias."""
+"""The registry: providers from entry points, model lookup by id and alias, price overrides;
+and the price tables themselves."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from imagemill.config import Settings
-from imagemill.domain import ModelSpec, Output, Task
+from imagemill.domain import ModelSpec, Output, Pricing, Size, Task
 from imagemill.errors import InvalidInput
 from imagemill.providers.base import ENTRY_POINT_GROUP, RunContext
 from imagemill.providers.placeholder import PlaceholderProvider
@@ -93,3 +94,94 @@ def test_a_broken_plugin_does_not_stop_the_others(
     assert registry.resolve("good/one")[1].provider == "good"
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "broken_plugin" in logged and "missing_plugin" in logged
+
+
+# -- prices ---------------------------------------------------------------------------------
+
+
+class Priced:
+    name = "acme"
+
+    def models(self) -> list[ModelSpec]:
+        return [
+            ModelSpec(
+                id="acme/big-1",
+                provider="acme",
+                name="big-1",
+                aliases=["big"],
+                pricing=Pricing(per_image=0.10, by_size={"2048x2048": 0.30}),
+            ),
+            ModelSpec(
+                id="acme/small-1", provider="acme", name="small-1", pricing=Pricing(per_image=0.01)
+            ),
+        ]
+
+    async def run(self, task: Task, ctx: RunContext) -> list[Output]:
+        return []
+
+
+def test_a_price_override_replaces_the_models_whole_price_table() -> None:
+    override = Pricing(per_image=0.05, by_quality={"hd": {"*": 0.09}})
+    registry = Registry([Priced(), PlaceholderProvider()], {"acme/big-1": override})
+
+    [big] = [s for s in registry.models() if s.id == "acme/big-1"]
+    assert big.pricing == override
+    assert registry.resolve("acme/big-1")[1].pricing == override
+    assert registry.resolve("big")[1].pricing == override
+    # The whole table is replaced: the built-in by-size price is gone.
+    assert Registry([Priced()]).resolve("big")[1].pricing.price(Size(2048, 2048)) == 0.30
+    assert big.pricing.price(Size(2048, 2048)) == 0.05
+    assert big.pricing.price(Size(2048, 2048), "hd") == 0.09
+
+
+def test_models_without_an_override_keep_their_prices() -> None:
+    registry = Registry([Priced(), PlaceholderProvider()], {"acme/big-1": Pricing(per_image=1.0)})
+
+    assert registry.resolve("acme/small-1")[1].pricing == Pricing(per_image=0.01)
+    assert registry.resolve("placeholder")[1].pricing == Pricing(per_image=0.0)
+
+
+def test_an_override_for_an_unknown_model_is_ignored() -> None:
+    registry = Registry([Priced()], {"nope/x": Pricing(per_image=9.0)})
+    assert sorted(s.pricing.per_image for s in registry.models()) == [0.01, 0.10]
+
+
+def test_from_entry_points_applies_the_configured_prices(settings: Settings) -> None:
+    configured = settings.model_copy(update={"prices": {"placeholder": Pricing(per_image=0.02)}})
+    registry = Registry.from_entry_points(configured)
+    assert registry.resolve("placeholder")[1].pricing == Pricing(per_image=0.02)
+
+
+DALL_E_3_PRICES = Pricing(
+    per_image=0.04,
+    by_size={"1792x1024": 0.08, "1024x1792": 0.08},
+    by_quality={"hd": {"1024x1024": 0.08, "*": 0.12}},
+)
+
+
+@pytest.mark.parametrize(
+    ("size", "quality", "price"),
+    [
+        (Size(1024, 1024), None, 0.04),  # flat
+        (Size(1792, 1024), None, 0.08),  # by size
+        (Size(1024, 1792), "standard", 0.08),  # a quality without a table: by size
+        (Size(1024, 1024), "standard", 0.04),  # ... or flat
+        (Size(1024, 1024), "hd", 0.08),  # by quality and size
+        (Size(1792, 1024), "hd", 0.12),  # by quality, any other size ("*")
+    ],
+)
+def test_pricing_by_size_then_quality(size: Size, quality: str | None, price: float) -> None:
+    assert DALL_E_3_PRICES.price(size, quality) == price
+
+
+def test_a_quality_table_without_a_wildcard_falls_back_to_the_size_price() -> None:
+    pricing = Pricing(
+        per_image=0.02, by_size={"512x512": 0.01}, by_quality={"high": {"1024x1024": 0.2}}
+    )
+    assert pricing.price(Size(1024, 1024), "high") == 0.2
+    assert pricing.price(Size(512, 512), "high") == 0.01
+    assert pricing.price(Size(640, 480), "high") == 0.02
+
+
+def test_the_default_price_is_free() -> None:
+    assert Pricing().price(Size(1024, 1024), "hd") == 0.0

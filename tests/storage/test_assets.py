@@ -10,7 +10,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from imagemill.domain import Output, Task, TaskKind
+from imagemill.domain import Output, Pricing, Task, TaskKind
 from imagemill.errors import InvalidInput, ProviderError, ProviderUnavailable
 from imagemill.storage.assets import AssetWriter
 from imagemill.storage.blobs import BlobStore, sha256_hex
@@ -75,7 +75,11 @@ async def test_store_bytes_at_the_requested_size(
     data = _image(64, 64)
 
     stored = await writer.store(
-        Output(data=data, seed=9, cost_usd=0.04), _task(), model_id="p/m", fallback=False, price=1.0
+        Output(data=data, seed=9, cost_usd=0.04),
+        _task(),
+        model_id="p/m",
+        fallback=False,
+        pricing=Pricing(per_image=1.0),
     )
 
     saved = await blobs.get(stored.storage_key)
@@ -99,9 +103,33 @@ async def test_the_price_table_decides_when_the_provider_reports_no_cost(
     make_writer: Callable[..., AssetWriter],
 ) -> None:
     stored = await make_writer(_unreachable).store(
-        Output(data=_image(64, 64)), _task(), model_id="p/m", fallback=True, price=0.25
+        Output(data=_image(64, 64)),
+        _task(),
+        model_id="p/m",
+        fallback=True,
+        pricing=Pricing(per_image=0.25),
     )
     assert (stored.cost_usd, stored.fallback) == (0.25, True)
+
+
+async def test_the_price_is_that_of_the_made_size_and_quality(
+    make_writer: Callable[..., AssetWriter],
+) -> None:
+    pricing = Pricing(
+        per_image=0.04, by_size={"64x64": 0.05}, by_quality={"hd": {"64x64": 0.08, "*": 0.12}}
+    )
+
+    async def store(quality: str | None, made: int) -> float:
+        output = Output(data=_image(made, made), quality=quality)
+        stored = await make_writer(_unreachable).store(
+            output, _task(32, 32), model_id="p/m", fallback=False, pricing=pricing
+        )
+        return stored.cost_usd
+
+    assert await store(None, 64) == 0.05  # billed at what the model made, not at 32x32
+    assert await store("hd", 64) == 0.08
+    assert await store("hd", 48) == 0.12
+    assert await store("standard", 48) == 0.04
 
 
 async def test_an_output_of_another_size_is_fitted_to_the_request(
@@ -112,7 +140,7 @@ async def test_an_output_of_another_size_is_fitted_to_the_request(
         _task(1920, 1080),
         model_id="p/m",
         fallback=False,
-        price=0.0,
+        pricing=Pricing(per_image=0.0),
     )
 
     saved = await blobs.get(stored.storage_key)
@@ -131,7 +159,7 @@ async def test_an_upscale_keeps_the_providers_size(
         _task(64, 64, TaskKind.UPSCALE),
         model_id="p/m",
         fallback=False,
-        price=0.0,
+        pricing=Pricing(per_image=0.0),
     )
     assert (stored.content_type, stored.width, stored.height) == ("image/webp", 128, 128)
     assert (stored.requested_width, stored.requested_height) == (64, 64)
@@ -143,10 +171,18 @@ async def test_identical_outputs_share_one_blob(
     writer = make_writer(_unreachable)
     data = _image(64, 64)
     first = await writer.store(
-        Output(data=data, seed=9), _task(), model_id="p/m", fallback=False, price=0
+        Output(data=data, seed=9),
+        _task(),
+        model_id="p/m",
+        fallback=False,
+        pricing=Pricing(per_image=0),
     )
     second = await writer.store(
-        Output(data=data, seed=9), _task(), model_id="p/m", fallback=False, price=0
+        Output(data=data, seed=9),
+        _task(),
+        model_id="p/m",
+        fallback=False,
+        pricing=Pricing(per_image=0),
     )
     assert (first.sha256, first.storage_key) == (second.sha256, second.storage_key)
 
@@ -160,7 +196,7 @@ async def test_a_url_output_is_downloaded(make_writer: Callable[..., AssetWriter
         return httpx.Response(200, content=data, headers={"content-type": "image/png"})
 
     stored = await make_writer(handler).store(
-        Output(url=URL), _task(), model_id="p/m", fallback=False, price=0.0
+        Output(url=URL), _task(), model_id="p/m", fallback=False, pricing=Pricing(per_image=0.0)
     )
     assert seen == [URL]
     assert (stored.width, stored.height) == (64, 64)
@@ -243,7 +279,7 @@ async def test_an_output_with_neither_bytes_nor_url_is_a_provider_error(
 ) -> None:
     with pytest.raises(ProviderError):
         await make_writer(_unreachable).store(
-            Output(), _task(), model_id="p/m", fallback=False, price=0
+            Output(), _task(), model_id="p/m", fallback=False, pricing=Pricing(per_image=0)
         )
 
 
@@ -252,7 +288,11 @@ async def test_an_output_over_the_pixel_limit_is_rejected(
 ) -> None:
     with pytest.raises(InvalidInput):
         await make_writer(_unreachable, max_pixels=1000).store(
-            Output(data=_image(64, 64)), _task(), model_id="p/m", fallback=False, price=0
+            Output(data=_image(64, 64)),
+            _task(),
+            model_id="p/m",
+            fallback=False,
+            pricing=Pricing(per_image=0),
         )
 
 
@@ -262,5 +302,5 @@ async def test_not_an_image_is_rejected(make_writer: Callable[..., AssetWriter])
 
     with pytest.raises(InvalidInput):
         await make_writer(handler).store(
-            Output(url=URL), _task(), model_id="p/m", fallback=False, price=0
+            Output(url=URL), _task(), model_id="p/m", fallback=False, pricing=Pricing(per_image=0)
         )

@@ -10,7 +10,18 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from imagemill import __version__
 from imagemill.api import errors
-from imagemill.api.routes import assets, health, jobs, models, openai_compat, presets
+from imagemill.api.routes import (
+    assets,
+    events,
+    health,
+    jobs,
+    models,
+    openai_compat,
+    presets,
+    providers,
+    usage,
+    webhooks,
+)
 from imagemill.config import Settings
 from imagemill.runtime import Runtime
 
@@ -53,6 +64,17 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     errors.install(app)
     # Event streams and image bytes are excluded by content type inside GZipMiddleware.
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES)
-    for module in (jobs, assets, models, presets, openai_compat, health):
+    for module in (
+        jobs,
+        events,
+        assets,
+        models,
+        presets,
+        usage,
+        openai_compat,
+        providers,
+        webhooks,
+        health,
+    ):
         app.include_router(module.router)
     return app

@@ -15,7 +15,11 @@ from imagemill.runtime import Runtime
 _bearer = HTTPBearer(auto_error=False, description="An API key from `imagemill keys create`.")
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies are ``async def`` even when they do not await: FastAPI runs a plain
+# ``def`` dependency in a thread pool, a thread hand-off on every request.
+
+
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -54,8 +58,8 @@ OptionalOwner = Annotated[Owner | None, Depends(optional_owner)]
 class Links:
     """Absolute URLs for the caller, honouring ``public_url`` behind a proxy."""
 
-    def __init__(self, request: Request, runtime: RuntimeDep) -> None:
-        self.base = (runtime.settings.public_url or str(request.base_url)).rstrip("/")
+    def __init__(self, base: str) -> None:
+        self.base = base.rstrip("/")
 
     def asset(self, asset_id: str) -> str:
         return f"{self.base}/v1/assets/{asset_id}"
@@ -67,4 +71,8 @@ class Links:
         return f"{self.asset(asset_id)}?token={asset_token(owner.secret, asset_id)}"
 
 
-LinksDep = Annotated[Links, Depends(Links)]
+async def get_links(request: Request, runtime: RuntimeDep) -> Links:
+    return Links(runtime.settings.public_url or str(request.base_url))
+
+
+LinksDep = Annotated[Links, Depends(get_links)]

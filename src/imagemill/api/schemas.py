@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from imagemill.api.deps import Links
 from imagemill.db.accounts import Preset
-from imagemill.domain import Job, JobOutput, JobStatus, Request, Size, TaskKind
+from imagemill.domain import (
+    DEFAULT_WEBHOOK_EVENTS,
+    EVENT_TYPES,
+    Job,
+    JobOutput,
+    JobStatus,
+    Request,
+    Size,
+    TaskKind,
+    check_event_types,
+)
 
 
 class ErrorBody(BaseModel):
@@ -32,6 +42,10 @@ class OutputOut(BaseModel):
     height: int | None
     requested_width: int | None
     requested_height: int | None
+    generated_width: int | None = Field(
+        None, description="What the model made, before it was fitted to the requested size."
+    )
+    generated_height: int | None = None
     byte_size: int
     sha256: str
     seed: int | None
@@ -42,6 +56,10 @@ class OutputOut(BaseModel):
     cached: bool
     cost_usd: float
     revised_prompt: str | None = None
+    nsfw_score: float | None = Field(
+        None, description="The safety check's score, 0 to 1 (IMAGEMILL_SAFETY_THRESHOLD)."
+    )
+    flagged: bool = Field(False, description="The score reached the threshold; thumbnail blurred.")
 
     @classmethod
     def of(cls, output: JobOutput, links: Links) -> OutputOut:
@@ -84,6 +102,9 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    deadline_at: datetime | None = Field(
+        None, description="Not finished by then, it fails (retries included)."
+    )
     timings: Timings
 
     @classmethod
@@ -114,6 +135,7 @@ class JobOut(BaseModel):
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
+            deadline_at=job.deadline_at,
             timings=Timings(
                 queued_seconds=seconds(job.created_at, job.started_at),
                 running_seconds=seconds(job.started_at, job.finished_at),
@@ -213,3 +235,92 @@ class OpenAIImage(BaseModel):
 class OpenAIImagesResponse(BaseModel):
     created: int
     data: list[OpenAIImage]
+
+
+class AssetOut(BaseModel):
+    object: Literal["asset"] = "asset"
+    id: str
+    url: str
+    thumbnail_url: str
+    content_type: str
+    width: int | None
+    height: int | None
+    byte_size: int
+    sha256: str
+    created_at: datetime
+    nsfw_score: float | None = None
+    flagged: bool = False
+
+
+class UsageDay(BaseModel):
+    day: str = Field(description="UTC date, YYYY-MM-DD.")
+    model: str = Field(description="The model that made the images (a fallback counts as itself).")
+    images: int
+    cached: int = Field(description="Of which cache hits (they cost nothing).")
+    cost_usd: float
+
+
+class UsageOut(BaseModel):
+    object: Literal["usage"] = "usage"
+    since: date | None
+    until: date | None
+    total_cost_usd: float
+    total_images: int
+    data: list[UsageDay]
+
+
+class WebhookEndpointIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2000, description="Where your jobs' events go by default.")
+    events: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_WEBHOOK_EVENTS),
+        description=f"Which events: any of {', '.join(EVENT_TYPES)}.",
+    )
+
+    @field_validator("events")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        return check_event_types(value)
+
+
+class WebhookEndpointOut(BaseModel):
+    object: Literal["webhook_endpoint"] = "webhook_endpoint"
+    url: str
+    events: list[str]
+    disabled_at: datetime | None = Field(
+        description="Set when the target answered 410 Gone; PUT it again to re-enable."
+    )
+    updated_at: datetime
+
+
+class WebhookSecretOut(BaseModel):
+    key: str = Field(description="The signing secret (Standard Webhooks), `whsec_…`.")
+
+
+class DeliveryAttemptOut(BaseModel):
+    attempt: int
+    at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+class DeliveryOut(BaseModel):
+    object: Literal["delivery"] = "delivery"
+    id: str = Field(description="Also the `webhook-id` header, the same on every attempt.")
+    event_type: str
+    event_id: int
+    url: str
+    status: str = Field(description="pending, delivered, failed or canceled (410 Gone).")
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    attempts: list[DeliveryAttemptOut]
+
+
+class DeliveryList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[DeliveryOut]

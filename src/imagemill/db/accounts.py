@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, Row, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from imagemill.db.engine import Database
@@ -55,28 +55,27 @@ class Accounts:
 
     async def owner_named(self, name: str, now: datetime) -> Owner:
         """The owner called ``name``, created on first use."""
-        async with self.db.read() as conn:
-            row = (await conn.execute(select(owners).where(owners.c.name == name))).one_or_none()
+        query = select(owners).where(owners.c.name == name)
+        row = await self.db.read(lambda conn: conn.execute(query).one_or_none())
         if row is None:
-            try:
-                async with self.db.write() as conn:
-                    await conn.execute(
-                        owners.insert().values(
-                            id=new_id("own"),
-                            name=name,
-                            secret=secrets.token_urlsafe(32),
-                            created_at=now,
-                        )
-                    )
-            except IntegrityError:
-                pass  # created concurrently: read it below
-            async with self.db.read() as conn:
-                row = (await conn.execute(select(owners).where(owners.c.name == name))).one()
+            insert = (
+                self.db.insert(owners)
+                .on_conflict_do_nothing()
+                .values(
+                    id=new_id("own"), name=name, secret=secrets.token_urlsafe(32), created_at=now
+                )
+            )
+
+            def work(conn: Connection) -> Row[Any]:
+                conn.execute(insert)  # a no-op when created concurrently
+                return conn.execute(query).one()
+
+            row = await self.db.write(work)
         return Owner(row.id, row.name, row.secret)
 
     async def get_owner(self, owner_id: str) -> Owner:
-        async with self.db.read() as conn:
-            row = (await conn.execute(select(owners).where(owners.c.id == owner_id))).one_or_none()
+        query = select(owners).where(owners.c.id == owner_id)
+        row = await self.db.read(lambda conn: conn.execute(query).one_or_none())
         if row is None:
             raise NotFound(f"no owner {owner_id!r}")
         return Owner(row.id, row.name, row.secret)
@@ -85,17 +84,15 @@ class Accounts:
         self, owner_id: str, name: str, prefix: str, key_hash: str, now: datetime
     ) -> str:
         key_id = new_id("key")
-        async with self.db.write() as conn:
-            await conn.execute(
-                api_keys.insert().values(
-                    id=key_id,
-                    owner_id=owner_id,
-                    name=name,
-                    prefix=prefix,
-                    key_hash=key_hash,
-                    created_at=now,
-                )
-            )
+        statement = api_keys.insert().values(
+            id=key_id,
+            owner_id=owner_id,
+            name=name,
+            prefix=prefix,
+            key_hash=key_hash,
+            created_at=now,
+        )
+        await self.db.write(lambda conn: conn.execute(statement))
         return key_id
 
     async def owner_for_key(self, key_hash: str) -> Owner | None:
@@ -104,26 +101,22 @@ class Accounts:
             .join(api_keys, api_keys.c.owner_id == owners.c.id)
             .where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
         )
-        async with self.db.read() as conn:
-            row = (await conn.execute(query)).one_or_none()
+        row = await self.db.read(lambda conn: conn.execute(query).one_or_none())
         return Owner(row.id, row.name, row.secret) if row else None
 
     async def active_key_count(self) -> int:
         query = select(api_keys.c.id).where(api_keys.c.revoked_at.is_(None)).limit(1)
-        async with self.db.read() as conn:
-            return len((await conn.execute(query)).all())
+        return await self.db.read(lambda conn: len(conn.execute(query).all()))
 
     # -- presets --------------------------------------------------------------------------
 
     async def create_preset(self, owner_id: str, fields: dict[str, Any], now: datetime) -> Preset:
         preset_id = new_id("pre")
+        statement = presets.insert().values(
+            id=preset_id, owner_id=owner_id, created_at=now, updated_at=now, **fields
+        )
         try:
-            async with self.db.write() as conn:
-                await conn.execute(
-                    presets.insert().values(
-                        id=preset_id, owner_id=owner_id, created_at=now, updated_at=now, **fields
-                    )
-                )
+            await self.db.write(lambda conn: conn.execute(statement))
         except IntegrityError as exc:
             raise Conflict(f"a preset named {fields['name']!r} already exists") from exc
         return await self.get_preset(owner_id, preset_id)
@@ -133,33 +126,31 @@ class Accounts:
             presets.c.owner_id == owner_id,
             (presets.c.id == id_or_name) | (presets.c.name == id_or_name),
         )
-        async with self.db.read() as conn:
-            row = (await conn.execute(query)).first()
+        row = await self.db.read(lambda conn: conn.execute(query).first())
         if row is None:
             raise NotFound(f"no preset {id_or_name!r}")
         return Preset(**row._mapping)
 
     async def list_presets(self, owner_id: str) -> list[Preset]:
         query = select(presets).where(presets.c.owner_id == owner_id).order_by(presets.c.name)
-        async with self.db.read() as conn:
-            return [Preset(**r._mapping) for r in (await conn.execute(query)).all()]
+        return await self.db.read(
+            lambda conn: [Preset(**r._mapping) for r in conn.execute(query).all()]
+        )
 
     async def update_preset(
         self, owner_id: str, id_or_name: str, fields: dict[str, Any], now: datetime
     ) -> Preset:
         preset = await self.get_preset(owner_id, id_or_name)
+        statement = (
+            update(presets).where(presets.c.id == preset.id).values(updated_at=now, **fields)
+        )
         try:
-            async with self.db.write() as conn:
-                await conn.execute(
-                    update(presets)
-                    .where(presets.c.id == preset.id)
-                    .values(updated_at=now, **fields)
-                )
+            await self.db.write(lambda conn: conn.execute(statement))
         except IntegrityError as exc:
             raise Conflict(f"a preset named {fields.get('name')!r} already exists") from exc
         return await self.get_preset(owner_id, preset.id)
 
     async def delete_preset(self, owner_id: str, id_or_name: str) -> None:
         preset = await self.get_preset(owner_id, id_or_name)
-        async with self.db.write() as conn:
-            await conn.execute(delete(presets).where(presets.c.id == preset.id))
+        statement = delete(presets).where(presets.c.id == preset.id)
+        await self.db.write(lambda conn: conn.execute(statement))

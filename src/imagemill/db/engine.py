@@ -1,75 +1,219 @@
-"""The database handle: async engines, SQLite tuning, read and write transactions.
+"""The database handle: each transaction is one synchronous function, run as one unit.
 
-On SQLite (the embedded default) writes go through one connection that opens its
-transactions with ``BEGIN IMMEDIATE``: writers queue in-process instead of failing
-with "database is locked" half-way through, and WAL mode lets readers run alongside.
-On PostgreSQL both kinds share one pooled engine.
+Queries are plain SQLAlchemy Core on a ``Connection``; ``Database.write(fn)`` runs
+``fn`` in one transaction (committed when it returns, rolled back when it raises) and
+``Database.read(fn)`` runs it on a reading connection. Code inside ``fn`` cannot await
+anything, so no transaction is ever held open across network I/O.
+
+- SQLite (the embedded default) runs on the standard library driver in threads, the
+  way datasette does it. Every write goes through one thread holding one connection
+  that opens its transactions with ``BEGIN IMMEDIATE`` (writers queue in-process
+  instead of failing with "database is locked"); WAL mode lets a few reader threads
+  run alongside. A transaction costs one hand-off to its thread, where an asyncio
+  SQLite driver pays one per statement. Write functions queued while the thread was
+  busy share one commit (group commit); if any of them fails, the shared transaction
+  is rolled back and each runs again on its own, so the outcome is exactly that of
+  running them one by one.
+- Other databases (PostgreSQL) use SQLAlchemy's async engine; ``fn`` runs through
+  ``AsyncConnection.run_sync``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import StaticPool
+
+T = TypeVar("T")
+Work = Callable[[Connection], T]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_READERS = 4
+MAX_GROUP_COMMIT = 64  # write functions sharing one SQLite commit, at most
 
 
 class Database:
-    """Owns the engines. ``write()`` and ``read()`` hand out connections in a transaction."""
+    """Owns the engines and the threads that run SQLite transactions."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str | URL) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite:
-            if self.url.database and self.url.database != ":memory:":
-                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
-            # Transactions always end in COMMIT or ROLLBACK here, so the pool's own
-            # reset-on-return would only add a round trip to the driver thread.
-            self._writer = create_async_engine(
-                self.url, pool_size=1, max_overflow=0, pool_reset_on_return=None
-            )
-            self._reader = create_async_engine(
-                self.url, pool_size=4, max_overflow=4, pool_reset_on_return=None
-            )
-            _tune_sqlite(self._writer, begin="BEGIN IMMEDIATE")
-            _tune_sqlite(self._reader, begin=None)
+            self._open_sqlite()
         else:
-            self._writer = self._reader = create_async_engine(
+            self._async = create_async_engine(
                 self.url, pool_size=10, max_overflow=10, pool_pre_ping=True
             )
 
-    @property
-    def engine(self) -> AsyncEngine:
-        return self._writer
+    def _open_sqlite(self) -> None:
+        # The stdlib driver, whatever driver the URL names (``sqlite+aiosqlite://`` too).
+        url = self.url.set(drivername="sqlite+pysqlite")
+        in_memory = url.database in (None, "", ":memory:")
+        if not in_memory:
+            Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
+        thread_safe = {"check_same_thread": False}
+        # Transactions always end in COMMIT or ROLLBACK, so the pool's reset-on-return
+        # would only add a statement.
+        if in_memory:  # one connection, or every connection would see its own database
+            self._writer = create_engine(url, poolclass=StaticPool, connect_args=thread_safe)
+            self._reader = self._writer
+        else:
+            self._writer = create_engine(
+                url,
+                pool_size=1,
+                max_overflow=0,
+                pool_reset_on_return=None,
+                connect_args=thread_safe,
+            )
+            self._reader = create_engine(
+                url,
+                pool_size=SQLITE_READERS,
+                max_overflow=0,
+                pool_reset_on_return=None,
+                connect_args=thread_safe,
+            )
+        _tune_sqlite(self._writer, begin="BEGIN IMMEDIATE")
+        if self._reader is not self._writer:
+            _tune_sqlite(self._reader, begin=None)
+        self._write_thread = _WriteThread(self._writer)
+        self._read_threads = ThreadPoolExecutor(
+            SQLITE_READERS, thread_name_prefix="imagemill-db-read"
+        )
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction: committed on success, rolled back on error."""
-        async with self._writer.begin() as conn:
-            yield conn
+    def write(self, work: Work[T]) -> asyncio.Future[T]:
+        """Run ``work`` in a write transaction: committed on return, rolled back on error.
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reading. On SQLite each statement is its own snapshot
+        The transaction runs to its end even if the awaiting task is canceled.
+        """
+        if self.is_sqlite:
+            return self._write_thread.submit(work)
+        return asyncio.ensure_future(self._write_async(work))
+
+    async def _write_async(self, work: Work[T]) -> T:
+        async with self._async.begin() as conn:
+            return await conn.run_sync(work)
+
+    async def read(self, work: Work[T]) -> T:
+        """Run ``work`` for reading. On SQLite each statement is its own snapshot
         (autocommit): a completion writes a job's status and outputs in one
         transaction, so reading the job before its outputs stays consistent."""
-        async with self._reader.connect() as conn:
-            yield conn
+        if self.is_sqlite:
+            if self._reader is self._writer:  # in memory: one connection, used by one thread
+                return await self._write_thread.submit(work)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._read_threads, _connected, self._reader, work)
+        async with self._async.connect() as conn:
+            return await conn.run_sync(work)
+
+    def insert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
+        """An ``INSERT`` in this database's dialect, for ``ON CONFLICT`` clauses."""
+        return sqlite.insert(table) if self.is_sqlite else postgresql.insert(table)
 
     async def dispose(self) -> None:
-        await self._writer.dispose()
+        if not self.is_sqlite:
+            await self._async.dispose()
+            return
+        await asyncio.to_thread(self._write_thread.stop)  # queued transactions finish first
+        self._read_threads.shutdown(wait=True)
+        self._writer.dispose()
         if self._reader is not self._writer:
-            await self._reader.dispose()
+            self._reader.dispose()
 
 
-def _tune_sqlite(engine: AsyncEngine, *, begin: str | None) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+class _WriteThread:
+    """The one thread that runs SQLite write transactions, in the order they came."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._queue: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="imagemill-db-write", daemon=True)
+        self._thread.start()
+
+    def submit(self, work: Work[T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Queued(work, future, loop))
+        return future
+
+    def stop(self) -> None:
+        """Finish what is queued, then end the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (first := self._queue.get()) is not None:
+            batch = [first]
+            while len(batch) < MAX_GROUP_COMMIT:
+                try:
+                    queued = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if queued is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(queued)
+            self._run_batch(batch)
+
+    def _run_batch(self, batch: list[_Queued]) -> None:
+        if len(batch) > 1:
+            try:
+                with self.engine.begin() as conn:
+                    results = [queued.work(conn) for queued in batch]
+            except Exception:
+                pass  # someone failed (or the commit did): each runs alone below
+            else:
+                for queued, result in zip(batch, results, strict=True):
+                    queued.resolve(result, None)
+                return
+        for queued in batch:
+            try:
+                with self.engine.begin() as conn:
+                    result = queued.work(conn)
+            except BaseException as exc:
+                queued.resolve(None, exc)
+            else:
+                queued.resolve(result, None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    work: Work[Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+    def resolve(self, result: Any, error: BaseException | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            self.loop.call_soon_threadsafe(_settle, self.future, result, error)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _connected(engine: Engine, work: Work[T]) -> T:
+    with engine.connect() as conn:
+        return work(conn)
+
+
+def _tune_sqlite(engine: Engine, *, begin: str | None) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take over transaction control from the driver so "begin" below decides.
         dbapi_connection.isolation_level = None
@@ -80,7 +224,8 @@ def _tune_sqlite(engine: AsyncEngine, *, begin: str | None) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         if begin is not None:  # None: autocommit, every statement its own transaction
-            conn.exec_driver_sql(begin)
+            # Straight to the driver: this runs for every transaction.
+            conn.connection.driver_connection.execute(begin)

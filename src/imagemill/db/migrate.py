@@ -26,8 +26,7 @@ async def upgrade(db: Database, revision: str = "head") -> None:
     def _run(connection: Connection) -> None:
         command.upgrade(alembic_config(connection), revision)
 
-    async with db.write() as conn:
-        await conn.run_sync(_run)
+    await db.write(_run)
 
 
 async def current_revision(db: Database) -> str | None:
@@ -36,5 +35,4 @@ async def current_revision(db: Database) -> str | None:
     def _read(connection: Connection) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
-    async with db.read() as conn:
-        return await conn.run_sync(_read)
+    return await db.read(_read)

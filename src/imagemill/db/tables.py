@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(
@@ -96,6 +98,9 @@ jobs = Table(
     Column("lease_owner", String(200)),
     Column("lease_expires_at", UTCDateTime),
     Column("run_after", UTCDateTime, nullable=False),
+    Column("deadline_at", UTCDateTime),  # not finished by then: failed, retries included
+    Column("webhook_url", String(2000)),  # where its events go (the request's, or the default)
+    Column("webhook_events", JSON),
     Column("provider_ref", String(500)),
     Column("error_code", String(100)),
     Column("error_message", Text),
@@ -128,6 +133,8 @@ assets = Table(
     Column("storage_key", String(300), nullable=False),
     Column("thumbnail_key", String(300)),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("nsfw_score", Float),  # the safety check's, when it is on
+    Column("flagged", Boolean, nullable=False, default=False, server_default=false()),
     UniqueConstraint("owner_id", "sha256"),
 )
 
@@ -143,6 +150,8 @@ outputs = Table(
     Column("seed", Integer),
     Column("requested_width", Integer),
     Column("requested_height", Integer),
+    Column("generated_width", Integer),  # what the model made, before fitting the request
+    Column("generated_height", Integer),
     Column("cost_usd", Float, nullable=False, default=0.0),
     Column("revised_prompt", Text),
     Column("created_at", UTCDateTime, nullable=False),
@@ -151,12 +160,17 @@ outputs = Table(
 events = Table(
     "events",
     metadata,
-    Column("job_id", String(40), ForeignKey("jobs.id"), primary_key=True),
-    Column("seq", Integer, primary_key=True),
+    # The position in the log of every job: what a stream of all an owner's jobs resumes from.
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("job_id", String(40), ForeignKey("jobs.id"), nullable=False),
+    Column("seq", Integer, nullable=False),  # the position in its job's log
     Column("owner_id", String(40), nullable=False),
     Column("type", String(20), nullable=False),
     Column("data", JSON, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("job_id", "seq"),
+    Index("ix_events_owner_id_id", "owner_id", "id"),
+    sqlite_autoincrement=True,  # ids never reused, so a resume point stays meaningful
 )
 
 presets = Table(
@@ -183,4 +197,60 @@ cache_entries = Table(
     Column("cache_key", String(64), primary_key=True),
     Column("job_id", String(40), ForeignKey("jobs.id"), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+# -- outgoing webhooks ------------------------------------------------------------------------
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    # An owner's default target, for jobs that name none of their own.
+    Column("owner_id", String(40), ForeignKey("owners.id"), primary_key=True),
+    Column("url", String(2000), nullable=False),
+    Column("events", JSON, nullable=False),
+    Column("disabled_at", UTCDateTime),  # the target answered 410 Gone
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    _id(),  # also the webhook-id header: the same on every attempt
+    Column("owner_id", String(40), ForeignKey("owners.id"), nullable=False),
+    Column("job_id", String(40), ForeignKey("jobs.id"), nullable=False),
+    Column("event_id", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
+    Column("event_type", String(20), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("status", String(20), nullable=False),  # pending, delivered, failed, canceled
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("lease_expires_at", UTCDateTime),  # a sender is on it until then
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    Index("ix_deliveries_job_id", "job_id"),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("delivery_id", String(40), ForeignKey("deliveries.id"), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("status_code", Integer),  # none when no answer came
+    Column("error", Text),
+    Column("duration_ms", Integer, nullable=False),
+)
+
+provider_slots = Table(
+    "provider_slots",
+    metadata,
+    # One row per slot of a provider's concurrency limit, leased like a job.
+    Column("provider", String(100), primary_key=True),
+    Column("slot", Integer, primary_key=True),
+    Column("holder", String(200)),
+    Column("expires_at", UTCDateTime),
 )

@@ -7,16 +7,17 @@ sweeper; a duplicate one loses the claim and is dropped.
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 from imagemill.db.accounts import Accounts, Preset
-from imagemill.db.repository import JobDraft, JobFilter, Repository
-from imagemill.domain import CachePolicy, Job, Request, Submission
+from imagemill.db.queries import JobFilter
+from imagemill.db.repository import JobDraft, Repository
+from imagemill.domain import CachePolicy, FallbackModel, Job, Request, Size, Submission
 from imagemill.errors import Conflict, InvalidInput, NotFound
 from imagemill.events.bus import EventBus
 from imagemill.ids import new_id
@@ -26,6 +27,16 @@ from imagemill.providers.registry import Registry
 log = logging.getLogger(__name__)
 
 Dispatch = Callable[[str], Awaitable[None]]
+
+
+class WebhookTargeting(Protocol):
+    """Where a new job's events go (``events.webhooks.WebhookTargets``)."""
+
+    async def for_submission(
+        self, owner_id: str, submission: Submission
+    ) -> tuple[str | None, list[str] | None]: ...
+
+
 WAIT_POLL_SECONDS = 1.0  # safety net for waiters when events come from another process
 
 
@@ -42,6 +53,8 @@ class JobService:
         bus: EventBus,
         dispatch: Dispatch,
         max_attempts: int,
+        deadline_seconds: float,
+        targets: WebhookTargeting | None = None,
     ) -> None:
         self.repo = repo
         self.accounts = accounts
@@ -49,6 +62,8 @@ class JobService:
         self.bus = bus
         self.dispatch = dispatch
         self.max_attempts = max_attempts
+        self.deadline_seconds = deadline_seconds  # unless a request gives its own
+        self.targets = targets
 
     async def submit(
         self, owner_id: str, submission: Submission, idempotency_key: str | None = None
@@ -62,6 +77,11 @@ class JobService:
         submission = validation.expand_preset(submission, preset)
         requests = self._resolve(submission)
         input_hashes = await self._input_hashes(owner_id, submission)
+        webhook_url, webhook_events = (
+            await self.targets.for_submission(owner_id, submission)
+            if self.targets
+            else (None, None)
+        )
         group_id = new_id("grp") if submission.models is not None else None
         drafts: list[JobDraft] = []
         for request in requests:
@@ -75,7 +95,10 @@ class JobService:
                     group_id=group_id,
                     cache_key=key,
                     idempotency_key=idempotency_key if not drafts else None,
-                    cached_from=await self._cache_hit(owner_id, request, key),
+                    reuse_cached=_may_reuse(request),
+                    deadline_seconds=request.deadline_seconds or self.deadline_seconds,
+                    webhook_url=webhook_url,
+                    webhook_events=webhook_events,
                 )
             )
         try:
@@ -105,10 +128,25 @@ class JobService:
             targets = [(m, f"models.{i}") for i, m in enumerate(submission.models)]
         else:
             targets = [(submission.model or "", "model")]
-        return [
-            validation.resolve(submission, self.registry.resolve(model, field)[1], field)
-            for model, field in targets
-        ]
+        requests = []
+        for model, field in targets:
+            request = validation.resolve(submission, self.registry.resolve(model, field)[1], field)
+            fallback = self._fallback(submission, request)
+            requests.append(request.model_copy(update={"fallback": fallback}))
+        return requests
+
+    def _fallback(self, submission: Submission, request: Request) -> list[FallbackModel]:
+        """The request's fallback chain, each model checked against the request."""
+        size = request.dimensions or Size(1024, 1024)
+        chain: list[FallbackModel] = []
+        for index, entry in enumerate(submission.fallback):
+            field = f"fallback.{index}"
+            target = entry if isinstance(entry, FallbackModel) else FallbackModel(model=entry)
+            spec = self.registry.resolve(target.model, field)[1]
+            if spec.id == request.model or spec.id in (f.model for f in chain):
+                raise InvalidInput(f"{spec.id!r} is already in the chain", field=field)
+            chain.append(validation.resolve_fallback(submission, size, spec, target.params, field))
+        return chain
 
     async def _input_hashes(self, owner_id: str, submission: Submission) -> list[str]:
         hashes = []
@@ -120,13 +158,6 @@ class JobService:
                     where = f"{field}.{index}" if field == "input_assets" else field
                     raise InvalidInput(f"no asset {asset_id!r}", field=where) from exc
         return hashes
-
-    async def _cache_hit(self, owner_id: str, request: Request, key: str) -> Job | None:
-        if request.cache is CachePolicy.BYPASS:
-            return None
-        if request.cache is CachePolicy.AUTO and request.seed is None:
-            return None
-        return await self.repo.cached_job(owner_id, key)
 
     async def _send(self, job_id: str) -> None:
         try:
@@ -149,7 +180,12 @@ class JobService:
         job_ids: Sequence[str],
         timeout: float,  # noqa: ASYNC109 - on timeout it returns the jobs as they are, no error
     ) -> builtins.list[Job]:
-        """The jobs, once all are finished or ``timeout`` seconds have passed."""
+        """The jobs, once all are finished or ``timeout`` seconds have passed.
+
+        Done events (from this process) tick jobs off; the log is read again when all
+        are ticked, every ``WAIT_POLL_SECONDS`` (events of other processes), and when
+        the subscription fell behind.
+        """
         deadline = time.monotonic() + timeout
         with self.bus.subscribe(set(job_ids)) as subscription:
             while True:
@@ -159,9 +195,19 @@ class JobService:
                 remaining = deadline - time.monotonic()
                 if all(job.status.terminal for job in jobs) or remaining <= 0:
                     return jobs
-                try:
-                    async with asyncio.timeout(min(remaining, WAIT_POLL_SECONDS)):
-                        while (await subscription.queue.get())["type"] != "done":
-                            pass
-                except TimeoutError:
-                    pass
+                pending = {job.id for job in jobs if not job.status.terminal}
+                look_again = time.monotonic() + min(remaining, WAIT_POLL_SECONDS)
+                while pending and (left := look_again - time.monotonic()) > 0:
+                    event = await subscription.next(left)
+                    if event is None:
+                        break
+                    if event["type"] == "done":
+                        pending.discard(event["job_id"])
+                subscription.resync()
+
+
+def _may_reuse(request: Request) -> bool:
+    """Whether the cache policy lets this request reuse an identical earlier one."""
+    if request.cache is CachePolicy.AUTO:
+        return request.seed is not None  # only a seeded request is deterministic
+    return request.cache is CachePolicy.USE

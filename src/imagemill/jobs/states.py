@@ -10,20 +10,37 @@
 Every change is a compare-and-set in SQL: the ``UPDATE`` names the states it may
 start from (and, for a worker, the lease it holds). No row back means the job had
 moved on (canceled, claimed elsewhere, finished): the caller lost the race.
+
+Each kind of change is declared once as a ``Transition`` (checked against ``ALLOWED``
+when declared) whose statement is built once, with bound parameters for what varies
+per call; building SQLAlchemy expressions costs more than running them on SQLite.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, insert, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Update,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    update,
+)
+from sqlalchemy.types import TypeEngine
 
-from imagemill.db.tables import events, jobs
-from imagemill.domain import JobStatus
-from imagemill.errors import IllegalTransition
+from imagemill.db.tables import UTCDateTime, deliveries, events, jobs
+from imagemill.domain import DEFAULT_WEBHOOK_EVENTS, JobStatus
+from imagemill.errors import IllegalTransition, ImagemillError
+from imagemill.ids import new_id
 
 Q, R, S, F, C = (
     JobStatus.QUEUED,
@@ -49,59 +66,186 @@ def check(sources: Iterable[JobStatus], target: JobStatus) -> None:
             raise IllegalTransition(f"a job cannot go from {source} to {target}")
 
 
+def param(name: str, type_: TypeEngine[Any] | None = None) -> Any:
+    """A value a transition's caller supplies: ``transition(..., params={name: value})``.
+
+    Every transition also binds ``now`` and, when fenced, ``lease_owner``.
+    """
+    return bindparam(f"p_{name}", type_=type_)
+
+
+NOW = param("now", UTCDateTime())
+
 # (type, data); data may be a function of the updated row, for values only it knows.
 NewEvent = tuple[str, dict[str, Any] | Callable[[Row[Any]], dict[str, Any]]]
 
 
-async def transition(
-    conn: AsyncConnection,
+@dataclass(frozen=True)
+class Transition:
+    """One kind of status change: from ``sources`` to ``target``, compare-and-set.
+
+    ``fenced``: only the worker holding the lease may make it. ``where`` adds a
+    condition and ``values`` sets more columns; both may use ``param(...)``.
+    """
+
+    sources: tuple[JobStatus, ...]
+    target: JobStatus
+    fenced: bool = False
+    where: ColumnElement[bool] | None = None
+    values: Mapping[str, Any] = field(default_factory=dict)
+    statement: Update = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        check(self.sources, self.target)
+        conditions = [
+            jobs.c.id == param("job_id"),
+            jobs.c.status.in_([s.value for s in self.sources]),
+        ]
+        if self.fenced:
+            conditions.append(jobs.c.lease_owner == param("lease_owner"))
+        if self.where is not None:
+            conditions.append(self.where)
+        statement = (
+            update(jobs)
+            .where(and_(*conditions))
+            .values(
+                status=self.target.value,
+                updated_at=NOW,
+                event_seq=jobs.c.event_seq + param("event_count"),
+                **self.values,
+            )
+            .returning(*jobs.c)
+        )
+        object.__setattr__(self, "statement", statement)
+
+
+def transition(
+    conn: Connection,
+    change: Transition,
     job_id: str,
     *,
-    sources: Sequence[JobStatus],
-    target: JobStatus,
     now: datetime,
+    published: list[dict[str, Any]],
     lease_owner: str | None = None,
-    where: ColumnElement[bool] | None = None,
-    values: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
     new_events: Sequence[NewEvent] = (),
-) -> tuple[Row[Any], list[dict[str, Any]]] | None:
-    """Move ``job_id`` from one of ``sources`` to ``target``, compare-and-set.
+) -> Row[Any] | None:
+    """Make ``change`` to ``job_id``, compare-and-set.
 
-    ``lease_owner`` fences the change to the worker holding the claim. ``new_events``
-    are appended to the job's event log in the same transaction with the next
-    sequence numbers. Returns the updated row and the stored events, or ``None``
-    when the job was not in a state this change may start from.
+    ``new_events`` are appended to the job's event log in the same transaction with
+    the next sequence numbers, and to ``published``. Returns the updated row, or
+    ``None`` when the job was not in a state (or lease) this change may start from.
     """
-    check(sources, target)
-    conditions = [jobs.c.id == job_id, jobs.c.status.in_([s.value for s in sources])]
-    if lease_owner is not None:
-        conditions.append(jobs.c.lease_owner == lease_owner)
-    if where is not None:
-        conditions.append(where)
-    statement = (
-        update(jobs)
-        .where(and_(*conditions))
-        .values(
-            status=target.value,
-            updated_at=now,
-            event_seq=jobs.c.event_seq + len(new_events),
-            **(values or {}),
-        )
-        .returning(*jobs.c)
-    )
-    row = (await conn.execute(statement)).one_or_none()
-    if row is None:
-        return None
-    stored = await append_events(conn, row, new_events, now)
-    return row, stored
+    if change.fenced and lease_owner is None:
+        raise ValueError("a fenced transition needs the lease owner")
+    bound = {f"p_{name}": value for name, value in (params or {}).items()}
+    bound.update(p_job_id=job_id, p_now=now, p_event_count=len(new_events))
+    if change.fenced:
+        bound["p_lease_owner"] = lease_owner
+    row = conn.execute(change.statement, bound).one_or_none()
+    if row is not None:
+        append_events(conn, row, new_events, now, published)
+    return row
 
 
-async def append_events(
-    conn: AsyncConnection, row: Row[Any], new_events: Sequence[NewEvent], now: datetime
-) -> list[dict[str, Any]]:
-    """Insert events numbered up to ``row.event_seq`` (already incremented by the caller)."""
+# -- the edges --------------------------------------------------------------------------------
+
+_ERROR = {
+    "error_code": param("error_code"),
+    "error_message": param("error_message"),
+    "error_retryable": param("error_retryable"),
+}
+_FINISHED = {"finished_at": NOW, "lease_expires_at": None}
+_UNLEASED = {"lease_owner": None, "lease_expires_at": None}
+
+#: A worker takes a job: queued and due, or running on a lease that expired.
+CLAIM = Transition(
+    (Q, R),
+    R,
+    where=or_(
+        and_(jobs.c.status == Q.value, jobs.c.run_after <= NOW),
+        and_(
+            jobs.c.status == R.value,
+            jobs.c.lease_expires_at < NOW,
+            jobs.c.attempt < jobs.c.max_attempts,
+        ),
+    ),
+    values={
+        "lease_owner": param("worker"),
+        "lease_expires_at": param("lease_until", UTCDateTime()),
+        "attempt": jobs.c.attempt + 1,
+        "started_at": func.coalesce(jobs.c.started_at, NOW),
+    },
+)
+SUCCEED = Transition(
+    (R,), S, fenced=True, values={"progress": 1.0, "cost_usd": param("cost_usd"), **_FINISHED}
+)
+#: A retryable failure with attempts left: due again at ``run_after``.
+RETRY = Transition(
+    (R,),
+    Q,
+    fenced=True,
+    values={**_ERROR, "run_after": param("run_after", UTCDateTime()), **_UNLEASED},
+)
+FAIL_ATTEMPT = Transition((R,), F, fenced=True, values={**_ERROR, **_FINISHED})
+#: Failing a job from outside its attempt (unrunnable, or an operator).
+FAIL = Transition((Q, R), F, values={**_ERROR, **_FINISHED})
+#: A worker shutting down gives its job back without spending the attempt.
+RELEASE = Transition(
+    (R,),
+    Q,
+    fenced=True,
+    values={"attempt": jobs.c.attempt - 1, "run_after": NOW, **_UNLEASED},
+)
+CANCEL = Transition((Q, R), C, where=jobs.c.owner_id == param("owner_id"), values=_FINISHED)
+#: The sweeper fails a job whose lease expired with no attempts left.
+EXPIRE = Transition(
+    (R,),
+    F,
+    where=and_(jobs.c.lease_expires_at < NOW, jobs.c.attempt >= jobs.c.max_attempts),
+    values={**_ERROR, **_FINISHED},
+)
+
+
+#: The sweeper fails a job past its deadline that no worker is running (queued, or
+#: running on an expired lease); a running attempt enforces the deadline itself.
+OVERDUE = Transition(
+    (Q, R),
+    F,
+    where=and_(
+        jobs.c.deadline_at < NOW,
+        or_(jobs.c.status == Q.value, jobs.c.lease_expires_at < NOW),
+    ),
+    values={**_ERROR, **_FINISHED},
+)
+
+
+def error_params(error: ImagemillError) -> dict[str, Any]:
+    """The ``params`` of a transition that records ``error``."""
+    return {
+        "error_code": error.code,
+        "error_message": error.message,
+        "error_retryable": error.retryable,
+    }
+
+
+INSERT_DELIVERIES = insert(deliveries)
+# Each event's log-wide position comes back with its sequence number (in any order: asking
+# for the order given would make it one statement per event).
+INSERT_EVENTS = insert(events).returning(events.c.seq, events.c.id)
+
+
+def append_events(
+    conn: Connection,
+    row: Row[Any],
+    new_events: Sequence[NewEvent],
+    now: datetime,
+    published: list[dict[str, Any]],
+) -> None:
+    """Insert events numbered up to ``row.event_seq`` (already incremented by the caller),
+    and add them to ``published``."""
     if not new_events:
-        return []
+        return
     first = row.event_seq - len(new_events) + 1
     stored = [
         {
@@ -114,5 +258,36 @@ async def append_events(
         }
         for offset, (kind, data) in enumerate(new_events)
     ]
-    await conn.execute(insert(events), stored)
-    return stored
+    positions = {seq: position for seq, position in conn.execute(INSERT_EVENTS, stored)}
+    for event in stored:
+        event["id"] = positions[event["seq"]]
+    if row.webhook_url:
+        _queue_deliveries(conn, row, stored, now)
+    published += stored
+
+
+def _queue_deliveries(
+    conn: Connection, row: Row[Any], stored: list[dict[str, Any]], now: datetime
+) -> None:
+    """A pending delivery for each event the job's webhook wants, in the same transaction."""
+    wanted = set(row.webhook_events or DEFAULT_WEBHOOK_EVENTS)
+    queued = [
+        {
+            "id": new_id("dlv"),
+            "owner_id": row.owner_id,
+            "job_id": row.id,
+            "event_id": event["id"],
+            "event_type": event["type"],
+            "url": row.webhook_url,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for event in stored
+        if event["type"] in wanted
+    ]
+    if queued:
+        conn.execute(INSERT_DELIVERIES, queued)
+        for event in stored:
+            event["webhook"] = event["type"] in wanted  # wakes the sender

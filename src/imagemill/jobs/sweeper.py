@@ -2,7 +2,8 @@
 
 It runs at start-up and every ``sweep_interval_seconds``. Queued jobs due for longer
 than ``requeue_after_seconds`` and running jobs whose lease expired get a new message;
-a running job that expired on its last attempt is failed. Running it in many
+a running job that expired on its last attempt is failed, and so is a job past its
+deadline that no worker is running. Running it in many
 processes at once is safe: messages are idempotent (the claim decides) and the
 expiry is a compare-and-set.
 """
@@ -16,7 +17,7 @@ from datetime import timedelta
 
 from imagemill.db.repository import Repository
 from imagemill.domain import JobStatus
-from imagemill.errors import ImagemillError
+from imagemill.errors import DeadlineExceeded, ImagemillError
 from imagemill.jobs.service import utcnow
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,11 @@ class Sweeper:
         self.interval = interval
 
     async def sweep(self, requeue_after: float | None = None) -> int:
-        """One pass; returns how many jobs it re-sent or expired."""
+        """One pass; returns how many jobs it re-sent or failed."""
         now = utcnow()
+        overdue = await self.repo.overdue_jobs(now, BATCH)
+        for job_id in overdue:
+            await self.repo.fail_overdue(job_id, DeadlineExceeded("the job's deadline passed"), now)
         wait = self.requeue_after if requeue_after is None else requeue_after
         stale = await self.repo.stale_jobs(now, now - timedelta(seconds=wait), BATCH)
         for row in stale:
@@ -52,9 +56,11 @@ class Sweeper:
                 await self.repo.expire(row.id, error, now)
             else:
                 await self.dispatch(row.id)
-        if stale:
-            log.info("sweeper re-sent or expired %d jobs", len(stale))
-        return len(stale)
+        if stale or overdue:
+            log.info(
+                "sweeper failed %d overdue jobs, re-sent or expired %d", len(overdue), len(stale)
+            )
+        return len(stale) + len(overdue)
 
     async def run(self, first_requeue_after: float | None = None) -> None:
         """Sweep now, then forever every ``interval`` seconds."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import logging
 import os
 import random
@@ -18,24 +19,52 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import httpx
 
 from imagemill.config import Settings
-from imagemill.db.repository import Repository
-from imagemill.domain import InputImage, Job, JobStatus, Size, Task
-from imagemill.errors import ImagemillError, LeaseLost, ProviderTimeout, RateLimited
+from imagemill.db.repository import Repository, StoredOutput
+from imagemill.db.slots import ProviderSlots
+from imagemill.domain import InputImage, Job, JobStatus, ModelSpec, Size, Task
+from imagemill.errors import (
+    DeadlineExceeded,
+    ImagemillError,
+    LeaseLost,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+)
 from imagemill.events.bus import Event
 from imagemill.jobs.service import utcnow
-from imagemill.providers.base import RunContext
+from imagemill.providers.base import Provider, RunContext
 from imagemill.providers.registry import Registry
 from imagemill.storage.assets import AssetWriter
 from imagemill.storage.blobs import BlobStore
 
 log = logging.getLogger(__name__)
 
-PROGRESS_MIN_INTERVAL = 0.1  # seconds between stored progress events of one job
+PROGRESS_MIN_STEP = 0.01  # a progress event is stored per 1% of progress at most
 MAX_PREVIEW_BYTES = 256 * 1024
+
+
+def _ref_for(saved: str | None, model_id: str) -> str | None:
+    """The provider request id a previous attempt saved, if it was this model's."""
+    owner, _, ref = (saved or "").partition(" ")
+    return ref if owner == model_id and ref else None
+
+
+def _chain_error(failures: list[tuple[str, ProviderError]]) -> ProviderError:
+    """The first model's error, naming how each fallback failed; retryable if any was."""
+    first = failures[0][1]
+    if len(failures) == 1:
+        return first
+    tried = "; ".join(f"{model}: {exc.message}" for model, exc in failures[1:])
+    combined = copy.copy(first)  # the provider's own exception object stays as it was
+    combined.message = f"{first.message} (fallbacks failed too: {tried})"
+    combined.args = (combined.message,)
+    combined.retryable = any(exc.retryable for _, exc in failures)
+    return combined
 
 
 class InternalError(ImagemillError):
@@ -58,6 +87,7 @@ class Worker:
         assets: AssetWriter,
         http: httpx.AsyncClient,
         dispatch: Callable[[str], Awaitable[None]],
+        slots: ProviderSlots | None = None,
     ) -> None:
         self.settings = settings
         self.repo = repo
@@ -71,6 +101,10 @@ class Worker:
         self._attempts: dict[str, asyncio.Task[JobStatus | None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self.slots = slots or ProviderSlots(
+            repo.db, settings.provider_concurrency, settings.lease_seconds
+        )
+        self._canceled: set[str] = set()  # jobs whose owner canceled them, while running
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -103,12 +137,14 @@ class Worker:
         finally:
             heartbeat.cancel()
             self._attempts.pop(job.id, None)
+            self._canceled.discard(job.id)
 
     def on_event(self, event: Event) -> None:
         """Bus listener: stop an attempt at once when its job is canceled."""
         if event["type"] == "status" and event["data"].get("status") == JobStatus.CANCELED:
             attempt = self._attempts.get(event["job_id"])
             if attempt is not None:
+                self._canceled.add(event["job_id"])
                 attempt.cancel()
 
     async def stop(self) -> None:
@@ -131,25 +167,18 @@ class Worker:
         return timedelta(seconds=self.settings.lease_seconds)
 
     async def _attempt(self, job: Job) -> JobStatus | None:
-        """Run the provider and record the outcome; the job's new status, or None if not ours."""
+        """Run the job's model (then its fallbacks) and record the outcome.
+
+        The job's new status, or ``None`` when it was not ours to record.
+        """
         try:
-            provider, spec = self.registry.resolve(job.model)
-            task = await self._task(job, spec.name)
-            ctx = self._context(job)
-            async with asyncio.timeout(self.settings.job_timeout_seconds):
-                results = await provider.run(task, ctx)
-                price = spec.pricing.price(Size(task.width, task.height))
-                stored = [
-                    await self.assets.store(
-                        out, task, model_id=spec.id, fallback=False, price=price
-                    )
-                    for out in results
-                ]
+            if self._time_left(job) <= 0:
+                raise DeadlineExceeded("the job's deadline passed before it could run")
+            stored = await self._run_chain(job)
         except (asyncio.CancelledError, LeaseLost):
             return None  # canceled by its owner, or the lease moved on: nothing to record
         except TimeoutError:
-            timeout = self.settings.job_timeout_seconds
-            return await self._failed(job, ProviderTimeout(f"no result within {timeout:g} s"))
+            return await self._failed(job, self._timed_out(job))
         except ImagemillError as exc:
             return await self._failed(job, exc)
         except Exception as exc:
@@ -163,7 +192,68 @@ class Worker:
             return None
         return JobStatus.SUCCEEDED
 
-    async def _task(self, job: Job, model_name: str) -> Task:
+    def _time_left(self, job: Job) -> float:
+        """Seconds this attempt may take: the attempt timeout, cut by the job's deadline."""
+        limit = self.settings.job_timeout_seconds
+        if job.deadline_at is not None:
+            limit = min(limit, (job.deadline_at - utcnow()).total_seconds())
+        return limit
+
+    def _until_deadline(self, job: Job) -> float | None:
+        if job.deadline_at is None:
+            return None
+        return max(0.0, (job.deadline_at - utcnow()).total_seconds())
+
+    def _timed_out(self, job: Job) -> ImagemillError:
+        if job.deadline_at is not None and utcnow() >= job.deadline_at:
+            return DeadlineExceeded("the job did not finish by its deadline")
+        timeout = self.settings.job_timeout_seconds
+        return ProviderTimeout(f"no result within {timeout:g} s")
+
+    async def _run_chain(self, job: Job) -> list[StoredOutput]:
+        """The job's model, then each fallback in order, until one succeeds."""
+        chain = [
+            (job.model, job.request.params),
+            *((f.model, f.params) for f in job.request.fallback),
+        ]
+        failures: list[tuple[str, ProviderError]] = []
+        for position, (model_id, params) in enumerate(chain):
+            provider, spec = self.registry.resolve(model_id)
+            try:
+                return await self._run_model(job, provider, spec, params, fallback=position > 0)
+            except ProviderError as exc:
+                failures.append((spec.id, exc))
+                if position + 1 < len(chain):
+                    following = chain[position + 1][0]
+                    message = f"{spec.id} failed ({exc.code}: {exc.message}); trying {following}"
+                    await self.repo.record_event(
+                        job.id, self.id, "log", {"message": message}, utcnow()
+                    )
+        raise _chain_error(failures)
+
+    async def _run_model(
+        self,
+        job: Job,
+        provider: Provider,
+        spec: ModelSpec,
+        params: dict[str, Any],
+        *,
+        fallback: bool,
+    ) -> list[StoredOutput]:
+        task = await self._task(job, spec.name, params)
+        # Waiting for the provider's slot counts against the job's deadline, not against
+        # the attempt's time: that starts once the provider is actually called.
+        async with asyncio.timeout(self._until_deadline(job)), self.slots.hold(provider.name):
+            async with asyncio.timeout(self._time_left(job)):
+                results = await provider.run(task, self._context(job, spec.id))
+                return [
+                    await self.assets.store(
+                        out, task, model_id=spec.id, fallback=fallback, pricing=spec.pricing
+                    )
+                    for out in results
+                ]
+
+    async def _task(self, job: Job, model_name: str, params: dict[str, Any]) -> Task:
         request = job.request
         size = request.dimensions or Size(1024, 1024)
         inputs = tuple([await self._input(job, asset_id) for asset_id in request.input_assets])
@@ -178,7 +268,7 @@ class Worker:
             width=size.width,
             height=size.height,
             seed=request.seed,
-            params=request.params,
+            params=params,
             inputs=inputs,
             mask=mask,
         )
@@ -188,20 +278,20 @@ class Worker:
         data = await self.blobs.get(asset.storage_key)
         return InputImage(asset.id, data, asset.content_type, asset.width or 0, asset.height or 0)
 
-    def _context(self, job: Job) -> RunContext:
+    def _context(self, job: Job, model_id: str) -> RunContext:
         last_progress = 0.0
 
         async def on_progress(fraction: float, message: str | None) -> None:
+            # Every step of a model's own (100 steps at most), but not a flood of tiny ones.
             nonlocal last_progress
-            now = time.monotonic()
-            if fraction < 1.0 and now - last_progress < PROGRESS_MIN_INTERVAL:
+            if fraction < 1.0 and fraction - last_progress < PROGRESS_MIN_STEP:
                 return
-            last_progress = now
+            last_progress = fraction
             data = {"progress": fraction, "message": message}
             await self.repo.record_event(job.id, self.id, "progress", data, utcnow())
 
         async def on_provider_ref(ref: str) -> None:
-            await self.repo.save_provider_ref(job.id, self.id, ref)
+            await self.repo.save_provider_ref(job.id, self.id, f"{model_id} {ref}")
 
         async def on_preview(image: bytes) -> None:
             if len(image) <= MAX_PREVIEW_BYTES:
@@ -210,19 +300,29 @@ class Worker:
 
         return RunContext(
             http=self.http,
-            deadline=time.monotonic() + self.settings.job_timeout_seconds,
+            deadline=time.monotonic() + self._time_left(job),
             attempt=job.attempt,
-            provider_ref=job.provider_ref,
+            provider_ref=_ref_for(job.provider_ref, model_id),
             on_progress=on_progress,
             on_provider_ref=on_provider_ref,
             on_preview=on_preview,
+            canceled_by_owner=lambda: job.id in self._canceled,
+            webhook_url=self._webhook_url,
         )
 
+    def _webhook_url(self, provider: str) -> str | None:
+        base = self.settings.public_url
+        return f"{base.rstrip('/')}/v1/providers/{provider}/webhook" if base else None
+
     async def _failed(self, job: Job, error: ImagemillError) -> JobStatus | None:
-        """Retry later if the error allows and attempts remain; otherwise fail the job."""
-        if error.retryable and job.attempt < job.max_attempts:
-            delay = self._backoff(job.attempt, error)
-            now = utcnow()
+        """Retry later if the error allows, attempts remain and the deadline is far enough;
+        otherwise fail the job."""
+        delay = self._backoff(job.attempt, error)
+        now = utcnow()
+        retry = error.retryable and job.attempt < job.max_attempts
+        if retry and job.deadline_at is not None:
+            retry = now + timedelta(seconds=delay) < job.deadline_at
+        if retry:
             if not await self.repo.retry_later(
                 job.id, self.id, error, now + timedelta(seconds=delay), now
             ):

@@ -18,13 +18,16 @@ client and the deadline.
 
 Providers are found through the entry-point group ``imagemill.providers``; each
 entry point names a factory called with the ``Settings``. Built-ins register the
-same way.
+same way. A provider holding clients may define ``async def aclose()``; it is called
+when the service stops.
 """
 
 from __future__ import annotations
 
+import email.utils
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 import httpx
@@ -60,6 +63,8 @@ class RunContext:
         on_progress: Callable[[float, str | None], Awaitable[None]],
         on_provider_ref: Callable[[str], Awaitable[None]],
         on_preview: Callable[[bytes], Awaitable[None]],
+        canceled_by_owner: Callable[[], bool] = lambda: False,
+        webhook_url: Callable[[str], str | None] = lambda provider: None,
     ) -> None:
         self.http = http
         self.deadline = deadline  # time.monotonic() value
@@ -68,6 +73,8 @@ class RunContext:
         self._on_progress = on_progress
         self._on_provider_ref = on_provider_ref
         self._on_preview = on_preview
+        self._canceled_by_owner = canceled_by_owner
+        self._webhook_url = webhook_url
 
     @property
     def provider_ref(self) -> str | None:
@@ -86,5 +93,39 @@ class RunContext:
         """A small intermediate image (partial image, denoising step)."""
         await self._on_preview(image)
 
+    @property
+    def canceled_by_owner(self) -> bool:
+        """Why ``run`` was canceled: its owner canceled the job (stop the provider's work
+        too), rather than the worker shutting down (a later attempt resumes it)."""
+        return self._canceled_by_owner()
+
+    def webhook_url(self, provider: str) -> str | None:
+        """Where ``provider`` may call back (``POST /v1/providers/{provider}/webhook``);
+        ``None`` when the server has no public URL to give out (then: poll)."""
+        return self._webhook_url(provider)
+
     def time_left(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """``text`` with every given secret blanked out, for messages that may echo a request."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header's delay: seconds, or an HTTP date; ``None`` if absent or bad."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -3,7 +3,8 @@
 It exists for development, tests and explicitly configured fallbacks. Every image says
 PLACEHOLDER with the prompt, model, seed and size, so nobody mistakes it for the work
 of a real model. Two params make it a test double for real providers: ``latency_ms``
-(simulated provider time, with progress along the way) and ``fail``.
+(simulated provider time, with progress along the way and a blurred preview halfway)
+and ``fail``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import random
 import textwrap
 from functools import lru_cache
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from imagemill.config import Settings
 from imagemill.domain import ModelSpec, Output, Pricing, SizeRange, Task, TaskKind
@@ -24,6 +25,8 @@ from imagemill.providers.base import RunContext
 
 MODEL_ID = "placeholder"
 MAX_PROGRESS_STEPS = 20
+PREVIEW_SIDE = 128  # longest side of the halfway preview
+INLINE_RENDER_PIXELS = 2 * 64 * 64  # at most ~2.5 ms of drawing on the event loop
 PARAMS_SCHEMA = {
     "type": "object",
     "properties": {
@@ -73,25 +76,34 @@ class PlaceholderProvider:
         ]
 
     async def run(self, task: Task, ctx: RunContext) -> list[Output]:
+        base_seed = task.seed if task.seed is not None else random.randrange(2**31)
         latency_ms = int(task.params.get("latency_ms", 0))
         if latency_ms:
             steps = max(1, min(MAX_PROGRESS_STEPS, latency_ms // 100))
             for step in range(1, steps + 1):
                 await asyncio.sleep(latency_ms / 1000 / steps)
                 await ctx.progress(step / steps, f"step {step}/{steps}")
+                if step == steps // 2 and steps > 1:  # halfway: a blurry look at the first
+                    await ctx.preview(preview(task.prompt, base_seed, task.width, task.height))
         failure = task.params.get("fail")
         if failure and ctx.attempt <= task.params.get("fail_attempts", ctx.attempt):
             if failure == "transient":
                 raise ProviderUnavailable("placeholder: simulated transient failure")
             raise ProviderError("placeholder: simulated permanent failure", retryable=False)
-        base_seed = task.seed if task.seed is not None else random.randrange(2**31)
+        seeds = range(base_seed, base_seed + task.n)
+
+        def render_all() -> list[bytes]:
+            return [render(task.prompt, MODEL_ID, s, task.width, task.height) for s in seeds]
+
+        # A large image takes tens of milliseconds to draw: off the event loop with it.
+        # A tiny one takes about one, less than a hand-off to a thread costs.
+        if task.width * task.height * task.n <= INLINE_RENDER_PIXELS:
+            images = render_all()
+        else:
+            images = await asyncio.to_thread(render_all)
         return [
-            Output(
-                data=render(task.prompt, MODEL_ID, seed, task.width, task.height),
-                content_type="image/png",
-                seed=seed,
-            )
-            for seed in range(base_seed, base_seed + task.n)
+            Output(data=data, content_type="image/png", seed=seed)
+            for seed, data in zip(seeds, images, strict=True)
         ]
 
 
@@ -128,6 +140,17 @@ def render(prompt: str, model: str, seed: int, width: int, height: int) -> bytes
     )
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def preview(prompt: str, seed: int, width: int, height: int) -> bytes:
+    """A small, blurred WebP of the first image, as a model shows one midway."""
+    scale = min(1.0, PREVIEW_SIDE / max(width, height))
+    small = (max(8, round(width * scale)), max(8, round(height * scale)))
+    with Image.open(io.BytesIO(render(prompt, MODEL_ID, seed, *small))) as image:
+        blurred = image.filter(ImageFilter.GaussianBlur(radius=3))
+        buffer = io.BytesIO()
+        blurred.save(buffer, format="WEBP", quality=60)
     return buffer.getvalue()
 
 

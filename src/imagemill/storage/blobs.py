@@ -7,8 +7,9 @@ once and a retried write of the same output is a no-op, never a second copy.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import urlparse
 
 import obstore
@@ -16,6 +17,9 @@ from obstore.exceptions import AlreadyExistsError, NotFoundError
 from obstore.store import LocalStore, MemoryStore, ObjectStore, from_url
 
 from imagemill.errors import NotFound
+
+# Options of the HTTP client rather than of the store (obstore takes them apart).
+CLIENT_OPTIONS = ("allow_http", "allow_invalid_certificates", "timeout", "connect_timeout")
 
 
 def sha256_hex(data: bytes) -> str:
@@ -26,8 +30,10 @@ def content_key(sha256: str, namespace: str = "sha256") -> str:
     return f"{namespace}/{sha256[:2]}/{sha256}"
 
 
-def open_store(url: str) -> ObjectStore:
-    """An obstore store for ``file:///dir``, a plain path, ``memory://`` or ``s3://bucket``."""
+def open_store(url: str, options: Mapping[str, Any] | None = None) -> ObjectStore:
+    """An obstore store for ``file:///dir``, a plain path, ``memory://`` or ``s3://bucket``
+    (``gs://``, ``az://`` too). ``options`` configure a cloud store (``endpoint``,
+    ``access_key_id``, ``region``, …); the standard ``AWS_*`` variables work as well."""
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         path = Path(parsed.path if parsed.scheme else url)
@@ -35,7 +41,9 @@ def open_store(url: str) -> ObjectStore:
         return LocalStore(path)
     if parsed.scheme == "memory":
         return MemoryStore()
-    return from_url(url)
+    config = dict(options or {})
+    client = {k: config.pop(k) for k in CLIENT_OPTIONS if k in config}
+    return from_url(url, config=cast(Any, config or None), client_options=cast(Any, client or None))
 
 
 class BlobStore:
@@ -43,8 +51,8 @@ class BlobStore:
         self.store = store
 
     @classmethod
-    def from_url(cls, url: str) -> BlobStore:
-        return cls(open_store(url))
+    def from_url(cls, url: str, options: Mapping[str, Any] | None = None) -> BlobStore:
+        return cls(open_store(url, options))
 
     async def put(self, key: str, data: bytes) -> bool:
         """Write ``data`` under ``key`` unless something is there already. True if written."""

@@ -9,7 +9,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageFilter, ImageOps
 
 from imagemill.errors import InvalidInput
 
@@ -31,6 +31,8 @@ def probe(data: bytes, max_pixels: int | None = None) -> ImageInfo:
     """Content type and size from the header alone (no full decode)."""
     if data[4:12] in (b"ftypisom", b"ftypmp42", b"ftypiso5", b"ftypiso6", b"ftypavc1"):
         return ImageInfo("video/mp4", None, None)
+    if _is_svg(data):  # vector output (Recraft's vector styles): no pixels to count
+        return ImageInfo("image/svg+xml", None, None)
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
@@ -42,14 +44,22 @@ def probe(data: bytes, max_pixels: int | None = None) -> ImageInfo:
     return ImageInfo(content_type, width, height)
 
 
-def thumbnail(data: bytes, side: int = THUMBNAIL_SIDE) -> bytes:
-    """A WebP no larger than ``side`` on its longer edge."""
+def _is_svg(data: bytes) -> bool:
+    head = data[:1024].lstrip().lower()
+    return head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head)
+
+
+def thumbnail(data: bytes, side: int = THUMBNAIL_SIDE, *, blur: bool = False) -> bytes:
+    """A WebP no larger than ``side`` on its longer edge; ``blur``: unrecognisable (for
+    flagged images), still showing the colours."""
     with Image.open(io.BytesIO(data)) as image:
         image.draft("RGB", (side, side))  # JPEG: decode at reduced scale
         small = ImageOps.exif_transpose(image)
         small.thumbnail((side, side))
         if small.mode not in ("RGB", "RGBA"):
             small = small.convert("RGBA" if "A" in small.getbands() else "RGB")
+        if blur:
+            small = small.filter(ImageFilter.GaussianBlur(radius=max(small.size) / 12))
         buffer = io.BytesIO()
         small.save(buffer, format="WEBP", quality=80, method=4)
     return buffer.getvalue()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
+import pytest
 from PIL import Image
 
 from imagemill.storage.images import THUMBNAIL_SIDE
@@ -196,3 +198,81 @@ async def test_tampered_or_misapplied_token_is_404(owners: Any) -> None:
         await owners.anonymous.get(with_token(f"/v1/assets/{other_asset}", token))
     ).status_code == 404
     assert (await owners.anonymous.get(with_token(parts.path, token))).status_code == 200
+
+
+def _png(width: int, height: int, colour: tuple[int, int, int] = (10, 200, 90)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def test_an_uploaded_image_is_an_asset_of_its_owner(client: httpx.AsyncClient) -> None:
+    data = _png(40, 30)
+
+    response = await client.post("/v1/assets", files={"file": ("in.png", data, "image/png")})
+
+    assert response.status_code == 201, response.text
+    asset = response.json()
+    assert (asset["width"], asset["height"], asset["content_type"]) == (40, 30, "image/png")
+    assert asset["sha256"] == hashlib.sha256(data).hexdigest()
+    assert (await client.get(f"/v1/assets/{asset['id']}")).content == data
+    again = await client.post("/v1/assets", files={"file": ("same.png", data, "image/png")})
+    assert again.json()["id"] == asset["id"], "the same bytes are one asset"
+
+
+async def test_an_upload_can_be_the_input_of_a_job(client: httpx.AsyncClient) -> None:
+    uploaded = await client.post(
+        "/v1/assets", files={"file": ("in.png", _png(64, 64), "image/png")}
+    )
+    body = {"kind": "edit", "model": "placeholder", "input_assets": [uploaded.json()["id"]]}
+
+    response = await client.post("/v1/jobs", json={**body, "prompt": "x"})
+
+    # The placeholder makes images only: the edit is refused for the kind, not the input.
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "kind"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "empty"), (b"not an image at all", "not a readable image"), (b"<svg></svg>", "must be")],
+)
+async def test_a_bad_upload_is_422_naming_the_file(
+    client: httpx.AsyncClient, content: bytes, message: str
+) -> None:
+    response = await client.post("/v1/assets", files={"file": ("x.bin", content, "image/png")})
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "file"
+    assert message in response.json()["error"]["message"]
+
+
+async def test_an_upload_over_the_limit_is_refused(
+    make_client: Callable[..., Any],
+) -> None:
+    async with make_client(max_upload_bytes=1000) as small:
+        response = await small.post(
+            "/v1/assets", files={"file": ("big.png", _png(300, 300, (1, 2, 3)) + b"\0" * 2000)}
+        )
+    assert response.status_code == 422
+    assert "larger than 1000 bytes" in response.json()["error"]["message"]
+
+
+async def test_a_pixel_bomb_is_refused(make_client: Callable[..., Any]) -> None:
+    async with make_client(max_image_pixels=100) as strict:
+        response = await strict.post("/v1/assets", files={"file": ("b.png", _png(20, 20))})
+    assert response.status_code == 422
+    assert "exceeds the limit of 100 pixels" in response.json()["error"]["message"]
+
+
+async def test_another_owners_upload_is_not_found(owners: Any) -> None:
+    uploaded = await owners.alice.post("/v1/assets", files={"file": ("a.png", _png(8, 8))})
+    asset_id = uploaded.json()["id"]
+    assert (await owners.bob.get(f"/v1/assets/{asset_id}")).status_code == 404
+    assert (await owners.alice.get(f"/v1/assets/{asset_id}")).status_code == 200
+
+
+async def test_assets_are_served_inert(client: httpx.AsyncClient) -> None:
+    output = (await generate(client))["outputs"][0]
+    response = await client.get(f"/v1/assets/{output['asset_id']}")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in response.headers["content-security-policy"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -41,10 +39,8 @@ class UnreachableStore:
 class UnreachableDatabase:
     """A database that refuses connections."""
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[Any]:
+    async def read(self, work: Any) -> Any:
         raise ConnectionRefusedError("database unreachable")
-        yield  # pragma: no cover
 
 
 async def test_readyz_is_503_when_storage_fails(

@@ -23,7 +23,12 @@ async def test_list_contains_the_placeholder_with_schema_kinds_and_pricing(
     assert schema["additionalProperties"] is False
     assert {"latency_ms", "fail", "fail_attempts"} <= set(schema["properties"])
     assert schema["properties"]["latency_ms"]["minimum"] == 0
-    assert placeholder["pricing"] == {"currency": "USD", "per_image": 0.0, "by_size": {}}
+    assert placeholder["pricing"] == {
+        "currency": "USD",
+        "per_image": 0.0,
+        "by_size": {},
+        "by_quality": {},
+    }
     assert placeholder["sizes"]["default"] == "512x512"
     assert placeholder["max_n"] == 10
 

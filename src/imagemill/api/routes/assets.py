@@ -5,19 +5,26 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, File, Header, Query, Response, UploadFile
 from fastapi.responses import StreamingResponse
 
-from imagemill.api.deps import OptionalOwner, RuntimeDep
-from imagemill.api.schemas import ErrorOut
+from imagemill.api.deps import CurrentOwner, Links, LinksDep, OptionalOwner, RuntimeDep
+from imagemill.api.schemas import AssetOut, ErrorOut
 from imagemill.auth import check_asset_token
 from imagemill.domain import Asset
-from imagemill.errors import NotFound, Unauthorized
+from imagemill.errors import InvalidInput, NotFound, Unauthorized
+from imagemill.jobs.service import utcnow
 from imagemill.runtime import Runtime
 from imagemill.storage.images import thumbnail
 
 router = APIRouter(prefix="/v1/assets", tags=["assets"])
 IMMUTABLE = "private, max-age=31536000, immutable"
+# Outputs are untrusted bytes (an SVG may carry script): never run or sniff them here.
+INERT = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+    "X-Content-Type-Options": "nosniff",
+}
+THUMBNAILED = ("image/png", "image/jpeg", "image/webp", "image/gif")
 ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
 TokenQuery = Annotated[
     str | None, Query(description="Signed link token (from OpenAI-style `url`s).")
@@ -39,10 +46,48 @@ async def _asset(runtime: Runtime, asset_id: str, owner_id: str | None, token: s
 
 def _conditional(etag: str, if_none_match: str | None) -> tuple[dict[str, str], Response | None]:
     """Caching headers for ``etag``, and the 304 to send when the client already has it."""
-    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE, **INERT}
     if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
         return headers, Response(status_code=304, headers=headers)
     return headers, None
+
+
+@router.post(
+    "", status_code=201, response_model=AssetOut, responses={**ERRORS, 422: {"model": ErrorOut}}
+)
+async def upload_asset(
+    file: Annotated[UploadFile, File(description="An image: PNG, JPEG, WebP or GIF.")],
+    owner: CurrentOwner,
+    runtime: RuntimeDep,
+    links: LinksDep,
+) -> AssetOut:
+    """Upload an input image (for edits, upscales, videos); the same bytes twice are one asset."""
+    blob = await runtime.assets.ingest(await _read(file, runtime.settings.max_upload_bytes))
+    return asset_out(await runtime.repo.add_asset(owner.id, blob, utcnow()), links)
+
+
+async def _read(file: UploadFile, limit: int) -> bytes:
+    """The upload's bytes, refusing (422) more than ``limit`` without reading them all."""
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidInput(f"the upload is larger than {limit} bytes", field="file")
+    return data
+
+
+def asset_out(asset: Asset, links: Links) -> AssetOut:
+    return AssetOut(
+        id=asset.id,
+        url=links.asset(asset.id),
+        thumbnail_url=links.thumbnail(asset.id),
+        content_type=asset.content_type,
+        width=asset.width,
+        height=asset.height,
+        byte_size=asset.byte_size,
+        sha256=asset.sha256,
+        created_at=asset.created_at,
+        nsfw_score=asset.nsfw_score,
+        flagged=asset.flagged,
+    )
 
 
 @router.get("/{asset_id}", response_class=StreamingResponse, responses=ERRORS)
@@ -72,7 +117,8 @@ async def get_thumbnail(
     token: TokenQuery = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """A small WebP of the asset, made on first request and stored."""
+    """A small WebP of the asset, made on first request and stored; blurred beyond
+    recognition when the safety check flagged the asset."""
     asset = await _asset(runtime, asset_id, owner.id if owner else None, token)
     headers, not_modified = _conditional(f'"{asset.sha256}-thumb"', if_none_match)
     if not_modified:
@@ -80,9 +126,10 @@ async def get_thumbnail(
     if asset.thumbnail_key:
         data = await runtime.blobs.get(asset.thumbnail_key)
     else:
-        if not asset.content_type.startswith("image/"):
+        if asset.content_type not in THUMBNAILED:
             raise NotFound(f"asset {asset_id!r} has no thumbnail")
-        data = await asyncio.to_thread(thumbnail, await runtime.blobs.get(asset.storage_key))
+        source = await runtime.blobs.get(asset.storage_key)
+        data = await asyncio.to_thread(thumbnail, source, blur=asset.flagged)
         _, key = await runtime.blobs.put_content(data, namespace="thumbnails")
         await runtime.repo.set_thumbnail(asset.id, key)
     return Response(data, media_type="image/webp", headers=headers)

@@ -22,8 +22,7 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     """The database and blob store answer; 503 otherwise."""
     checks: dict[str, str] = {}
     try:
-        async with runtime.db.read() as conn:
-            await conn.execute(text("SELECT 1"))
+        await runtime.db.read(lambda conn: conn.execute(text("SELECT 1")).scalar())
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"error: {type(exc).__name__}"

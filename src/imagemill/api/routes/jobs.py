@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 
 from imagemill.api.deps import CurrentOwner, LinksDep, RuntimeDep
 from imagemill.api.schemas import ErrorOut, GroupOut, JobOut, JobPage
-from imagemill.db.repository import JobFilter
+from imagemill.db.queries import JobFilter
 from imagemill.domain import JobStatus, Submission, TaskKind
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])

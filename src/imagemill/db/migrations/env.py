@@ -30,8 +30,7 @@ def _run(connection: Connection) -> None:
 async def _run_standalone() -> None:
     db = Database(Settings().resolved_database_url)
     try:
-        async with db.write() as conn:
-            await conn.run_sync(_run)
+        await db.write(_run)
     finally:
         await db.dispose()
 

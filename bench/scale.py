@@ -1,0 +1,115 @@
+"""Throughput of the distributed mode with 1, 2 and 4 worker processes.
+
+One ``imagemill serve --no-workers`` and N ``imagemill worker`` processes (each running
+``--concurrency`` jobs at once) on PostgreSQL + Redis; placeholder jobs of
+``latency_ms: 200``, so the work is waiting, like a hosted provider's, and more workers
+should finish it sooner. Each worker count gets a fresh database; one worker is the
+baseline.
+
+    .venv/bin/python bench/scale.py [--workers 1 2 4] [--jobs 400] [--concurrency 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+from common import imagemill_serve
+
+POSTGRES = os.environ.get("IMAGEMILL_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+REDIS = os.environ.get("IMAGEMILL_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+
+
+async def _admin(statement: str) -> None:
+    connection = await asyncpg.connect(f"{POSTGRES}/test")
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def run(workers: int, jobs: int, concurrency: int, workdir: Path) -> float:
+    """Seconds from the first submit until every job succeeded."""
+    database = f"imagemill_scale_{uuid.uuid4().hex[:8]}"
+    await _admin(f"CREATE DATABASE {database}")
+    settings = {
+        "database_url": f"{POSTGRES.replace('postgresql://', 'postgresql+asyncpg://')}/{database}",
+        "broker_url": REDIS,
+        "storage_url": (workdir / "blobs").as_uri(),
+        "worker_concurrency": str(concurrency),
+        "workers": "false",
+    }
+    env = {**os.environ, **{f"IMAGEMILL_{k.upper()}": v for k, v in settings.items()}}
+    env["IMAGEMILL_DATA_DIR"] = str(workdir / "data")
+    started_workers = []
+    try:
+        async with imagemill_serve(workdir / "api", **settings) as url:
+            for index in range(workers):
+                log = (workdir / f"worker-{index}.log").open("wb")
+                started_workers.append(
+                    await asyncio.create_subprocess_exec(
+                        sys.executable, "-m", "imagemill", "worker", env=env, stdout=log, stderr=log
+                    )
+                )
+            await asyncio.sleep(2)  # the workers connect to the broker
+            async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+                body = {"model": "placeholder", "size": "64x64", "params": {"latency_ms": 200}}
+                started = time.monotonic()
+                await asyncio.gather(
+                    *(
+                        http.post("/v1/jobs", json={**body, "prompt": f"scale {i}"})
+                        for i in range(jobs)
+                    )
+                )
+                while True:
+                    page = (
+                        await http.get("/v1/jobs", params={"status": "succeeded", "limit": 1})
+                    ).json()
+                    queued = (
+                        await http.get("/v1/jobs", params={"status": "queued", "limit": 1})
+                    ).json()
+                    running = (
+                        await http.get("/v1/jobs", params={"status": "running", "limit": 1})
+                    ).json()
+                    if page["data"] and not queued["data"] and not running["data"]:
+                        return time.monotonic() - started
+                    await asyncio.sleep(0.05)
+    finally:
+        for process in started_workers:
+            process.terminate()
+            await process.wait()
+        await _admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--jobs", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=4, help="jobs per worker at once")
+    args = parser.parse_args()
+    results = []
+    for count in args.workers:
+        with tempfile.TemporaryDirectory() as tmp:
+            results.append((count, await run(count, args.jobs, args.concurrency, Path(tmp))))
+    base = args.jobs / results[0][1]
+    print(f"{args.jobs} placeholder jobs of 200 ms, {args.concurrency} per worker at once")
+    for count, seconds in results:
+        rate = args.jobs / seconds
+        speedup = rate / base
+        print(
+            f"{count} worker(s): {seconds:6.2f} s  {rate:6.1f} jobs/s  ({speedup:.2f}x one worker)"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,135 @@
+"""Server-sent events: ``GET /v1/jobs/{id}/events`` (one job, ending after ``done``) and
+``GET /v1/events`` (every job of the caller, including ones submitted later).
+
+Each event's SSE ``id`` is its position: the job's sequence number on a job stream,
+the log-wide position on ``/v1/events``. A client reconnecting with ``Last-Event-ID``
+(browsers do it on their own) gets every later event exactly once, in order. Streams
+are never compressed or buffered (``text/event-stream``, ``X-Accel-Buffering: no``)
+and carry keep-alive comments when quiet.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.sse import EventSourceResponse
+
+from imagemill.api.deps import CurrentOwner, RuntimeDep
+from imagemill.api.schemas import ErrorOut
+from imagemill.domain import Job
+from imagemill.errors import InvalidInput
+from imagemill.events.bus import Event
+from imagemill.events.stream import job_events, owner_events
+
+router = APIRouter(tags=["events"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut},
+    404: {"model": ErrorOut},
+    422: {"model": ErrorOut},
+}
+STREAM: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Server-sent events: `id`, `event` (the type) and `data` (JSON).",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    },
+    **ERRORS,
+}
+RETRY_MS = 2000  # how soon a disconnected EventSource reconnects
+KEEPALIVE_SECONDS = 15.0  # a comment this often when quiet, so proxies keep the line open
+KEEPALIVE = b": ping\n\n"
+
+
+async def owned_job(job_id: str, owner: CurrentOwner, runtime: RuntimeDep) -> Job:
+    """The job, checked before the stream starts: 404 (not an empty stream) if not yours."""
+    return await runtime.service.get(owner.id, job_id)
+
+
+async def resume_position(
+    last_event_id: Annotated[
+        str | None, Header(description="Resume after this event (EventSource sends it itself).")
+    ] = None,
+    after: Annotated[
+        int | None, Query(ge=0, description="Resume after this event id, if no Last-Event-ID.")
+    ] = None,
+) -> int | None:
+    """Where to resume: the ``Last-Event-ID`` header, else ``after``; checked before the
+    stream starts, so a bad one is a 422."""
+    if last_event_id is None or not last_event_id.strip():
+        return after
+    try:
+        position = int(last_event_id)
+    except ValueError as exc:
+        raise InvalidInput("Last-Event-ID must be an event id", field="Last-Event-ID") from exc
+    if position < 0:
+        raise InvalidInput("Last-Event-ID must be an event id", field="Last-Event-ID")
+    return position
+
+
+Position = Annotated[int | None, Depends(resume_position)]
+
+
+@router.get("/v1/jobs/{job_id}/events", responses=STREAM)
+async def stream_job_events(
+    job: Annotated[Job, Depends(owned_job)], runtime: RuntimeDep, position: Position
+) -> EventSourceResponse:
+    """The job's events (`status`, `progress`, `preview`, `output`, `log`, `error`,
+    `done`) from the start or after `Last-Event-ID`; the stream ends after `done`."""
+    batches = job_events(runtime.repo, runtime.bus, job.id, position or 0)
+    return _streaming(_encoded(batches, by="seq"))
+
+
+@router.get("/v1/events", responses=STREAM)
+async def stream_events(
+    owner: CurrentOwner, runtime: RuntimeDep, position: Position
+) -> EventSourceResponse:
+    """Every event of all your jobs, from now on (or after `Last-Event-ID`), including
+    jobs submitted after connecting. It does not end."""
+    batches = owner_events(runtime.repo, runtime.bus, owner.id, position)
+    return _streaming(_encoded(batches, by="id"))
+
+
+def _streaming(body: AsyncIterator[bytes]) -> EventSourceResponse:
+    # Bytes straight to the response: one write per batch of events, each event encoded
+    # once for every subscriber (FastAPI's per-item SSE path costs several hand-offs a
+    # message, which 200 subscribers of a busy job turn into most of a core).
+    return EventSourceResponse(
+        body, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+
+
+async def _encoded(batches: AsyncIterator[list[Event]], by: str) -> AsyncIterator[bytes]:
+    retry = f"retry: {RETRY_MS}\n".encode()  # rides with the first event
+    quiet_since = time.monotonic()
+    async for batch in batches:
+        if batch:
+            yield retry + b"".join(_frame(event, by) for event in batch)
+            retry, quiet_since = b"", time.monotonic()
+        elif time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+            yield KEEPALIVE
+            quiet_since = time.monotonic()
+
+
+def _frame(event: Event, by: str) -> bytes:
+    """The event as an SSE message with ``by`` (``seq`` or ``id``) as its id; encoded once
+    per event and shared by every stream that sends it."""
+    key = f"_sse_{by}"
+    framed: bytes | None = event.get(key)
+    if framed is None:
+        data = json.dumps(
+            {
+                "id": event["id"],
+                "job_id": event["job_id"],
+                "seq": event["seq"],
+                "type": event["type"],
+                "data": event["data"],
+                "created_at": event["created_at"].isoformat(),
+            },
+            separators=(",", ":"),
+        )
+        framed = f"id: {event[by]}\nevent: {event['type']}\ndata: {data}\n\n".encode()
+        event[key] = framed
+    return framed

@@ -1,0 +1,35 @@
+"""``POST /v1/providers/{provider}/webhook``: providers calling back (Replicate's predictions).
+
+No API key here: the provider cannot send one. The provider checks the request's own
+signature (and its age) and answers 401 when it does not hold; an accepted call only
+tells the waiting job attempt what it would otherwise learn by polling.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from imagemill.api.deps import RuntimeDep
+from imagemill.api.schemas import ErrorOut
+from imagemill.errors import NotFound
+
+router = APIRouter(prefix="/v1/providers", tags=["providers"])
+MAX_WEBHOOK_BYTES = 1024 * 1024
+
+
+@router.post(
+    "/{provider}/webhook",
+    status_code=204,
+    responses={401: {"model": ErrorOut}, 404: {"model": ErrorOut}},
+)
+async def provider_webhook(provider: str, request: Request, runtime: RuntimeDep) -> Response:
+    """A provider's signed callback; 204 once verified and handed over."""
+    found = runtime.registry.providers.get(provider)
+    handler = getattr(found, "webhook", None)
+    if handler is None:
+        raise NotFound(f"provider {provider!r} takes no webhooks")
+    body = await request.body()
+    if len(body) > MAX_WEBHOOK_BYTES:
+        return Response(status_code=413)
+    await handler(request.headers, body)
+    return Response(status_code=204)

@@ -1,0 +1,43 @@
+"""``/v1/usage``: what your images cost, per model and day."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from imagemill.api.deps import CurrentOwner, RuntimeDep
+from imagemill.api.schemas import ErrorOut, UsageDay, UsageOut
+from imagemill.errors import InvalidInput
+
+router = APIRouter(prefix="/v1/usage", tags=["usage"])
+
+
+@router.get(
+    "", response_model=UsageOut, responses={401: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+)
+async def get_usage(
+    owner: CurrentOwner,
+    runtime: RuntimeDep,
+    since: Annotated[date | None, Query(description="First UTC day counted (YYYY-MM-DD).")] = None,
+    until: Annotated[date | None, Query(description="Last UTC day counted, inclusive.")] = None,
+) -> UsageOut:
+    """Images made and their cost, summed by model and UTC day (cache hits cost 0)."""
+    if since and until and until < since:
+        raise InvalidInput("'until' is before 'since'", field="until")
+    start = datetime.combine(since, time(), UTC) if since else None
+    end = datetime.combine(until + timedelta(days=1), time(), UTC) if until else None
+    rows = await runtime.repo.usage(owner.id, start, end)
+    return UsageOut(
+        since=since,
+        until=until,
+        total_cost_usd=round(sum(r.cost_usd for r in rows), 6),
+        total_images=sum(r.images for r in rows),
+        data=[
+            UsageDay(
+                day=r.day, model=r.model, images=r.images, cached=r.cached, cost_usd=r.cost_usd
+            )
+            for r in rows
+        ],
+    )

@@ -1,0 +1,125 @@
+"""``imagemill serve`` and ``imagemill worker``: the long-running processes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from imagemill import __version__
+from imagemill.config import Settings
+
+if TYPE_CHECKING:
+    pass
+
+from imagemill.cli.common import (
+    DataDirOption,
+    _database,
+    _settings,
+    app,
+    console,
+    err_console,
+)
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Address to bind (default 127.0.0.1). Any non-loopback address requires API keys.",
+            show_default=False,
+        ),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Port (default 8000).", show_default=False)
+    ] = None,
+    data_dir: DataDirOption = None,
+    workers: Annotated[
+        bool | None,
+        typer.Option(
+            "--workers/--no-workers",
+            help="Run job workers in this process (default: yes).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Run the API, the workers and the web studio in one process."""
+    import uvicorn
+
+    from imagemill.api.app import create_app
+
+    settings = _settings(data_dir, host=host, port=port, workers=workers)
+    if settings.keys_required and not asyncio.run(_active_keys(settings)):
+        err_console.print(
+            f"[bold red]error:[/] binding to {escape(settings.host)} requires API keys and "
+            "there are none yet. Create one first:\n\n    imagemill keys create NAME\n"
+        )
+        raise typer.Exit(2)
+    shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = (settings.public_url or f"http://{shown_host}:{settings.port}").rstrip("/")
+    console.print(
+        f"imagemill {__version__}: studio at {url}/  API at {url}/v1  docs at {url}/docs",
+        soft_wrap=True,
+    )
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+async def _active_keys(settings: Settings) -> int:
+    from imagemill.db.accounts import Accounts
+
+    async with _database(settings) as db:
+        return await Accounts(db).active_key_count()
+
+
+@app.command(
+    help="Run job workers only, no HTTP: as many processes, on as many machines, as needed. "
+    "They take jobs from the broker (IMAGEMILL_BROKER_URL, amqp:// or redis://) and share "
+    "the database and storage of the API servers (`imagemill serve --no-workers`). SIGTERM or "
+    "Ctrl-C finishes nothing half-way: running jobs go back to the queue."
+)
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, max=1024, help="Jobs at once (default 8).", show_default=False),
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    settings = _settings(data_dir, worker_concurrency=concurrency)
+    if settings.broker_url.startswith("memory://"):
+        err_console.print(
+            "[bold red]error:[/] a separate worker needs a shared broker: set "
+            "IMAGEMILL_BROKER_URL to amqp://… or redis://… (and the same on the servers)."
+        )
+        raise typer.Exit(2)
+    asyncio.run(_work(settings))
+
+
+async def _work(settings: Settings) -> None:
+    from imagemill.runtime import Runtime
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, stopping.set)
+    async with Runtime(settings, run_workers=True):
+        console.print(
+            f"imagemill {__version__} worker: {settings.worker_concurrency} jobs at once "
+            f"from {make_url_safe(settings.broker_url)}",
+            soft_wrap=True,
+        )
+        await stopping.wait()
+    console.print("worker stopped; running jobs went back to the queue")
+
+
+def make_url_safe(url: str) -> str:
+    """``url`` without its password, for printing."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]

@@ -1,0 +1,238 @@
+"""Reading jobs, their events and assets, and usage. The queries behind the API's GETs.
+
+``Repository`` (``db/repository.py``) adds every change on top of these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Integer, bindparam, cast, func, select
+
+from imagemill.db.engine import Database
+from imagemill.db.rows import job_from_row, load_outputs
+from imagemill.db.tables import assets, cache_entries, events, jobs, outputs
+from imagemill.domain import Asset, Job, JobStatus, TaskKind
+from imagemill.errors import NotFound
+
+Q, R, S = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED
+
+_JOBS_BY_ID = select(jobs).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
+_JOB_STATUS = select(jobs.c.status, jobs.c.lease_owner).where(jobs.c.id == bindparam("job_id"))
+_CACHED_JOB_ID = (
+    select(cache_entries.c.job_id)
+    .join(jobs, jobs.c.id == cache_entries.c.job_id)
+    .where(
+        cache_entries.c.owner_id == bindparam("owner_id"),
+        cache_entries.c.cache_key == bindparam("cache_key"),
+        jobs.c.status == S.value,
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    day: str  # YYYY-MM-DD, UTC
+    model: str
+    images: int
+    cached: int
+    cost_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    status: JobStatus | None = None
+    model: str | None = None
+    kind: TaskKind | None = None
+    text: str | None = None
+    group_id: str | None = None
+    before: str | None = None  # cursor: ids sort by creation time
+
+
+class Queries:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def find_idempotent(self, owner_id: str, key: str) -> list[Job]:
+        """The jobs an earlier request with this Idempotency-Key created (a whole group)."""
+
+        def work(conn: Connection) -> list[Job]:
+            row = conn.execute(
+                select(jobs.c.id, jobs.c.group_id).where(
+                    jobs.c.owner_id == owner_id, jobs.c.idempotency_key == key
+                )
+            ).one_or_none()
+            if row is None:
+                return []
+            if row.group_id is None:
+                return jobs_by_id(conn, [row.id])
+            query = select(jobs.c.id).where(jobs.c.group_id == row.group_id).order_by(jobs.c.id)
+            return jobs_by_id(conn, list(conn.execute(query).scalars()))
+
+        return await self.db.read(work)
+
+    async def cached_job(self, owner_id: str, cache_key: str) -> Job | None:
+        """The succeeded job a request with this cache key may reuse, if any."""
+        return await self.db.read(lambda conn: cached_job_of(conn, owner_id, cache_key))
+
+    async def get_job(self, job_id: str, owner_id: str | None = None) -> Job:
+        """The job, with its outputs; ``NotFound`` also when another owner has it."""
+        found = await self.get_jobs([job_id])
+        if not found or (owner_id is not None and found[0].owner_id != owner_id):
+            raise NotFound(f"no job {job_id!r}")
+        return found[0]
+
+    async def get_jobs(self, job_ids: Sequence[str]) -> list[Job]:
+        """Jobs in the order asked for (missing ids are left out)."""
+        if not job_ids:
+            return []
+        return await self.db.read(lambda conn: jobs_by_id(conn, job_ids))
+
+    async def list_jobs(self, owner_id: str, where: JobFilter, limit: int) -> list[Job]:
+        conditions = [jobs.c.owner_id == owner_id]
+        if where.status:
+            conditions.append(jobs.c.status == where.status.value)
+        if where.model:
+            conditions.append(jobs.c.model == where.model)
+        if where.kind:
+            conditions.append(jobs.c.kind == where.kind.value)
+        if where.group_id:
+            conditions.append(jobs.c.group_id == where.group_id)
+        if where.text:
+            pattern = "%" + where.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            conditions.append(jobs.c.prompt.ilike(pattern + "%", escape="\\"))
+        if where.before:
+            conditions.append(jobs.c.id < where.before)
+        query = select(jobs).where(*conditions).order_by(jobs.c.id.desc()).limit(limit)
+
+        def work(conn: Connection) -> list[Job]:
+            rows = conn.execute(query).all()
+            by_job = load_outputs(conn, [r.id for r in rows])
+            return [job_from_row(row, by_job.get(row.id, [])) for row in rows]
+
+        return await self.db.read(work)
+
+    async def events_after(self, job_id: str, after_seq: int) -> list[dict[str, Any]]:
+        query = (
+            select(events)
+            .where(events.c.job_id == job_id, events.c.seq > after_seq)
+            .order_by(events.c.seq)
+        )
+        return await self.db.read(
+            lambda conn: [dict(r._mapping) for r in conn.execute(query).all()]
+        )
+
+    async def owner_events_after(
+        self, owner_id: str, after_id: int, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """The owner's events (every job) after log position ``after_id``, in log order."""
+        query = (
+            select(events)
+            .where(events.c.owner_id == owner_id, events.c.id > after_id)
+            .order_by(events.c.id)
+            .limit(limit)
+        )
+        return await self.db.read(
+            lambda conn: [dict(r._mapping) for r in conn.execute(query).all()]
+        )
+
+    async def last_event_id(self, owner_id: str) -> int:
+        """The log position of the owner's latest event (0 if none)."""
+        query = select(func.max(events.c.id)).where(events.c.owner_id == owner_id)
+        return int(await self.db.read(lambda conn: conn.execute(query).scalar()) or 0)
+
+    async def get_asset(self, asset_id: str, owner_id: str | None = None) -> Asset:
+        query = select(assets).where(assets.c.id == asset_id)
+        row = await self.db.read(lambda conn: conn.execute(query).one_or_none())
+        if row is None or (owner_id is not None and row.owner_id != owner_id):
+            raise NotFound(f"no asset {asset_id!r}")
+        return Asset(**row._mapping)
+
+    async def usage(
+        self, owner_id: str, since: datetime | None, until: datetime | None
+    ) -> list[UsageRow]:
+        """Images and cost per model and UTC day, from the outputs recorded."""
+        day = (
+            func.date(outputs.c.created_at)
+            if self.db.is_sqlite
+            else func.date_trunc("day", outputs.c.created_at)
+        )
+        conditions = [jobs.c.owner_id == owner_id]
+        if since is not None:
+            conditions.append(outputs.c.created_at >= since)
+        if until is not None:
+            conditions.append(outputs.c.created_at < until)
+        query = (
+            select(
+                day.label("day"),
+                outputs.c.model,
+                func.count().label("images"),
+                func.sum(cast(outputs.c.cached, Integer)).label("cached"),
+                func.sum(outputs.c.cost_usd).label("cost_usd"),
+            )
+            .join(jobs, jobs.c.id == outputs.c.job_id)
+            .where(*conditions)
+            .group_by(day, outputs.c.model)
+            .order_by(day, outputs.c.model)
+        )
+        rows = await self.db.read(lambda conn: conn.execute(query).all())
+        return [
+            UsageRow(
+                day=str(r.day)[:10],
+                model=r.model,
+                images=r.images,
+                cached=int(r.cached or 0),
+                cost_usd=round(float(r.cost_usd or 0.0), 6),
+            )
+            for r in rows
+        ]
+
+    async def job_status(self, job_id: str) -> tuple[JobStatus, str | None] | None:
+        """Status and lease owner, cheaply (the heartbeat's and the waiters' check)."""
+        row = await self.db.read(
+            lambda conn: conn.execute(_JOB_STATUS, {"job_id": job_id}).one_or_none()
+        )
+        return (JobStatus(row.status), row.lease_owner) if row else None
+
+    async def stale_jobs(self, now: datetime, queued_before: datetime, limit: int) -> list[Any]:
+        """Queued jobs due since ``queued_before`` and running jobs whose lease expired."""
+        query = (
+            select(jobs.c.id, jobs.c.status, jobs.c.attempt, jobs.c.max_attempts)
+            .where(
+                ((jobs.c.status == Q.value) & (jobs.c.run_after <= queued_before))
+                | ((jobs.c.status == R.value) & (jobs.c.lease_expires_at < now))
+            )
+            .order_by(jobs.c.run_after)
+            .limit(limit)
+        )
+        return await self.db.read(lambda conn: list(conn.execute(query).all()))
+
+    async def overdue_jobs(self, now: datetime, limit: int) -> list[str]:
+        """Jobs past their deadline that no worker is running."""
+        query = (
+            select(jobs.c.id)
+            .where(
+                jobs.c.status.in_([Q.value, R.value]),
+                jobs.c.deadline_at < now,
+                (jobs.c.status == Q.value) | (jobs.c.lease_expires_at < now),
+            )
+            .order_by(jobs.c.deadline_at)
+            .limit(limit)
+        )
+        return await self.db.read(lambda conn: list(conn.execute(query).scalars()))
+
+
+def jobs_by_id(conn: Connection, job_ids: Sequence[str]) -> list[Job]:
+    rows = conn.execute(_JOBS_BY_ID, {"ids": list(job_ids)}).all()
+    by_job = load_outputs(conn, [r.id for r in rows])
+    found = {row.id: job_from_row(row, by_job.get(row.id, [])) for row in rows}
+    return [found[i] for i in job_ids if i in found]
+
+
+def cached_job_of(conn: Connection, owner_id: str, cache_key: str) -> Job | None:
+    params = {"owner_id": owner_id, "cache_key": cache_key}
+    job_id = conn.execute(_CACHED_JOB_ID, params).scalar_one_or_none()
+    return jobs_by_id(conn, [job_id])[0] if job_id else None

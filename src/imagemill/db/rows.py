@@ -1,0 +1,158 @@
+"""Mapping between table rows and domain objects, for the repository's queries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Row, select
+
+from imagemill.db.tables import assets, outputs
+from imagemill.domain import Job, JobError, JobOutput, JobStatus, Request, TaskKind
+from imagemill.errors import ImagemillError
+
+if TYPE_CHECKING:
+    from imagemill.db.repository import StoredOutput
+
+
+def load_outputs(conn: Connection, job_ids: list[str]) -> dict[str, list[JobOutput]]:
+    """The outputs of each job, in index order, with their assets' facts."""
+    if not job_ids:
+        return {}
+    query = (
+        select(
+            outputs,
+            assets.c.width,
+            assets.c.height,
+            assets.c.content_type,
+            assets.c.byte_size,
+            assets.c.sha256,
+            assets.c.nsfw_score,
+            assets.c.flagged,
+        )
+        .join(assets, assets.c.id == outputs.c.asset_id)
+        .where(outputs.c.job_id.in_(job_ids))
+        .order_by(outputs.c.job_id, outputs.c.index)
+    )
+    by_job: dict[str, list[JobOutput]] = {}
+    for r in conn.execute(query).all():
+        by_job.setdefault(r.job_id, []).append(
+            JobOutput(
+                index=r._mapping["index"],
+                asset_id=r.asset_id,
+                model=r.model,
+                fallback=r.fallback,
+                cached=r.cached,
+                seed=r.seed,
+                width=r.width,
+                height=r.height,
+                requested_width=r.requested_width,
+                requested_height=r.requested_height,
+                generated_width=r.generated_width,
+                generated_height=r.generated_height,
+                content_type=r.content_type,
+                byte_size=r.byte_size,
+                sha256=r.sha256,
+                cost_usd=r.cost_usd,
+                revised_prompt=r.revised_prompt,
+                nsfw_score=r.nsfw_score,
+                flagged=r.flagged,
+            )
+        )
+    return by_job
+
+
+def job_from_row(row: Row[Any], job_outputs: list[JobOutput]) -> Job:
+    error = None
+    if row.error_code and row.status != JobStatus.SUCCEEDED.value:
+        error = JobError(row.error_code, row.error_message or "", bool(row.error_retryable))
+    return Job(
+        id=row.id,
+        owner_id=row.owner_id,
+        status=JobStatus(row.status),
+        kind=TaskKind(row.kind),
+        model=row.model,
+        request=Request.model_validate(row.request),
+        group_id=row.group_id,
+        progress=row.progress,
+        progress_message=row.progress_message,
+        attempt=row.attempt,
+        max_attempts=row.max_attempts,
+        error=error,
+        cached=row.cached,
+        cost_usd=row.cost_usd,
+        provider_ref=row.provider_ref,
+        cache_key=row.cache_key,
+        lease_owner=row.lease_owner,
+        lease_expires_at=row.lease_expires_at,
+        run_after=row.run_after,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        outputs=job_outputs,
+        deadline_at=row.deadline_at,
+    )
+
+
+def stored_job_output(index: int, asset_id: str, o: StoredOutput) -> JobOutput:
+    """The output a completion just recorded, without reading it back."""
+    return JobOutput(
+        index=index,
+        asset_id=asset_id,
+        model=o.model,
+        fallback=o.fallback,
+        cached=False,
+        seed=o.seed,
+        width=o.width,
+        height=o.height,
+        requested_width=o.requested_width,
+        requested_height=o.requested_height,
+        generated_width=o.generated_width,
+        generated_height=o.generated_height,
+        content_type=o.content_type,
+        byte_size=o.byte_size,
+        sha256=o.sha256,
+        cost_usd=o.cost_usd,
+        revised_prompt=o.revised_prompt,
+    )
+
+
+def error_values(error: ImagemillError) -> dict[str, Any]:
+    return {
+        "error_code": error.code,
+        "error_message": error.message,
+        "error_retryable": error.retryable,
+    }
+
+
+def output_row(
+    job_id: str, index: int, asset_id: str, o: StoredOutput | JobOutput, now: datetime
+) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "index": index,
+        "asset_id": asset_id,
+        "model": o.model,
+        "fallback": o.fallback,
+        "cached": o.cached if isinstance(o, JobOutput) else False,
+        "seed": o.seed,
+        "requested_width": o.requested_width,
+        "requested_height": o.requested_height,
+        "generated_width": o.generated_width,
+        "generated_height": o.generated_height,
+        "cost_usd": o.cost_usd,
+        "revised_prompt": o.revised_prompt,
+        "created_at": now,
+    }
+
+
+def output_event(index: int, asset_id: str, o: StoredOutput | JobOutput) -> dict[str, Any]:
+    return {
+        "index": index,
+        "asset_id": asset_id,
+        "model": o.model,
+        "fallback": o.fallback,
+        "width": o.width,
+        "height": o.height,
+        "content_type": o.content_type,
+    }

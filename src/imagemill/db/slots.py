@@ -1,0 +1,136 @@
+"""Per-provider concurrency limits that hold across every worker process.
+
+``provider_concurrency = {"openai": 4}`` means at most 4 jobs call OpenAI at once in
+the whole deployment. Each allowed call is a slot row, leased by compare-and-set like a
+job: the holder renews the lease while it works and frees the slot after; a holder
+that died frees it when the lease runs out. One process alone (SQLite) needs no rows:
+an in-process semaphore does the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, and_, bindparam, or_, select, update
+
+from imagemill.db.engine import Database
+from imagemill.db.tables import UTCDateTime, provider_slots
+from imagemill.ids import new_id
+
+POLL_SECONDS = (0.05, 0.25)  # between tries for a slot, at random within
+_free = or_(provider_slots.c.holder.is_(None), provider_slots.c.expires_at < bindparam("now"))
+_TAKE = (
+    update(provider_slots)
+    .where(
+        provider_slots.c.provider == bindparam("p_provider"),
+        provider_slots.c.slot == bindparam("p_slot"),
+        _free,
+    )
+    .values(holder=bindparam("p_holder"), expires_at=bindparam("until", type_=UTCDateTime()))
+)
+_FREE_SLOTS = (
+    select(provider_slots.c.slot)
+    .where(
+        provider_slots.c.provider == bindparam("p_provider"),
+        provider_slots.c.slot < bindparam("limit"),
+        _free,
+    )
+    .order_by(provider_slots.c.slot)
+)
+_RENEW = (
+    update(provider_slots)
+    .where(
+        and_(
+            provider_slots.c.provider == bindparam("p_provider"),
+            provider_slots.c.slot == bindparam("p_slot"),
+            provider_slots.c.holder == bindparam("p_holder"),
+        )
+    )
+    .values(expires_at=bindparam("until", type_=UTCDateTime()))
+)
+_RELEASE = (
+    update(provider_slots)
+    .where(
+        provider_slots.c.provider == bindparam("p_provider"),
+        provider_slots.c.slot == bindparam("p_slot"),
+        provider_slots.c.holder == bindparam("p_holder"),
+    )
+    .values(holder=None, expires_at=None)
+)
+
+
+class ProviderSlots:
+    def __init__(self, db: Database, limits: Mapping[str, int], lease_seconds: float) -> None:
+        self.db = db
+        self.limits = dict(limits)
+        self.lease = timedelta(seconds=lease_seconds)
+        self._local: dict[str, asyncio.Semaphore] = {}
+        self._made: set[str] = set()  # providers whose slot rows exist
+
+    @contextlib.asynccontextmanager
+    async def hold(self, provider: str) -> AsyncIterator[None]:
+        """Wait for a slot of ``provider`` (if it has a limit) and hold it meanwhile."""
+        limit = self.limits.get(provider)
+        if limit is None:
+            yield
+            return
+        if self.db.is_sqlite:  # one process owns the database: a semaphore is enough
+            semaphore = self._local.setdefault(provider, asyncio.Semaphore(limit))
+            async with semaphore:
+                yield
+            return
+        holder = new_id("slot")
+        slot = await self._take(provider, limit, holder)
+        renewing = asyncio.create_task(self._renew(provider, slot, holder))
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            params = {"p_provider": provider, "p_slot": slot, "p_holder": holder}
+            await asyncio.shield(self.db.write(lambda conn: conn.execute(_RELEASE, params)))
+
+    async def _take(self, provider: str, limit: int, holder: str) -> int:
+        if provider not in self._made:
+            rows = [{"provider": provider, "slot": slot} for slot in range(limit)]
+            insert = self.db.insert(provider_slots).on_conflict_do_nothing()
+            await self.db.write(lambda conn: conn.execute(insert, rows))
+            self._made.add(provider)
+
+        def attempt(conn: Connection) -> int | None:
+            now = datetime.now(UTC)
+            free = conn.execute(
+                _FREE_SLOTS, {"p_provider": provider, "limit": limit, "now": now}
+            ).scalars()
+            for slot in free:
+                params = {
+                    "p_provider": provider,
+                    "p_slot": slot,
+                    "p_holder": holder,
+                    "now": now,
+                    "until": now + self.lease,
+                }
+                if conn.execute(_TAKE, params).rowcount:
+                    return int(slot)
+            return None
+
+        while True:
+            slot = await self.db.write(attempt)
+            if slot is not None:
+                return slot
+            await asyncio.sleep(random.uniform(*POLL_SECONDS))
+
+    async def _renew(self, provider: str, slot: int, holder: str) -> None:
+        def renew(conn: Connection) -> None:
+            until = datetime.now(UTC) + self.lease
+            conn.execute(
+                _RENEW, {"p_provider": provider, "p_slot": slot, "p_holder": holder, "until": until}
+            )
+
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            with contextlib.suppress(Exception):  # a hiccup: the lease has slack for more
+                await self.db.write(renew)

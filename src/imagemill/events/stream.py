@@ -1,0 +1,101 @@
+"""Streams of job events: the log from a position, then live, with no gap and no repeat.
+
+A stream subscribes to the bus first, then reads the log from the position it resumes
+after, then follows the bus. Events already read are skipped by their position; when
+the bus cannot vouch for the next one (a gap in a job's sequence, a subscriber that
+fell behind, or a quiet spell in which another process may have written), the stream
+reads the log again. A stream of all an owner's jobs has no sequence to check: when
+several processes feed the bus, each event on it only rings the bell, and the log
+(whose positions grow in commit order) says what is new. So a client reconnecting with
+``Last-Event-ID`` gets every later event exactly once, in order.
+
+Streams yield batches: everything available at once (a replay, or what queued up while
+the client was being written to), so a busy stream costs one write per batch, not per
+event. An empty batch means nothing new (after a quiet spell of ``RECHECK_SECONDS``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from imagemill.db.repository import Repository
+from imagemill.events.bus import Event, EventBus, Subscription
+
+RECHECK_SECONDS = 5.0  # with nothing on the bus, read the log again this often
+
+
+async def job_events(
+    repo: Repository,
+    bus: EventBus,
+    job_id: str,
+    after_seq: int = 0,
+    recheck: float = RECHECK_SECONDS,
+) -> AsyncIterator[list[Event]]:
+    """One job's events after ``after_seq``, until (and including) its ``done``."""
+    with bus.subscribe({job_id}) as live:
+        last = after_seq
+        while True:
+            live.resync()
+            logged = _until_done(await repo.events_after(job_id, last))
+            yield logged  # empty after a quiet spell: the caller may send a keep-alive
+            if logged:
+                last = logged[-1]["seq"]
+                if logged[-1]["type"] == "done":
+                    return
+            while (batch := await _available(live, recheck)) is not None:
+                fresh = [e for e in batch if e["seq"] > last]
+                if any(e["seq"] != last + 1 + i for i, e in enumerate(fresh)):
+                    break  # one is missing: the log has it
+                fresh = _until_done(fresh)
+                yield fresh
+                if fresh:
+                    last = fresh[-1]["seq"]
+                    if fresh[-1]["type"] == "done":
+                        return
+
+
+async def owner_events(
+    repo: Repository,
+    bus: EventBus,
+    owner_id: str,
+    after_id: int | None = None,
+    recheck: float = RECHECK_SECONDS,
+) -> AsyncIterator[list[Event]]:
+    """Every event of the owner's jobs after log position ``after_id`` (``None``: from
+    now on), including jobs submitted later. Never ends."""
+    with bus.subscribe(owner_id=owner_id) as live:
+        last = await repo.last_event_id(owner_id) if after_id is None else after_id
+        while True:
+            live.resync()
+            logged = await repo.owner_events_after(owner_id, last)
+            yield logged  # empty after a quiet spell: the caller may send a keep-alive
+            while logged:
+                last = logged[-1]["id"]
+                if logged := await repo.owner_events_after(owner_id, last):
+                    yield logged
+            while (batch := await _available(live, recheck)) is not None:
+                if not bus.in_log_order:
+                    break  # 30 may arrive before 29: take the bus as a doorbell, read the log
+                fresh = [e for e in batch if e["id"] > last]
+                yield fresh
+                if fresh:
+                    last = fresh[-1]["id"]
+
+
+async def _available(live: Subscription, recheck: float) -> list[Event] | None:
+    """The next event and all queued behind it; ``None`` after a quiet spell or when the
+    subscriber fell behind (either way the log is read next)."""
+    first = await live.next(within=recheck)
+    if first is None:
+        return None
+    batch = [first]
+    while not live.queue.empty():
+        batch.append(live.queue.get_nowait())
+    return batch
+
+
+def _until_done(events: list[Event]) -> list[Event]:
+    for index, event in enumerate(events):
+        if event["type"] == "done":
+            return events[: index + 1]
+    return events

@@ -1,0 +1,292 @@
+"""OpenAI images: ``openai/gpt-image-1`` (images and edits) and ``openai/dall-e-3``.
+
+Through the official ``openai`` SDK, with its own retries off (the worker retries, with
+backoff that honours Retry-After, across attempts). gpt-image-1 answers with the image
+bytes; DALL·E 3 with URLs that expire after an hour, which imagemill downloads at once.
+The request and response mapping and the error translation here are shared by every
+provider that speaks the OpenAI images API (see ``recraft.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import openai
+from openai import AsyncOpenAI
+from openai.types import ImagesResponse
+
+from imagemill.config import Settings
+from imagemill.domain import ModelSpec, Output, Pricing, Size, SizeRange, Task, TaskKind
+from imagemill.errors import (
+    AuthError,
+    ContentRejected,
+    ProviderError,
+    ProviderInputError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+from imagemill.providers.base import RunContext, redact, retry_after_seconds
+from imagemill.providers.sizes import nearest_size
+
+GPT_IMAGE_SIZES = ["1024x1024", "1536x1024", "1024x1536"]
+DALL_E_3_SIZES = ["1024x1024", "1792x1024", "1024x1792"]
+# USD per million tokens (gpt-image-1): what an image really cost, from the response's usage.
+TOKEN_PRICES = {"text": 5.0, "image": 10.0, "output": 40.0}
+
+GPT_IMAGE_1 = ModelSpec(
+    id="openai/gpt-image-1",
+    provider="openai",
+    name="gpt-image-1",
+    title="GPT Image 1",
+    description="OpenAI's natively multimodal image model: strong prompt following, "
+    "text rendering and editing with several input images and a mask.",
+    kinds=[TaskKind.IMAGE, TaskKind.EDIT],
+    params_schema={
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "quality": {"enum": ["low", "medium", "high", "auto"], "default": "auto"},
+            "background": {"enum": ["transparent", "opaque", "auto"], "default": "auto"},
+            "output_format": {"enum": ["png", "jpeg", "webp"], "default": "png"},
+            "output_compression": {"type": "integer", "minimum": 0, "maximum": 100},
+            "moderation": {"enum": ["auto", "low"], "default": "auto"},
+            "input_fidelity": {"enum": ["low", "high"], "description": "Edits only."},
+        },
+    },
+    sizes=SizeRange(min_side=64, max_side=4096, fixed=GPT_IMAGE_SIZES, default="1024x1024"),
+    max_n=10,
+    supports_seed=False,
+    pricing=Pricing(
+        per_image=0.042,
+        by_quality={
+            "low": {"1024x1024": 0.011, "*": 0.016},
+            "medium": {"1024x1024": 0.042, "*": 0.063},
+            "high": {"1024x1024": 0.167, "*": 0.25},
+        },
+    ),
+)
+
+DALL_E_3 = ModelSpec(
+    id="openai/dall-e-3",
+    provider="openai",
+    name="dall-e-3",
+    title="DALL·E 3",
+    description="OpenAI's DALL·E 3; rewrites prompts (the revised prompt is kept per output).",
+    kinds=[TaskKind.IMAGE],
+    params_schema={
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "quality": {"enum": ["standard", "hd"], "default": "standard"},
+            "style": {"enum": ["vivid", "natural"], "default": "vivid"},
+        },
+    },
+    sizes=SizeRange(min_side=64, max_side=4096, fixed=DALL_E_3_SIZES, default="1024x1024"),
+    max_n=4,  # one image per call: n calls run side by side
+    supports_seed=False,
+    pricing=Pricing(
+        per_image=0.04,
+        by_size={"1792x1024": 0.08, "1024x1792": 0.08},
+        by_quality={"hd": {"1024x1024": 0.08, "*": 0.12}},
+    ),
+)
+
+
+class OpenAIImages:
+    name = "openai"
+
+    def __init__(self, settings: Settings) -> None:
+        self._key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        self._client = (
+            AsyncOpenAI(
+                api_key=self._key,
+                base_url=settings.openai_base_url,
+                timeout=settings.provider_timeout_seconds,
+                max_retries=0,
+            )
+            if self._key
+            else None
+        )
+
+    def models(self) -> list[ModelSpec]:
+        if self._client is not None:
+            return [GPT_IMAGE_1, DALL_E_3]
+        reason = "OPENAI_API_KEY is not set"
+        return [spec.unavailable(reason) for spec in (GPT_IMAGE_1, DALL_E_3)]
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    async def run(self, task: Task, ctx: RunContext) -> list[Output]:
+        if self._client is None:
+            raise AuthError("OPENAI_API_KEY is not set")
+        size = nearest_size(Size(task.width, task.height), _sizes(task.model))
+        headers = {"Idempotency-Key": task.job_id}
+        with translated_errors("OpenAI", self._key):
+            if task.kind is TaskKind.EDIT:
+                response = await self._client.images.edit(
+                    model=task.model,
+                    image=[
+                        _file(i.data, i.content_type, f"input-{n}")
+                        for n, i in enumerate(task.inputs)
+                    ],
+                    mask=_file(task.mask.data, task.mask.content_type, "mask")
+                    if task.mask
+                    else openai.omit,
+                    prompt=task.prompt,
+                    n=task.n,
+                    size=str(size),
+                    extra_headers=headers,
+                    **_options(task.params, edit=True),
+                )
+                return outputs_of([response], task.params.get("quality"))
+            if task.model == DALL_E_3.name:  # one image per call
+                calls = [
+                    self._client.images.generate(
+                        model=task.model,
+                        prompt=task.prompt,
+                        n=1,
+                        size=str(size),
+                        response_format="url",
+                        extra_headers={"Idempotency-Key": f"{task.job_id}-{index}"},
+                        **_options(task.params),
+                    )
+                    for index in range(task.n)
+                ]
+                responses = list(await asyncio.gather(*calls))
+            else:
+                responses = [
+                    await self._client.images.generate(
+                        model=task.model,
+                        prompt=task.prompt,
+                        n=task.n,
+                        size=str(size),
+                        extra_headers=headers,
+                        **_options(task.params),
+                    )
+                ]
+        return outputs_of(responses, task.params.get("quality"))
+
+
+def _sizes(model: str) -> list[str]:
+    return DALL_E_3_SIZES if model == DALL_E_3.name else GPT_IMAGE_SIZES
+
+
+EDIT_ONLY = {"input_fidelity"}
+
+
+def _options(params: dict[str, Any], *, edit: bool = False) -> dict[str, Any]:
+    """The model params as the SDK's keyword arguments (validated against the schema)."""
+    return {k: v for k, v in params.items() if edit or k not in EDIT_ONLY}
+
+
+def _file(data: bytes, content_type: str, stem: str) -> tuple[str, bytes, str]:
+    extension = content_type.rsplit("/", 1)[-1].replace("jpeg", "jpg")
+    return (f"{stem}.{extension}", data, content_type)
+
+
+def outputs_of(responses: Sequence[ImagesResponse], quality: str | None) -> list[Output]:
+    """One ``Output`` per image in OpenAI-shaped responses: bytes, or a URL to fetch now."""
+    outputs = []
+    for response in responses:
+        items = response.data or []
+        if not items:
+            raise ProviderError("the provider answered with no images", retryable=True)
+        cost = _token_cost(response, len(items))
+        content_type = f"image/{response.output_format}" if response.output_format else None
+        for item in items:
+            if item.b64_json:
+                output = Output(data=base64.b64decode(item.b64_json), content_type=content_type)
+            elif item.url:
+                output = Output(url=item.url)
+            else:
+                raise ProviderError("an image came with neither bytes nor a URL", retryable=True)
+            outputs.append(
+                Output(
+                    data=output.data,
+                    url=output.url,
+                    content_type=output.content_type,
+                    revised_prompt=item.revised_prompt,
+                    cost_usd=cost,
+                    quality=response.quality or quality,
+                )
+            )
+    return outputs
+
+
+def _token_cost(response: ImagesResponse, images: int) -> float | None:
+    """Per image, from the tokens gpt-image-1 reports; ``None`` leaves it to the price table."""
+    usage = response.usage
+    if usage is None:
+        return None
+    details = usage.input_tokens_details
+    text = details.text_tokens if details else usage.input_tokens
+    image = details.image_tokens if details else 0
+    total = (
+        text * TOKEN_PRICES["text"]
+        + image * TOKEN_PRICES["image"]
+        + usage.output_tokens * TOKEN_PRICES["output"]
+    ) / 1_000_000
+    return round(total / images, 6)
+
+
+@contextmanager
+def translated_errors(provider: str, secret: str | None) -> Iterator[None]:
+    """The OpenAI SDK's exceptions, as imagemill's error tree (secrets blanked out)."""
+    try:
+        yield
+    except openai.APITimeoutError as exc:
+        raise ProviderTimeout(f"{provider} did not answer in time") from exc
+    except openai.APIConnectionError as exc:
+        raise ProviderUnavailable(
+            f"could not reach {provider}: {redact(str(exc), secret)}"
+        ) from exc
+    except openai.APIStatusError as exc:
+        raise _status_error(provider, exc, redact(_message(exc), secret)) from exc
+    except (openai.APIResponseValidationError, ValueError) as exc:
+        raise ProviderError(
+            f"{provider} sent a response imagemill could not read", retryable=True
+        ) from exc
+
+
+def _status_error(provider: str, exc: openai.APIStatusError, message: str) -> ProviderError:
+    status = exc.status_code
+    text = f"{provider}: {message}"
+    if status == 429:
+        return RateLimited(text, retry_after=_retry_after(exc))
+    if status in (401, 403):
+        return AuthError(f"{provider} refused the API key ({status})")
+    if status == 400 and _code(exc) in ("content_policy_violation", "moderation_blocked"):
+        return ContentRejected(text)
+    if status in (400, 404, 422):
+        param = _body(exc).get("param")
+        return ProviderInputError(text, field=f"params.{param}" if param else None)
+    return ProviderError(text, retryable=status >= 500 or status in (408, 409))
+
+
+def _body(exc: openai.APIStatusError) -> dict[str, Any]:
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        return inner if isinstance(inner, dict) else {}
+    return {}
+
+
+def _code(exc: openai.APIStatusError) -> str | None:
+    code = _body(exc).get("code") or getattr(exc, "code", None)
+    return str(code) if code else None
+
+
+def _message(exc: openai.APIStatusError) -> str:
+    message = _body(exc).get("message")
+    return str(message) if message else f"HTTP {exc.status_code}"
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    return retry_after_seconds(exc.response.headers.get("retry-after"))

@@ -1,0 +1,78 @@
+"""The databases the suite runs against: SQLite (the embedded default) and PostgreSQL.
+
+PostgreSQL is taken from ``IMAGEMILL_TEST_POSTGRES`` (default: the local server,
+``postgres@127.0.0.1:5432``). Each test gets a database of its own, copied from a
+template migrated once per session (fast: a file copy). Without a reachable server
+those tests skip and say why, except with ``CI=true``, where they fail instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from imagemill.db.engine import Database
+from imagemill.db.migrate import upgrade
+
+POSTGRES = os.environ.get("IMAGEMILL_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432")
+ADMIN_DATABASE = "test"
+TEMPLATE = f"imagemill_template_{os.getpid()}"
+
+
+def _admin(statement: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        host = POSTGRES.split("://", 1)[1]
+        connection = await asyncpg.connect(f"postgresql://{host}/{ADMIN_DATABASE}", timeout=5)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+def postgres_unavailable() -> str | None:
+    """Why PostgreSQL cannot be used here, or ``None``."""
+    try:
+        _admin("SELECT 1")
+    except Exception as exc:
+        return f"no PostgreSQL at {POSTGRES} ({type(exc).__name__}: {exc})"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A migrated database to copy; its name."""
+    reason = postgres_unavailable()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the PostgreSQL tests: {reason}")
+        pytest.skip(reason)
+    _admin(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+    _admin(f"CREATE DATABASE {TEMPLATE}")
+
+    async def migrate() -> None:
+        db = Database(f"{POSTGRES}/{TEMPLATE}")
+        try:
+            await upgrade(db)
+        finally:
+            await db.dispose()
+
+    asyncio.run(migrate())
+    yield TEMPLATE
+    _admin(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+
+
+@pytest.fixture
+def postgres_url(postgres_template: str) -> Iterator[str]:
+    """A fresh, migrated database for one test; its URL."""
+    name = f"imagemill_test_{uuid.uuid4().hex[:12]}"
+    _admin(f"CREATE DATABASE {name} TEMPLATE {postgres_template}")
+    yield f"{POSTGRES}/{name}"
+    _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -1,0 +1,69 @@
+"""Notifications between processes: events travel whole when they fit, else marked
+partial (subscribers then read the log), and a receiving bus treats them accordingly."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from sqlalchemy.engine import make_url
+
+from imagemill.events.bus import EventBus
+from imagemill.events.fanout import MAX_PAYLOAD, PostgresFanout, notification
+
+
+def _event(seq: int, data: dict[str, object]) -> dict[str, object]:
+    return {
+        "id": 100 + seq,
+        "job_id": "job_a",
+        "seq": seq,
+        "owner_id": "own_1",
+        "type": "progress",
+        "data": data,
+        "created_at": datetime(2026, 11, 21, tzinfo=UTC),
+        "_sse_seq": b"cached bytes stay home",
+    }
+
+
+def test_small_events_travel_whole_without_local_caches() -> None:
+    payload = json.loads(notification("proc_1", [_event(1, {"progress": 0.5})]))
+    assert payload["origin"] == "proc_1"
+    [event] = payload["events"]
+    assert event["data"] == {"progress": 0.5} and "partial" not in event
+    assert "_sse_seq" not in event
+
+
+def test_big_events_travel_without_their_data_marked_partial() -> None:
+    big = _event(2, {"image": "x" * (MAX_PAYLOAD * 2)})
+    raw = notification("proc_1", [big])
+    assert len(raw.encode()) <= MAX_PAYLOAD
+    [event] = json.loads(raw)["events"]
+    assert event["partial"] is True and event["data"] is None and event["seq"] == 2
+
+
+def test_many_events_become_one_nudge_per_job() -> None:
+    many = [_event(seq, {"message": "y" * 200}) for seq in range(1, 200)]
+    raw = notification("proc_1", many)
+    assert len(raw.encode()) <= MAX_PAYLOAD
+    assert json.loads(raw)["events"] == [{"job_id": "job_a", "owner_id": "own_1", "partial": True}]
+
+
+def test_a_receiver_publishes_others_events_and_skips_its_own() -> None:
+    bus = EventBus()
+    fanout = PostgresFanout(make_url("postgresql+asyncpg://u@h/db"), bus, origin="proc_me")
+    seen: list[dict[str, object]] = []
+    bus.add_listener(seen.append)
+
+    fanout._received(None, 1, "imagemill_events", notification("proc_me", [_event(1, {})]))
+    fanout._received(None, 1, "imagemill_events", notification("proc_other", [_event(2, {})]))
+
+    assert [e["seq"] for e in seen] == [2]
+    assert seen[0]["created_at"] == datetime(2026, 11, 21, tzinfo=UTC)
+    assert fanout.dsn == "postgresql://u@h/db"
+
+
+def test_a_partial_event_makes_subscribers_read_the_log() -> None:
+    bus = EventBus()
+    with bus.subscribe({"job_a"}) as subscription:
+        bus.publish([{"job_id": "job_a", "owner_id": "own_1", "partial": True}])
+        assert subscription.lagged and subscription.queue.empty()

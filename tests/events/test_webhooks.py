@@ -1,0 +1,201 @@
+"""Outgoing webhooks against a real receiver: signed per Standard Webhooks (verified with
+the ``standardwebhooks`` library), retried on 5xx and 429 (Retry-After), 410 disabling
+the target, every attempt visible, private targets refused unless allowed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from fakes.server import serve
+from imagemill.api.app import create_app
+from imagemill.config import Settings
+from imagemill.runtime import Runtime
+
+
+@dataclass
+class Received:
+    body: bytes
+    headers: dict[str, str]
+    at: float
+
+
+@dataclass
+class Receiver:
+    """A webhook target answering from a script (then 200), recording every request."""
+
+    answers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
+    url: str = ""
+
+    async def handle(self, request: Request) -> Response:
+        self.received.append(
+            Received(await request.body(), dict(request.headers), time.monotonic())
+        )
+        status, headers = self.answers.pop(0) if self.answers else (200, {})
+        return Response(status_code=status, headers=headers)
+
+    async def wait_for(self, count: int, within: float = 10) -> list[Received]:
+        deadline = time.monotonic() + within
+        while len(self.received) < count:
+            assert time.monotonic() < deadline, f"{len(self.received)} of {count} deliveries"
+            await asyncio.sleep(0.02)
+        return self.received
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    target = Receiver()
+    app = Starlette(routes=[Route("/hook", target.handle, methods=["POST"])])
+    with serve(app) as url:
+        target.url = f"{url}/hook"
+        yield target
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    configured = settings.model_copy(
+        update={
+            "allowed_private_networks": ["127.0.0.0/8"],
+            "webhook_retry_base_seconds": 0.05,
+            "webhook_retry_max_seconds": 2.0,
+        }
+    )
+    async with Runtime(configured) as runtime:
+        app = create_app(runtime=runtime)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://im") as http,
+        ):
+            yield http
+
+
+async def _submit(api: httpx.AsyncClient, **fields: Any) -> str:
+    body = {"model": "placeholder", "prompt": "hooked", "size": "32x32", **fields}
+    response = await api.post("/v1/jobs", json=body)
+    assert response.status_code == 202, response.text
+    job_id: str = response.json()["id"]
+    return job_id
+
+
+async def _secret(api: httpx.AsyncClient) -> str:
+    key: str = (await api.get("/v1/webhooks/default/secret")).json()["key"]
+    assert key.startswith("whsec_")
+    return key
+
+
+async def test_a_delivery_is_retried_after_two_500s_and_verifies(
+    api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    receiver.answers = [(500, {}), (500, {})]
+    job_id = await _submit(api, webhook_url=receiver.url)
+
+    third = (await receiver.wait_for(3))[2]
+
+    payload = Webhook(await _secret(api)).verify(third.body, third.headers)
+    assert payload["type"] == "job.done"
+    assert payload["data"]["job_id"] == job_id and payload["data"]["job"]["status"] == "succeeded"
+    assert payload["data"]["job"]["outputs"][0]["asset_id"].startswith("ast_")
+    ids = {r.headers["webhook-id"] for r in receiver.received}
+    assert len(ids) == 1, "one delivery, one webhook-id on every attempt"
+    forged = {**third.headers, "webhook-signature": "v1,bm90IHRoZSByaWdodCBzaWduYXR1cmU="}
+    with pytest.raises(WebhookVerificationError):
+        Webhook(await _secret(api)).verify(third.body, forged)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(await _secret(api)).verify(third.body.replace(b"done", b"dune"), third.headers)
+
+    [delivery] = (await api.get(f"/v1/jobs/{job_id}/deliveries")).json()["data"]
+    assert delivery["status"] == "delivered"
+    assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 200]
+    assert delivery["id"] == ids.pop()
+
+
+async def test_retry_after_is_honoured(api: httpx.AsyncClient, receiver: Receiver) -> None:
+    receiver.answers = [(429, {"Retry-After": "1"})]
+    await _submit(api, webhook_url=receiver.url)
+
+    first, second = await receiver.wait_for(2)
+
+    assert second.at - first.at >= 0.9
+
+
+async def test_only_the_chosen_events_are_sent_in_order(
+    api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    await _submit(api, webhook_url=receiver.url, webhook_events=["status", "done"])
+
+    received = await receiver.wait_for(4)
+    await asyncio.sleep(0.2)
+
+    secret = await _secret(api)
+    kinds = [Webhook(secret).verify(r.body, r.headers)["type"] for r in received]
+    assert sorted(kinds) == ["job.done", "job.status", "job.status", "job.status"]
+    assert len(receiver.received) == 4
+
+
+async def test_410_gone_cancels_and_disables_the_default_endpoint(
+    api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    put = await api.put("/v1/webhooks/default", json={"url": receiver.url, "events": ["done"]})
+    assert put.status_code == 200, put.text
+    receiver.answers = [(410, {})]
+
+    job_id = await _submit(api)  # no webhook_url of its own: the default applies
+    await receiver.wait_for(1)
+    await asyncio.sleep(0.3)
+
+    [delivery] = (await api.get(f"/v1/jobs/{job_id}/deliveries")).json()["data"]
+    assert delivery["status"] == "canceled" and delivery["last_status_code"] == 410
+    endpoint = (await api.get("/v1/webhooks/default")).json()
+    assert endpoint["disabled_at"] is not None
+    later = await _submit(api)
+    await asyncio.sleep(0.3)
+    assert (await api.get(f"/v1/jobs/{later}/deliveries")).json()["data"] == []
+    assert len(receiver.received) == 1
+
+
+async def test_a_private_target_is_refused_unless_its_network_is_allowed(
+    settings: Settings, receiver: Receiver
+) -> None:
+    async with Runtime(settings) as runtime:  # no allowed networks
+        app = create_app(runtime=runtime)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://im") as http,
+        ):
+            for url in (receiver.url, "http://169.254.169.254/latest", "http://[::1]:9/x"):
+                response = await http.post(
+                    "/v1/jobs", json={"model": "placeholder", "prompt": "x", "webhook_url": url}
+                )
+                assert response.status_code == 422, url
+                assert response.json()["error"]["field"] == "webhook_url"
+            bad = await http.put("/v1/webhooks/default", json={"url": "ftp://example.com/x"})
+            assert bad.status_code == 422 and bad.json()["error"]["field"] == "url"
+
+
+async def test_webhook_events_need_a_url_and_must_be_known(api: httpx.AsyncClient) -> None:
+    lone = await api.post(
+        "/v1/jobs", json={"model": "placeholder", "prompt": "x", "webhook_events": ["done"]}
+    )
+    assert lone.status_code == 422 and lone.json()["error"]["field"] == "webhook_events"
+    unknown = await api.post(
+        "/v1/jobs",
+        json={
+            "model": "placeholder",
+            "prompt": "x",
+            "webhook_url": "https://example.com/hook",
+            "webhook_events": ["finished"],
+        },
+    )
+    assert unknown.status_code == 422 and "webhook_events" in unknown.json()["error"]["field"]

@@ -1,0 +1,13 @@
+"""Fake provider servers, written from each provider's public API reference.
+
+Each is an ASGI app that the tests run on a real socket (``server.serve``) and drive
+through the provider's official SDK, with faults injected on demand (``faults.Faults``).
+
+- ``openai_images`` (``FakeOpenAI``) with ``openai_models`` (what each model accepts);
+  ``recraft`` (``FakeRecraft``); ``gemini`` (``FakeGemini``); ``replicate``
+  (``FakeReplicate``) with ``replicate_models``, ``replicate_catalogue`` and
+  ``replicate_webhooks``.
+- Shared: ``server`` (``serve``, ``serve_here``, ``Plug``), ``faults`` (``Faults``,
+  ``inject_fault``), ``images`` (deterministic pictures), ``blobs`` (signed URLs that
+  expire), ``calls`` (recorded requests, bearer tokens).
+"""

@@ -1,0 +1,82 @@
+"""Run an ASGI app on a real socket on 127.0.0.1 for a test: in a thread of its own
+(``serve``, for the fakes) or in the test's event loop (``serve_here``); ``Plug`` lets one
+served socket answer with a fresh fake per test."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve(app: Any, port: int | None = None) -> Iterator[str]:
+    """Serve ``app``; yields its base URL (``http://127.0.0.1:PORT``) until the block ends."""
+    port = port or free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"fake-server-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the fake server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@asynccontextmanager
+async def serve_here(app: Any, port: int | None = None) -> AsyncIterator[str]:
+    """Serve ``app`` in the running event loop (an app whose objects live in this loop,
+    like imagemill's own, cannot run in a thread of its own); yields its base URL."""
+    port = port or free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the server did not start")
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+class Plug:
+    """An ASGI app that forwards to whichever app is plugged in.
+
+    Starting and stopping uvicorn costs ~0.2 s, so a test module serves one ``Plug``
+    and plugs a fresh fake into it per test (``fake.plug_into(plug, url)``).
+    """
+
+    def __init__(self) -> None:
+        self.app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.app is None:
+            raise RuntimeError("no fake is plugged in")
+        await self.app(scope, receive, send)

@@ -1,0 +1,317 @@
+"""The Replicate adapter against the Replicate fake, through the official SDK: every
+catalogued model end to end, schemas from the API, resuming saved predictions, webhooks
+racing polls, cancel, failures and faults."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from PIL import Image
+from standardwebhooks import Webhook
+
+from fakes.faults import Faults
+from fakes.replicate import FakeReplicate
+from fakes.server import free_port, serve, serve_here
+from imagemill.api.app import create_app
+from imagemill.domain import Job, JobStatus, Submission
+from imagemill.errors import InvalidInput
+from imagemill.runtime import Runtime
+from providers.running import ProviderRuntime, run, submit, succeeded
+
+TOKEN = "r8_test_7c1e55d0"
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[FakeReplicate, str]]:
+    fake = FakeReplicate(token=TOKEN, run_seconds=0.1)
+    with serve(fake.app) as url:
+        yield fake, url
+
+
+@pytest.fixture
+def fake(served: tuple[FakeReplicate, str]) -> FakeReplicate:
+    fake = served[0]
+    fake.faults = Faults()
+    fake.webhooks_enabled = True
+    fake.webhook_duplicates = 0
+    return fake
+
+
+@pytest.fixture
+async def replicate(
+    provider_runtime: ProviderRuntime, served: tuple[FakeReplicate, str], fake: FakeReplicate
+) -> Runtime:
+    return await provider_runtime(replicate_api_token=TOKEN, replicate_base_url=served[1])
+
+
+async def _bytes(runtime: Runtime, asset_id: str) -> bytes:
+    asset = await runtime.repo.get_asset(asset_id)
+    return await runtime.blobs.get(asset.storage_key)
+
+
+async def _size(runtime: Runtime, asset_id: str) -> tuple[int, int]:
+    with Image.open(io.BytesIO(await _bytes(runtime, asset_id))) as image:
+        return image.size
+
+
+def _prediction_of(fake: FakeReplicate, job: Job) -> str:
+    assert job.provider_ref is not None
+    return job.provider_ref.split(" ", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("model", "size", "made"),
+    [
+        ("black-forest-labs/flux-1.1-pro", "1920x1080", (1440, 800)),  # custom: exact shape
+        ("ideogram-ai/ideogram-v2", "1024x1024", None),
+        ("bytedance/seedream-3", "1600x900", None),
+    ],
+)
+async def test_a_text_to_image_model_end_to_end_outlives_the_expiring_url(
+    replicate: Runtime, fake: FakeReplicate, model: str, size: str, made: tuple[int, int] | None
+) -> None:
+    job = succeeded(
+        await run(replicate, model=f"replicate/{model}", prompt="a fox", size=size, seed=3)
+    )
+    fake.expire_urls()
+
+    [output] = job.outputs
+    width, height = (int(side) for side in size.split("x"))
+    assert await _size(replicate, output.asset_id) == (width, height)
+    if made:
+        assert (output.generated_width, output.generated_height) == made
+    prediction = fake.predictions[_prediction_of(fake, job)]
+    assert prediction.input["seed"] == 3 and prediction.input["prompt"] == "a fox"
+    assert fake.downloads[f"{prediction.id}/{prediction.output.rsplit('/', 1)[1]}"] == 1
+
+
+async def test_flux_schnell_makes_n_images_in_one_prediction(
+    replicate: Runtime, fake: FakeReplicate
+) -> None:
+    created = fake.created
+    job = succeeded(
+        await run(replicate, model="replicate/black-forest-labs/flux-schnell", prompt="owls", n=3)
+    )
+    assert len(job.outputs) == 3
+    assert fake.created == created + 1
+    assert fake.predictions[_prediction_of(fake, job)].input["num_outputs"] == 3
+
+
+async def test_a_model_without_a_count_input_runs_one_prediction_per_image(
+    replicate: Runtime, fake: FakeReplicate
+) -> None:
+    created = fake.created
+    job = succeeded(
+        await run(replicate, model="replicate/ideogram-ai/ideogram-v2", prompt="x", n=2)
+    )
+    assert len(job.outputs) == 2
+    assert fake.created == created + 2
+    assert job.provider_ref is not None and job.provider_ref.count(",") == 1
+
+
+async def test_edit_upscale_and_video_take_the_input_image(replicate: Runtime) -> None:
+    source = succeeded(await run(replicate, model="placeholder", prompt="a cat", size="128x96"))
+    image = source.outputs[0].asset_id
+
+    edit = succeeded(
+        await run(
+            replicate,
+            kind="edit",
+            model="replicate/black-forest-labs/flux-kontext-pro",
+            prompt="add a hat",
+            input_assets=[image],
+            size="128x96",
+        )
+    )
+    assert await _size(replicate, edit.outputs[0].asset_id) == (128, 96)
+
+    upscale = succeeded(
+        await run(
+            replicate,
+            kind="upscale",
+            model="replicate/nightmareai/real-esrgan",
+            input_assets=[image],
+            params={"scale": 2},
+        )
+    )
+    assert await _size(replicate, upscale.outputs[0].asset_id) == (256, 192)
+
+    video = succeeded(
+        await run(
+            replicate,
+            kind="video",
+            model="replicate/kwaivgi/kling-v2.1",
+            prompt="the cat turns its head",
+            input_assets=[image],
+            params={"duration": 5},
+        )
+    )
+    [clip] = video.outputs
+    assert clip.content_type == "video/mp4"
+    assert (await _bytes(replicate, clip.asset_id))[4:8] == b"ftyp"
+
+
+async def test_params_are_checked_against_the_versions_schema_before_anything_runs(
+    replicate: Runtime, fake: FakeReplicate
+) -> None:
+    spec = replicate.registry.resolve("replicate/black-forest-labs/flux-1.1-pro")[1]
+    properties = spec.params_schema["properties"]
+    assert properties["output_format"]["enum"] == ["webp", "jpg", "png"]
+    assert {"prompt", "seed", "width", "height", "aspect_ratio"}.isdisjoint(properties)
+    created = fake.created
+
+    for params, field in (
+        ({"output_format": "gif"}, "params.output_format"),
+        ({"safety_tolerance": 9}, "params.safety_tolerance"),
+        ({"steps": 4}, "params.steps"),
+    ):
+        with pytest.raises(InvalidInput) as refused:
+            await submit(replicate, model=spec.id, prompt="x", params=params)
+        assert refused.value.field == field
+    assert fake.created == created, "bad input reached no provider"
+
+
+async def test_a_retried_attempt_resumes_the_saved_prediction(
+    replicate: Runtime, fake: FakeReplicate
+) -> None:
+    fake.queue_run_seconds(0.6)
+    fake.faults = Faults(only={"get"})
+    fake.faults.queue("500")  # the first poll fails: the attempt ends, the prediction lives
+    created = fake.created
+
+    job = succeeded(await run(replicate, model="replicate/ideogram-ai/ideogram-v2", prompt="x"))
+
+    assert job.attempt == 2
+    assert fake.created == created + 1, "the retry resumed instead of paying again"
+
+
+async def test_a_failed_nsfw_prediction_is_content_rejected(replicate: Runtime) -> None:
+    job = await run(replicate, model="replicate/bytedance/seedream-3", prompt="forbidden art")
+    assert job.status is JobStatus.FAILED and job.error is not None
+    assert (job.error.code, job.attempt) == ("content_rejected", 1)
+
+
+@pytest.mark.parametrize("fault", ["500", "429", "hang"])
+async def test_a_transient_fault_on_create_is_retried(
+    provider_runtime: ProviderRuntime,
+    served: tuple[FakeReplicate, str],
+    fake: FakeReplicate,
+    fault: str,
+) -> None:
+    runtime = await provider_runtime(
+        replicate_api_token=TOKEN, replicate_base_url=served[1], provider_timeout_seconds=0.5
+    )
+    fake.faults = Faults(only={"create"})
+    fake.faults.queue(fault)
+
+    job = succeeded(
+        await run(runtime, model="replicate/black-forest-labs/flux-schnell", prompt="x")
+    )
+    assert job.attempt == 2
+
+
+async def test_owner_cancel_cancels_the_prediction(replicate: Runtime, fake: FakeReplicate) -> None:
+    fake.queue_run_seconds(30)
+    job = await submit(replicate, model="replicate/bytedance/seedream-3", prompt="slow")
+    running = asyncio.create_task(replicate.worker.run_one(job.id))
+    await _saved_ref(replicate, job.id)
+    owner = await replicate.local_owner()
+
+    await replicate.service.cancel(owner.id, job.id)
+    await running
+
+    prediction = fake.predictions[_prediction_of(fake, await replicate.repo.get_job(job.id))]
+    for _ in range(100):
+        if prediction.status == "canceled":
+            break
+        await asyncio.sleep(0.02)
+    assert prediction.status == "canceled"
+
+
+async def _saved_ref(runtime: Runtime, job_id: str) -> str:
+    for _ in range(250):
+        if (ref := (await runtime.repo.get_job(job_id)).provider_ref) is not None:
+            return ref
+        await asyncio.sleep(0.02)
+    raise AssertionError("no prediction was saved")
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def hooked(
+    provider_runtime: ProviderRuntime, served: tuple[FakeReplicate, str], fake: FakeReplicate
+) -> AsyncIterator[tuple[Runtime, str]]:
+    """A runtime with background workers, served on a socket the fake can call back."""
+    port = free_port()
+    runtime = await provider_runtime(
+        replicate_api_token=TOKEN,
+        replicate_base_url=served[1],
+        public_url=f"http://127.0.0.1:{port}",
+        worker_concurrency=32,
+    )
+    runtime.run_workers = True
+    app = create_app(runtime=runtime)
+    async with app.router.lifespan_context(app), serve_here(app, port) as url:
+        yield runtime, url
+
+
+async def test_webhooks_and_polls_racing_store_each_output_exactly_once(
+    hooked: tuple[Runtime, str], fake: FakeReplicate
+) -> None:
+    runtime, _ = hooked
+    fake.webhook_duplicates = 1
+    owner = await runtime.local_owner()
+    jobs = [(await runtime.service.submit(owner.id, _submission(i)))[0] for i in range(100)]
+
+    finished = await runtime.service.wait(owner.id, [j.id for j in jobs], timeout=60)
+
+    assert all(j.status is JobStatus.SUCCEEDED for j in finished), [j.error for j in finished]
+    predictions = [fake.predictions[_prediction_of(fake, j)] for j in finished]
+    assert all(fake.downloads[f"{p.id}/{p.output.rsplit('/', 1)[1]}"] == 1 for p in predictions)
+    hashes = [o.sha256 for j in finished for o in j.outputs]
+    assert len(hashes) == 100
+    delivered = [
+        d for d in fake.webhook_deliveries if d.prediction_id in {p.id for p in predictions}
+    ]
+    assert delivered and all(d.status_code == 204 for d in delivered)
+
+
+def _submission(i: int) -> Submission:
+    return Submission(model="replicate/ideogram-ai/ideogram-v2", prompt=f"race {i}", seed=i)
+
+
+async def test_a_forged_or_stale_webhook_is_refused(
+    hooked: tuple[Runtime, str], fake: FakeReplicate
+) -> None:
+    runtime, url = hooked
+    owner = await runtime.local_owner()
+    job = await submit(runtime, model="replicate/ideogram-ai/ideogram-v2", prompt="x")
+    [job] = await runtime.service.wait(owner.id, [job.id], timeout=30)
+    prediction_id = _prediction_of(fake, job)
+    webhook = f"{url}/v1/providers/replicate/webhook"
+
+    assert await fake.send_forged_webhook(prediction_id, webhook) == 401
+
+    body = json.dumps({"id": prediction_id, "status": "succeeded"})
+    stale = datetime.now(UTC) - timedelta(hours=1)
+    signature = Webhook(fake.webhook_secret).sign("msg_stale", stale, body)
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            webhook,
+            content=body,
+            headers={
+                "webhook-id": "msg_stale",
+                "webhook-timestamp": str(int(stale.timestamp())),
+                "webhook-signature": signature,
+            },
+        )
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
