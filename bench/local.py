@@ -76,6 +76,7 @@ async def batched(models_dir: Path, workdir: Path, batch: int, requests: int, si
         "worker_concurrency": str(max(16, 2 * batch)),
         "job_timeout_seconds": "3600",
         "job_deadline_seconds": "3600",
+        "max_wait_seconds": "3600",
     }
     async with (
         imagemill_serve(workdir / f"batch-{batch}", **settings) as url,
