@@ -17,7 +17,7 @@ from imagemill.runtime import Runtime
 BASE_URL = "http://imagemill.test"
 
 
-pytest_plugins = ["backends", "s3"]
+pytest_plugins = ["backends", "owners", "s3"]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
-from imagemill import __version__
+from imagemill import __version__, web
 from imagemill.api import errors
 from imagemill.api.routes import (
     assets,
@@ -77,4 +77,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         health,
     ):
         app.include_router(module.router)
+    web.install(app)
     return app

@@ -13,6 +13,10 @@ from imagemill.errors import Unauthorized
 from imagemill.runtime import Runtime
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `imagemill keys create`.")
+# The studio's sign-in: the API key the person typed, in a cookie scripts cannot read and
+# other sites' requests do not carry (HttpOnly, SameSite=Strict). It is checked like a
+# bearer key on every request, so revoking the key signs the browser out.
+SESSION_COOKIE = "imagemill_session"
 
 
 # Dependencies are ``async def`` even when they do not await: FastAPI runs a plain
@@ -39,6 +43,10 @@ async def optional_owner(
         if runtime.settings.keys_required:
             raise Unauthorized("the API key is not valid (revoked or mistyped)")
         # Keyless server: clients that must send some key (the openai SDK) act as the local owner.
+    elif session := request.cookies.get(SESSION_COOKIE):
+        owner = await runtime.accounts.owner_for_key(hash_key(session))
+        if owner is not None:
+            return owner  # a stale cookie (revoked key) is no sign-in: fall through
     if not runtime.settings.keys_required:
         local: Owner = request.app.state.local_owner
         return local

@@ -49,6 +49,8 @@ class JobFilter:
     kind: TaskKind | None = None
     text: str | None = None
     group_id: str | None = None
+    created_after: datetime | None = None  # inclusive
+    created_before: datetime | None = None  # exclusive
     before: str | None = None  # cursor: ids sort by creation time
 
 
@@ -104,6 +106,10 @@ class Queries:
         if where.text:
             pattern = "%" + where.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             conditions.append(jobs.c.prompt.ilike(pattern + "%", escape="\\"))
+        if where.created_after:
+            conditions.append(jobs.c.created_at >= where.created_after)
+        if where.created_before:
+            conditions.append(jobs.c.created_at < where.created_before)
         if where.before:
             conditions.append(jobs.c.id < where.before)
         query = select(jobs).where(*conditions).order_by(jobs.c.id.desc()).limit(limit)

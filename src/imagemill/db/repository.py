@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from imagemill.db.deletion import delete_finished_job
 from imagemill.db.engine import Database
 from imagemill.db.queries import Queries, cached_job_of
 from imagemill.db.rows import (
@@ -438,6 +439,10 @@ class Repository(Queries):
                 f"job {job_id} is already {job.status}; only queued or running jobs can be canceled"
             )
         return job
+
+    async def delete_job(self, job_id: str, owner_id: str) -> None:
+        """Remove a finished job from the owner's history (``db/deletion.py``)."""
+        await self._write(lambda conn, _: delete_finished_job(conn, job_id, owner_id), events=False)
 
     # -- sweeping -------------------------------------------------------------------------
 

@@ -174,6 +174,9 @@ class JobService:
     async def cancel(self, owner_id: str, job_id: str) -> Job:
         return await self.repo.cancel(job_id, owner_id, utcnow())
 
+    async def delete(self, owner_id: str, job_id: str) -> None:
+        await self.repo.delete_job(job_id, owner_id)
+
     async def wait(
         self,
         owner_id: str,

@@ -617,3 +617,62 @@ async def test_the_cache_is_per_owner(owners: Any) -> None:
     bob = await submit(owners.bob, body, **WAIT)
 
     assert bob["cached"] is False, "Bob must not be served Alice's cached job"
+
+
+async def test_delete_a_finished_job_and_its_outputs_go_with_it(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {"model": "placeholder", "prompt": "delete me", "size": "32x32", "seed": 3}
+    job = await submit(client, body, **WAIT)
+    asset = job["outputs"][0]["asset_id"]
+    hit = await submit(client, {**body, "cache": "use"}, **WAIT)  # shares the asset
+    assert hit["outputs"][0]["asset_id"] == asset
+
+    response = await client.delete(f"/v1/jobs/{job['id']}")
+
+    assert response.status_code == 204
+    assert (await client.get(f"/v1/jobs/{job['id']}")).status_code == 404
+    assert (await client.get(f"/v1/jobs/{job['id']}/events")).status_code == 404
+    assert (await client.get(f"/v1/assets/{asset}")).status_code == 200, "the cache hit keeps it"
+    listed = [j["id"] for j in (await client.get("/v1/jobs")).json()["data"]]
+    assert listed == [hit["id"]]
+
+    assert (await client.delete(f"/v1/jobs/{hit['id']}")).status_code == 204
+    assert (await client.get(f"/v1/assets/{asset}")).status_code == 404
+    assert (await client.get(f"/v1/assets/{asset}/thumbnail")).status_code == 404
+    again = await submit(client, body, **WAIT)  # the cache entry went with the job
+    assert again["cached"] is False
+
+
+async def test_a_job_cannot_be_deleted_before_it_finishes(
+    client: httpx.AsyncClient, finished: JobWaiter
+) -> None:
+    body = {"model": "placeholder", "prompt": "p", "size": "16x16", "params": {"latency_ms": 800}}
+    job = await submit(client, body)
+    await finished(client, job["id"], statuses={"running"})
+
+    response = await client.delete(f"/v1/jobs/{job['id']}")
+
+    assert response.status_code == 409
+    assert "cancel it" in response.json()["error"]["message"]
+    assert (await client.delete("/v1/jobs/job_unknown")).status_code == 404
+    await client.post(f"/v1/jobs/{job['id']}/cancel")
+    assert (await client.delete(f"/v1/jobs/{job['id']}")).status_code == 204
+
+
+async def test_history_filters_by_creation_time(client: httpx.AsyncClient) -> None:
+    job = await submit(client, {"model": "placeholder", "prompt": "dated", "size": "16x16"})
+    created = job["created_at"]
+
+    async def listed(**query: str) -> list[str]:
+        page = await client.get("/v1/jobs", params=query)
+        assert page.status_code == 200, page.text
+        return [j["id"] for j in page.json()["data"]]
+
+    assert await listed(created_after=created) == [job["id"]]
+    assert await listed(created_before=created) == []
+    assert await listed(created_after=created[:10], created_before="2999-01-01") == [job["id"]]
+    assert await listed(created_after="2999-01-01T00:00:00+00:00") == []
+    bad = await client.get("/v1/jobs", params={"created_after": "yesterday"})
+    assert bad.status_code == 422
+    assert bad.json()["error"]["field"] == "created_after"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response, status
@@ -55,6 +56,13 @@ async def submit_job(
     return GroupOut(group_id=jobs[0].group_id or "", jobs=[JobOut.of(j, links) for j in jobs])
 
 
+def _aware(moment: datetime | None) -> datetime | None:
+    """A time without a zone is UTC (as every stored time is)."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
 def _wait_seconds(prefer: str | None, limit: float) -> float:
     match = _PREFER_WAIT.search(prefer or "")
     return min(float(match[1]), limit) if match else 0.0
@@ -72,12 +80,25 @@ async def list_jobs(
         str | None, Query(max_length=500, description="Text the prompt starts with or contains.")
     ] = None,
     group_id: str | None = None,
+    created_after: Annotated[
+        datetime | None, Query(description="Created at or after (ISO 8601 date or time).")
+    ] = None,
+    created_before: Annotated[
+        datetime | None, Query(description="Created before (ISO 8601 date or time).")
+    ] = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JobPage:
     """Your jobs, newest first."""
     where = JobFilter(
-        status=status, model=model, kind=kind, text=q, group_id=group_id, before=cursor
+        status=status,
+        model=model,
+        kind=kind,
+        text=q,
+        group_id=group_id,
+        created_after=_aware(created_after),
+        created_before=_aware(created_before),
+        before=cursor,
     )
     jobs = await runtime.service.list(owner.id, where, limit + 1)
     page = jobs[:limit]
@@ -99,3 +120,15 @@ async def cancel_job(
 ) -> JobOut:
     """Cancel a queued or running job; 409 if it already finished."""
     return JobOut.of(await runtime.service.cancel(owner.id, job_id), links)
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**ERRORS, 409: {"model": ErrorOut}},
+)
+async def delete_job(job_id: str, owner: CurrentOwner, runtime: RuntimeDep) -> Response:
+    """Delete a finished job, its events and the outputs no other job shares (their
+    links then answer 404); 409 while it is queued or running (cancel it first)."""
+    await runtime.service.delete(owner.id, job_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

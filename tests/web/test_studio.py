@@ -1,0 +1,207 @@
+"""The studio in headless Chromium: generate and watch a job, find it in the gallery
+after a reload, compare two models, and two owners who never see each other's work."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from browser import CHROMIUM, CHROMIUM_ARGS, chromium_missing, make_keys, serving
+from fakes.tiny_diffusers import save_tiny_stable_diffusion
+from imagemill.config import Settings
+
+missing = chromium_missing()
+if missing:
+    if os.environ.get("CI"):
+        pytest.fail(f"browser tests must run in CI: {missing}", pytrace=False)
+    pytest.skip(missing, allow_module_level=True)
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+SLOW_JOB_MS = 4000
+# The page's cumulative layout shift so far (Chromium's Layout Instability API).
+LAYOUT_SHIFT = """() => new Promise((resolve) => {
+  let shift = 0;
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) if (!entry.hadRecentInput) shift += entry.value;
+  }).observe({ type: "layout-shift", buffered: true });
+  setTimeout(() => resolve(shift), 300);
+})"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A keyless studio with two image models: placeholder and a tiny local diffusers one."""
+    data_dir = tmp_path_factory.mktemp("studio")
+    save_tiny_stable_diffusion(data_dir / "models" / "tiny")
+    with serving(Settings(data_dir=data_dir)) as url:
+        yield url
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    yield context.new_page()
+    context.close()
+
+
+def _choose_only(page: Page, model: str) -> None:
+    for box in page.locator("input[name=model]:checked").all():
+        box.uncheck()
+    page.locator(f"input[name=model][value='{model}']").check()
+
+
+def test_a_job_shows_progress_then_its_image_which_stays_in_the_gallery(
+    studio: str, page: Page
+) -> None:
+    page.goto(studio)
+    page.get_by_label("Prompt", exact=True).fill("a red fox in snow")
+    _choose_only(page, "placeholder")
+    page.locator("#params input[name=latency_ms]").fill(str(SLOW_JOB_MS))
+    page.get_by_label("Size").fill("320x240")
+    page.get_by_role("button", name="Generate").click()
+
+    card = page.locator("#jobs .job").first
+    expect(card.locator(".prompt")).to_have_text("a red fox in snow")
+    # A value strictly between 0 and 1 while no image has arrived yet.
+    seen = page.wait_for_function(
+        """() => {
+          const card = document.querySelector("#jobs .job");
+          const value = card && card.querySelector("progress").value;
+          const images = card ? card.querySelectorAll(".outputs img").length : 0;
+          return value > 0 && value < 1 && images === 0 ? value : null;
+        }""",
+        timeout=SLOW_JOB_MS,
+    ).json_value()
+    assert 0 < seen < 1
+    expect(card.locator(".status")).to_have_text("running")
+
+    image = card.locator(".outputs img")
+    expect(image).to_have_count(1, timeout=15_000)
+    expect(card.locator(".status")).to_have_text("succeeded")
+    assert card.locator("progress").evaluate("p => p.value") == 1
+    assert image.evaluate("img => img.complete && img.naturalWidth > 0")
+    job_id = card.get_attribute("data-job")
+
+    page.goto(f"{studio}/gallery")
+    page.reload()
+    tile = page.locator(f"a.tile[href^='/gallery/{job_id}']")
+    expect(tile).to_have_count(1)
+    assert tile.locator("img").evaluate("img => img.decode().then(() => img.naturalWidth)") > 0
+    assert page.evaluate(LAYOUT_SHIFT) == 0, "boxes are reserved before images load"
+
+    tile.click()
+    expect(page.locator(".facts")).to_contain_text("a red fox in snow")
+    assert (
+        page.locator(".images img").evaluate("img => img.decode().then(() => img.naturalWidth)")
+        == 320
+    )
+
+
+def test_two_models_side_by_side(studio: str, page: Page) -> None:
+    page.goto(studio)
+    page.get_by_label("Prompt", exact=True).fill("a lighthouse at dusk")
+    _choose_only(page, "placeholder")
+    page.locator("input[name=model][value='local/tiny']").check()
+    expect(page.locator("#params")).to_be_hidden()  # several models: no one schema
+    page.get_by_label("Size").fill("64x64")
+    page.get_by_role("button", name="Generate").click()
+
+    compare = page.get_by_role("link", name="Compare side by side")
+    expect(compare).to_be_visible()
+    compare.click()
+    expect(page).to_have_url(re.compile(r"/compare/grp_\w+$"))
+    columns = page.locator(".compare .column")
+    expect(columns).to_have_count(2)
+    for model in ["placeholder", "local/tiny"]:
+        column = columns.filter(has_text=model)
+        expect(column.locator(".outputs img")).to_have_count(1, timeout=60_000)
+        expect(column.locator("[data-field=time]")).to_have_text(re.compile(r"^\d+\.\d s$"))
+        expect(column.locator("[data-field=cost]")).to_have_text(re.compile(r"^\$\d+\.\d{4}$"))
+
+
+def test_a_failed_job_says_why_and_retries(studio: str, page: Page) -> None:
+    page.goto(studio)
+    page.get_by_label("Prompt", exact=True).fill("this one breaks")
+    _choose_only(page, "placeholder")
+    page.locator("#params select[name=fail]").select_option(label="permanent")
+    page.get_by_role("button", name="Generate").click()
+
+    card = page.locator("#jobs .job").first
+    expect(card.locator(".status")).to_have_text("failed")
+    expect(card.locator(".failure")).to_be_visible()
+    expect(card.locator(".error")).not_to_be_empty()
+    first_id = card.get_attribute("data-job")
+
+    card.get_by_role("button", name="Retry").click()
+    expect(card).not_to_have_attribute("data-job", first_id or "")
+    expect(card.locator(".status")).to_have_text("failed")  # the same request fails again
+
+
+def test_bad_input_is_named_on_the_form(studio: str, page: Page) -> None:
+    page.goto(studio)
+    _choose_only(page, "placeholder")
+    page.get_by_label("Size").fill("0x0")
+    page.get_by_role("button", name="Generate").click()
+
+    expect(page.locator("#generate .form-error")).to_contain_text("size")
+
+
+def test_a_phone_sized_screen_has_no_sideways_scroll(studio: str, browser: Browser) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone = context.new_page()
+    for path in ["/", "/gallery"]:
+        phone.goto(studio + path)
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390, path
+    context.close()
+
+
+def test_the_form_works_from_the_keyboard(studio: str, page: Page) -> None:
+    page.goto(studio)
+    page.get_by_label("Prompt", exact=True).focus()
+    page.keyboard.type("typed, not clicked")
+    _choose_only(page, "placeholder")
+    page.get_by_label("Size").focus()
+    page.keyboard.type("48x48")
+    page.keyboard.press("Enter")  # submits the form
+
+    expect(page.locator("#jobs .job .prompt").first).to_have_text("typed, not clicked")
+
+
+def test_another_owner_sees_none_of_your_images(browser: Browser, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", require_keys=True)
+    keys = make_keys(settings, "alice", "bob")
+    with serving(settings) as url:
+        alice = browser.new_context().new_page()
+        alice.goto(url)
+        expect(alice).to_have_url(re.compile(r"/signin"))
+        alice.get_by_label("API key").fill(keys["alice"])
+        alice.get_by_role("button", name="Sign in").click()
+        alice.get_by_label("Prompt", exact=True).fill("alice's secret")
+        _choose_only(alice, "placeholder")
+        alice.get_by_role("button", name="Generate").click()
+        image = alice.locator("#jobs .job .outputs img")
+        expect(image).to_have_count(1)
+        asset_url = url + re.sub(r"/thumbnail$", "", image.get_attribute("src") or "")
+
+        bob = browser.new_context().new_page()
+        bob.goto(f"{url}/gallery")
+        bob.get_by_label("API key").fill(keys["bob"])
+        bob.get_by_role("button", name="Sign in").click()
+        expect(bob).to_have_url(f"{url}/gallery")
+        expect(bob.locator(".tile")).to_have_count(0)
+        expect(bob.locator(".empty")).to_be_visible()
+        assert bob.goto(asset_url).status == 404
+        assert alice.goto(asset_url).status == 200
