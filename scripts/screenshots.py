@@ -18,9 +18,10 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from browser import CHROMIUM, CHROMIUM_ARGS, chromium_missing, serving  # noqa: E402
+from browser import CHROMIUM, CHROMIUM_ARGS, chromium_missing  # noqa: E402
 from fakes.tiny_diffusers import save_tiny_stable_diffusion  # noqa: E402
 from imagemill.config import Settings  # noqa: E402
+from serving import serving  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 HISTORY = [

@@ -10,15 +10,12 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
-import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from PIL import Image
 
 import imagemill
@@ -44,6 +41,7 @@ from imagemill.config import Settings
 from imagemill.domain import JobStatus, TaskKind
 from imagemill.jobs.service import utcnow
 from imagemill.runtime import Runtime
+from serving import serving
 
 BASE_URL = "http://imagemill.test"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -444,20 +442,9 @@ def test_package_exports_the_clients() -> None:
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """uvicorn serving the app (with its own runtime) on a free loopback port, in a thread."""
-    settings = Settings(data_dir=tmp_path_factory.mktemp("server"))
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=20)
+    """The app (with its own runtime) on a free loopback port, in a thread."""
+    with serving(Settings(data_dir=tmp_path_factory.mktemp("server"))) as url:
+        yield url
 
 
 @pytest.fixture

@@ -12,18 +12,21 @@ from imagemill.providers.local.batching import BatchQueue, Pending
 
 
 class Device:
-    """A fake device: records each batch and holds it until released."""
+    """A fake device: records each batch and holds it until the test lets it through."""
 
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
-        self.release = threading.Event()
+        self._passes = threading.Semaphore(0)  # one per batch allowed to finish
         self.started = threading.Event()
         self.saw_stopped: list[list[bool]] = []
+
+    def let_through(self, batches: int) -> None:
+        self._passes.release(batches)
 
     def run(self, batch: Sequence[Pending[str, str]]) -> list[str | BaseException]:
         self.batches.append([p.item for p in batch])
         self.started.set()
-        self.release.wait(5)
+        self._passes.acquire(timeout=5)
         self.saw_stopped.append([p.stopped.is_set() for p in batch])
         return [f"done {p.item}" for p in batch]
 
@@ -49,7 +52,7 @@ async def test_an_idle_device_runs_at_once_and_the_queue_behind_it_is_batched() 
         ]
     ]
     await asyncio.sleep(0.05)
-    device.release.set()
+    device.let_through(10)
     results = await asyncio.gather(first, *later)
 
     assert results[0] == "done first" and results[1:] == [
@@ -68,7 +71,7 @@ async def test_a_canceled_waiting_request_leaves_the_queue() -> None:
     kept = asyncio.create_task(queue.submit("k", "kept"))
     await asyncio.sleep(0.01)
     waiting.cancel()
-    device.release.set()
+    device.let_through(10)
     assert await kept == "done kept" and await running == "done running"
     with pytest.raises(asyncio.CancelledError):
         await waiting
@@ -83,13 +86,12 @@ async def test_a_running_batch_learns_which_requests_were_canceled() -> None:
     one = asyncio.create_task(queue.submit("k", "one"))
     two = asyncio.create_task(queue.submit("k", "two"))
     await asyncio.sleep(0.01)
-    device.release.set()
+    device.let_through(1)
     await blocker
-    device.release.clear()
     await _started(device)  # one and two run together now
     one.cancel()
     await asyncio.sleep(0.01)
-    device.release.set()
+    device.let_through(1)
     assert await two == "done two"
     assert device.saw_stopped[-1] == [True, False]  # the batch could drop one's share
 

@@ -8,11 +8,13 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from browser import CHROMIUM, CHROMIUM_ARGS, chromium_missing, make_keys, serving
+from browser import CHROMIUM, CHROMIUM_ARGS, chromium_missing, make_keys
 from fakes.tiny_diffusers import save_tiny_stable_diffusion
 from imagemill.config import Settings
+from serving import serving
 
 missing = chromium_missing()
 if missing:
@@ -87,6 +89,7 @@ def test_a_job_shows_progress_then_its_image_which_stays_in_the_gallery(
     ).json_value()
     assert 0 < seen < 1
     expect(card.locator(".status")).to_have_text("running")
+    expect(card.locator(".preview")).to_be_visible()  # the placeholder sends one halfway
 
     image = card.locator(".outputs img")
     expect(image).to_have_count(1, timeout=15_000)
@@ -205,3 +208,59 @@ def test_another_owner_sees_none_of_your_images(browser: Browser, tmp_path: Path
         expect(bob.locator(".empty")).to_be_visible()
         assert bob.goto(asset_url).status == 404
         assert alice.goto(asset_url).status == 200
+
+
+def test_a_job_page_varies_edits_and_deletes(studio: str, page: Page) -> None:
+    page.goto(studio)
+    page.get_by_label("Prompt", exact=True).fill("a teapot on linen")
+    _choose_only(page, "placeholder")
+    page.get_by_label("Size").fill("96x64")
+    page.get_by_role("button", name="Generate").click()
+    card = page.locator("#jobs .job").first
+    expect(card.locator(".outputs img")).to_have_count(1)
+    card.locator(".outputs a").click()
+    expect(page.locator(".facts")).to_contain_text("a teapot on linen")
+    first_job = page.url.split("/gallery/")[1].split("#")[0]
+
+    page.get_by_role("button", name="Vary seed").click()
+    expect(page).not_to_have_url(re.compile(first_job))
+    expect(page.locator(".facts")).to_contain_text("a teapot on linen")
+
+    page.goto(f"{studio}/gallery/{first_job}")
+    page.get_by_role("link", name="Edit").first.click()
+    expect(page.locator("#kind")).to_have_value("edit")
+    expect(page.locator("#inputs img[data-role=input]")).to_have_count(1)
+    # Only models that edit are offered: the placeholder does not, the local model does.
+    expect(page.locator("input[name=model][value=placeholder]")).to_be_hidden()
+    expect(page.locator("input[name=model][value='local/tiny']")).to_be_checked()
+    page.get_by_label("Prompt", exact=True).fill("the same teapot, in blue")
+    page.get_by_label("Size").fill("64x64")
+    page.locator("#params input[name=steps]").fill("4")
+    page.get_by_role("button", name="Generate").click()
+    edited = page.locator("#jobs .job").first
+    expect(edited.locator(".status")).to_have_text("succeeded", timeout=60_000)
+    assert edited.locator(".model").inner_text() == "local/tiny"
+
+    page.goto(f"{studio}/gallery/{first_job}")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete").click()
+    expect(page).to_have_url(f"{studio}/gallery")
+    expect(page.locator(f"a.tile[href^='/gallery/{first_job}']")).to_have_count(0)
+    assert page.goto(f"{studio}/gallery/{first_job}").status == 404
+
+
+def test_the_gallery_loads_more_as_it_scrolls(studio: str, page: Page) -> None:
+    with httpx.Client(base_url=studio) as http:
+        for index in range(30):
+            body = {"model": "placeholder", "prompt": f"scroll {index}", "size": "32x32"}
+            http.post("/v1/jobs", json=body, headers={"Prefer": "wait=10"})
+    page.set_viewport_size({"width": 420, "height": 500})  # the first page overflows it
+    page.goto(f"{studio}/gallery?q=scroll")
+    tiles = page.locator("a.tile")
+    expect(tiles).to_have_count(24)
+
+    page.locator("a.tile").last.scroll_into_view_if_needed()
+    page.mouse.wheel(0, 10_000)
+
+    expect(tiles).to_have_count(30)
+    expect(page.locator(".more")).to_have_count(0)
