@@ -243,6 +243,32 @@ def test_keys_create(data_dir: Path) -> None:
     assert job_of(made) not in ok("jobs", "ls").stdout  # the keyless local owner
 
 
+def test_keys_are_listed_and_revoked(data_dir: Path) -> None:
+    key = ok("keys", "create", "laptop", "--owner", "alice").stdout.strip()
+    ok("keys", "create", "ci", "--owner", "team")
+
+    listing = ok("keys", "ls").stdout
+    assert "laptop" in listing and "alice" in listing and "ci" in listing and "team" in listing
+    assert key[:10] in listing and key not in listing, "only the first characters are shown"
+
+    revoked = ok("keys", "revoke", key[:10])
+    assert "revoked key 'laptop'" in revoked.stderr
+    [laptop] = [line for line in ok("keys", "ls").stdout.splitlines() if "laptop" in line]
+    assert re.search(r"\d{4}-\d{2}-\d{2}\s+\d{4}-\d{2}-\d{2}", laptop), "created, then revoked"
+
+    async def owner() -> str | None:
+        async with Runtime(Settings(), run_workers=False, sweep=False) as runtime:
+            found = await runtime.accounts.owner_for_key(hash_key(key))
+            return found.name if found else None
+
+    assert asyncio.run(owner()) is None
+    ok("keys", "revoke", key[:10])  # again: nothing changes
+
+    missing = imagemill("keys", "revoke", "im_nothing")
+    assert missing.exit_code == 1
+    assert "no key 'im_nothing'" in missing.stderr
+
+
 def test_db_upgrade(data_dir: Path) -> None:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     result = ok("db", "upgrade")

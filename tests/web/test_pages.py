@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from imagemill.api.deps import SESSION_COOKIE
+from imagemill.jobs.service import utcnow
 from owners import BASE_URL, TwoOwners
 
 SECOND_MODEL = "local/tiny"  # saved by this folder's conftest
@@ -115,6 +116,15 @@ async def test_the_session_cookie_signs_api_calls_and_event_streams(owners: TwoO
         signed_out = await browser.post("/signout")
         assert signed_out.headers["location"] == "/signin"
         browser.cookies.clear()  # what the browser does with the expired cookie
+        assert (await browser.get("/v1/jobs")).status_code == 401
+
+
+async def test_a_revoked_key_ends_its_session(owners: TwoOwners) -> None:
+    async with _signed_in(owners, owners.bob_key) as browser:
+        assert (await browser.get("/")).status_code == 200
+        await owners.runtime.accounts.revoke_key(owners.bob_key[:10], utcnow())
+
+        assert (await browser.get("/")).status_code == 303
         assert (await browser.get("/v1/jobs")).status_code == 401
 
 

@@ -11,7 +11,7 @@ from rich.table import Table
 from imagemill.domain import ModelSpec
 
 if TYPE_CHECKING:
-    pass
+    from imagemill.db.accounts import KeyInfo
 
 from imagemill.cli.common import (
     ApiKeyOption,
@@ -105,6 +105,48 @@ def keys_create(
         "Copy it now, it is not shown again:"
     )
     console.print(plaintext, highlight=False, soft_wrap=True)
+
+
+@keys_app.command("ls")
+def keys_ls(data_dir: DataDirOption = None) -> None:
+    """List every key: its id, name, owner, first characters and whether it is revoked."""
+    from imagemill.db.accounts import Accounts
+
+    async def run() -> list[KeyInfo]:
+        async with _database(_settings(data_dir)) as db:
+            return await Accounts(db).list_keys()
+
+    table = Table("starts with", "name", "owner", "created", "revoked", "id", box=None)
+    for key in _run(run()):
+        revoked = f"{key.revoked_at:%Y-%m-%d}" if key.revoked_at else ""
+        created = f"{key.created_at:%Y-%m-%d}"
+        table.add_row(key.prefix, escape(key.name), escape(key.owner), created, revoked, key.id)
+    table.columns[0].no_wrap = True
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[
+        str,
+        typer.Argument(
+            help="The key's id, or the characters it starts with (as `keys ls` shows them).",
+            show_default=False,
+        ),
+    ],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Revoke a key at once: requests and studio sessions signed by it get 401 from then on."""
+    from imagemill.db.accounts import Accounts
+    from imagemill.jobs.service import utcnow
+
+    async def run() -> KeyInfo:
+        async with _database(_settings(data_dir)) as db:
+            return await Accounts(db).revoke_key(key, utcnow())
+
+    revoked = _run(run())
+    owner = escape(revoked.owner)
+    err_console.print(f"revoked key {escape(revoked.name)!r} ({revoked.prefix}…) of {owner!r}")
 
 
 @db_app.command("upgrade")

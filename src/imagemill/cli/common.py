@@ -21,6 +21,7 @@ from imagemill.client import (
 )
 from imagemill.config import Settings
 from imagemill.domain import JobStatus
+from imagemill.errors import ImagemillError
 
 if TYPE_CHECKING:
     from imagemill.db.engine import Database
@@ -86,10 +87,11 @@ def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine; an SDK error becomes a message and exit status 1."""
+    """Run a command's coroutine; an SDK error (or, for commands working on the database
+    itself, an imagemill error) becomes a message and exit status 1."""
     try:
         return asyncio.run(coroutine)
-    except ClientError as exc:
+    except (ClientError, ImagemillError) as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from exc
 

@@ -38,6 +38,18 @@ class Preset:
     updated_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """An API key as people see it: never the key itself, only its first characters."""
+
+    id: str
+    name: str
+    prefix: str
+    owner: str  # the owner's name
+    created_at: datetime
+    revoked_at: datetime | None
+
+
 PRESET_FIELDS = (
     "name",
     "description",
@@ -47,6 +59,10 @@ PRESET_FIELDS = (
     "size",
     "params",
 )
+
+
+def _key_info(row: Row[Any]) -> KeyInfo:
+    return KeyInfo(row.id, row.name, row.prefix, row.owner, row.created_at, row.revoked_at)
 
 
 class Accounts:
@@ -103,6 +119,34 @@ class Accounts:
         )
         row = await self.db.read(lambda conn: conn.execute(query).one_or_none())
         return Owner(row.id, row.name, row.secret) if row else None
+
+    async def list_keys(self) -> list[KeyInfo]:
+        """Every key of every owner, oldest first (revoked ones too)."""
+        query = (
+            select(api_keys, owners.c.name.label("owner"))
+            .join(owners, owners.c.id == api_keys.c.owner_id)
+            .order_by(api_keys.c.created_at, api_keys.c.id)
+        )
+        rows = await self.db.read(lambda conn: conn.execute(query).all())
+        return [_key_info(row) for row in rows]
+
+    async def revoke_key(self, id_or_prefix: str, now: datetime) -> KeyInfo:
+        """Revoke the key with this id or prefix: it opens nothing from now on (requests and
+        studio sessions signed by it get 401). Revoking it again changes nothing."""
+        matches = [k for k in await self.list_keys() if id_or_prefix in (k.id, k.prefix)]
+        if not matches:
+            raise NotFound(f"no key {id_or_prefix!r} (`imagemill keys ls` lists them)")
+        if len(matches) > 1:
+            raise Conflict(f"{len(matches)} keys start with {id_or_prefix!r}: give the key's id")
+        [key] = matches
+        if key.revoked_at is None:
+            statement = (
+                update(api_keys)
+                .where(api_keys.c.id == key.id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            await self.db.write(lambda conn: conn.execute(statement))
+        return next(k for k in await self.list_keys() if k.id == key.id)
 
     async def active_key_count(self) -> int:
         query = select(api_keys.c.id).where(api_keys.c.revoked_at.is_(None)).limit(1)
