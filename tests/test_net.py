@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
 import pytest
 
 from imagemill.errors import InvalidInput
-from imagemill.net import check_public_url, networks
+from imagemill.net import PublicOnlyTransport, check_public_url, networks
 
 
 @pytest.mark.parametrize(
@@ -44,3 +50,50 @@ async def test_an_allowed_network_lets_a_private_address_through() -> None:
     await check_public_url("http://[::1]:8080/hook", allowed, "webhook_url")
     with pytest.raises(InvalidInput):
         await check_public_url("http://10.0.0.1/hook", allowed, "webhook_url")
+
+
+@pytest.fixture
+async def local_server() -> AsyncIterator[int]:
+    """A tiny HTTP server on 127.0.0.1 answering 204 to anything; its port."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    async with server:
+        yield server.sockets[0].getsockname()[1]
+
+
+async def test_the_transport_connects_only_where_the_check_allows(local_server: int) -> None:
+    url = f"http://localhost:{local_server}/hook"
+    refusing = httpx.AsyncClient(transport=PublicOnlyTransport([], "webhook_url"))
+    allowing = httpx.AsyncClient(
+        transport=PublicOnlyTransport(networks(["127.0.0.0/8", "::1/128"]), "webhook_url")
+    )
+    async with refusing, allowing:
+        with pytest.raises(InvalidInput) as refused:
+            await refusing.post(url)
+        assert refused.value.field == "webhook_url"
+        assert (await allowing.post(url)).status_code == 204
+
+
+async def test_a_name_that_rebinds_to_loopback_after_the_check_is_refused(
+    local_server: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: public when checked, 127.0.0.1 when the client connects."""
+    answers = iter(["93.184.216.34", "127.0.0.1"])
+
+    async def rebinding(host: str, port: int, **_: Any) -> list[Any]:
+        address = next(answers)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", rebinding)
+    url = f"http://rebind.example:{local_server}/hook"
+    await check_public_url(url, [], "webhook_url")  # the first answer passes
+
+    async with httpx.AsyncClient(transport=PublicOnlyTransport([], "webhook_url")) as client:
+        with pytest.raises(InvalidInput, match="private address"):
+            await client.post(url)

@@ -27,6 +27,7 @@ from imagemill.jobs.broker import Transport, make_broker
 from imagemill.jobs.service import JobService, utcnow
 from imagemill.jobs.sweeper import Sweeper
 from imagemill.jobs.worker import Worker
+from imagemill.net import PublicOnlyTransport, networks
 from imagemill.providers.registry import Registry
 from imagemill.safety import SafetyCheck
 from imagemill.storage.assets import AssetWriter
@@ -100,8 +101,18 @@ class Runtime:
             self.transport.send,
         )
         self.bus.add_listener(self.worker.on_event)
+        # Webhook targets are the users' choice: connect only where the check allows.
+        allowed = networks(settings.allowed_private_networks)
+        self.webhook_http = httpx.AsyncClient(
+            transport=PublicOnlyTransport(allowed, "webhook_url"), timeout=HTTP_TIMEOUT
+        )
         self.sender = WebhookSender(
-            self.webhooks, self.repo, self.accounts, self.http, settings, self.webhook_targets
+            self.webhooks,
+            self.repo,
+            self.accounts,
+            self.webhook_http,
+            settings,
+            self.webhook_targets,
         )
         self.bus.add_listener(self.sender.on_event)
         self.sweeper = Sweeper(
@@ -152,6 +163,7 @@ class Runtime:
         await self.worker.stop()
         await self.transport.stop()
         await self.http.aclose()
+        await self.webhook_http.aclose()
         await self.registry.aclose()
         if self.fanout is not None:
             await self.fanout.stop()
