@@ -264,3 +264,59 @@ def test_the_gallery_loads_more_as_it_scrolls(studio: str, page: Page) -> None:
 
     expect(tiles).to_have_count(30)
     expect(page.locator(".more")).to_have_count(0)
+
+
+def test_a_preset_shapes_the_request(studio: str, page: Page) -> None:
+    with httpx.Client(base_url=studio) as http:
+        preset = {"name": "watercolour", "prompt_template": "{prompt}, in watercolour"}
+        assert http.post("/v1/presets", json=preset).status_code == 201
+    page.goto(studio)
+    page.get_by_label("Prompt", exact=True).fill("a harbour")
+    _choose_only(page, "placeholder")
+    page.get_by_label("Preset").select_option("watercolour")
+    page.get_by_role("button", name="Generate").click()
+
+    card = page.locator("#jobs .job").first
+    expect(card.locator(".prompt")).to_have_text("a harbour, in watercolour")
+    expect(card.locator(".status")).to_have_text("succeeded")
+
+
+def test_an_image_is_upscaled_from_its_page(studio: str, page: Page) -> None:
+    with httpx.Client(base_url=studio) as http:
+        body = {"model": "placeholder", "prompt": "small", "size": "48x32"}
+        job = http.post("/v1/jobs", json=body, headers={"Prefer": "wait=10"}).json()
+    page.goto(f"{studio}/gallery/{job['id']}")
+
+    page.get_by_role("button", name="Upscale").click()
+    expect(page).not_to_have_url(re.compile(job["id"]))
+    expect(page.locator(".facts")).to_contain_text("upscale")
+    for _ in range(60):  # the page shows the image once the job is done
+        if page.locator(".images figure img").count():
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    width = page.locator(".images figure img").evaluate(
+        "i => i.decode().then(() => i.naturalWidth)"
+    )
+    assert width in {96, 144, 192}, "48 px wide, upscaled ×2, ×3 or ×4"
+
+
+def test_a_video_is_made_from_an_image_page(studio: str, page: Page) -> None:
+    with httpx.Client(base_url=studio) as http:
+        body = {"model": "placeholder", "prompt": "still", "size": "64x48"}
+        job = http.post("/v1/jobs", json=body, headers={"Prefer": "wait=10"}).json()
+    page.goto(f"{studio}/gallery/{job['id']}")
+
+    page.get_by_role("button", name="Make video").click()
+    expect(page).not_to_have_url(re.compile(job["id"]))
+    for _ in range(120):
+        if page.locator(".images figure video").count():
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    video = page.locator(".images figure video")
+    duration = video.evaluate(
+        "v => new Promise((done) => v.readyState >= 1 ? done(v.duration)"
+        " : v.addEventListener('loadedmetadata', () => done(v.duration)))"
+    )
+    assert duration > 0.5, "a playable clip of some length"
