@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from imagemill.db.queries import JobFilter
-from imagemill.db.repository import JobDraft, StoredOutput
+from imagemill.db.records import JobDraft, StoredOutput
 from imagemill.db.tables import assets, jobs, outputs
 from imagemill.domain import JobStatus, Request, Submission, TaskKind
 from imagemill.errors import Conflict, LeaseLost, NotFound, ProviderUnavailable

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from imagemill.db.repository import JobDraft
+from imagemill.db.records import JobDraft
 from imagemill.domain import JobStatus, Request, Submission
 from imagemill.errors import DeadlineExceeded, ProviderUnavailable
 from imagemill.ids import new_id

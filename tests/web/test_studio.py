@@ -22,7 +22,7 @@ if missing:
         pytest.fail(f"browser tests must run in CI: {missing}", pytrace=False)
     pytest.skip(missing, allow_module_level=True)
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
 
 SLOW_JOB_MS = 4000
 # The page's cumulative layout shift so far (Chromium's Layout Instability API).
@@ -59,6 +59,11 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
+def _card(page: Page, prompt: str) -> Locator:
+    """The live card of the job with this prompt (earlier jobs' cards are listed too)."""
+    return page.locator("#jobs .job").filter(has=page.locator(".prompt", has_text=prompt)).first
+
+
 def _choose_only(page: Page, model: str) -> None:
     for box in page.locator("input[name=model]:checked").all():
         box.uncheck()
@@ -75,12 +80,13 @@ def test_a_job_shows_progress_then_its_image_which_stays_in_the_gallery(
     page.get_by_label("Size").fill("320x240")
     page.get_by_role("button", name="Generate").click()
 
-    card = page.locator("#jobs .job").first
-    expect(card.locator(".prompt")).to_have_text("a red fox in snow")
+    card = _card(page, "a red fox in snow")
+    expect(card).to_be_visible()
     # A value strictly between 0 and 1 while no image has arrived yet.
     seen = page.wait_for_function(
         """() => {
-          const card = document.querySelector("#jobs .job");
+          const card = [...document.querySelectorAll("#jobs .job")].find(
+            (c) => c.querySelector(".prompt").textContent === "a red fox in snow");
           const value = card && card.querySelector("progress").value;
           const images = card ? card.querySelectorAll(".outputs img").length : 0;
           return value > 0 && value < 1 && images === 0 ? value : null;
@@ -142,7 +148,7 @@ def test_a_failed_job_says_why_and_retries(studio: str, page: Page) -> None:
     page.locator("#params select[name=fail]").select_option(label="permanent")
     page.get_by_role("button", name="Generate").click()
 
-    card = page.locator("#jobs .job").first
+    card = _card(page, "this one breaks")
     expect(card.locator(".status")).to_have_text("failed")
     expect(card.locator(".failure")).to_be_visible()
     expect(card.locator(".error")).not_to_be_empty()
@@ -216,7 +222,7 @@ def test_a_job_page_varies_edits_and_deletes(studio: str, page: Page) -> None:
     _choose_only(page, "placeholder")
     page.get_by_label("Size").fill("96x64")
     page.get_by_role("button", name="Generate").click()
-    card = page.locator("#jobs .job").first
+    card = _card(page, "a teapot on linen")
     expect(card.locator(".outputs img")).to_have_count(1)
     card.locator(".outputs a").click()
     expect(page.locator(".facts")).to_contain_text("a teapot on linen")
@@ -237,7 +243,7 @@ def test_a_job_page_varies_edits_and_deletes(studio: str, page: Page) -> None:
     page.get_by_label("Size").fill("64x64")
     page.locator("#params input[name=steps]").fill("4")
     page.get_by_role("button", name="Generate").click()
-    edited = page.locator("#jobs .job").first
+    edited = _card(page, "the same teapot, in blue")
     expect(edited.locator(".status")).to_have_text("succeeded", timeout=60_000)
     assert edited.locator(".model").inner_text() == "local/tiny"
 
@@ -276,8 +282,8 @@ def test_a_preset_shapes_the_request(studio: str, page: Page) -> None:
     page.get_by_label("Preset").select_option("watercolour")
     page.get_by_role("button", name="Generate").click()
 
-    card = page.locator("#jobs .job").first
-    expect(card.locator(".prompt")).to_have_text("a harbour, in watercolour")
+    card = _card(page, "a harbour, in watercolour")
+    expect(card).to_be_visible()
     expect(card.locator(".status")).to_have_text("succeeded")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from imagemill.db.deletion import delete_finished_job
 from imagemill.db.engine import Database
 from imagemill.db.queries import Queries, cached_job_of
+from imagemill.db.records import JobDraft, StoredBlob, StoredOutput
 from imagemill.db.rows import (
     job_from_row,
     output_event,
@@ -28,7 +29,7 @@ from imagemill.db.rows import (
     stored_job_output,
 )
 from imagemill.db.tables import UTCDateTime, assets, cache_entries, jobs, outputs
-from imagemill.domain import Asset, Job, JobStatus, Request
+from imagemill.domain import Asset, Job, JobStatus
 from imagemill.errors import Conflict, ImagemillError, LeaseLost
 from imagemill.events.fanout import CHANNEL, notification
 from imagemill.ids import new_id
@@ -60,58 +61,6 @@ _HEARTBEAT = (
 _SAVE_PROVIDER_REF = update(jobs).where(_HELD_BY).values(provider_ref=bindparam("ref"))
 _NOTIFY = select(func.pg_notify(CHANNEL, bindparam("payload")))
 _EVENT_ORDER = select(func.pg_advisory_xact_lock(EVENT_ORDER_LOCK))
-
-
-@dataclass(frozen=True, slots=True)
-class JobDraft:
-    """A job about to be inserted. ``reuse_cached``: a cache hit on ``cache_key`` if any."""
-
-    id: str
-    owner_id: str
-    request: Request
-    max_attempts: int
-    group_id: str | None = None
-    cache_key: str | None = None
-    idempotency_key: str | None = None
-    reuse_cached: bool = False
-    deadline_seconds: float | None = None
-    webhook_url: str | None = None
-    webhook_events: list[str] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredOutput:
-    """An output already in blob storage, ready to be recorded with the job's completion."""
-
-    sha256: str
-    content_type: str
-    width: int | None
-    height: int | None
-    byte_size: int
-    storage_key: str
-    model: str
-    fallback: bool
-    seed: int | None
-    requested_width: int | None
-    requested_height: int | None
-    cost_usd: float
-    revised_prompt: str | None
-    generated_width: int | None = None
-    generated_height: int | None = None
-    nsfw_score: float | None = None
-    flagged: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class StoredBlob:
-    """Bytes already in blob storage, with what probing them told."""
-
-    sha256: str
-    storage_key: str
-    content_type: str
-    width: int | None
-    height: int | None
-    byte_size: int
 
 
 class Repository(Queries):

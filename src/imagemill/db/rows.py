@@ -12,7 +12,7 @@ from imagemill.domain import Job, JobError, JobOutput, JobStatus, Request, TaskK
 from imagemill.errors import ImagemillError
 
 if TYPE_CHECKING:
-    from imagemill.db.repository import StoredOutput
+    from imagemill.db.records import StoredOutput
 
 
 def load_outputs(conn: Connection, job_ids: list[str]) -> dict[str, list[JobOutput]]:

@@ -16,7 +16,8 @@ from typing import Protocol
 
 from imagemill.db.accounts import Accounts, Preset
 from imagemill.db.queries import JobFilter
-from imagemill.db.repository import JobDraft, Repository
+from imagemill.db.records import JobDraft
+from imagemill.db.repository import Repository
 from imagemill.domain import CachePolicy, FallbackModel, Job, Request, Size, Submission
 from imagemill.errors import Conflict, InvalidInput, NotFound
 from imagemill.events.bus import EventBus

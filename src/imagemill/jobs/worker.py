@@ -24,7 +24,8 @@ from typing import Any
 import httpx
 
 from imagemill.config import Settings
-from imagemill.db.repository import Repository, StoredOutput
+from imagemill.db.records import StoredOutput
+from imagemill.db.repository import Repository
 from imagemill.db.slots import ProviderSlots
 from imagemill.domain import InputImage, Job, JobStatus, ModelSpec, Size, Task
 from imagemill.errors import (

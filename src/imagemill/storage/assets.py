@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from imagemill.db.repository import StoredBlob, StoredOutput
+from imagemill.db.records import StoredBlob, StoredOutput
 from imagemill.domain import Output, Pricing, Size, Task, TaskKind
 from imagemill.errors import InvalidInput, ProviderError, ProviderUnavailable
 from imagemill.safety import SafetyCheck

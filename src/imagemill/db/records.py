@@ -1,0 +1,60 @@
+"""What callers hand the repository to write: a job about to be inserted, and outputs
+and blobs already in storage, ready to be recorded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imagemill.domain import Request
+
+
+@dataclass(frozen=True, slots=True)
+class JobDraft:
+    """A job about to be inserted. ``reuse_cached``: a cache hit on ``cache_key`` if any."""
+
+    id: str
+    owner_id: str
+    request: Request
+    max_attempts: int
+    group_id: str | None = None
+    cache_key: str | None = None
+    idempotency_key: str | None = None
+    reuse_cached: bool = False
+    deadline_seconds: float | None = None
+    webhook_url: str | None = None
+    webhook_events: list[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOutput:
+    """An output already in blob storage, ready to be recorded with the job's completion."""
+
+    sha256: str
+    content_type: str
+    width: int | None
+    height: int | None
+    byte_size: int
+    storage_key: str
+    model: str
+    fallback: bool
+    seed: int | None
+    requested_width: int | None
+    requested_height: int | None
+    cost_usd: float
+    revised_prompt: str | None
+    generated_width: int | None = None
+    generated_height: int | None = None
+    nsfw_score: float | None = None
+    flagged: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    """Bytes already in blob storage, with what probing them told."""
+
+    sha256: str
+    storage_key: str
+    content_type: str
+    width: int | None
+    height: int | None
+    byte_size: int
