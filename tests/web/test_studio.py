@@ -287,40 +287,36 @@ def test_a_preset_shapes_the_request(studio: str, page: Page) -> None:
     expect(card.locator(".status")).to_have_text("succeeded")
 
 
-def test_an_image_is_upscaled_from_its_page(studio: str, page: Page) -> None:
+def _made_from_an_image(studio: str, page: Page, action: str, media: str) -> Locator:
+    """Press ``action`` on a fresh placeholder image's page: the new job's ``media``
+    element, once its page shows it (reloaded while the job runs)."""
     with httpx.Client(base_url=studio) as http:
-        body = {"model": "placeholder", "prompt": "small", "size": "48x32"}
+        body = {"model": "placeholder", "prompt": action, "size": "48x32"}
         job = http.post("/v1/jobs", json=body, headers={"Prefer": "wait=10"}).json()
     page.goto(f"{studio}/gallery/{job['id']}")
-
-    page.get_by_role("button", name="Upscale").click()
+    page.get_by_role("button", name=action).click()
     expect(page).not_to_have_url(re.compile(job["id"]))
-    expect(page.locator(".facts")).to_contain_text("upscale")
-    for _ in range(60):  # the page shows the image once the job is done
-        if page.locator(".images figure img").count():
+    made = page.locator(f".images figure {media}")
+    for _ in range(120):
+        if made.count():
             break
         page.wait_for_timeout(250)
         page.reload()
-    width = page.locator(".images figure img").evaluate(
-        "i => i.decode().then(() => i.naturalWidth)"
-    )
-    assert width in {96, 144, 192}, "48 px wide, upscaled ×2, ×3 or ×4"
+    return made
+
+
+def test_an_image_is_upscaled_from_its_page(studio: str, page: Page) -> None:
+    image = _made_from_an_image(studio, page, "Upscale", "img")
+
+    expect(page.locator(".facts")).to_contain_text("upscale")
+    width = image.evaluate("img => img.decode().then(() => img.naturalWidth)")
+    assert width in {96, 144, 192}, "48 px wide, upscaled 2, 3 or 4 times"
 
 
 def test_a_video_is_made_from_an_image_page(studio: str, page: Page) -> None:
-    with httpx.Client(base_url=studio) as http:
-        body = {"model": "placeholder", "prompt": "still", "size": "64x48"}
-        job = http.post("/v1/jobs", json=body, headers={"Prefer": "wait=10"}).json()
-    page.goto(f"{studio}/gallery/{job['id']}")
+    video = _made_from_an_image(studio, page, "Make video", "video")
 
-    page.get_by_role("button", name="Make video").click()
-    expect(page).not_to_have_url(re.compile(job["id"]))
-    for _ in range(120):
-        if page.locator(".images figure video").count():
-            break
-        page.wait_for_timeout(250)
-        page.reload()
-    video = page.locator(".images figure video")
+    expect(page.locator(".facts")).to_contain_text("video")
     duration = video.evaluate(
         "v => new Promise((done) => v.readyState >= 1 ? done(v.duration)"
         " : v.addEventListener('loadedmetadata', () => done(v.duration)))"
