@@ -19,9 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from browser import CHROMIUM, CHROMIUM_ARGS, chromium_missing  # noqa: E402
+from fakes.server import serve  # noqa: E402
 from fakes.tiny_diffusers import save_tiny_stable_diffusion  # noqa: E402
+from imagemill.api.app import create_app  # noqa: E402
 from imagemill.config import Settings  # noqa: E402
-from serving import serving  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 HISTORY = [
@@ -45,7 +46,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="imagemill-shots-") as tmp:
         data_dir = Path(tmp)
         save_tiny_stable_diffusion(data_dir / "models" / "tiny")
-        with serving(Settings(data_dir=data_dir)) as url, sync_playwright() as playwright:
+        with (
+            serve(create_app(Settings(data_dir=data_dir)), lifespan="on") as url,
+            sync_playwright() as playwright,
+        ):
             with httpx.Client(base_url=url, timeout=60) as http:
                 for prompt, size in HISTORY:
                     body = {"model": "placeholder", "prompt": prompt, "size": size, "n": 2}

@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 import imagemill
+from fakes.server import serve
 from imagemill.api.app import create_app
 from imagemill.auth import new_key
 from imagemill.client import (
@@ -41,7 +42,6 @@ from imagemill.config import Settings
 from imagemill.domain import JobStatus, TaskKind
 from imagemill.jobs.service import utcnow
 from imagemill.runtime import Runtime
-from serving import serving
 
 BASE_URL = "http://imagemill.test"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -443,7 +443,9 @@ def test_package_exports_the_clients() -> None:
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app (with its own runtime) on a free loopback port, in a thread."""
-    with serving(Settings(data_dir=tmp_path_factory.mktemp("server"))) as url:
+    with serve(
+        create_app(Settings(data_dir=tmp_path_factory.mktemp("server"))), lifespan="on"
+    ) as url:
         yield url
 
 

@@ -17,9 +17,6 @@ import hmac
 import json
 import math
 import time
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from PIL import Image
@@ -32,6 +29,7 @@ from starlette.routing import Route
 from fakes.blobs import BlobStore, Clock
 from fakes.calls import RecordedCall, UploadedFile, bearer_token
 from fakes.faults import Faults, inject_fault
+from fakes.hosted import ServesImageUrls
 from fakes.images import encode_image, render_image, seed_colours
 from fakes.openai_models import (
     ImageRequest,
@@ -42,7 +40,6 @@ from fakes.openai_models import (
     validate,
 )
 from fakes.server import Plug as Plug  # re-exported: tests plug fakes in from here
-from fakes.server import serve
 
 # Output tokens per image by quality and size (the image generation guide's cost table).
 OUTPUT_TOKENS = {
@@ -97,7 +94,7 @@ def output_size(request: ImageRequest) -> tuple[int, int]:
 # ---------------------------------------------------------------- the fake
 
 
-class FakeOpenAI:
+class FakeOpenAI(ServesImageUrls):
     """The OpenAI Images API, in process: ``app`` is the ASGI app to serve.
 
     ``calls`` records every request; ``blobs`` holds the files behind issued URLs and
@@ -127,28 +124,6 @@ class FakeOpenAI:
             ],
             exception_handlers={HTTPException: self._http_error},
         )
-
-    @property
-    def downloads(self) -> Counter[str]:
-        return self.blobs.downloads
-
-    def downloads_of(self, url: str) -> int:
-        return self.blobs.downloads[self.blobs.blob_id(url)]
-
-    def expire_urls(self) -> None:
-        """Every URL issued so far answers 403 from now on."""
-        self.blobs.expire_all()
-
-    @contextmanager
-    def serve(self) -> Iterator[str]:
-        """Serve on a free port; yields the base URL (the SDK's is ``{url}/v1``)."""
-        with serve(self.app) as url:
-            self.base_url = url
-            yield url
-
-    def plug_into(self, plug: Plug, url: str) -> None:
-        """Answer on an already served ``plug`` at ``url``, in place of its last fake."""
-        plug.app, self.base_url = self.app, url
 
     async def _generations(self, request: Request) -> Response:
         raw = await request.body()
@@ -191,11 +166,6 @@ class FakeOpenAI:
             return self._respond(edit, request)
         except OpenAIError as error:
             return error.response()
-
-    async def _download(self, request: Request) -> Response:
-        if (fault := await inject_fault(self.faults, "files", request)) is not None:
-            return fault
-        return self.blobs.download(request)
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         # Unknown paths and wrong methods alike: OpenAI's 404 "Invalid URL"

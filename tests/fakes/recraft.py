@@ -17,9 +17,6 @@ import hmac
 import json
 import time
 import uuid
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +29,8 @@ from starlette.routing import Route
 from fakes.blobs import BlobStore, Clock
 from fakes.calls import RecordedCall, bearer_token
 from fakes.faults import Faults, inject_fault
+from fakes.hosted import ServesImageUrls
 from fakes.images import render_image, seed_colours
-from fakes.server import Plug, serve
 
 RGB = tuple[int, int, int]
 
@@ -194,7 +191,7 @@ def _hex(rgb: RGB) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
-class FakeRecraft:
+class FakeRecraft(ServesImageUrls):
     """The Recraft API, in process: ``app`` is the ASGI app to serve.
 
     The same instruments as ``FakeOpenAI``: ``faults`` (endpoints ``"generations"`` and
@@ -223,25 +220,6 @@ class FakeRecraft:
             ],
             exception_handlers={HTTPException: self._http_error},
         )
-
-    @property
-    def downloads(self) -> Counter[str]:
-        return self.blobs.downloads
-
-    def downloads_of(self, url: str) -> int:
-        return self.blobs.downloads[self.blobs.blob_id(url)]
-
-    def expire_urls(self) -> None:
-        self.blobs.expire_all()
-
-    @contextmanager
-    def serve(self) -> Iterator[str]:
-        with serve(self.app) as url:
-            self.base_url = url
-            yield url
-
-    def plug_into(self, plug: Plug, url: str) -> None:
-        plug.app, self.base_url = self.app, url
 
     async def _generations(self, request: Request) -> Response:
         raw = await request.body()
@@ -287,11 +265,6 @@ class FakeRecraft:
             data.append(item)
         credits = CREDITS[(generation.model, generation.vector)] * generation.n
         return {"created": int(self._clock()), "credits": credits, "data": data}
-
-    async def _download(self, request: Request) -> Response:
-        if (fault := await inject_fault(self.faults, "files", request)) is not None:
-            return fault
-        return self.blobs.download(request)
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         if isinstance(exc, HTTPException) and exc.status_code == 405:

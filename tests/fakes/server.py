@@ -23,16 +23,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app: Any, port: int | None = None) -> Iterator[str]:
-    """Serve ``app``; yields its base URL (``http://127.0.0.1:PORT``) until the block ends."""
+def serve(app: Any, port: int | None = None, lifespan: str = "off") -> Iterator[str]:
+    """Serve ``app``; yields its base URL (``http://127.0.0.1:PORT``) until the block ends.
+    ``lifespan="on"`` for an app that starts and stops things (imagemill's own)."""
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan, access_log=False
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"fake-server-{port}", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the fake server did not start")
@@ -41,7 +42,7 @@ def serve(app: Any, port: int | None = None) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=30)
 
 
 @asynccontextmanager

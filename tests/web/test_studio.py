@@ -12,9 +12,10 @@ import httpx
 import pytest
 
 from browser import CHROMIUM, CHROMIUM_ARGS, chromium_missing, make_keys
+from fakes.server import serve
 from fakes.tiny_diffusers import save_tiny_stable_diffusion
+from imagemill.api.app import create_app
 from imagemill.config import Settings
-from serving import serving
 
 missing = chromium_missing()
 if missing:
@@ -48,7 +49,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A keyless studio with two image models: placeholder and a tiny local diffusers one."""
     data_dir = tmp_path_factory.mktemp("studio")
     save_tiny_stable_diffusion(data_dir / "models" / "tiny")
-    with serving(Settings(data_dir=data_dir)) as url:
+    with serve(create_app(Settings(data_dir=data_dir)), lifespan="on") as url:
         yield url
 
 
@@ -192,7 +193,7 @@ def test_the_form_works_from_the_keyboard(studio: str, page: Page) -> None:
 def test_another_owner_sees_none_of_your_images(browser: Browser, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", require_keys=True)
     keys = make_keys(settings, "alice", "bob")
-    with serving(settings) as url:
+    with serve(create_app(settings), lifespan="on") as url:
         alice = browser.new_context().new_page()
         alice.goto(url)
         expect(alice).to_have_url(re.compile(r"/signin"))
