@@ -24,6 +24,15 @@ def free_port() -> int:
 async def imagemill_serve(data_dir: Path, **settings: str) -> AsyncIterator[str]:
     """``imagemill serve`` on a free loopback port with ``IMAGEMILL_<NAME>`` settings;
     yields its URL once it answers ``/readyz``, and stops it afterwards."""
+    async with imagemill_server(data_dir, **settings) as (url, _):
+        yield url
+
+
+@asynccontextmanager
+async def imagemill_server(
+    data_dir: Path, **settings: str
+) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    """``imagemill_serve``, yielding the process too (its pid, for measuring it)."""
     port = free_port()
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     env = {**os.environ, **{f"IMAGEMILL_{k.upper()}": v for k, v in settings.items()}}
@@ -35,7 +44,7 @@ async def imagemill_serve(data_dir: Path, **settings: str) -> AsyncIterator[str]
     url = f"http://127.0.0.1:{port}"
     try:
         await _ready(url)
-        yield url
+        yield url, server
     finally:
         server.terminate()
         await asyncio.wait_for(server.wait(), timeout=30)

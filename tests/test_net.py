@@ -29,7 +29,10 @@ from imagemill.net import PublicOnlyTransport, check_public_url, networks
         ("http://[::ffff:127.0.0.1]/hook", "private address"),
         ("http://[fe80::1]/hook", "private address"),
         ("http://0.0.0.0/hook", "private address"),
-        ("http://example.com:99999/hook", "invalid port"),
+        ("http://example.com:99999/hook", "port"),
+        ("http://example.com/a\x00b", "control characters"),
+        ("http://example.com/a b", "spaces"),
+        ("http://[::127.0.0.1]/hook", "private address"),
         ("http://no-such-host.invalid/hook", "does not resolve"),
     ],
 )

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
         None, description="Base URL clients reach the server at, when behind a proxy."
     )
     workers: bool = Field(True, description="Run job workers inside the server process.")
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        "info",
+        description="Level of imagemill's and uvicorn's logs (on standard error, secrets "
+        "blanked out); `debug` also shows the libraries' own (httpx, provider SDKs).",
+    )
     worker_concurrency: int = Field(8, ge=1, le=1024, description="Jobs one process runs at once.")
     lease_seconds: float = Field(
         30.0, gt=0, description="How long a claim lasts without heartbeat."
@@ -106,6 +111,12 @@ class Settings(BaseSettings):
     max_wait_seconds: float = Field(
         120.0, ge=0, description="Longest `Prefer: wait=N` or OpenAI-compatible call the API holds."
     )
+    openai_wait_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="Longest an OpenAI-compatible call waits for its images (the openai SDK "
+        "waits 10 minutes); it answers sooner when the client says it waits less.",
+    )
     require_keys: bool | None = Field(
         None,
         description="Require API keys. Default: only when bound to a non-loopback address.",
@@ -113,6 +124,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(25 * 1024 * 1024, gt=0, description="Largest accepted upload.")
     max_image_pixels: int = Field(
         50_000_000, gt=0, description="Largest accepted image, in pixels."
+    )
+    decode_budget_pixels: int = Field(
+        64_000_000,
+        gt=0,
+        description="Pixels being decoded at once, at most (checking uploads, thumbnails, "
+        "fitting sizes), about 4 bytes each: bounds the memory image work takes however many "
+        "requests arrive together.",
     )
     allowed_private_networks: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -169,6 +187,11 @@ class Settings(BaseSettings):
         description="Price overrides per model id, as JSON: "
         '`{"openai/dall-e-3": {"per_image": 0.04, "by_size": {"1792x1024": 0.08}}}`.',
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("allowed_private_networks", mode="before")
     @classmethod

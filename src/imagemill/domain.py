@@ -10,15 +10,33 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+
+from imagemill.boundary import METADATA_LIMITS, PARAMS_LIMITS
+from imagemill.net import check_url
 
 MAX_N = 10
 MIN_SIDE = 16
 MAX_SIDE = 8192
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
-_RATIO_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*$")
+MAX_SEED = 2**32 - 1
+MAX_PROMPT_CHARS = 32_000
+MAX_INPUTS = 16
+# ASCII only (Python's ``\d`` would take any script's digits, full-width ones included);
+# the patterns go into the OpenAPI schema as they are.
+SIZE_PATTERN = r"^ *[0-9]{1,5} *[xX] *[0-9]{1,5} *$"
+RATIO_PATTERN = r"^ *[0-9]{1,4}(\.[0-9]{1,4})? *: *[0-9]{1,4}(\.[0-9]{1,4})? *$"
+_SIZE_RE = re.compile(r"^ *([0-9]{1,5}) *[xX] *([0-9]{1,5}) *$")
+_RATIO_RE = re.compile(r"^ *([0-9]{1,4}(?:\.[0-9]{1,4})?) *: *([0-9]{1,4}(?:\.[0-9]{1,4})?) *$")
 
 
 class JobStatus(StrEnum):
@@ -85,13 +103,45 @@ class Size:
         return f"{self.width}x{self.height}"
 
 
+def seeds(first: int, n: int) -> list[int]:
+    """The seeds of ``n`` images from ``first``: one apart, wrapping past ``MAX_SEED`` to 0,
+    so every seed recorded can be submitted again."""
+    return [(first + index) % (MAX_SEED + 1) for index in range(n)]
+
+
+# Free-form JSON objects, checked against their limits (``boundary``).
+Metadata = Annotated[
+    dict[str, Any],
+    AfterValidator(METADATA_LIMITS.check),
+    Field(description=f"Yours; returned as given. Any JSON object, {METADATA_LIMITS.describe()}."),
+]
+Params = Annotated[
+    dict[str, Any],
+    AfterValidator(PARAMS_LIMITS.check),
+    Field(
+        description="Model params, checked against the model's JSON Schema. Any JSON object, "
+        f"{PARAMS_LIMITS.describe()}."
+    ),
+]
+SizeText = Annotated[
+    str,
+    Field(
+        description="Exact output size 'WIDTHxHEIGHT' in pixels (ASCII digits), each side "
+        f"{MIN_SIDE} to {MAX_SIDE}, e.g. '1920x1080'.",
+        json_schema_extra={"pattern": SIZE_PATTERN},
+    ),
+]
+
+
 class FallbackModel(BaseModel):
     """A model to try when the ones before it in a request's chain failed."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    model: str = Field(description="Model id, e.g. `recraft/recraftv3` or `placeholder`.")
-    params: dict[str, Any] = Field(default_factory=dict, description="This model's params.")
+    model: str = Field(
+        max_length=200, description="Model id, e.g. `recraft/recraftv3` or `placeholder`."
+    )
+    params: Params = Field(default_factory=dict)
 
 
 class Request(BaseModel):
@@ -177,6 +227,44 @@ class SizeRange(BaseModel):
     default: str = "1024x1024"
 
 
+UPLOADED_TYPES = ["image/png", "image/jpeg", "image/webp", "image/gif"]
+
+
+class InputLimits(BaseModel):
+    """What a model takes besides the size: prompt length, input images, a mask, and how
+    much an upscale enlarges. Submit checks every one, so nothing the model would refuse
+    (after being paid) reaches it."""
+
+    max_prompt_chars: int | None = Field(
+        None, description="Longest prompt (and negative prompt), in characters."
+    )
+    max_prompt_bytes: int | None = Field(
+        None, description="Longest prompt in UTF-8 bytes, where the provider counts bytes."
+    )
+    max_prompt_words: int | None = Field(
+        None,
+        description="Where the provider counts tokens: a prompt of more words than this is "
+        "certainly over its token limit (every word is a token at least).",
+    )
+    max_inputs: int = Field(1, ge=0, description="Input images for edit, upscale or video.")
+    input_types: list[str] = Field(
+        default_factory=lambda: list(UPLOADED_TYPES), description="Input formats accepted."
+    )
+    max_input_bytes: int | None = Field(None, description="Largest input image file.")
+    max_total_input_bytes: int | None = Field(None, description="All input images together.")
+    max_input_pixels: int | None = Field(None, description="Largest input image, in pixels.")
+    min_input_side: int | None = Field(None, description="Shortest side of an input image.")
+    max_input_side: int | None = Field(None, description="Longest side of an input image.")
+    input_aspect: tuple[float, float] | None = Field(
+        None, description="Narrowest and widest input shape, as width / height."
+    )
+    mask: bool = Field(False, description="Takes an edit mask (white repaints, black keeps).")
+    upscale_factor: int | None = Field(None, description="How much an upscale enlarges.")
+    upscale_param: str | None = Field(
+        None, description="The param that sets how much an upscale enlarges, if one does."
+    )
+
+
 class Pricing(BaseModel):
     """What one image costs: a flat price, overridden by size, then by quality and size.
 
@@ -212,6 +300,7 @@ class ModelSpec(BaseModel):
         default_factory=lambda: {"type": "object", "properties": {}, "additionalProperties": False}
     )
     sizes: SizeRange = Field(default_factory=SizeRange)
+    limits: InputLimits = Field(default_factory=InputLimits)
     max_n: int = MAX_N
     supports_seed: bool = True
     pricing: Pricing = Field(default_factory=Pricing)
@@ -296,6 +385,7 @@ class Job:
     finished_at: datetime | None
     outputs: list[JobOutput] = field(default_factory=list)
     deadline_at: datetime | None = None
+    request_fingerprint: str | None = None  # of the request as submitted
 
 
 def check_event_types(types: list[str]) -> list[str]:
@@ -321,20 +411,28 @@ class Submission(BaseModel):
     models: list[str] | None = Field(
         None, min_length=1, max_length=8, description="Several models: one job each, one group."
     )
-    prompt: str = Field("", max_length=32_000)
-    negative_prompt: str | None = Field(None, max_length=32_000)
-    n: int = Field(1, ge=1, le=MAX_N, description=f"Images per model, 1 to {MAX_N}.")
-    size: str | None = Field(
-        None, description="Exact output size 'WIDTHxHEIGHT', e.g. '1920x1080'."
+    prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
+    n: StrictInt = Field(1, ge=1, le=MAX_N, description=f"Images per model, 1 to {MAX_N}.")
+    size: SizeText | None = None
+    aspect_ratio: str | None = Field(
+        None,
+        description="'W:H', e.g. '16:9', when no size is given; between 1:16 and 16:1.",
+        json_schema_extra={"pattern": RATIO_PATTERN},
     )
-    aspect_ratio: str | None = Field(None, description="'W:H', e.g. '16:9', when no size is given.")
-    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Same seed, same image.")
+    seed: StrictInt | None = Field(
+        None, ge=0, le=MAX_SEED, description=f"Same seed, same image; 0 to {MAX_SEED}."
+    )
     preset: str | None = Field(None, description="Name or id of one of your presets.")
-    params: dict[str, Any] = Field(
-        default_factory=dict, description="Model params (its JSON Schema)."
+    params: Params = Field(default_factory=dict)
+    input_assets: list[str] = Field(
+        default_factory=list, max_length=MAX_INPUTS, description="Asset ids of input images."
     )
-    input_assets: list[str] = Field(default_factory=list, description="Asset ids of input images.")
-    mask: str | None = Field(None, description="Asset id of an edit mask.")
+    mask: str | None = Field(
+        None,
+        description="Asset id of an edit mask: white repaints, black keeps (a PNG with "
+        "transparency is read as OpenAI's: transparent repaints).",
+    )
     cache: CachePolicy = Field(
         CachePolicy.AUTO, description="auto: reuse seeded requests; use; bypass."
     )
@@ -348,20 +446,29 @@ class Submission(BaseModel):
         None,
         gt=0,
         le=86_400,
+        strict=True,
+        allow_inf_nan=False,
         description="Give up (fail the job) if not done this long after submit, retries "
         "included. Default: the server's `IMAGEMILL_JOB_DEADLINE_SECONDS`.",
     )
     webhook_url: str | None = Field(
         None,
         max_length=2000,
-        description="Where to POST this job's events, signed per Standard Webhooks. "
-        "Default: your default webhook, if you set one.",
+        description="Where to POST this job's events (an http or https URL), signed per "
+        "Standard Webhooks. Private addresses are refused unless "
+        "IMAGEMILL_ALLOWED_PRIVATE_NETWORKS allows them. Default: your default webhook.",
+        json_schema_extra={"format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
     )
     webhook_events: list[str] | None = Field(
         None,
         description=f"Which events to send: any of {', '.join(EVENT_TYPES)}. Default: done.",
     )
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Yours; returned as given.")
+    metadata: Metadata = Field(default_factory=dict)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _valid_url(cls, value: str | None) -> str | None:
+        return check_url(value) if value is not None else None
 
     @field_validator("webhook_events")
     @classmethod

@@ -24,12 +24,18 @@ they occur, always with ``raise ... from exc``.
         └── ProviderInputError(field) provider_invalid_input 422 no
 
 A job that fails records ``error = {code, message, retryable}``; the worker
-retries a job only when ``retryable`` is true and attempts remain.
+retries a job only when ``retryable`` is true and attempts remain. Messages are plain
+words for people: a foreign exception's text goes through ``describe`` first.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
+
+from imagemill.boundary import storable_text
+
+MAX_MESSAGE_CHARS = 2000
 
 
 class ImagemillError(Exception):
@@ -40,6 +46,8 @@ class ImagemillError(Exception):
     retryable: bool = False
 
     def __init__(self, message: str) -> None:
+        # A message may quote a provider: keep it storable and of a sane length.
+        message = storable_text(message, MAX_MESSAGE_CHARS)
         super().__init__(message)
         self.message = message
 
@@ -164,3 +172,28 @@ class ProviderInputError(ProviderError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message, retryable=False)
         self.field = field
+
+
+_OBJECT_REPR = re.compile(r"<[^<>]*\bat 0x[0-9a-fA-F]+>")
+_PHRASES: tuple[tuple[type[BaseException], str], ...] = (
+    (TimeoutError, "no answer in time"),
+    (ConnectionRefusedError, "the connection was refused"),
+    (ConnectionResetError, "the connection was reset"),
+    (ConnectionError, "the connection failed"),
+    (MemoryError, "out of memory"),
+)
+
+
+def describe(exc: BaseException) -> str:
+    """A foreign exception in plain words, for a message a person reads: its own text
+    with any Python object repr (``<_io.BytesIO object at 0x…>``) taken out; failing
+    that, what kind of failure it was. Never a traceback or a repr."""
+    if isinstance(exc, ImagemillError):
+        return exc.message
+    text = storable_text(_OBJECT_REPR.sub("", str(exc)), MAX_MESSAGE_CHARS).strip(" :;,")
+    text = re.sub(r"\s{2,}", " ", text)
+    for kind, phrase in _PHRASES:
+        if isinstance(exc, kind):
+            return f"{phrase} ({text})" if text and phrase not in text else phrase
+    name = re.sub(r"(?<!^)(?=[A-Z])", " ", type(exc).__name__).lower()
+    return f"{name}: {text}" if text else name

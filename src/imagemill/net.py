@@ -33,17 +33,34 @@ def networks(cidrs: Iterable[str]) -> list[Network]:
     return [ipaddress.ip_network(cidr, strict=False) for cidr in cidrs]
 
 
-async def check_public_url(url: str, allowed: Sequence[Network], field: str) -> None:
-    """Raise ``InvalidInput(field)`` unless ``url`` is http(s) to public addresses only."""
+def check_url(url: str) -> str:
+    """``url`` if it is a well-formed absolute http(s) URL that can be called as written;
+    else ``ValueError`` saying what is wrong, in plain words."""
+    if any(ord(c) < 0x21 or ord(c) == 0x7F or c.isspace() for c in url):
+        raise ValueError("must not contain spaces or control characters (percent-encode them)")
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput("must be an http or https URL", field=field)
-    if parts.username or parts.password:
-        raise InvalidInput("must not carry credentials", field=field)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http or https URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry credentials")
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        parts.port  # noqa: B018 - raises on a port that is not a number from 0 to 65535
+        httpx.URL(url)
+    except ValueError as exc:  # httpx.InvalidURL is a ValueError too
+        raise ValueError("is not a valid URL (check the host and the port)") from exc
+    return url
+
+
+async def check_public_url(url: str, allowed: Sequence[Network], field: str) -> None:
+    """Raise ``InvalidInput(field)`` unless ``url`` is a valid http(s) URL whose host
+    resolves to public addresses only."""
+    try:
+        check_url(url)
     except ValueError as exc:
-        raise InvalidInput("has an invalid port", field=field) from exc
+        raise InvalidInput(str(exc), field=field) from exc
+    parts = urlsplit(url)
+    assert parts.hostname is not None
+    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
     await public_addresses(parts.hostname, port, allowed, field)
 
 
@@ -123,7 +140,33 @@ class PublicOnlyTransport(httpx.AsyncHTTPTransport):
         )
 
 
-def _private(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+# IPv6 forms that carry an IPv4 address in their last 32 bits, which is where a packet to
+# them ends up: IPv4-compatible (::a.b.c.d, deprecated), IPv4-translated (RFC 2765) and
+# the NAT64 well-known and local-use prefixes (RFC 6052, RFC 8215).
+_EMBEDDING_IPV4 = [
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+]
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address stands for (mapped, compatible, translated,
+    NAT64, 6to4, Teredo), which is what calling it reaches."""
+    found = [a for a in (address.ipv4_mapped, address.sixtofour) if a is not None]
+    if address.teredo is not None:
+        found.extend(address.teredo)  # (server, client)
+    if any(address in network for network in _EMBEDDING_IPV4):
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
+    return found
+
+
+def _private(address: Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in ipaddress.IPv6Network("::/127"):  # :: and ::1, not IPv4-compatible
+            return True
+        if any(_private(inner) for inner in embedded_ipv4(address)):
+            return True
     return not address.is_global or address.is_multicast

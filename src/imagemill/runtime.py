@@ -69,6 +69,7 @@ class Runtime:
             settings.max_upload_bytes,
             settings.max_image_pixels,
             safety=SafetyCheck(threshold) if threshold is not None else None,
+            decode_budget_pixels=settings.decode_budget_pixels,
         )
         self.transport = Transport(
             make_broker(
@@ -90,6 +91,7 @@ class Runtime:
             settings.max_attempts,
             settings.job_deadline_seconds,
             self.webhook_targets,
+            max_pixels=settings.max_image_pixels,
         )
         self.worker = Worker(
             settings,

@@ -199,3 +199,78 @@ async def test_webhook_events_need_a_url_and_must_be_known(api: httpx.AsyncClien
         },
     )
     assert unknown.status_code == 422 and "webhook_events" in unknown.json()["error"]["field"]
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("https://example.com/hook\x00evil", "NUL"),
+        ("https://example.com/hook\x07bell", "control characters"),
+        ("https://example.com/a hook", "spaces"),
+        ("http://[::127.0.0.1]/hook", "private address"),  # IPv4-compatible IPv6
+        ("http://[::ffff:0:127.0.0.1]/hook", "private address"),  # IPv4-translated
+        ("http://[64:ff9b::a9fe:a9fe]/latest", "private address"),  # NAT64 of 169.254.169.254
+        ("http://[2002:7f00:1::]/hook", "private address"),  # 6to4 of 127.0.0.1
+        ("https://example.com:70000/hook", "port"),
+    ],
+)
+async def test_a_webhook_url_that_cannot_be_called_is_refused_at_submit(
+    settings: Settings, url: str, says: str
+) -> None:
+    async with Runtime(settings) as runtime:  # no allowed networks
+        app = create_app(runtime=runtime)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://im") as http,
+        ):
+            body = {"model": "placeholder", "prompt": "x", "webhook_url": url}
+            response = await http.post("/v1/jobs", json=body)
+            assert response.status_code == 422, url
+            error = response.json()["error"]
+            assert error["field"] == "webhook_url" and says in error["message"], error
+            put = await http.put("/v1/webhooks/default", json={"url": url})
+            assert put.status_code == 422 and put.json()["error"]["field"] == "url"
+            assert (await http.get("/v1/jobs")).json()["data"] == []
+
+
+async def test_any_failure_while_delivering_is_an_attempt_toward_the_limit(
+    settings: Settings,
+) -> None:
+    """Whatever goes wrong while sending (here an exception no HTTP client documents),
+    the attempt is recorded in plain words and counted: after the last, the delivery has
+    failed, instead of staying pending and being tried forever."""
+    configured = settings.model_copy(
+        update={
+            "allowed_private_networks": ["127.0.0.0/8"],
+            "webhook_max_attempts": 3,
+            "webhook_retry_base_seconds": 0.05,
+            "webhook_retry_max_seconds": 0.2,
+        }
+    )
+
+    def explode(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError(f"boom in {object()!r}")
+
+    async with Runtime(configured) as runtime:
+        app = create_app(runtime=runtime)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://im") as http,
+            httpx.AsyncClient(transport=httpx.MockTransport(explode)) as exploding,
+        ):
+            runtime.sender.http = exploding
+            job_id = await _submit(http, webhook_url="http://127.0.0.1:9/hook")
+            deadline = time.monotonic() + 20
+            while True:
+                deliveries = (await http.get(f"/v1/jobs/{job_id}/deliveries")).json()["data"]
+                if deliveries and deliveries[0]["status"] != "pending":
+                    break
+                assert time.monotonic() < deadline, deliveries
+                await asyncio.sleep(0.05)
+
+    [delivery] = deliveries
+    assert delivery["status"] == "failed"
+    assert [a["attempt"] for a in delivery["attempts"]] == [1, 2, 3]
+    for attempt in delivery["attempts"]:
+        assert attempt["status_code"] is None
+        assert "boom" in attempt["error"] and "0x" not in attempt["error"]

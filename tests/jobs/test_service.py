@@ -153,9 +153,14 @@ async def test_the_same_idempotency_key_returns_the_same_jobs(stepped: Runtime) 
     first = await stepped.service.submit(
         owner.id, _sub(model=None, models=["placeholder", SCRIPTED]), idempotency_key="k-1"
     )
-    again = await stepped.service.submit(owner.id, _sub(prompt="different"), idempotency_key="k-1")
+    again = await stepped.service.submit(
+        owner.id, _sub(model=None, models=["placeholder", SCRIPTED]), idempotency_key="k-1"
+    )
 
     assert [j.id for j in again] == sorted(j.id for j in first)
+    with pytest.raises(InvalidInput) as reused:  # the key, with another request
+        await stepped.service.submit(owner.id, _sub(prompt="different"), idempotency_key="k-1")
+    assert reused.value.field == "Idempotency-Key"
     other = await stepped.accounts.owner_named("someone-else", utcnow())
     [theirs] = await stepped.service.submit(other.id, _sub(), idempotency_key="k-1")
     assert theirs.id not in {j.id for j in first}

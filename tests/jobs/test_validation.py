@@ -7,9 +7,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from imagemill.config import Settings
 from imagemill.db.accounts import Preset
 from imagemill.domain import (
+    MAX_PROMPT_CHARS,
+    Asset,
     FallbackModel,
     ModelSpec,
     Request,
@@ -20,13 +24,21 @@ from imagemill.domain import (
 )
 from imagemill.errors import InvalidInput
 from imagemill.jobs.validation import (
+    Inputs,
     cache_key,
+    check_limits,
     check_params,
     expand_preset,
     resolve,
     resolve_fallback,
 )
+from imagemill.providers.gemini import Gemini
+from imagemill.providers.local import LocalModels
+from imagemill.providers.local import _diffusers_spec as local_diffusers_spec
+from imagemill.providers.openai_images import OpenAIImages
 from imagemill.providers.placeholder import PlaceholderProvider
+from imagemill.providers.recraft import Recraft
+from imagemill.providers.replicate import Replicate
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -351,3 +363,207 @@ def test_the_cache_key_depends_on_the_input_images() -> None:
     assert cache_key(_request(), ["abc"]) != cache_key(_request(), ["abd"])
     assert cache_key(_request(), ["a", "b"]) != cache_key(_request(), ["b", "a"])
     assert cache_key(_request(), []) != cache_key(_request(), ["abc"])
+
+
+# -- every model's own limits, checked at submit ---------------------------------------------
+
+
+def _every_model() -> list[ModelSpec]:
+    """Every built-in model as it is when its provider is set up (keys given)."""
+    settings = Settings(
+        openai_api_key="sk-x", gemini_api_key="g", replicate_api_token="r8", recraft_api_key="rc"
+    )
+    specs = [
+        *PlaceholderProvider().models(),
+        *OpenAIImages(settings).models(),
+        *Gemini(settings).models(),
+        *Recraft(settings).models(),
+        *Replicate(settings).models(),
+        *LocalModels(settings).models(),
+        local_diffusers_spec("tiny-sd"),
+    ]
+    return [spec.model_copy(update={"available": True}) for spec in specs]
+
+
+MODELS = {spec.id: spec for spec in _every_model()}
+
+
+def _asset(
+    asset_id: str = "ast_1",
+    width: int = 512,
+    height: int = 512,
+    content_type: str = "image/png",
+    byte_size: int = 1000,
+) -> Asset:
+    return Asset(
+        asset_id, "own_1", "0" * 64, content_type, width, height, byte_size, "k", None, NOW
+    )
+
+
+def _submission_for(spec: ModelSpec, **fields: Any) -> Submission:
+    kind = spec.kinds[0]
+    base: dict[str, Any] = {"kind": kind, "model": spec.id, "prompt": "a red fox"}
+    if kind is not TaskKind.IMAGE:
+        base["input_assets"] = ["ast_1"]
+    return Submission(**{**base, **fields})
+
+
+def _refused(spec: ModelSpec, submission: Submission, inputs: Inputs, **kw: Any) -> InvalidInput:
+    with pytest.raises(InvalidInput) as refused:
+        check_limits(submission, spec, inputs, **kw)
+    return refused.value
+
+
+def _inputs_of(submission: Submission, **asset: Any) -> Inputs:
+    return Inputs(tuple(_asset(i, **asset) for i in submission.input_assets))
+
+
+def _states_a_prompt_limit(spec: ModelSpec) -> bool:
+    limits = spec.limits
+    return any(
+        limit is not None
+        for limit in (limits.max_prompt_chars, limits.max_prompt_bytes, limits.max_prompt_words)
+    )
+
+
+PROMPT_LIMITED = {k: spec for k, spec in MODELS.items() if _states_a_prompt_limit(spec)}
+
+
+def test_the_models_without_a_prompt_limit_are_those_whose_providers_document_none() -> None:
+    """A new model, or a limit found in a provider's reference, shows up here."""
+    assert set(MODELS) - set(PROMPT_LIMITED) == {
+        "placeholder",
+        "gemini/gemini-2.5-flash-image",  # 32,768 tokens: more than 32,000 characters make
+        "replicate/black-forest-labs/flux-1.1-pro",
+        "replicate/black-forest-labs/flux-schnell",
+        "replicate/ideogram-ai/ideogram-v2",
+        "replicate/bytedance/seedream-3",
+        "replicate/black-forest-labs/flux-kontext-pro",
+        "replicate/nightmareai/real-esrgan",
+        "local/realesrgan-x4",
+        "local/realesrgan-x4-anime",
+        "local/realesrgan-x4-fast",
+        "local/realesrgan-x3",
+        "local/realesrgan-x2",
+        "local/motion",
+        "local/tiny-sd",  # the tokenizer cuts a long prompt; nothing is refused
+    }
+
+
+@pytest.mark.parametrize("spec", PROMPT_LIMITED.values(), ids=PROMPT_LIMITED.keys())
+def test_a_prompt_over_the_models_limit_is_refused_naming_prompt(spec: ModelSpec) -> None:
+    limits = spec.limits
+    if limits.max_prompt_chars is not None:
+        too_long = "x" * (limits.max_prompt_chars + 1)
+    elif limits.max_prompt_bytes is not None:  # counted in bytes: few characters, many bytes
+        too_long = "é" * (limits.max_prompt_bytes // 2 + 1)
+        assert len(too_long) <= limits.max_prompt_bytes
+    else:
+        too_long = "word " * ((limits.max_prompt_words or 0) + 1)
+    if len(too_long) > MAX_PROMPT_CHARS:  # past imagemill's own limit: refused even sooner
+        with pytest.raises(ValidationError) as invalid:
+            _submission_for(spec, prompt=too_long)
+        assert invalid.value.errors()[0]["loc"] == ("prompt",)
+        return
+    submission = _submission_for(spec, prompt=too_long)
+    error = _refused(spec, submission, _inputs_of(submission))
+    assert error.field == "prompt"
+    assert spec.id in error.message
+
+
+@pytest.mark.parametrize("spec", MODELS.values(), ids=MODELS.keys())
+def test_input_images_are_checked_against_the_models_rules(spec: ModelSpec) -> None:
+    limits, kind = spec.limits, spec.kinds[0]
+    if kind is TaskKind.IMAGE:  # input images are for edit, upscale and video
+        submission = _submission_for(spec, input_assets=["ast_1"])
+        assert _refused(spec, submission, _inputs_of(submission)).field == "input_assets"
+        return
+    many = [f"ast_{i}" for i in range(limits.max_inputs + 1)]
+    submission = _submission_for(spec, input_assets=many)
+    assert _refused(spec, submission, _inputs_of(submission)).field == "input_assets"
+    one = _submission_for(spec)
+    check_limits(one, spec, _inputs_of(one))  # a plain 512x512 PNG (or JPEG) is fine
+    cases: list[dict[str, Any]] = []
+    if "image/gif" not in limits.input_types:
+        cases.append({"content_type": "image/gif"})
+    if limits.max_input_bytes is not None:
+        cases.append({"byte_size": limits.max_input_bytes + 1})
+    if limits.max_input_pixels is not None:
+        side = int(limits.max_input_pixels**0.5) + 1
+        cases.append({"width": side, "height": side})
+    if limits.max_input_side is not None:
+        cases.append({"width": limits.max_input_side + 1, "height": 64})
+    if limits.min_input_side is not None:
+        cases.append({"width": limits.min_input_side - 1, "height": 512})
+    if limits.input_aspect is not None:
+        cases.append({"width": 2000, "height": 400})
+    for case in cases:
+        asset = {"content_type": limits.input_types[0], **case}
+        error = _refused(spec, one, _inputs_of(one, **asset))
+        assert error.field == "input_assets.0", (spec.id, case, error.message)
+
+
+@pytest.mark.parametrize("spec", MODELS.values(), ids=MODELS.keys())
+def test_a_mask_only_where_the_model_takes_one(spec: ModelSpec) -> None:
+    kind = spec.kinds[1] if TaskKind.EDIT in spec.kinds[1:] else spec.kinds[0]
+    base = {"kind": kind, "input_assets": [] if kind is TaskKind.IMAGE else ["ast_1"]}
+    submission = _submission_for(spec, mask="ast_mask", **base)
+    inputs = Inputs(_inputs_of(submission).images, _asset("ast_mask"))
+    if kind is TaskKind.EDIT and spec.limits.mask:
+        check_limits(submission, spec, inputs)
+    else:
+        assert _refused(spec, submission, inputs).field == "mask"
+
+
+def test_a_mask_of_another_shape_is_refused_and_of_the_same_shape_accepted() -> None:
+    spec = MODELS["openai/gpt-image-1"]
+    submission = _submission_for(spec, kind="edit", input_assets=["ast_1"], mask="ast_mask")
+    image = _asset("ast_1", 256, 256)
+    same_shape = Inputs((image,), _asset("ast_mask", 128, 128))
+    check_limits(submission, spec, same_shape)  # resized to the image when it runs
+    other_shape = Inputs((image,), _asset("ast_mask", 128, 64))
+    error = _refused(spec, submission, other_shape)
+    assert error.field == "mask" and "256x256" in error.message
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "factor"),
+    [("local/realesrgan-x2", {}, 2), ("replicate/nightmareai/real-esrgan", {"scale": 2}, 2)],
+)
+def test_an_upscale_past_the_servers_pixel_limit_is_refused_at_submit(
+    model: str, params: dict[str, Any], factor: int
+) -> None:
+    """300x300 x2 makes 360,000 pixels: over a limit of 100,000, refused before it runs."""
+    spec = MODELS[model].model_copy(update={"params_schema": {"type": "object"}})
+    submission = _submission_for(spec, params=params)
+    inputs = _inputs_of(submission, width=300, height=300)
+    error = _refused(spec, submission, inputs, max_pixels=100_000)
+    assert error.field == "input_assets.0"
+    assert "600x600" in error.message and "100,000" in error.message
+    check_limits(submission, spec, inputs, max_pixels=360_000)
+
+
+def test_replicates_upscale_factor_defaults_to_its_schemas() -> None:
+    spec = MODELS["replicate/nightmareai/real-esrgan"].model_copy(
+        update={"params_schema": {"properties": {"scale": {"type": "number", "default": 4}}}}
+    )
+    submission = _submission_for(spec)
+    error = _refused(
+        spec, submission, _inputs_of(submission, width=300, height=300), max_pixels=1_000_000
+    )
+    assert "1200x1200" in error.message
+
+
+def test_a_size_past_the_servers_pixel_limit_is_refused(spec: ModelSpec) -> None:
+    submission = Submission(model="placeholder", prompt="x", size="4096x4096")
+    with pytest.raises(InvalidInput) as refused:
+        resolve(submission, spec, max_pixels=10_000_000)
+    assert refused.value.field == "size"
+    resolve(submission, spec, max_pixels=4096 * 4096)
+
+
+def test_a_fallback_that_cannot_take_the_prompt_is_refused_on_its_field() -> None:
+    submission = Submission(model="placeholder", prompt="x" * 4500)
+    with pytest.raises(InvalidInput) as refused:
+        resolve_fallback(submission, Size(1024, 1024), MODELS["openai/dall-e-3"], {}, "fallback.0")
+    assert refused.value.field == "fallback.0"

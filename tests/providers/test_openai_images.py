@@ -235,8 +235,8 @@ async def test_the_sdk_edits_through_imagemill(sdk: openai.AsyncOpenAI, fake: Fa
     assert call.endpoint.endswith("edits") and call.fields["prompt"] == "make it sunset orange"
 
 
-async def test_the_sdk_gets_a_422_naming_the_field_for_a_bad_edit(sdk: openai.AsyncOpenAI) -> None:
-    with pytest.raises(openai.UnprocessableEntityError) as refused:
+async def test_the_sdk_gets_a_400_naming_the_field_for_a_bad_edit(sdk: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
         await sdk.images.edit(
             model="openai/gpt-image-1",
             image=("in.png", b"not an image", "image/png"),

@@ -142,13 +142,15 @@ async def test_edit_upscale_and_video_take_the_input_image(replicate: Runtime) -
     )
     assert await _size(replicate, upscale.outputs[0].asset_id) == (256, 192)
 
+    # Kling takes start images of 300 pixels a side or more.
+    still = succeeded(await run(replicate, model="placeholder", prompt="a cat", size="400x300"))
     video = succeeded(
         await run(
             replicate,
             kind="video",
             model="replicate/kwaivgi/kling-v2.1",
             prompt="the cat turns its head",
-            input_assets=[image],
+            input_assets=[still.outputs[0].asset_id],
             params={"duration": 5},
         )
     )
@@ -315,3 +317,50 @@ async def test_a_forged_or_stale_webhook_is_refused(
         )
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthorized"
+
+
+def _secret_fetches(fake: FakeReplicate) -> int:
+    return sum(1 for endpoint, _ in fake.faults.log if endpoint == "secret")
+
+
+async def test_an_unsigned_webhook_is_refused_before_any_call_to_replicate(
+    hooked: tuple[Runtime, str], fake: FakeReplicate
+) -> None:
+    """Anyone can call the route: a call without signature headers must cost nothing,
+    least of all a request to Replicate with the operator's token."""
+    _, url = hooked
+    async with httpx.AsyncClient() as http:
+        for _ in range(3):
+            response = await http.post(f"{url}/v1/providers/replicate/webhook")
+            assert response.status_code == 401
+            assert "not signed" in response.json()["error"]["message"]
+    assert _secret_fetches(fake) == 0
+
+
+async def test_a_failed_secret_fetch_is_remembered_for_a_while(
+    hooked: tuple[Runtime, str], fake: FakeReplicate
+) -> None:
+    _, url = hooked
+    fake.faults.queue("500")
+    signed = {"webhook-id": "msg_1", "webhook-timestamp": "1", "webhook-signature": "v1,x"}
+    async with httpx.AsyncClient() as http:
+        answers = [
+            (await http.post(f"{url}/v1/providers/replicate/webhook", headers=signed)).status_code
+            for _ in range(3)
+        ]
+    assert answers == [503, 503, 503], "Replicate retries a webhook that got a 5xx"
+    assert _secret_fetches(fake) == 1, "one fetch, then the failure is remembered"
+
+
+async def test_a_server_without_a_public_url_takes_no_provider_webhooks(
+    replicate: Runtime, fake: FakeReplicate
+) -> None:
+    """Without IMAGEMILL_PUBLIC_URL no provider is given a URL to call: the route is 404."""
+    app = create_app(runtime=replicate)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://im") as http,
+    ):
+        response = await http.post("/v1/providers/replicate/webhook", content=b"{}")
+    assert response.status_code == 404
+    assert _secret_fetches(fake) == 0

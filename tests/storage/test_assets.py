@@ -283,24 +283,43 @@ async def test_an_output_with_neither_bytes_nor_url_is_a_provider_error(
         )
 
 
-async def test_an_output_over_the_pixel_limit_is_rejected(
+async def test_the_upload_pixel_limit_does_not_apply_to_what_a_model_made(
     make_writer: Callable[..., AssetWriter],
 ) -> None:
-    with pytest.raises(InvalidInput):
-        await make_writer(_unreachable, max_pixels=1000).store(
-            Output(data=_image(64, 64)),
-            _task(),
-            model_id="p/m",
-            fallback=False,
-            pricing=Pricing(per_image=0),
-        )
+    """The limit guards against untrusted uploads; a model's own (large) result is stored."""
+    stored = await make_writer(_unreachable, max_pixels=1000).store(
+        Output(data=_image(64, 64)),
+        _task(kind=TaskKind.UPSCALE),
+        model_id="p/m",
+        fallback=False,
+        pricing=Pricing(per_image=0),
+    )
+    assert (stored.width, stored.height) == (64, 64)
 
 
-async def test_not_an_image_is_rejected(make_writer: Callable[..., AssetWriter]) -> None:
+async def test_not_an_image_fails_for_good_in_plain_words(
+    make_writer: Callable[..., AssetWriter],
+) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=b"<html>login</html>")
 
-    with pytest.raises(InvalidInput):
+    with pytest.raises(ProviderError) as raised:
         await make_writer(handler).store(
             Output(url=URL), _task(), model_id="p/m", fallback=False, pricing=Pricing(per_image=0)
         )
+    assert raised.value.retryable is False
+    assert "not an image" in raised.value.message
+    assert " at 0x" not in raised.value.message and "<" not in raised.value.message
+
+
+@pytest.mark.parametrize("url", ["ftp://provider.example/x.png", "http:///x.png", "data:,x"])
+async def test_an_output_url_that_cannot_be_fetched_fails_for_good(
+    blobs: BlobStore, url: str
+) -> None:
+    async with httpx.AsyncClient() as http:  # refuses these before any connection
+        writer = AssetWriter(blobs, http, 10_000_000, 50_000_000)
+        with pytest.raises(ProviderError) as raised:
+            await writer.store(
+                Output(url=url), _task(), model_id="p/m", fallback=False, pricing=Pricing()
+            )
+    assert raised.value.retryable is False

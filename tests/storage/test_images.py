@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import struct
 import zlib
@@ -11,8 +12,12 @@ from PIL import Image
 
 from imagemill.errors import InvalidInput
 from imagemill.storage.images import (
+    EXIF_ORIENTATION,
     THUMBNAIL_SIDE,
+    DecodeSlots,
     fit_exact,
+    header_size,
+    ingest,
     png_params,
     probe,
     thumbnail,
@@ -61,24 +66,145 @@ def test_probe_recognises_mp4_without_decoding() -> None:
 
 @pytest.mark.parametrize("garbage", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\ntruncated"])
 def test_probe_rejects_garbage(garbage: bytes) -> None:
-    with pytest.raises(InvalidInput):
-        probe(garbage)
-
-
-def test_probe_enforces_max_pixels() -> None:
-    data = _encode(40, 25, "PNG")
-    assert probe(data, max_pixels=1000).width == 40
     with pytest.raises(InvalidInput) as raised:
-        probe(data, max_pixels=999)
+        probe(garbage)
+    assert "0x" not in raised.value.message
+
+
+def _cut_in_half(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def _noisy_png(width: int, height: int) -> bytes:
+    """A PNG that does not compress away, so half of it is half of its pixels."""
+    image = Image.frombytes("RGB", (width, height), bytes(range(256)) * (width * height * 3 // 256))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _jpeg_with_orientation(width: int, height: int, orientation: int) -> bytes:
+    """A JPEG stored ``width`` x ``height`` whose EXIF says to show it turned; its
+    top-left quarter is red, the rest blue."""
+    image = Image.new("RGB", (width, height), (0, 0, 255))
+    image.paste((255, 0, 0), (0, 0, width // 2, height // 2))
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=95, exif=exif)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (_cut_in_half(_noisy_png(256, 256)), "truncated or corrupt"),
+        (_cut_in_half(_encode(256, 256, "JPEG")), "truncated or corrupt"),
+        (b"\x89PNG\r\n\x1a\ntruncated", "truncated or corrupt"),
+        (b"not an image at all", "not an image imagemill can read"),
+        (_encode(32, 32, "BMP"), "not an image imagemill can read"),
+        (_encode(32, 32, "TIFF"), "not an image imagemill can read"),
+    ],
+)
+def test_an_upload_that_is_not_a_whole_image_is_refused_in_plain_words(
+    data: bytes, says: str
+) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        ingest(data, max_pixels=50_000_000, field="file")
+    assert raised.value.field == "file"
+    assert says in raised.value.message
+    assert "0x" not in raised.value.message and "<" not in raised.value.message
+
+
+def test_the_pixel_limit_is_imagemills_own_and_quoted_as_configured() -> None:
+    data = _encode(40, 25, "PNG")
+    assert ingest(data, max_pixels=1000).width == 40
+    with pytest.raises(InvalidInput) as raised:
+        ingest(data, max_pixels=999)
     assert "40x25" in raised.value.message
+    assert "999" in raised.value.message and "IMAGEMILL_MAX_IMAGE_PIXELS" in raised.value.message
+    assert "89478485" not in raised.value.message.replace(",", "")  # never Pillow's own limit
 
 
-def test_a_decompression_bomb_is_rejected_from_its_header() -> None:
+def test_a_decompression_bomb_is_refused_from_its_header() -> None:
     bomb = _png_header_only(30_000, 30_000)  # 900 megapixels, a few bytes on the wire
-    with pytest.raises(InvalidInput):
-        probe(bomb)
-    with pytest.raises(InvalidInput):
-        probe(_png_header_only(8000, 8000), max_pixels=50_000_000)
+    with pytest.raises(InvalidInput) as raised:
+        ingest(bomb, max_pixels=50_000_000)
+    assert "50,000,000" in raised.value.message
+
+
+def test_a_limit_above_pillows_own_is_honoured() -> None:
+    """Pillow refuses over 2 x 89 million pixels on its own; imagemill's limit decides."""
+    assert header_size(_png_header_only(15_000, 15_000), 300_000_000) == ("PNG", 15_000, 15_000)
+
+
+def test_probe_of_a_models_output_has_no_pixel_limit() -> None:
+    assert probe(_png_header_only(20_000, 20_000)).width == 20_000
+
+
+@pytest.mark.parametrize(
+    ("orientation", "upright_red_corner"),
+    [(1, (0, 0)), (3, (1, 1)), (6, (1, 0)), (8, (0, 1))],
+)
+def test_exif_orientation_is_applied_once_at_ingest(
+    orientation: int, upright_red_corner: tuple[int, int]
+) -> None:
+    """A JPEG stored 80x40 with Orientation 6 is shown 40x80 by every viewer: that is
+    what is stored, recorded and thumbnailed, with no orientation left to apply twice."""
+    checked = ingest(_jpeg_with_orientation(80, 40, orientation), max_pixels=50_000_000)
+
+    turned = orientation in (6, 8)
+    assert (checked.width, checked.height) == ((40, 80) if turned else (80, 40))
+    with Image.open(io.BytesIO(checked.data)) as image:
+        assert image.size == (checked.width, checked.height)
+        assert image.getexif().get(EXIF_ORIENTATION, 1) == 1
+        x, y = upright_red_corner  # the red quarter's centre, once upright
+        centre = ((2 * x + 1) * image.width // 4, (2 * y + 1) * image.height // 4)
+        red = image.convert("RGB").getpixel(centre)
+        assert red[0] > 200 and red[2] < 60, red
+    with Image.open(io.BytesIO(checked.thumbnail)) as thumb:
+        assert thumb.format == "WEBP"
+        assert (thumb.width > thumb.height) == (not turned)
+
+
+def test_an_upright_upload_is_stored_as_it_came() -> None:
+    data = _encode(64, 32, "PNG")
+    assert ingest(data, max_pixels=50_000_000).data is data
+
+
+def test_a_thumbnail_made_later_is_upright_too() -> None:
+    """Assets stored before ingest turned them (or outputs carrying an orientation)."""
+    thumb = thumbnail(_jpeg_with_orientation(80, 40, 6))
+    assert probe(thumb).width == 40 and probe(thumb).height == 80
+
+
+async def test_decode_slots_bound_the_pixels_decoded_at_once() -> None:
+    slots = DecodeSlots(budget_pixels=100)
+    order: list[str] = []
+
+    async def decode(name: str, pixels: int, hold: asyncio.Event) -> None:
+        async with slots.hold(pixels):
+            order.append(f"{name}+")
+            await hold.wait()
+            order.append(f"{name}-")
+
+    first, second, huge = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    tasks = [asyncio.create_task(decode("a", 60, first))]
+    await asyncio.sleep(0)
+    tasks.append(asyncio.create_task(decode("b", 60, second)))
+    tasks.append(asyncio.create_task(decode("huge", 10_000, huge)))
+    await asyncio.sleep(0.01)
+    assert order == ["a+"] and slots.in_use == 60  # b would pass the budget: it waits
+    first.set()
+    await asyncio.sleep(0.01)
+    assert order[:3] == ["a+", "a-", "b+"]
+    assert "huge+" not in order  # larger than the whole budget: it runs alone
+    second.set()
+    await asyncio.sleep(0.01)
+    assert order[-1] == "huge+" and slots.in_use == 100
+    huge.set()
+    await asyncio.gather(*tasks)
+    assert slots.in_use == 0
 
 
 @pytest.mark.parametrize(("size", "expected"), [((1024, 512), (384, 192)), ((200, 800), (96, 384))])

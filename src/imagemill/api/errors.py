@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from imagemill.boundary import BoundaryError
 from imagemill.errors import ImagemillError, RateLimited, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,14 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     first = exc.errors()[0]
     field = _field(tuple(first.get("loc", ())))
     message = str(first.get("msg", "invalid input")).removeprefix("Value error, ")
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, BoundaryError):  # inside a free-form value: name the exact spot
+        field = cause.field(*([field] if field else []))
+        message = cause.message
     if first.get("type") == "extra_forbidden":
         message = f"unknown field {field!r}"
+    elif message.startswith(("contains ", "is ", "names ")):  # the boundary's predicates
+        message = f"{field or 'the body'} {message}"
     return error_response(422, "invalid_input", message, field or None)
 
 

@@ -15,8 +15,10 @@ from imagemill.domain import (
     Job,
     JobOutput,
     JobStatus,
+    Params,
     Request,
     Size,
+    SizeText,
     TaskKind,
     check_event_types,
 )
@@ -165,8 +167,8 @@ class PresetIn(BaseModel):
         "{prompt}", max_length=32_000, description="'{prompt}' is replaced by the request's prompt."
     )
     negative_prompt: str | None = Field(None, max_length=32_000)
-    size: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
+    size: SizeText | None = None
+    params: Params = Field(default_factory=dict)
 
     @field_validator("size")
     @classmethod
@@ -180,7 +182,7 @@ class PresetPatch(PresetIn):
     )
     description: str | None = Field(None, max_length=2000)  # type: ignore[assignment]
     prompt_template: str | None = Field(None, max_length=32_000)  # type: ignore[assignment]
-    params: dict[str, Any] | None = None  # type: ignore[assignment]
+    params: Params | None = None  # type: ignore[assignment]
 
     @field_validator("name", "description", "prompt_template", "params")
     @classmethod
@@ -207,23 +209,6 @@ class PresetOut(BaseModel):
     def of(cls, preset: Preset) -> PresetOut:
         fields = {k: getattr(preset, k) for k in cls.model_fields if k != "object"}
         return cls(**fields)
-
-
-class OpenAIImageRequest(BaseModel):
-    """The body of OpenAI's ``POST /images/generations``; unknown fields are ignored."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    prompt: str = Field(min_length=1, max_length=32_000)
-    model: str = "placeholder"
-    n: int = Field(1, ge=1, le=10)
-    size: str | None = Field(None, description="'WxH' or 'auto'.")
-    response_format: Literal["url", "b64_json"] | None = None
-    quality: str | None = None
-    style: str | None = None
-    background: str | None = None
-    output_format: str | None = None
-    user: str | None = None
 
 
 class OpenAIImage(BaseModel):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
@@ -67,6 +68,16 @@ ApiKeyOption = Annotated[
 JobIdArgument = Annotated[
     str, typer.Argument(metavar="JOB_ID", help="The job's id (job_…).", show_default=False)
 ]
+LogLevelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--log-level",
+        metavar="LEVEL",
+        help="debug, info, warning, error or critical (default: IMAGEMILL_LOG_LEVEL, or "
+        "info). Secrets never appear, at any level.",
+        show_default=False,
+    ),
+]
 DataDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -83,7 +94,15 @@ DataDirOption = Annotated[
 def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
     """Settings from the environment, with the options the user gave on top."""
     given = {k: v for k, v in {"data_dir": data_dir, **overrides}.items() if v is not None}
-    return Settings(**given)
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else ""
+            where = Settings.env_name(name) if name in Settings.model_fields else "a setting"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            err_console.print(f"[bold red]error:[/] {where}: {escape(message)}", soft_wrap=True)
+        raise typer.Exit(2) from exc
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 from imagemill.cli.common import (
     DataDirOption,
+    LogLevelOption,
     _database,
     _settings,
     app,
@@ -46,13 +47,15 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    log_level: LogLevelOption = None,
 ) -> None:
     """Run the API, the workers and the web studio in one process."""
     import uvicorn
 
+    from imagemill import logs
     from imagemill.api.app import create_app
 
-    settings = _settings(data_dir, host=host, port=port, workers=workers)
+    settings = _settings(data_dir, host=host, port=port, workers=workers, log_level=log_level)
     if settings.keys_required and not asyncio.run(_active_keys(settings)):
         err_console.print(
             f"[bold red]error:[/] binding to {escape(settings.host)} requires API keys and "
@@ -65,7 +68,13 @@ def serve(
         f"imagemill {__version__}: studio at {url}/  API at {url}/v1  docs at {url}/docs",
         soft_wrap=True,
     )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=logs.config(settings),
+        log_level=settings.log_level,
+    )
 
 
 async def _active_keys(settings: Settings) -> int:
@@ -87,8 +96,12 @@ def worker(
         typer.Option(min=1, max=1024, help="Jobs at once (default 8).", show_default=False),
     ] = None,
     data_dir: DataDirOption = None,
+    log_level: LogLevelOption = None,
 ) -> None:
-    settings = _settings(data_dir, worker_concurrency=concurrency)
+    from imagemill import logs
+
+    settings = _settings(data_dir, worker_concurrency=concurrency, log_level=log_level)
+    logs.configure(settings)
     if settings.broker_url.startswith("memory://"):
         err_console.print(
             "[bold red]error:[/] a separate worker needs a shared broker: set "

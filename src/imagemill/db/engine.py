@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import queue
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,12 +38,27 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from imagemill.boundary import storable_json
+
 T = TypeVar("T")
 Work = Callable[[Connection], T]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_READERS = 4
 MAX_GROUP_COMMIT = 64  # write functions sharing one SQLite commit, at most
+
+
+# The escapes a stored JSON value needs to hold text that cannot be sent on: a lone
+# surrogate (a pair matches too, and is left as it is) or NUL.
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F]|0000)")
+
+
+def read_json(text: str) -> Any:
+    """A stored JSON column's value, with any string that could not be sent on made
+    storable: a row written before imagemill checked its input (or by hand) must not
+    break every page that lists it."""
+    value = json.loads(text)
+    return storable_json(value) if _SUSPECT_ESCAPE.search(text) else value
 
 
 class Database:
@@ -54,7 +71,11 @@ class Database:
             self._open_sqlite()
         else:
             self._async = create_async_engine(
-                self.url, pool_size=10, max_overflow=10, pool_pre_ping=True
+                self.url,
+                pool_size=10,
+                max_overflow=10,
+                pool_pre_ping=True,
+                json_deserializer=read_json,
             )
 
     def _open_sqlite(self) -> None:
@@ -67,7 +88,9 @@ class Database:
         # Transactions always end in COMMIT or ROLLBACK, so the pool's reset-on-return
         # would only add a statement.
         if in_memory:  # one connection, or every connection would see its own database
-            self._writer = create_engine(url, poolclass=StaticPool, connect_args=thread_safe)
+            self._writer = create_engine(
+                url, poolclass=StaticPool, connect_args=thread_safe, json_deserializer=read_json
+            )
             self._reader = self._writer
         else:
             self._writer = create_engine(
@@ -76,6 +99,7 @@ class Database:
                 max_overflow=0,
                 pool_reset_on_return=None,
                 connect_args=thread_safe,
+                json_deserializer=read_json,
             )
             self._reader = create_engine(
                 url,
@@ -83,6 +107,7 @@ class Database:
                 max_overflow=0,
                 pool_reset_on_return=None,
                 connect_args=thread_safe,
+                json_deserializer=read_json,
             )
         _tune_sqlite(self._writer, begin="BEGIN IMMEDIATE")
         if self._reader is not self._writer:

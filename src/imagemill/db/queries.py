@@ -76,6 +76,32 @@ class Queries:
 
         return await self.db.read(work)
 
+    async def find_fingerprinted(
+        self, owner_id: str, fingerprint: str, since: datetime
+    ) -> list[Job]:
+        """The latest job (with its group) of a request with this fingerprint, created at
+        or after ``since``: what a retry of that same request joins."""
+
+        def work(conn: Connection) -> list[Job]:
+            row = conn.execute(
+                select(jobs.c.id, jobs.c.group_id)
+                .where(
+                    jobs.c.owner_id == owner_id,
+                    jobs.c.request_fingerprint == fingerprint,
+                    jobs.c.created_at >= since,
+                )
+                .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+                .limit(1)
+            ).one_or_none()
+            if row is None:
+                return []
+            if row.group_id is None:
+                return jobs_by_id(conn, [row.id])
+            query = select(jobs.c.id).where(jobs.c.group_id == row.group_id).order_by(jobs.c.id)
+            return jobs_by_id(conn, list(conn.execute(query).scalars()))
+
+        return await self.db.read(work)
+
     async def cached_job(self, owner_id: str, cache_key: str) -> Job | None:
         """The succeeded job a request with this cache key may reuse, if any."""
         return await self.db.read(lambda conn: cached_job_of(conn, owner_id, cache_key))

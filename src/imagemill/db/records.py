@@ -19,6 +19,7 @@ class JobDraft:
     group_id: str | None = None
     cache_key: str | None = None
     idempotency_key: str | None = None
+    fingerprint: str | None = None  # of the request as submitted (``jobs.fingerprint``)
     reuse_cached: bool = False
     deadline_seconds: float | None = None
     webhook_url: str | None = None
@@ -50,7 +51,7 @@ class StoredOutput:
 
 @dataclass(frozen=True, slots=True)
 class StoredBlob:
-    """Bytes already in blob storage, with what probing them told."""
+    """Bytes already in blob storage (an upload), with what checking them told."""
 
     sha256: str
     storage_key: str
@@ -58,3 +59,4 @@ class StoredBlob:
     width: int | None
     height: int | None
     byte_size: int
+    thumbnail_key: str | None = None

@@ -187,9 +187,16 @@ class Repository(Queries):
                 "height": blob.height,
                 "byte_size": blob.byte_size,
                 "storage_key": blob.storage_key,
+                "thumbnail_key": blob.thumbnail_key,
                 "created_at": now,
             }
             [(_, asset_id)] = conn.execute(self._upsert_asset, [row]).all()
+            if blob.thumbnail_key:  # the same bytes uploaded before thumbnails were made here
+                conn.execute(
+                    update(assets)
+                    .where(assets.c.id == asset_id, assets.c.thumbnail_key.is_(None))
+                    .values(thumbnail_key=blob.thumbnail_key)
+                )
             found = conn.execute(select(assets).where(assets.c.id == asset_id)).one()
             return Asset(**found._mapping)
 
@@ -455,6 +462,7 @@ def _insert_job(
         "cached": source is not None,
         "cost_usd": 0.0,
         "idempotency_key": draft.idempotency_key,
+        "request_fingerprint": draft.fingerprint,
         "event_seq": len(new_events),
         "created_at": now,
         "started_at": now if source else None,

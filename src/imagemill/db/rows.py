@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
 from sqlalchemy import Connection, Row, select
 
 from imagemill.db.tables import assets, outputs
 from imagemill.domain import Job, JobError, JobOutput, JobStatus, Request, TaskKind
 from imagemill.errors import ImagemillError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from imagemill.db.records import StoredOutput
@@ -72,7 +76,7 @@ def job_from_row(row: Row[Any], job_outputs: list[JobOutput]) -> Job:
         status=JobStatus(row.status),
         kind=TaskKind(row.kind),
         model=row.model,
-        request=Request.model_validate(row.request),
+        request=_request(row),
         group_id=row.group_id,
         progress=row.progress,
         progress_message=row.progress_message,
@@ -91,7 +95,18 @@ def job_from_row(row: Row[Any], job_outputs: list[JobOutput]) -> Job:
         finished_at=row.finished_at,
         outputs=job_outputs,
         deadline_at=row.deadline_at,
+        request_fingerprint=row.request_fingerprint,
     )
+
+
+def _request(row: Row[Any]) -> Request:
+    """The job's request as stored. One the current rules would refuse (stored by an
+    older version) is shown as it is, never breaking the pages that list it."""
+    try:
+        return Request.model_validate(row.request)
+    except ValidationError:
+        log.warning("job %s: its stored request no longer validates; shown as stored", row.id)
+        return Request.model_construct(**row.request)
 
 
 def stored_job_output(index: int, asset_id: str, o: StoredOutput) -> JobOutput:

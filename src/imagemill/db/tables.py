@@ -109,6 +109,9 @@ jobs = Table(
     Column("cached", Boolean, nullable=False, default=False),
     Column("cost_usd", Float, nullable=False, default=0.0),
     Column("idempotency_key", String(300)),
+    # sha256 of the request as submitted: an Idempotency-Key reused with another body is
+    # refused, and a retried OpenAI-compatible call finds the job its first try made.
+    Column("request_fingerprint", String(64)),
     Column("event_seq", Integer, nullable=False, default=0),
     Column("created_at", UTCDateTime, nullable=False),
     Column("started_at", UTCDateTime),
@@ -118,6 +121,7 @@ jobs = Table(
     Index("ix_jobs_owner_id_id", "owner_id", "id"),
     Index("ix_jobs_status_run_after", "status", "run_after"),
     Index("ix_jobs_group_id", "group_id"),
+    Index("ix_jobs_owner_id_request_fingerprint", "owner_id", "request_fingerprint"),
 )
 
 assets = Table(
@@ -147,7 +151,7 @@ outputs = Table(
     Column("model", String(200), nullable=False),
     Column("fallback", Boolean, nullable=False, default=False),
     Column("cached", Boolean, nullable=False, default=False),
-    Column("seed", Integer),
+    Column("seed", BigInteger),  # up to 2**32 - 1: past a 32-bit integer
     Column("requested_width", Integer),
     Column("requested_height", Integer),
     Column("generated_width", Integer),  # what the model made, before fitting the request

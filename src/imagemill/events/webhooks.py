@@ -39,7 +39,7 @@ from imagemill.db.accounts import Accounts
 from imagemill.db.repository import Repository
 from imagemill.db.webhooks import CANCELED, DELIVERED, FAILED, PENDING, Attempt, Delivery, Webhooks
 from imagemill.domain import DEFAULT_WEBHOOK_EVENTS, Submission
-from imagemill.errors import ImagemillError, InvalidInput, NotFound
+from imagemill.errors import ImagemillError, InvalidInput, NotFound, describe
 from imagemill.events.bus import Event
 from imagemill.jobs.service import utcnow
 from imagemill.net import check_public_url, networks
@@ -176,14 +176,15 @@ class WebhookSender:
                 error = f"HTTP {status_code}"
         except InvalidInput as exc:
             error = f"refused: {exc.message}"
-            status_code = None
             return await self._finish(delivery, attempt_number, at, started, None, error, FAILED)
-        except (httpx.HTTPError, OSError) as exc:
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         except ImagemillError as exc:  # the job or owner is gone
             return await self._finish(
                 delivery, attempt_number, at, started, None, exc.message, CANCELED
             )
+        except Exception as exc:  # whatever it was, it was an attempt: counted, not looped on
+            if not isinstance(exc, httpx.HTTPError | OSError):
+                log.warning("delivery %s: unexpected %s", delivery.id, type(exc).__name__)
+            error = describe(exc)
         if status_code is not None and 200 <= status_code < 300:
             outcome = DELIVERED
         elif status_code == 410:

@@ -8,17 +8,19 @@ sweeper; a duplicate one loses the claim and is dropped.
 from __future__ import annotations
 
 import builtins
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from imagemill.db.accounts import Accounts, Preset
 from imagemill.db.queries import JobFilter
 from imagemill.db.records import JobDraft
 from imagemill.db.repository import Repository
-from imagemill.domain import CachePolicy, FallbackModel, Job, Request, Size, Submission
+from imagemill.domain import Asset, CachePolicy, FallbackModel, Job, Request, Size, Submission
 from imagemill.errors import Conflict, InvalidInput, NotFound
 from imagemill.events.bus import EventBus
 from imagemill.ids import new_id
@@ -56,7 +58,9 @@ class JobService:
         max_attempts: int,
         deadline_seconds: float,
         targets: WebhookTargeting | None = None,
+        max_pixels: int | None = None,
     ) -> None:
+        """``max_pixels``: the most pixels this server makes or takes in one image."""
         self.repo = repo
         self.accounts = accounts
         self.registry = registry
@@ -65,19 +69,34 @@ class JobService:
         self.max_attempts = max_attempts
         self.deadline_seconds = deadline_seconds  # unless a request gives its own
         self.targets = targets
+        self.max_pixels = max_pixels
 
     async def submit(
-        self, owner_id: str, submission: Submission, idempotency_key: str | None = None
+        self,
+        owner_id: str,
+        submission: Submission,
+        idempotency_key: str | None = None,
+        *,
+        fingerprint: str | None = None,
     ) -> list[Job]:
-        """Validate, consult the cache, record and enqueue. One job per model."""
+        """Validate, consult the cache, record and enqueue. One job per model.
+
+        With an ``idempotency_key``, a repeat of the same request returns the jobs the
+        first one made, and the key reused for another request is a 422 (as the IETF
+        Idempotency-Key draft has it). ``fingerprint`` (default: the submission's own)
+        is recorded with the jobs; callers that take requests in another shape (the
+        OpenAI-compatible endpoints) pass theirs.
+        """
+        fingerprint = fingerprint or request_fingerprint("jobs", submission)
         if idempotency_key:
             earlier = await self.repo.find_idempotent(owner_id, idempotency_key)
             if earlier:
-                return earlier
+                return _same_request(earlier, fingerprint)
         preset = await self._preset(owner_id, submission.preset) if submission.preset else None
         submission = validation.expand_preset(submission, preset)
-        requests = self._resolve(submission)
-        input_hashes = await self._input_hashes(owner_id, submission)
+        inputs = await self._inputs(owner_id, submission)
+        requests = self._resolve(submission, inputs)
+        input_hashes = [a.sha256 for a in (*inputs.images, inputs.mask) if a is not None]
         webhook_url, webhook_events = (
             await self.targets.for_submission(owner_id, submission)
             if self.targets
@@ -96,6 +115,7 @@ class JobService:
                     group_id=group_id,
                     cache_key=key,
                     idempotency_key=idempotency_key if not drafts else None,
+                    fingerprint=fingerprint,
                     reuse_cached=_may_reuse(request),
                     deadline_seconds=request.deadline_seconds or self.deadline_seconds,
                     webhook_url=webhook_url,
@@ -108,11 +128,19 @@ class JobService:
             jobs = await self.repo.find_idempotent(owner_id, idempotency_key or "")
             if not jobs:
                 raise
-            return jobs
+            return _same_request(jobs, fingerprint)
         for job in jobs:
             if not job.status.terminal:
                 await self._send(job.id)
         return jobs
+
+    async def find_retried(
+        self, owner_id: str, fingerprint: str, within_seconds: float
+    ) -> builtins.list[Job]:
+        """The jobs of the latest request with this fingerprint made in the last
+        ``within_seconds`` (none: ``[]``): what a client's retry of it should join."""
+        since = utcnow() - timedelta(seconds=within_seconds)
+        return await self.repo.find_fingerprinted(owner_id, fingerprint, since)
 
     async def _preset(self, owner_id: str, name: str) -> Preset:
         try:
@@ -122,7 +150,7 @@ class JobService:
                 f"no preset {name!r}; GET /v1/presets lists yours", field="preset"
             ) from exc
 
-    def _resolve(self, submission: Submission) -> list[Request]:
+    def _resolve(self, submission: Submission, inputs: validation.Inputs) -> list[Request]:
         if submission.models is not None:
             if len(set(submission.models)) != len(submission.models):
                 raise InvalidInput("each model may appear once", field="models")
@@ -131,12 +159,17 @@ class JobService:
             targets = [(submission.model or "", "model")]
         requests = []
         for model, field in targets:
-            request = validation.resolve(submission, self.registry.resolve(model, field)[1], field)
-            fallback = self._fallback(submission, request)
+            spec = self.registry.resolve(model, field)[1]
+            request = validation.resolve(
+                submission, spec, field, inputs=inputs, max_pixels=self.max_pixels
+            )
+            fallback = self._fallback(submission, request, inputs)
             requests.append(request.model_copy(update={"fallback": fallback}))
         return requests
 
-    def _fallback(self, submission: Submission, request: Request) -> list[FallbackModel]:
+    def _fallback(
+        self, submission: Submission, request: Request, inputs: validation.Inputs
+    ) -> list[FallbackModel]:
         """The request's fallback chain, each model checked against the request."""
         size = request.dimensions or Size(1024, 1024)
         chain: list[FallbackModel] = []
@@ -146,19 +179,28 @@ class JobService:
             spec = self.registry.resolve(target.model, field)[1]
             if spec.id == request.model or spec.id in (f.model for f in chain):
                 raise InvalidInput(f"{spec.id!r} is already in the chain", field=field)
-            chain.append(validation.resolve_fallback(submission, size, spec, target.params, field))
+            chain.append(
+                validation.resolve_fallback(
+                    submission, size, spec, target.params, field, inputs, self.max_pixels
+                )
+            )
         return chain
 
-    async def _input_hashes(self, owner_id: str, submission: Submission) -> list[str]:
-        hashes = []
-        for field, ids in (("input_assets", submission.input_assets), ("mask", [submission.mask])):
-            for index, asset_id in enumerate(i for i in ids if i):
-                try:
-                    hashes.append((await self.repo.get_asset(asset_id, owner_id)).sha256)
-                except NotFound as exc:
-                    where = f"{field}.{index}" if field == "input_assets" else field
-                    raise InvalidInput(f"no asset {asset_id!r}", field=where) from exc
-        return hashes
+    async def _inputs(self, owner_id: str, submission: Submission) -> validation.Inputs:
+        """The submission's input images and mask, each the caller's own."""
+
+        async def find(asset_id: str, field: str) -> Asset:
+            try:
+                return await self.repo.get_asset(asset_id, owner_id)
+            except NotFound as exc:
+                raise InvalidInput(f"no asset {asset_id!r}", field=field) from exc
+
+        images = [
+            await find(asset_id, f"input_assets.{index}")
+            for index, asset_id in enumerate(submission.input_assets)
+        ]
+        mask = await find(submission.mask, "mask") if submission.mask else None
+        return validation.Inputs(tuple(images), mask)
 
     async def _send(self, job_id: str) -> None:
         try:
@@ -208,6 +250,25 @@ class JobService:
                     if event["type"] == "done":
                         pending.discard(event["job_id"])
                 subscription.resync()
+
+
+def request_fingerprint(endpoint: str, submission: Submission) -> str:
+    """sha256 of a request as submitted (every field, defaults filled in), and where."""
+    canonical = {"endpoint": endpoint, "request": submission.model_dump(mode="json")}
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _same_request(jobs: builtins.list[Job], fingerprint: str) -> builtins.list[Job]:
+    """The jobs an Idempotency-Key made, if this is the request that made them."""
+    recorded = jobs[0].request_fingerprint
+    if recorded is not None and recorded != fingerprint:
+        raise InvalidInput(
+            "this Idempotency-Key was used for a different request; use a new key for a "
+            "new request",
+            field="Idempotency-Key",
+        )
+    return jobs
 
 
 def _may_reuse(request: Request) -> bool:

@@ -1,22 +1,37 @@
 """Turning a submission into runnable requests, rejecting bad input before any work.
 
 Everything a provider would refuse is caught here, at submit, with the field named:
-the model and kind, the size against the model's sizes, ``n``, and ``params``
-against the model's JSON Schema.
+the model and kind, the size against the model's sizes and the server's pixel limit,
+``n``, the prompt's length, the input images (how many, their format, bytes, pixels,
+sides and shape), the mask (only where a model takes one, and covering the image), what
+an upscale would make, and ``params`` against the model's JSON Schema.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
+from imagemill.boundary import PARAMS_LIMITS, BoundaryError
 from imagemill.db.accounts import Preset
-from imagemill.domain import FallbackModel, ModelSpec, Request, Size, Submission, TaskKind
+from imagemill.domain import (
+    MAX_PROMPT_CHARS,
+    Asset,
+    FallbackModel,
+    InputLimits,
+    ModelSpec,
+    Request,
+    Size,
+    Submission,
+    TaskKind,
+)
 from imagemill.errors import InvalidInput
 
 PROMPT_PLACEHOLDER = "{prompt}"
@@ -43,7 +58,27 @@ def expand_preset(submission: Submission, preset: Preset | None) -> Submission:
         update["model"] = preset.model
     if submission.size is None and submission.aspect_ratio is None and preset.size:
         update["size"] = preset.size
+    if len(update["prompt"]) > MAX_PROMPT_CHARS:
+        raise InvalidInput(
+            f"with preset {preset.name!r} the prompt is {len(update['prompt']):,} characters; "
+            f"the limit is {MAX_PROMPT_CHARS:,}",
+            field="prompt",
+        )
+    try:
+        PARAMS_LIMITS.check(update["params"])
+    except BoundaryError as exc:
+        raise InvalidInput(
+            f"params merged with preset {preset.name!r} {exc.message}", field=exc.field("params")
+        ) from exc
     return submission.model_copy(update=update)
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """The assets a submission names, found: its input images and its mask."""
+
+    images: tuple[Asset, ...] = ()
+    mask: Asset | None = None
 
 
 def resolve(
@@ -51,10 +86,17 @@ def resolve(
     spec: ModelSpec,
     field: str = "model",
     fallback: Sequence[FallbackModel] = (),
+    inputs: Inputs = Inputs(),
+    max_pixels: int | None = None,
 ) -> Request:
-    """The request for one model, checked against its spec (``fallback``: checked already)."""
+    """The request for one model, checked against its spec (``fallback``: checked already).
+
+    ``max_pixels``: the most pixels this server makes or takes in one image
+    (``IMAGEMILL_MAX_IMAGE_PIXELS``), so every output can be an input again.
+    """
     _check_model(submission, spec, field)
-    size = _size(submission, spec)
+    size = _size(submission, spec, max_pixels)
+    check_limits(submission, spec, inputs, field, max_pixels)
     check_params(submission.params, spec.params_schema)
     return Request(
         kind=submission.kind,
@@ -77,11 +119,18 @@ def resolve(
 
 
 def resolve_fallback(
-    submission: Submission, size: Size, spec: ModelSpec, params: dict[str, Any], field: str
+    submission: Submission,
+    size: Size,
+    spec: ModelSpec,
+    params: dict[str, Any],
+    field: str,
+    inputs: Inputs = Inputs(),
+    max_pixels: int | None = None,
 ) -> FallbackModel:
     """A fallback model, checked like the main one: it must be able to run this request."""
     _check_model(submission, spec, field)
     _check_bounds(size, spec, field)
+    check_limits(submission.model_copy(update={"params": params}), spec, inputs, field, max_pixels)
     try:
         check_params(params, spec.params_schema)
     except InvalidInput as exc:
@@ -115,7 +164,155 @@ def _check_model(submission: Submission, spec: ModelSpec, field: str) -> None:
         )
 
 
-def _size(submission: Submission, spec: ModelSpec) -> Size:
+def check_limits(
+    submission: Submission,
+    spec: ModelSpec,
+    inputs: Inputs,
+    field: str = "model",
+    max_pixels: int | None = None,
+) -> None:
+    """The prompt, input images, mask and upscale output within what ``spec`` takes (and
+    the server's pixel limit). Errors name the offending field, or ``field`` (the
+    fallback) when the main model took it but this one does not."""
+    main = not field.startswith("fallback")
+
+    def refuse(message: str, where: str) -> InvalidInput:
+        return InvalidInput(f"model {spec.id!r} {message}", where if main else field)
+
+    limits = spec.limits
+    for name in ("prompt", "negative_prompt"):
+        text = getattr(submission, name) or ""
+        if limits.max_prompt_chars is not None and len(text) > limits.max_prompt_chars:
+            raise refuse(
+                f"takes at most {limits.max_prompt_chars:,} characters of {name}; "
+                f"this one has {len(text):,}",
+                name,
+            )
+    prompt = submission.prompt
+    if limits.max_prompt_bytes is not None and len(prompt.encode()) > limits.max_prompt_bytes:
+        raise refuse(
+            f"takes a prompt of at most {limits.max_prompt_bytes:,} bytes (UTF-8); this one "
+            f"has {len(prompt.encode()):,}",
+            "prompt",
+        )
+    if limits.max_prompt_words is not None and len(prompt.split()) > limits.max_prompt_words:
+        raise refuse(
+            f"takes a prompt of at most {limits.max_prompt_words} tokens; this one has "
+            f"{len(prompt.split())} words, so more tokens than that",
+            "prompt",
+        )
+    if submission.kind not in NEEDS_INPUT:
+        if submission.input_assets:
+            raise refuse(
+                f"makes a {submission.kind} from the prompt alone; input images are for "
+                "edit, upscale and video",
+                "input_assets",
+            )
+    elif len(submission.input_assets) > limits.max_inputs:
+        raise refuse(
+            f"takes at most {limits.max_inputs} input image(s); "
+            f"{len(submission.input_assets)} were given",
+            "input_assets",
+        )
+    for index, asset in enumerate(inputs.images):
+        _check_input(asset, limits, functools.partial(refuse, where=f"input_assets.{index}"))
+    total = sum(asset.byte_size for asset in inputs.images)
+    if limits.max_total_input_bytes is not None and total > limits.max_total_input_bytes:
+        raise refuse(
+            f"takes at most {limits.max_total_input_bytes:,} bytes of input images in all; "
+            f"these are {total:,}",
+            "input_assets",
+        )
+    if submission.mask is not None:
+        if submission.kind is not TaskKind.EDIT or not limits.mask:
+            raise refuse("takes no mask", "mask")
+        if inputs.mask is not None and inputs.images:
+            _check_mask(inputs.mask, inputs.images[0], lambda message: refuse(message, "mask"))
+    if submission.kind is TaskKind.UPSCALE and inputs.images and max_pixels is not None:
+        _check_upscale(submission, spec, inputs.images[0], max_pixels, field if not main else None)
+
+
+def _check_input(asset: Asset, limits: InputLimits, refuse: Callable[[str], InvalidInput]) -> None:
+    if asset.content_type not in limits.input_types:
+        kinds = ", ".join(t.removeprefix("image/").upper() for t in limits.input_types)
+        raise refuse(f"takes {kinds} input images; this one is {asset.content_type}")
+    if limits.max_input_bytes is not None and asset.byte_size > limits.max_input_bytes:
+        raise refuse(
+            f"takes input images of at most {limits.max_input_bytes:,} bytes; this one has "
+            f"{asset.byte_size:,}"
+        )
+    width, height = asset.width or 0, asset.height or 0
+    if limits.max_input_pixels is not None and width * height > limits.max_input_pixels:
+        raise refuse(
+            f"takes input images of at most {limits.max_input_pixels:,} pixels; this one is "
+            f"{width}x{height} ({width * height:,})"
+        )
+    if limits.max_input_side is not None and max(width, height) > limits.max_input_side:
+        raise refuse(
+            f"takes input images up to {limits.max_input_side} pixels a side; this one is "
+            f"{width}x{height}"
+        )
+    if limits.min_input_side is not None and min(width, height) < limits.min_input_side:
+        raise refuse(
+            f"takes input images at least {limits.min_input_side} pixels a side; this one is "
+            f"{width}x{height}"
+        )
+    if limits.input_aspect is not None and height:
+        narrowest, widest = limits.input_aspect
+        if not narrowest <= width / height <= widest:
+            raise refuse(
+                f"takes input images from {_shape(narrowest)} to {_shape(widest)} in shape; "
+                f"this one is {width}x{height}"
+            )
+
+
+MASK_SHAPE_TOLERANCE = 0.01  # a mask of the image's shape at another size is resized to it
+
+
+def _check_mask(mask: Asset, image: Asset, refuse: Callable[[str], InvalidInput]) -> None:
+    """A mask must cover the (first) input image: its size, or its shape to be resized."""
+    if not (mask.width and mask.height and image.width and image.height):
+        return
+    if (mask.width, mask.height) == (image.width, image.height):
+        return
+    if abs(mask.width / mask.height / (image.width / image.height) - 1) > MASK_SHAPE_TOLERANCE:
+        raise refuse(
+            f"needs a mask of the image's size ({image.width}x{image.height}) or at least its "
+            f"shape; this mask is {mask.width}x{mask.height}"
+        )
+
+
+def upscale_factor(spec: ModelSpec, params: dict[str, Any]) -> float | None:
+    """How much ``spec`` enlarges an image with ``params``, if it upscales."""
+    limits = spec.limits
+    if limits.upscale_param is not None:
+        default = spec.params_schema.get("properties", {}).get(limits.upscale_param, {})
+        value = params.get(limits.upscale_param, default.get("default", limits.upscale_factor))
+        return float(value) if isinstance(value, int | float) else None
+    return float(limits.upscale_factor) if limits.upscale_factor else None
+
+
+def _check_upscale(
+    submission: Submission, spec: ModelSpec, image: Asset, max_pixels: int, field: str | None
+) -> None:
+    factor = upscale_factor(spec, submission.params)
+    if factor is None or not image.width or not image.height:
+        return
+    width, height = round(image.width * factor), round(image.height * factor)
+    if width * height > max_pixels:
+        raise InvalidInput(
+            f"upscaling the {image.width}x{image.height} image x{factor:g} makes "
+            f"{width}x{height} ({width * height:,} pixels); this server makes at most "
+            f"{max_pixels:,} pixels per image (IMAGEMILL_MAX_IMAGE_PIXELS)",
+            field=field or "input_assets.0",
+        )
+
+
+def _shape(ratio: float) -> str:
+    return f"1:{1 / ratio:g}" if ratio < 1 else f"{ratio:g}:1"
+
+
+def _size(submission: Submission, spec: ModelSpec, max_pixels: int | None = None) -> Size:
     field = "size"
     if submission.size is not None:
         size = Size.parse(submission.size)
@@ -123,6 +320,12 @@ def _size(submission: Submission, spec: ModelSpec) -> Size:
         size, field = Size.from_aspect_ratio(submission.aspect_ratio), "aspect_ratio"
     else:
         return Size.parse(spec.sizes.default)
+    if max_pixels is not None and size.width * size.height > max_pixels:
+        raise InvalidInput(
+            f"{size} is {size.width * size.height:,} pixels; this server makes at most "
+            f"{max_pixels:,} pixels per image (IMAGEMILL_MAX_IMAGE_PIXELS)",
+            field=field,
+        )
     return _check_bounds(size, spec, field)
 
 

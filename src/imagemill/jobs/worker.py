@@ -35,11 +35,13 @@ from imagemill.errors import (
     ProviderError,
     ProviderTimeout,
     RateLimited,
+    describe,
 )
 from imagemill.events.bus import Event
 from imagemill.jobs.service import utcnow
 from imagemill.providers.base import Provider, RunContext
 from imagemill.providers.registry import Registry
+from imagemill.storage import masks
 from imagemill.storage.assets import AssetWriter
 from imagemill.storage.blobs import BlobStore
 
@@ -184,7 +186,7 @@ class Worker:
             return await self._failed(job, exc)
         except Exception as exc:
             log.exception("job %s: unexpected error in %s", job.id, job.model)
-            return await self._failed(job, InternalError(f"{type(exc).__name__}: {exc}"))
+            return await self._failed(job, InternalError(f"unexpected error: {describe(exc)}"))
         if len(stored) != job.request.n:
             error = InternalError(f"asked for {job.request.n} outputs, got {len(stored)}")
             return await self._failed(job, error)
@@ -258,7 +260,7 @@ class Worker:
         request = job.request
         size = request.dimensions or Size(1024, 1024)
         inputs = tuple([await self._input(job, asset_id) for asset_id in request.input_assets])
-        mask = await self._input(job, request.mask) if request.mask else None
+        mask = await self._mask(job, request.mask, inputs[0]) if request.mask and inputs else None
         return Task(
             job_id=job.id,
             kind=request.kind,
@@ -278,6 +280,13 @@ class Worker:
         asset = await self.repo.get_asset(asset_id, job.owner_id)
         data = await self.blobs.get(asset.storage_key)
         return InputImage(asset.id, data, asset.content_type, asset.width or 0, asset.height or 0)
+
+    async def _mask(self, job: Job, asset_id: str, image: InputImage) -> InputImage:
+        """The mask in imagemill's one convention (white repaints) at the image's size,
+        whatever form it was uploaded in (``storage/masks.py``)."""
+        uploaded = await self._input(job, asset_id)
+        data = await asyncio.to_thread(masks.canonical, uploaded.data, image.width, image.height)
+        return InputImage(asset_id, data, "image/png", image.width, image.height)
 
     def _context(self, job: Job, model_id: str) -> RunContext:
         last_progress = 0.0

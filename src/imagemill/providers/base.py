@@ -32,10 +32,12 @@ from typing import Protocol, runtime_checkable
 
 import httpx
 
+from imagemill.boundary import storable_text
 from imagemill.config import Settings
 from imagemill.domain import ModelSpec, Output, Task
 
 ENTRY_POINT_GROUP = "imagemill.providers"
+MAX_PROGRESS_MESSAGE_CHARS = 500
 
 
 @runtime_checkable
@@ -87,6 +89,9 @@ class RunContext:
         self._provider_ref = ref
 
     async def progress(self, fraction: float, message: str | None = None) -> None:
+        """How far the provider is (0 to 1), with a short message of its own if it has one."""
+        if message is not None:
+            message = storable_text(message, MAX_PROGRESS_MESSAGE_CHARS)
         await self._on_progress(min(1.0, max(0.0, fraction)), message)
 
     async def preview(self, image: bytes) -> None:

@@ -23,7 +23,16 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from imagemill.config import Settings
-from imagemill.domain import ModelSpec, Output, Pricing, Size, SizeRange, Task, TaskKind
+from imagemill.domain import (
+    InputLimits,
+    ModelSpec,
+    Output,
+    Pricing,
+    Size,
+    SizeRange,
+    Task,
+    TaskKind,
+)
 from imagemill.errors import (
     AuthError,
     ContentRejected,
@@ -57,6 +66,14 @@ FLASH_IMAGE = ModelSpec(
     kinds=[TaskKind.IMAGE, TaskKind.EDIT],
     params_schema={"type": "object", "additionalProperties": False, "properties": {}},
     sizes=SizeRange(min_side=64, max_side=4096, default="1024x1024"),
+    # Google's model page: up to 3 input images (PNG, JPEG, WebP) of 7 MB each; a request
+    # carries at most 20 MB inline, base64 included (so 15 MB of images).
+    limits=InputLimits(
+        max_inputs=3,
+        input_types=["image/png", "image/jpeg", "image/webp"],
+        max_input_bytes=7 * 1024 * 1024,
+        max_total_input_bytes=15 * 1024 * 1024,
+    ),
     max_n=4,  # one image per call: n calls run side by side
     supports_seed=False,
     pricing=Pricing(per_image=0.039),
@@ -81,6 +98,7 @@ IMAGEN_3 = ModelSpec(
         },
     },
     sizes=SizeRange(min_side=64, max_side=4096, default="1024x1024"),
+    limits=InputLimits(max_prompt_words=480),  # "at most 480 tokens" (Imagen guide)
     max_n=4,
     supports_seed=False,
     pricing=Pricing(per_image=0.03),

@@ -20,7 +20,16 @@ from openai import AsyncOpenAI
 from openai.types import ImagesResponse
 
 from imagemill.config import Settings
-from imagemill.domain import ModelSpec, Output, Pricing, Size, SizeRange, Task, TaskKind
+from imagemill.domain import (
+    InputLimits,
+    ModelSpec,
+    Output,
+    Pricing,
+    Size,
+    SizeRange,
+    Task,
+    TaskKind,
+)
 from imagemill.errors import (
     AuthError,
     ContentRejected,
@@ -32,6 +41,7 @@ from imagemill.errors import (
 )
 from imagemill.providers.base import RunContext, redact, retry_after_seconds
 from imagemill.providers.sizes import nearest_size
+from imagemill.storage import masks
 
 GPT_IMAGE_SIZES = ["1024x1024", "1536x1024", "1024x1536"]
 DALL_E_3_SIZES = ["1024x1024", "1792x1024", "1024x1792"]
@@ -59,6 +69,15 @@ GPT_IMAGE_1 = ModelSpec(
         },
     },
     sizes=SizeRange(min_side=64, max_side=4096, fixed=GPT_IMAGE_SIZES, default="1024x1024"),
+    # OpenAI's images reference: prompts to 32,000 characters; up to 16 PNG, WebP or JPEG
+    # inputs under 50 MB each; a mask (for the first image).
+    limits=InputLimits(
+        max_prompt_chars=32_000,
+        max_inputs=16,
+        input_types=["image/png", "image/webp", "image/jpeg"],
+        max_input_bytes=50 * 1024 * 1024,
+        mask=True,
+    ),
     max_n=10,
     supports_seed=False,
     pricing=Pricing(
@@ -87,6 +106,7 @@ DALL_E_3 = ModelSpec(
         },
     },
     sizes=SizeRange(min_side=64, max_side=4096, fixed=DALL_E_3_SIZES, default="1024x1024"),
+    limits=InputLimits(max_prompt_chars=4000),  # OpenAI's images reference
     max_n=4,  # one image per call: n calls run side by side
     supports_seed=False,
     pricing=Pricing(
@@ -136,7 +156,7 @@ class OpenAIImages:
                         _file(i.data, i.content_type, f"input-{n}")
                         for n, i in enumerate(task.inputs)
                     ],
-                    mask=_file(task.mask.data, task.mask.content_type, "mask")
+                    mask=_file(masks.as_alpha(task.mask.data), "image/png", "mask")
                     if task.mask
                     else openai.omit,
                     prompt=task.prompt,

@@ -19,7 +19,7 @@ from functools import lru_cache
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from imagemill.config import Settings
-from imagemill.domain import ModelSpec, Output, Pricing, SizeRange, Task, TaskKind
+from imagemill.domain import ModelSpec, Output, Pricing, SizeRange, Task, TaskKind, seeds
 from imagemill.errors import ProviderError, ProviderUnavailable
 from imagemill.providers.base import RunContext
 
@@ -90,10 +90,10 @@ class PlaceholderProvider:
             if failure == "transient":
                 raise ProviderUnavailable("placeholder: simulated transient failure")
             raise ProviderError("placeholder: simulated permanent failure", retryable=False)
-        seeds = range(base_seed, base_seed + task.n)
+        image_seeds = seeds(base_seed, task.n)
 
         def render_all() -> list[bytes]:
-            return [render(task.prompt, MODEL_ID, s, task.width, task.height) for s in seeds]
+            return [render(task.prompt, MODEL_ID, s, task.width, task.height) for s in image_seeds]
 
         # A large image takes tens of milliseconds to draw: off the event loop with it.
         # A tiny one takes about one, less than a hand-off to a thread costs.
@@ -103,7 +103,7 @@ class PlaceholderProvider:
             images = await asyncio.to_thread(render_all)
         return [
             Output(data=data, content_type="image/png", seed=seed)
-            for seed, data in zip(seeds, images, strict=True)
+            for seed, data in zip(image_seeds, images, strict=True)
         ]
 
 

@@ -11,7 +11,16 @@ from __future__ import annotations
 from openai import AsyncOpenAI
 
 from imagemill.config import Settings
-from imagemill.domain import ModelSpec, Output, Pricing, Size, SizeRange, Task, TaskKind
+from imagemill.domain import (
+    InputLimits,
+    ModelSpec,
+    Output,
+    Pricing,
+    Size,
+    SizeRange,
+    Task,
+    TaskKind,
+)
 from imagemill.errors import AuthError
 from imagemill.providers.base import RunContext
 from imagemill.providers.openai_images import outputs_of, translated_errors
@@ -63,6 +72,7 @@ RECRAFT_V3 = ModelSpec(
         },
     },
     sizes=SizeRange(min_side=64, max_side=4096, fixed=SIZES, default="1024x1024"),
+    limits=InputLimits(max_prompt_bytes=1000),  # Recraft's reference: 1000 bytes
     max_n=6,
     supports_seed=False,
     pricing=Pricing(per_image=0.04, by_quality={"vector": {"*": 0.08}}),

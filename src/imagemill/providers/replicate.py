@@ -16,6 +16,7 @@ import asyncio
 import base64
 import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 TERMINAL = {"succeeded", "failed", "canceled"}
 POLL_FIRST, POLL_MAX = 0.25, 5.0  # seconds between polls: growing by half each time
 REMEMBERED_WEBHOOKS = 10_000  # finished predictions reported by webhook, kept for waiters
+SECRET_RETRY_SECONDS = 60.0  # after a failed fetch of the webhook secret
+SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,8 @@ class Replicate:
         self._versions: dict[str, _Version] = {}  # by model ref
         self._load_cache()
         self._arrivals = _Arrivals()
+        self._secret_lock = asyncio.Lock()
+        self._secret_retry_at = 0.0  # a failed fetch of the webhook secret: not before then
 
     # -- catalogue ----------------------------------------------------------------------
 
@@ -123,6 +128,7 @@ class Replicate:
             kinds=[entry.kind],
             params_schema=known.schema if known else _UNKNOWN_SCHEMA,
             sizes=SizeRange(min_side=64, max_side=4096, default="1024x1024"),
+            limits=entry.limits,
             max_n=entry.max_n,
             supports_seed=entry.kind is not TaskKind.VIDEO,
             pricing=Pricing(per_image=entry.price),
@@ -307,7 +313,15 @@ class Replicate:
     # -- webhooks -----------------------------------------------------------------------
 
     async def webhook(self, headers: Mapping[str, str], body: bytes) -> None:
-        """A prediction's webhook: verified (signature, timestamp), then handed to its waiter."""
+        """A prediction's webhook: verified (signature, timestamp), then handed to its waiter.
+
+        A call without the signature headers is refused before anything else: anyone can
+        call this route, and only a signed call may cost a request to Replicate (for the
+        signing secret, once).
+        """
+        missing = [name for name in SIGNATURE_HEADERS if not headers.get(name)]
+        if missing:
+            raise Unauthorized(f"the webhook is not signed (no {', '.join(missing)} header)")
         secret = await self._secret()
         try:
             payload = Webhook(secret).verify(body, dict(headers))
@@ -317,13 +331,29 @@ class Replicate:
             self._arrivals.add(payload)
 
     async def _secret(self) -> str:
-        if self._webhook_secret is None:
+        """The signing secret: configured, or fetched from Replicate once. A failed fetch
+        is remembered for ``SECRET_RETRY_SECONDS``: calls meanwhile fail at once instead
+        of each asking Replicate again."""
+        async with self._secret_lock:
+            if self._webhook_secret is not None:
+                return self._webhook_secret
             if self._client is None:
                 raise Unauthorized("this server takes no Replicate webhooks (no token)")
-            with translated_errors(self._token):
-                async with asyncio.timeout(self._timeout):
-                    self._webhook_secret = (await self._client.webhooks.default.async_secret()).key
-        return self._webhook_secret
+            if time.monotonic() < self._secret_retry_at:
+                raise ProviderUnavailable(
+                    "Replicate's webhook secret could not be fetched; trying again shortly"
+                )
+            try:
+                with translated_errors(self._token):
+                    async with asyncio.timeout(self._timeout):
+                        secret = (await self._client.webhooks.default.async_secret()).key
+            except ProviderError as exc:
+                self._secret_retry_at = time.monotonic() + SECRET_RETRY_SECONDS
+                raise ProviderUnavailable(
+                    f"Replicate's webhook secret could not be fetched: {exc.message}"
+                ) from exc
+            self._webhook_secret = secret
+            return secret
 
 
 _UNKNOWN_SCHEMA: dict[str, Any] = {

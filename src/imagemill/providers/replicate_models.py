@@ -13,10 +13,10 @@ imagemill fills in from the request itself (prompt, seed, size, images) left out
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from imagemill.domain import TaskKind
+from imagemill.domain import InputLimits, TaskKind
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Catalogued:
     image_field: str | None = None  # the input image, for edit/upscale/video
     official: bool = True  # official models run by name; others need a version id
     video: bool = False
+    limits: InputLimits = field(default_factory=InputLimits)  # what submit checks
 
     @property
     def id(self) -> str:
@@ -84,6 +85,7 @@ CATALOGUE = [
         0.04,
         ratios=("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "4:5", "5:4", "21:9", "9:21"),
         image_field="input_image",
+        limits=InputLimits(input_types=["image/jpeg", "image/png", "image/gif", "image/webp"]),
     ),
     Catalogued(
         "nightmareai/real-esrgan",
@@ -94,6 +96,9 @@ CATALOGUE = [
         image_field="image",
         official=False,
         max_n=1,
+        # Its predictor refuses inputs over 2,096,704 pixels ("the max size that fits in
+        # GPU memory"); `scale` (default 4) sets the output's size.
+        limits=InputLimits(max_input_pixels=2_096_704, upscale_param="scale"),
     ),
     Catalogued(
         "kwaivgi/kling-v2.1",
@@ -104,6 +109,15 @@ CATALOGUE = [
         image_field="start_image",
         max_n=1,
         video=True,
+        # Kling's image-to-video reference: JPEG or PNG up to 10 MB, sides of 300 px or
+        # more, shapes from 1:2.5 to 2.5:1; prompts to 2,500 characters.
+        limits=InputLimits(
+            max_prompt_chars=2500,
+            input_types=["image/jpeg", "image/png"],
+            max_input_bytes=10 * 1024 * 1024,
+            min_input_side=300,
+            input_aspect=(1 / 2.5, 2.5),
+        ),
     ),
 ]
 # Inputs imagemill fills in from the request, never taken from params.

@@ -1,4 +1,9 @@
-"""Turning a provider's output into a stored asset: fetch, fit, annotate, hash, put."""
+"""Turning bytes into stored assets: a provider's output (fetch, fit, annotate, hash,
+put), an upload (checked at the door, with its thumbnail), and thumbnails made later.
+
+Every decode here holds a share of ``DecodeSlots`` for its pixels, so however many
+uploads and thumbnail requests arrive together, the memory their pixels take is bounded.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,18 @@ from typing import Any
 
 import httpx
 
+from imagemill.boundary import storable_text
 from imagemill.db.records import StoredBlob, StoredOutput
-from imagemill.domain import Output, Pricing, Size, Task, TaskKind
-from imagemill.errors import InvalidInput, ProviderError, ProviderUnavailable
+from imagemill.domain import Asset, Output, Pricing, Size, Task, TaskKind
+from imagemill.errors import InvalidInput, NotFound, ProviderError, ProviderUnavailable, describe
 from imagemill.safety import SafetyCheck
 from imagemill.storage import images
 from imagemill.storage.blobs import BlobStore
 
 DOWNLOAD_ATTEMPTS = 3
 DOWNLOAD_BACKOFF_SECONDS = 0.5
+DECODE_BUDGET_PIXELS = 64_000_000  # about 250 MB of pixels being decoded at once, at most
+THUMBNAILED = ("image/png", "image/jpeg", "image/webp", "image/gif")
 
 
 class AssetWriter:
@@ -26,28 +34,41 @@ class AssetWriter:
         max_bytes: int,
         max_pixels: int,
         safety: SafetyCheck | None = None,
+        decode_budget_pixels: int = DECODE_BUDGET_PIXELS,
     ) -> None:
+        """``max_bytes`` bounds uploads and downloads; ``max_pixels`` bounds uploads only
+        (untrusted input), never what a model made."""
         self.blobs = blobs
         self.http = http
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
         self.safety = safety
+        self.decode_slots = images.DecodeSlots(decode_budget_pixels)
+        self._thumbnailing: dict[str, asyncio.Future[bytes]] = {}
 
     async def store(
         self, output: Output, task: Task, *, model_id: str, fallback: bool, pricing: Pricing
     ) -> StoredOutput:
         """Store one output for good; the job may only succeed once this has returned."""
         data = output.data if output.data is not None else await self.download(output.url or "")
-        info = images.probe(data, self.max_pixels)
+        try:
+            info = images.probe(data)
+        except images.UnreadableImage as exc:
+            raise ProviderError(f"the provider's output is not readable: {exc.message}") from exc
         generated = (info.width, info.height)  # recorded: the model's own size
         if (
             task.kind in (TaskKind.IMAGE, TaskKind.EDIT)
             and info.width is not None
             and ((info.width, info.height) != (task.width, task.height))
         ):
-            data = await asyncio.to_thread(images.fit_exact, data, task.width, task.height)
+            pixels = (info.width or 0) * (info.height or 0) + task.width * task.height
+            async with self.decode_slots.hold(pixels):
+                data = await asyncio.to_thread(images.fit_exact, data, task.width, task.height)
             info = images.probe(data)
-        verdict = await self.safety.judge(data, info.content_type) if self.safety else None
+        verdict = None
+        if self.safety:
+            async with self.decode_slots.hold((info.width or 0) * (info.height or 0)):
+                verdict = await self.safety.judge(data, info.content_type)
         if info.content_type == "image/png":
             data = images.with_png_params(data, _png_params(task, model_id, output.seed))
         sha256, key = await self.blobs.put_content(data)
@@ -64,7 +85,7 @@ class AssetWriter:
             requested_width=task.width,
             requested_height=task.height,
             cost_usd=_cost(output, pricing, generated, task),
-            revised_prompt=output.revised_prompt,
+            revised_prompt=storable_text(output.revised_prompt) if output.revised_prompt else None,
             generated_width=generated[0],
             generated_height=generated[1],
             nsfw_score=verdict.score if verdict else None,
@@ -72,19 +93,61 @@ class AssetWriter:
         )
 
     async def ingest(self, data: bytes, field: str = "file") -> StoredBlob:
-        """An uploaded image, checked (size, pixels, readable) and put in storage."""
+        """An uploaded image, checked at the door and put in storage with its thumbnail:
+        within the byte limit, a PNG, JPEG, WebP or GIF within the pixel limit (read from
+        the header before anything is decoded), whole (decoded in full), and upright (its
+        EXIF orientation applied). ``InvalidInput(field)`` otherwise."""
         if len(data) > self.max_bytes:
-            raise InvalidInput(f"the upload is larger than {self.max_bytes} bytes", field=field)
+            raise InvalidInput(
+                f"the upload is {len(data):,} bytes; this server takes at most "
+                f"{self.max_bytes:,} (IMAGEMILL_MAX_UPLOAD_BYTES)",
+                field=field,
+            )
         if not data:
             raise InvalidInput("the upload is empty", field=field)
+        _, width, height = images.header_size(data, self.max_pixels, field)
+        async with self.decode_slots.hold(width * height):
+            checked = await asyncio.to_thread(images.ingest, data, self.max_pixels, field)
+        sha256, key = await self.blobs.put_content(checked.data)
+        _, thumbnail_key = await self.blobs.put_content(checked.thumbnail, namespace="thumbnails")
+        return StoredBlob(
+            sha256,
+            key,
+            checked.content_type,
+            checked.width,
+            checked.height,
+            len(checked.data),
+            thumbnail_key=thumbnail_key,
+        )
+
+    async def thumbnail(self, asset: Asset) -> tuple[bytes, str | None]:
+        """The asset's thumbnail, and its storage key if it was made just now (to record).
+
+        Made at most once at a time per asset: requests arriving while it is being made
+        wait for that one instead of decoding the image again.
+        """
+        if asset.thumbnail_key:
+            return await self.blobs.get(asset.thumbnail_key), None
+        if asset.content_type not in THUMBNAILED:
+            raise NotFound(f"asset {asset.id!r} has no thumbnail")
+        making = self._thumbnailing.get(asset.id)
+        if making is not None:
+            return await asyncio.shield(making), None
+        making = asyncio.get_running_loop().create_future()
+        self._thumbnailing[asset.id] = making
         try:
-            info = images.probe(data, self.max_pixels)
-        except InvalidInput as exc:
-            raise InvalidInput(exc.message, field=field) from exc
-        if info.width is None:
-            raise InvalidInput("uploads must be images (PNG, JPEG, WebP or GIF)", field=field)
-        sha256, key = await self.blobs.put_content(data)
-        return StoredBlob(sha256, key, info.content_type, info.width, info.height, len(data))
+            source = await self.blobs.get(asset.storage_key)
+            async with self.decode_slots.hold((asset.width or 0) * (asset.height or 0)):
+                data = await asyncio.to_thread(images.thumbnail, source, blur=asset.flagged)
+            _, key = await self.blobs.put_content(data, namespace="thumbnails")
+            making.set_result(data)
+            return data, key
+        except BaseException as exc:
+            making.set_exception(exc)
+            making.exception()  # retrieved here: waiters (if any) get it too
+            raise
+        finally:
+            del self._thumbnailing[asset.id]
 
     async def download(self, url: str) -> bytes:
         """Fetch a provider's output URL, retrying transient failures."""
@@ -95,9 +158,15 @@ class AssetWriter:
                 response = await self.http.get(url)
                 if response.status_code < 500 and response.status_code != 429:
                     break
-            except httpx.TransportError as exc:
+            except (httpx.UnsupportedProtocol, httpx.InvalidURL, ValueError) as exc:
+                raise ProviderError(  # a URL that can never be fetched: no retry helps
+                    f"the provider's output URL cannot be fetched: {describe(exc)}"
+                ) from exc
+            except httpx.HTTPError as exc:
                 if attempt == DOWNLOAD_ATTEMPTS:
-                    raise ProviderUnavailable(f"could not download the output: {exc}") from exc
+                    raise ProviderUnavailable(
+                        f"could not download the output: {describe(exc)}"
+                    ) from exc
             if attempt < DOWNLOAD_ATTEMPTS:
                 await asyncio.sleep(DOWNLOAD_BACKOFF_SECONDS * 2 ** (attempt - 1))
         if response.status_code >= 400:

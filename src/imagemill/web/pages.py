@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, field_validator
 
 from imagemill.api.deps import SESSION_COOKIE, LinksDep, OptionalOwner, RuntimeDep
+from imagemill.api.routing import CheckedRoute
 from imagemill.api.schemas import JobOut
 from imagemill.auth import hash_key
 from imagemill.db.accounts import Owner
@@ -26,7 +27,7 @@ from imagemill.db.queries import JobFilter
 from imagemill.domain import JobStatus, TaskKind
 from imagemill.errors import NotFound
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=CheckedRoute)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 GALLERY_PAGE = 24
 RECENT_JOBS = 6

@@ -676,3 +676,59 @@ async def test_history_filters_by_creation_time(client: httpx.AsyncClient) -> No
     bad = await client.get("/v1/jobs", params={"created_after": "yesterday"})
     assert bad.status_code == 422
     assert bad.json()["error"]["field"] == "created_after"
+
+
+# -- what imagemill records can be submitted again -----------------------------------------
+
+
+async def test_seeds_past_the_top_wrap_and_each_can_be_submitted_again(
+    client: httpx.AsyncClient,
+) -> None:
+    """``seed: 4294967295, n: 2`` once recorded 4294967296 for the second image: a seed no
+    request may carry. Seeds wrap to 0, and each output's seed makes that image again."""
+    body = {"model": "placeholder", "prompt": "top seed", "size": "32x32", "seed": 2**32 - 1}
+    job = await submit(client, {**body, "n": 2}, **WAIT)
+    assert [o["seed"] for o in job["outputs"]] == [2**32 - 1, 0]
+
+    for output in job["outputs"]:
+        again = await submit(client, {**body, "seed": output["seed"], "cache": "bypass"}, **WAIT)
+        assert again["status"] == "succeeded"
+        assert again["outputs"][0]["sha256"] == output["sha256"]
+
+
+async def test_a_recorded_request_can_be_submitted_as_it_is(client: httpx.AsyncClient) -> None:
+    first = await submit(
+        client,
+        {
+            "model": "placeholder",
+            "prompt": "as recorded",
+            "aspect_ratio": "16:9",
+            "seed": 5,
+            "metadata": {"page": 3, "tags": ["a", "b"]},
+        },
+        **WAIT,
+    )
+    again = await submit(client, {**first["request"], "cache": "bypass"}, **WAIT)
+    assert again["status"] == "succeeded"
+    assert again["request"] == {**first["request"], "cache": "bypass"}
+    assert again["outputs"][0]["sha256"] == first["outputs"][0]["sha256"]
+
+
+async def test_an_idempotency_key_reused_for_another_request_is_422(
+    client: httpx.AsyncClient,
+) -> None:
+    """The IETF Idempotency-Key draft: the same key with another body is an error, and
+    the same body gets the first job back."""
+    cat = {"model": "placeholder", "prompt": "a cat", "size": "64x64"}
+    dog = {"model": "placeholder", "prompt": "a dog", "size": "128x128"}
+    first = await submit(client, cat, **{"Idempotency-Key": "pet-1"})
+
+    refused = await client.post("/v1/jobs", json=dog, headers={"Idempotency-Key": "pet-1"})
+    assert refused.status_code == 422
+    assert refused.json()["error"]["field"] == "Idempotency-Key"
+
+    # The same request, written differently (defaults spelled out), is the same request.
+    same = await submit(client, {**cat, "n": 1, "cache": "auto"}, **{"Idempotency-Key": "pet-1"})
+    assert same["id"] == first["id"]
+    listed = (await client.get("/v1/jobs")).json()["data"]
+    assert [j["id"] for j in listed] == [first["id"]]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from collections.abc import AsyncIterator, Callable
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -11,8 +14,12 @@ import openai
 import pytest
 from fastapi import FastAPI
 from PIL import Image
+from pydantic import SecretStr
 
+from fakes.openai_images import FakeOpenAI
+from fakes.server import serve
 from imagemill.api.app import create_app
+from imagemill.config import Settings
 from imagemill.runtime import Runtime
 
 BASE_URL = "http://imagemill.test"
@@ -94,20 +101,23 @@ async def test_b64_response_is_not_gzipped(owners: Any) -> None:
     assert len(response.json()["data"]) == 2
 
 
-async def test_invalid_size_is_unprocessable(alice_sdk: openai.AsyncOpenAI) -> None:
-    with pytest.raises(openai.UnprocessableEntityError) as caught:
+async def test_an_invalid_size_is_a_bad_request_in_openais_shape(
+    alice_sdk: openai.AsyncOpenAI,
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
         await alice_sdk.images.generate(model="placeholder", prompt="x", size="big")  # type: ignore[arg-type]
 
-    assert caught.value.status_code == 422
-    assert caught.value.body is not None
-    assert "size" in str(caught.value.body)
+    assert caught.value.status_code == 400
+    assert caught.value.param == "size"
+    assert caught.value.type == "invalid_request_error"
+    assert caught.value.response.headers["x-should-retry"] == "false"
 
 
-async def test_unknown_model_is_unprocessable(alice_sdk: openai.AsyncOpenAI) -> None:
-    with pytest.raises(openai.UnprocessableEntityError) as caught:
+async def test_an_unknown_model_is_a_bad_request(alice_sdk: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
         await alice_sdk.images.generate(model="dall-e-9", prompt="x")
 
-    assert caught.value.status_code == 422
+    assert caught.value.param == "model"
 
 
 async def test_auto_size_uses_the_models_default(
@@ -151,3 +161,186 @@ async def test_any_api_key_works_on_a_keyless_server(app: FastAPI, decode: Decod
             )
 
     assert decode(base64.b64decode(result.data[0].b64_json or "")).size == (64, 64)
+
+
+# -- every error in OpenAI's shape, and never a second generation for a retry -----------
+
+
+@pytest.fixture(scope="module")
+def openai_fake() -> Iterator[tuple[FakeOpenAI, str]]:
+    fake = FakeOpenAI(api_key="sk-compat")
+    with serve(fake.app) as url:
+        yield fake, f"{url}/v1"
+
+
+OpenAIBacked = Callable[..., contextlib.AbstractAsyncContextManager[FastAPI]]
+
+
+@pytest.fixture
+def openai_backed(settings: Settings, openai_fake: tuple[FakeOpenAI, str]) -> OpenAIBacked:
+    """``async with openai_backed(**settings) as app``: a keyless server whose OpenAI
+    models go to the fake (its record of calls cleared)."""
+    fake, url = openai_fake
+
+    @contextlib.asynccontextmanager
+    async def make(**overrides: Any) -> AsyncIterator[FastAPI]:
+        fake.calls.clear()
+        configured = settings.model_copy(
+            update={
+                "data_dir": settings.data_dir.with_name("openai-backed"),
+                "openai_api_key": SecretStr("sk-compat"),
+                "openai_base_url": url,
+                **overrides,
+            }
+        )
+        async with Runtime(configured) as runtime:
+            app = create_app(runtime=runtime)
+            async with app.router.lifespan_context(app):
+                yield app
+
+    return make
+
+
+def default_sdk(app: FastAPI) -> openai.AsyncOpenAI:
+    """The SDK as people use it: its own retries on (2 of them, with backoff)."""
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
+    return openai.AsyncOpenAI(base_url=f"{BASE_URL}/v1", api_key="x", http_client=http)
+
+
+async def _jobs(app: FastAPI) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as h:
+        data: list[dict[str, Any]] = (await h.get("/v1/jobs")).json()["data"]
+    return data
+
+
+async def test_a_refusal_is_one_provider_call_and_a_bad_request_error(
+    openai_backed: OpenAIBacked, openai_fake: tuple[FakeOpenAI, str]
+) -> None:
+    fake, _ = openai_fake
+    async with openai_backed() as app, default_sdk(app) as client:
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.images.generate(model="openai/gpt-image-1", prompt="a forbidden thing")
+
+        assert caught.value.code == "content_policy_violation"
+        assert caught.value.response.headers["x-should-retry"] == "false"
+        assert [c.endpoint for c in fake.calls] == ["generations"], "one paid call, not three"
+        assert len(await _jobs(app)) == 1
+
+
+async def test_a_job_that_failed_is_not_retried_by_the_sdk(
+    openai_backed: OpenAIBacked, openai_fake: tuple[FakeOpenAI, str]
+) -> None:
+    """The job ran its own retries (3 attempts) and failed: a retry of the call would only
+    find that job again, so the answer says not to."""
+    fake, _ = openai_fake
+    fake.faults.queue("500", "500", "500")
+    async with openai_backed() as app, default_sdk(app) as client:
+        with pytest.raises(openai.InternalServerError) as caught:
+            await client.images.generate(model="openai/gpt-image-1", prompt="a lighthouse")
+
+        assert caught.value.response.headers["x-should-retry"] == "false"
+        assert len(fake.calls) == 3, "the job's own three attempts, no more"
+        assert len(await _jobs(app)) == 1
+
+
+async def test_over_the_models_prompt_limit_is_a_bad_request_and_no_call(
+    openai_backed: OpenAIBacked, openai_fake: tuple[FakeOpenAI, str]
+) -> None:
+    fake, _ = openai_fake
+    async with openai_backed() as app, default_sdk(app) as client:
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.images.generate(model="openai/dall-e-3", prompt="x" * 4800)
+
+    assert caught.value.param == "prompt"
+    assert "4,000" in caught.value.message
+    assert fake.calls == []
+
+
+async def test_a_retry_after_the_wait_runs_out_joins_the_first_tries_job(
+    openai_backed: OpenAIBacked, openai_fake: tuple[FakeOpenAI, str]
+) -> None:
+    """The first try outlasts the wait (the provider rate-limits it for 2 s): 504, which
+    the SDK retries, and the retry waits for that same job instead of starting another."""
+    fake, _ = openai_fake
+    fake.faults.retry_after = 2.0
+    fake.faults.queue("429")
+    try:
+        async with openai_backed(openai_wait_seconds=1.0) as app, default_sdk(app) as client:
+            result = await client.images.generate(
+                model="openai/gpt-image-1", prompt="slow to come", response_format="b64_json"
+            )
+
+            assert len(result.data) == 1
+            assert len(await _jobs(app)) == 1
+            assert len(fake.calls) == 2, "the 429 and the success, both of the one job"
+    finally:
+        fake.faults.retry_after = 1.0
+
+
+async def test_an_idempotency_key_is_honoured(openai_backed: OpenAIBacked) -> None:
+    async with openai_backed() as app, default_sdk(app) as client:
+        first, again = [
+            await client.images.generate(
+                model="placeholder",
+                prompt="keyed",
+                size="64x64",
+                response_format="b64_json",
+                extra_headers={"Idempotency-Key": "k-1"},
+            )
+            for _ in range(2)
+        ]
+        assert first.data[0].b64_json == again.data[0].b64_json
+        assert len(await _jobs(app)) == 1
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.images.generate(
+                model="placeholder", prompt="another", extra_headers={"Idempotency-Key": "k-1"}
+            )
+        assert caught.value.param == "Idempotency-Key"
+
+
+async def test_the_wait_follows_what_the_client_says_it_waits(
+    openai_backed: OpenAIBacked,
+) -> None:
+    """A client that waits 3 s (x-stainless-read-timeout) gets its answer before then."""
+    async with (
+        openai_backed() as app,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as http,
+    ):
+        body = {"model": "openai/gpt-image-1", "prompt": "x"}
+        started = asyncio.get_running_loop().time()
+        async with asyncio.timeout(20):
+            response = await http.post(
+                "/v1/images/generations", json=body, headers={"x-stainless-read-timeout": "3"}
+            )
+        assert response.status_code == 200
+        assert asyncio.get_running_loop().time() - started < 3
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"prompt": "x", "n": True}, "n"),
+        ({"prompt": "x", "size": "\uff16\uff14x64"}, "size"),
+        ({"prompt": "x", "colour": "red"}, "colour"),
+        ({"prompt": "x", "stream": True}, "stream"),
+        ({"prompt": "cut \ud83d"}, "prompt"),
+    ],
+)
+async def test_bad_generation_bodies_are_400s_naming_the_param(
+    owners: Any, body: dict[str, Any], param: str
+) -> None:
+    raw = json.dumps({"model": "placeholder", **body}).encode()
+    response = await owners.alice.post(
+        "/v1/images/generations", content=raw, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text[:300]
+    assert response.headers["x-should-retry"] == "false"
+    error = response.json()["error"]
+    assert error["param"] == param and error["type"] == "invalid_request_error"
+
+
+async def test_without_a_key_it_is_a_401_in_openais_shape(owners: Any) -> None:
+    response = await owners.anonymous.post("/v1/images/generations", json={"prompt": "x"})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+    assert response.headers["x-should-retry"] == "false"

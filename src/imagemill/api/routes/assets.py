@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Header, Query, Response, UploadFile
 from fastapi.responses import StreamingResponse
+from starlette.datastructures import UploadFile as StarletteUpload
 
 from imagemill.api.deps import CurrentOwner, Links, LinksDep, OptionalOwner, RuntimeDep
+from imagemill.api.routing import CheckedRoute
 from imagemill.api.schemas import AssetOut, ErrorOut
 from imagemill.auth import check_asset_token
 from imagemill.domain import Asset
 from imagemill.errors import InvalidInput, NotFound, Unauthorized
 from imagemill.jobs.service import utcnow
 from imagemill.runtime import Runtime
-from imagemill.storage.images import thumbnail
 
-router = APIRouter(prefix="/v1/assets", tags=["assets"])
+router = APIRouter(prefix="/v1/assets", tags=["assets"], route_class=CheckedRoute)
 IMMUTABLE = "private, max-age=31536000, immutable"
 # Outputs are untrusted bytes (an SVG may carry script): never run or sniff them here.
 INERT = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
     "X-Content-Type-Options": "nosniff",
 }
-THUMBNAILED = ("image/png", "image/jpeg", "image/webp", "image/gif")
 ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
 TokenQuery = Annotated[
     str | None, Query(description="Signed link token (from OpenAI-style `url`s).")
@@ -62,15 +61,17 @@ async def upload_asset(
     links: LinksDep,
 ) -> AssetOut:
     """Upload an input image (for edits, upscales, videos); the same bytes twice are one asset."""
-    blob = await runtime.assets.ingest(await _read(file, runtime.settings.max_upload_bytes))
+    blob = await runtime.assets.ingest(await read_upload(file, runtime.settings.max_upload_bytes))
     return asset_out(await runtime.repo.add_asset(owner.id, blob, utcnow()), links)
 
 
-async def _read(file: UploadFile, limit: int) -> bytes:
+async def read_upload(file: StarletteUpload, limit: int, field: str = "file") -> bytes:
     """The upload's bytes, refusing (422) more than ``limit`` without reading them all."""
     data = await file.read(limit + 1)
     if len(data) > limit:
-        raise InvalidInput(f"the upload is larger than {limit} bytes", field="file")
+        raise InvalidInput(
+            f"the upload is larger than {limit:,} bytes (IMAGEMILL_MAX_UPLOAD_BYTES)", field=field
+        )
     return data
 
 
@@ -117,19 +118,13 @@ async def get_thumbnail(
     token: TokenQuery = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """A small WebP of the asset, made on first request and stored; blurred beyond
-    recognition when the safety check flagged the asset."""
+    """A small WebP of the asset (an upload's is made at upload, an output's on first
+    request, once); blurred beyond recognition when the safety check flagged the asset."""
     asset = await _asset(runtime, asset_id, owner.id if owner else None, token)
     headers, not_modified = _conditional(f'"{asset.sha256}-thumb"', if_none_match)
     if not_modified:
         return not_modified
-    if asset.thumbnail_key:
-        data = await runtime.blobs.get(asset.thumbnail_key)
-    else:
-        if asset.content_type not in THUMBNAILED:
-            raise NotFound(f"asset {asset_id!r} has no thumbnail")
-        source = await runtime.blobs.get(asset.storage_key)
-        data = await asyncio.to_thread(thumbnail, source, blur=asset.flagged)
-        _, key = await runtime.blobs.put_content(data, namespace="thumbnails")
-        await runtime.repo.set_thumbnail(asset.id, key)
+    data, made = await runtime.assets.thumbnail(asset)
+    if made:
+        await runtime.repo.set_thumbnail(asset.id, made)
     return Response(data, media_type="image/webp", headers=headers)

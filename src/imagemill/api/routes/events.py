@@ -19,13 +19,14 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.sse import EventSourceResponse
 
 from imagemill.api.deps import CurrentOwner, RuntimeDep
+from imagemill.api.routing import CheckedRoute
 from imagemill.api.schemas import ErrorOut
 from imagemill.domain import Job
 from imagemill.errors import InvalidInput
 from imagemill.events.bus import Event
 from imagemill.events.stream import job_events, owner_events
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=CheckedRoute)
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut},
     404: {"model": ErrorOut},

@@ -7,8 +7,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from imagemill.api.deps import RuntimeDep
+from imagemill.api.routing import CheckedRoute
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=CheckedRoute)
 
 
 @router.get("/healthz")

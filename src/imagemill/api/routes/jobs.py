@@ -9,11 +9,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response, status
 
 from imagemill.api.deps import CurrentOwner, LinksDep, RuntimeDep
+from imagemill.api.routing import CheckedRoute
 from imagemill.api.schemas import ErrorOut, GroupOut, JobOut, JobPage
 from imagemill.db.queries import JobFilter
 from imagemill.domain import JobStatus, Submission, TaskKind
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=CheckedRoute)
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)")
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut},

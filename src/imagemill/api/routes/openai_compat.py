@@ -2,103 +2,189 @@
 official openai SDK works unchanged.
 
 The request runs as an ordinary job (stored, cached, counted), and the call waits for
-it. ``url`` answers are signed links to imagemill's own permanent copy, not a
-provider URL that expires in an hour.
+it, as long as the SDK itself waits (its ``x-stainless-read-timeout``, 10 minutes by
+default; at most ``IMAGEMILL_OPENAI_WAIT_SECONDS``). ``url`` answers are signed links to
+imagemill's own permanent copy, not a provider URL that expires in an hour.
+
+Errors come in OpenAI's shape and statuses (``api/openai_errors.py``). A call the SDK
+retries never starts a second generation: with an ``Idempotency-Key`` it is that key's
+job, and a retry (``x-stainless-retry-count`` > 0) joins the job its first try made.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 import time
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
-from starlette.datastructures import UploadFile
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from starlette.datastructures import FormData, UploadFile
 
+from imagemill import boundary
+from imagemill.api import openai_errors
 from imagemill.api.deps import CurrentOwner, Links, LinksDep, RuntimeDep
-from imagemill.api.schemas import ErrorOut, OpenAIImage, OpenAIImageRequest, OpenAIImagesResponse
+from imagemill.api.routes.assets import read_upload
+from imagemill.api.routing import CheckedRoute
+from imagemill.api.schemas import OpenAIImage, OpenAIImagesResponse
 from imagemill.db.accounts import Owner
-from imagemill.domain import JobStatus, Submission, TaskKind
-from imagemill.errors import ImagemillError, InvalidInput, ProviderTimeout
-from imagemill.jobs.service import utcnow
+from imagemill.domain import MAX_PROMPT_CHARS, Job, JobStatus, Submission, TaskKind
+from imagemill.errors import InvalidInput
+from imagemill.jobs.service import request_fingerprint, utcnow
 from imagemill.runtime import Runtime
 
-router = APIRouter(prefix="/v1/images", tags=["openai-compatible"])
-OPENAI_OPTIONS = ("quality", "style", "background", "output_format")
+OPENAI_OPTIONS = (
+    "quality",
+    "style",
+    "background",
+    "output_format",
+    "output_compression",
+    "moderation",
+    "input_fidelity",
+)
+RETRY_WINDOW_SECONDS = 3600.0  # how far back a retried call looks for its first try's job
+ANSWER_MARGIN_SECONDS = 2.0  # answer this long before the client would give up waiting
+MAX_EDIT_IMAGES = 16
+FORM_TEXT_BYTES = 256 * 1024  # a text field of the edits form (a prompt is the longest)
+_IMAGE_FIELD = re.compile(r"^image(\[\d*\])?$")
 
 
-class _JobFailed(ImagemillError):
-    def __init__(self, code: str, message: str, status_code: int) -> None:
-        super().__init__(message)
-        self.code = code  # type: ignore[misc]
-        self.status_code = status_code  # type: ignore[misc]
+class OpenAIRoute(CheckedRoute):
+    """Answers every error in OpenAI's shape and status (``openai_errors``)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def openai_shaped(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as exc:
+                return openai_errors.for_exception(exc)
+
+        return openai_shaped
+
+
+router = APIRouter(prefix="/v1/images", tags=["openai-compatible"], route_class=OpenAIRoute)
+
+
+class OpenAIImageRequest(BaseModel):
+    """The body of OpenAI's ``POST /images/generations``. Options the chosen model does
+    not take (``style`` for gpt-image-1, say) are left out, as for a model that has none;
+    a field OpenAI does not define is a 400."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    model: str = Field("placeholder", max_length=200)
+    n: StrictInt = Field(1, ge=1, le=10)
+    size: str | None = Field(None, description="'WxH' or 'auto'.")
+    response_format: Literal["url", "b64_json"] | None = None
+    quality: str | None = None
+    style: str | None = None
+    background: str | None = None
+    output_format: str | None = None
+    output_compression: StrictInt | None = Field(None, ge=0, le=100)
+    moderation: str | None = None
+    user: str | None = Field(
+        None, max_length=200, description="Your end user's id; kept in the job's metadata."
+    )
+    stream: Literal[False] | None = Field(None, description="Streaming is not supported.")
+    partial_images: Literal[0] | None = Field(None, description="Only with streaming: 0.")
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="The same key, the same generation (a different request: 400).",
+    ),
+]
 
 
 @router.post(
     "/generations",
     response_model=OpenAIImagesResponse,
-    responses={422: {"model": ErrorOut}, 502: {"model": ErrorOut}, 504: {"model": ErrorOut}},
+    responses=openai_errors.RESPONSES,
 )
 async def create_images(
-    body: OpenAIImageRequest, owner: CurrentOwner, runtime: RuntimeDep, links: LinksDep
+    body: OpenAIImageRequest,
+    request: Request,
+    owner: CurrentOwner,
+    runtime: RuntimeDep,
+    links: LinksDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Generate images and wait for them, answering in OpenAI's response shape."""
     spec = runtime.registry.resolve(body.model)[1]
-    options = {k: getattr(body, k) for k in OPENAI_OPTIONS}
+    options = {k: getattr(body, k) for k in OPENAI_OPTIONS if k in OpenAIImageRequest.model_fields}
     submission = _submission(
         model=spec.id,
         prompt=body.prompt,
         n=body.n,
         size=body.size,
         params=_params(options, spec.params_schema),
+        metadata={"openai_user": body.user} if body.user else {},
     )
-    return await _answer(runtime, owner, links, submission, body.response_format)
+    job = await _run(runtime, owner, request, submission, "openai.generations", idempotency_key)
+    return await _answer(runtime, owner, links, job, body.response_format)
+
+
+EDIT_FORM = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "required": ["image", "prompt"],
+            "properties": {
+                "image": {
+                    "description": "One image, or several as `image[]` (up to 16).",
+                    "type": "string",
+                    "format": "binary",
+                },
+                "mask": {"type": "string", "format": "binary"},
+                "prompt": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS},
+                "model": {"type": "string"},
+                "n": {"type": "integer", "minimum": 1, "maximum": 10},
+                "size": {"type": "string"},
+                "response_format": {"enum": ["url", "b64_json"]},
+                **{name: {"type": "string"} for name in OPENAI_OPTIONS},
+                "user": {"type": "string"},
+            },
+            "additionalProperties": False,
+        }
+    }
+}
 
 
 @router.post(
     "/edits",
     response_model=OpenAIImagesResponse,
-    responses={422: {"model": ErrorOut}, 502: {"model": ErrorOut}, 504: {"model": ErrorOut}},
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["image", "prompt"],
-                        "properties": {
-                            "image": {"type": "string", "format": "binary"},
-                            "mask": {"type": "string", "format": "binary"},
-                            "prompt": {"type": "string"},
-                            "model": {"type": "string"},
-                            "n": {"type": "integer"},
-                            "size": {"type": "string"},
-                            "response_format": {"enum": ["url", "b64_json"]},
-                        },
-                    }
-                }
-            }
-        }
-    },
+    responses=openai_errors.RESPONSES,
+    openapi_extra={"requestBody": {"required": True, "content": EDIT_FORM}},
 )
 async def edit_images(
-    request: Request, owner: CurrentOwner, runtime: RuntimeDep, links: LinksDep
+    request: Request,
+    owner: CurrentOwner,
+    runtime: RuntimeDep,
+    links: LinksDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Edit images (multipart, as OpenAI's): one or several ``image``s, an optional
-    ``mask``, a ``prompt``; waits and answers in OpenAI's response shape."""
+    ``mask`` (OpenAI's: transparent where to edit), a ``prompt``; waits and answers in
+    OpenAI's response shape. A form field OpenAI does not define is a 400 naming it."""
     limit = runtime.settings.max_upload_bytes
-    async with request.form(max_files=17, max_part_size=limit) as form:
-        images = [f for key in ("image", "image[]") for f in form.getlist(key)]
+    async with request.form(max_files=MAX_EDIT_IMAGES + 1, max_part_size=FORM_TEXT_BYTES) as form:
+        fields = _text_fields(form)
+        images = [f for key, f in form.multi_items() if _IMAGE_FIELD.match(key)]
         if not images:
             raise InvalidInput("send one or more image files as 'image'", field="image")
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        model = fields.get("model") or "openai/gpt-image-1"
-        spec = runtime.registry.resolve(model)[1]
-        inputs = [await _upload(runtime, owner, f, "image") for f in images]
+        spec = runtime.registry.resolve(fields.get("model") or "openai/gpt-image-1", "model")[1]
+        inputs = [await _upload(runtime, owner, f, "image", limit) for f in images]
         mask_file = form.get("mask")
-        mask = await _upload(runtime, owner, mask_file, "mask") if mask_file else None
+        mask = await _upload(runtime, owner, mask_file, "mask", limit) if mask_file else None
     prompt = fields.get("prompt", "")
     if not prompt.strip():
         raise InvalidInput("a prompt is required", field="prompt")
@@ -110,36 +196,83 @@ async def edit_images(
         size=fields.get("size"),
         input_assets=inputs,
         mask=mask,
-        params=_params(
-            {k: fields.get(k) for k in (*OPENAI_OPTIONS, "input_fidelity")}, spec.params_schema
-        ),
+        params=_params({k: fields.get(k) for k in OPENAI_OPTIONS}, spec.params_schema),
+        metadata={"openai_user": fields["user"]} if fields.get("user") else {},
     )
     response_format = fields.get("response_format")
     if response_format not in (None, "url", "b64_json"):
         raise InvalidInput("response_format is 'url' or 'b64_json'", field="response_format")
-    return await _answer(runtime, owner, links, submission, response_format)
+    job = await _run(runtime, owner, request, submission, "openai.edits", idempotency_key)
+    return await _answer(runtime, owner, links, job, response_format)
 
 
-async def _upload(runtime: Runtime, owner: Owner, file: UploadFile | str, field: str) -> str:
-    """Store an uploaded file as the owner's asset; its id."""
+EDIT_TEXT_FIELDS = {
+    "prompt",
+    "model",
+    "n",
+    "size",
+    "response_format",
+    "user",
+    "stream",
+    "partial_images",
+    *OPENAI_OPTIONS,
+}
+
+
+def _text_fields(form: FormData) -> dict[str, str]:
+    """The form's text fields, each known, given once, and storable; else a 400."""
+    fields: dict[str, str] = {}
+    for key, value in form.multi_items():
+        if _IMAGE_FIELD.match(key) or key == "mask":
+            if not isinstance(value, UploadFile):
+                raise InvalidInput(f"'{key}' must be a file", field=key)
+            continue
+        if key not in EDIT_TEXT_FIELDS:
+            raise InvalidInput(f"unknown field {key!r}", field=key)
+        if not isinstance(value, str):
+            raise InvalidInput(f"'{key}' must be text, not a file", field=key)
+        if key in fields:
+            raise InvalidInput(f"'{key}' is given more than once", field=key)
+        if problem := boundary.text_problem(value):
+            raise InvalidInput(f"{key} {problem}", field=key)
+        fields[key] = value
+    if fields.get("stream", "false").lower() not in ("false", "0"):
+        raise InvalidInput("streaming is not supported; leave 'stream' out", field="stream")
+    if fields.get("partial_images", "0") != "0":
+        raise InvalidInput(
+            "partial_images needs streaming, which is not supported", field="partial_images"
+        )
+    return fields
+
+
+async def _upload(
+    runtime: Runtime, owner: Owner, file: UploadFile | str, field: str, limit: int
+) -> str:
+    """Store an uploaded file as the owner's asset (checked as any upload); its id."""
     if not isinstance(file, UploadFile):
         raise InvalidInput(f"'{field}' must be a file", field=field)
-    blob = await runtime.assets.ingest(await file.read(), field)
+    blob = await runtime.assets.ingest(await read_upload(file, limit, field), field)
     return (await runtime.repo.add_asset(owner.id, blob, utcnow())).id
 
 
 def _params(options: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    """The OpenAI options this model takes; the rest are ignored, as the OpenAI API would
-    for options a model lacks."""
+    """The OpenAI options this model takes (as its schema types them); the rest are left
+    out, as the OpenAI API does for options a model lacks."""
     accepted = schema.get("properties", {})
-    return {k: v for k, v in options.items() if v is not None and k in accepted}
+    params = {}
+    for key, value in options.items():
+        if value is None or key not in accepted:
+            continue
+        if accepted[key].get("type") == "integer" and isinstance(value, str):
+            value = _int(value, key)
+        params[key] = value
+    return params
 
 
 def _int(value: str, field: str) -> int:
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise InvalidInput(f"{field} must be a whole number", field=field) from exc
+    if not re.fullmatch(r"[0-9]{1,9}", value.strip()):
+        raise InvalidInput(f"{field} must be a whole number written in ASCII digits", field=field)
+    return int(value)
 
 
 def _submission(*, size: str | None, **fields: Any) -> Submission:
@@ -148,30 +281,70 @@ def _submission(*, size: str | None, **fields: Any) -> Submission:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "size"
-        raise InvalidInput(str(first["msg"]), field=field) from exc
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise InvalidInput(message, field=field) from exc
+
+
+async def _run(
+    runtime: Runtime,
+    owner: Owner,
+    request: Request,
+    submission: Submission,
+    endpoint: str,
+    idempotency_key: str | None,
+) -> Job:
+    """The call's job, finished or as far as it got in the time the client waits: the
+    key's job, the first try's job for a retry, or a new one."""
+    fingerprint = request_fingerprint(endpoint, submission)
+    job = None
+    if not idempotency_key and _retry_count(request) > 0:
+        earlier = await runtime.service.find_retried(owner.id, fingerprint, RETRY_WINDOW_SECONDS)
+        job = earlier[0] if earlier else None
+    if job is None:
+        made = await runtime.service.submit(
+            owner.id, submission, idempotency_key, fingerprint=fingerprint
+        )
+        job = made[0]
+    wait = _wait_seconds(request, runtime.settings.openai_wait_seconds)
+    return (await runtime.service.wait(owner.id, [job.id], wait))[0]
+
+
+def _retry_count(request: Request) -> int:
+    value = request.headers.get("x-stainless-retry-count", "0")
+    return int(value) if value.isascii() and value.isdigit() else 0
+
+
+def _wait_seconds(request: Request, limit: float) -> float:
+    """As long as the client waits (what the SDK says its read timeout is), at most
+    ``limit``."""
+    try:
+        client = float(request.headers.get("x-stainless-read-timeout", ""))
+    except ValueError:
+        return limit
+    if client != client or client <= 0:  # NaN or nonsense: the server's own limit
+        return limit
+    return max(1.0, min(limit, client - ANSWER_MARGIN_SECONDS))
 
 
 async def _answer(
-    runtime: Runtime,
-    owner: Owner,
-    links: Links,
-    submission: Submission,
-    response_format: str | None,
+    runtime: Runtime, owner: Owner, links: Links, job: Job, response_format: str | None
 ) -> JSONResponse:
-    """Run the job, wait for it, and answer as OpenAI does."""
-    job_id = (await runtime.service.submit(owner.id, submission))[0].id
-    job = (await runtime.service.wait(owner.id, [job_id], runtime.settings.max_wait_seconds))[0]
+    """The finished job as OpenAI answers; an unfinished or failed one as its error."""
     if job.status is not JobStatus.SUCCEEDED:
         if not job.status.terminal:
-            raise ProviderTimeout(
-                f"job {job.id} is still {job.status}; follow it at /v1/jobs/{job.id}"
+            return openai_errors.answer(
+                504,
+                f"job {job.id} is still {job.status}; a retry of this call waits for it "
+                f"again, or follow it at /v1/jobs/{job.id}",
+                kind="server_error",
+                code="timeout",
+                retry=True,
             )
-        error = job.error
-        raise _JobFailed(
-            error.code if error else "job_failed",
-            error.message if error else f"job {job.id} {job.status}",
-            502,
-        )
+        if job.error is None:  # canceled
+            return openai_errors.answer(
+                409, f"job {job.id} was {job.status}", kind="invalid_request_error", retry=False
+            )
+        return openai_errors.for_job_error(job.error)
     data = []
     for output in job.outputs:
         if response_format == "url":

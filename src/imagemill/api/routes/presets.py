@@ -8,12 +8,13 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel
 
 from imagemill.api.deps import CurrentOwner, RuntimeDep
+from imagemill.api.routing import CheckedRoute
 from imagemill.api.schemas import ErrorOut, PresetIn, PresetOut, PresetPatch
 from imagemill.jobs.service import utcnow
 from imagemill.jobs.validation import check_params
 from imagemill.runtime import Runtime
 
-router = APIRouter(prefix="/v1/presets", tags=["presets"])
+router = APIRouter(prefix="/v1/presets", tags=["presets"], route_class=CheckedRoute)
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut},
     409: {"model": ErrorOut},

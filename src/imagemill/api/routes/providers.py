@@ -10,10 +10,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from imagemill.api.deps import RuntimeDep
+from imagemill.api.routing import CheckedRoute
 from imagemill.api.schemas import ErrorOut
 from imagemill.errors import NotFound
 
-router = APIRouter(prefix="/v1/providers", tags=["providers"])
+router = APIRouter(prefix="/v1/providers", tags=["providers"], route_class=CheckedRoute)
 MAX_WEBHOOK_BYTES = 1024 * 1024
 
 
@@ -23,11 +24,13 @@ MAX_WEBHOOK_BYTES = 1024 * 1024
     responses={401: {"model": ErrorOut}, 404: {"model": ErrorOut}},
 )
 async def provider_webhook(provider: str, request: Request, runtime: RuntimeDep) -> Response:
-    """A provider's signed callback; 204 once verified and handed over."""
+    """A provider's signed callback; 204 once verified and handed over. 404 where the
+    server gives providers no URL to call (no `IMAGEMILL_PUBLIC_URL`): nothing to receive.
+    401 for a call whose signature does not hold (at once when it has none)."""
     found = runtime.registry.providers.get(provider)
     handler = getattr(found, "webhook", None)
-    if handler is None:
-        raise NotFound(f"provider {provider!r} takes no webhooks")
+    if handler is None or not runtime.settings.public_url:
+        raise NotFound(f"this server takes no webhooks from {provider!r}")
     body = await request.body()
     if len(body) > MAX_WEBHOOK_BYTES:
         return Response(status_code=413)

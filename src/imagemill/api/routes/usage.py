@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from imagemill.api.deps import CurrentOwner, RuntimeDep
+from imagemill.api.routing import CheckedRoute
 from imagemill.api.schemas import ErrorOut, UsageDay, UsageOut
 from imagemill.errors import InvalidInput
 
-router = APIRouter(prefix="/v1/usage", tags=["usage"])
+router = APIRouter(prefix="/v1/usage", tags=["usage"], route_class=CheckedRoute)
 
 
 @router.get(

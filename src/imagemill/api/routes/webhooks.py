@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from imagemill.api.deps import CurrentOwner, RuntimeDep
+from imagemill.api.routing import CheckedRoute
 from imagemill.api.schemas import (
     DeliveryAttemptOut,
     DeliveryList,
@@ -27,7 +28,7 @@ from imagemill.errors import NotFound
 from imagemill.jobs.service import utcnow
 from imagemill.net import check_public_url
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], route_class=CheckedRoute)
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut},
     404: {"model": ErrorOut},

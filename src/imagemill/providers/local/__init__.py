@@ -19,7 +19,16 @@ from importlib.util import find_spec
 from typing import Any
 
 from imagemill.config import Settings
-from imagemill.domain import ModelSpec, Output, Pricing, SizeRange, Task, TaskKind
+from imagemill.domain import (
+    InputLimits,
+    ModelSpec,
+    Output,
+    Pricing,
+    SizeRange,
+    Task,
+    TaskKind,
+    seeds,
+)
 from imagemill.providers.base import RunContext
 from imagemill.providers.local import diffusion, motion, upscale
 from imagemill.providers.local.batching import BatchQueue
@@ -86,7 +95,7 @@ class LocalModels:
         base = task.seed if task.seed is not None else random.randrange(2**31)
         request = diffusion.Request(
             task=task,
-            seeds=list(range(base, base + task.n)),
+            seeds=seeds(base, task.n),
             on_step=diffusion.threadsafe(loop, ctx.progress),
             on_preview=lambda image: _soon(loop, ctx.preview(image)),
         )
@@ -172,6 +181,7 @@ def _diffusers_spec(name: str) -> ModelSpec:
         kinds=[TaskKind.IMAGE, TaskKind.EDIT],
         params_schema=diffusion.PARAMS_SCHEMA,
         sizes=SizeRange(min_side=16, max_side=2048, default="512x512"),
+        limits=InputLimits(max_inputs=1, mask=True),  # img2img, or inpainting with a mask
         max_n=8,
         supports_seed=True,
         pricing=Pricing(per_image=0.0),
@@ -188,6 +198,7 @@ def _upscaler_spec(name: str, upscaler: upscale.Upscaler) -> ModelSpec:
         kinds=[TaskKind.UPSCALE],
         params_schema={"type": "object", "properties": {}, "additionalProperties": False},
         sizes=INPUT_ONLY,
+        limits=InputLimits(max_input_side=upscale.MAX_INPUT_SIDE, upscale_factor=upscaler.scale),
         max_n=1,
         supports_seed=False,
         pricing=Pricing(per_image=0.0),

@@ -23,6 +23,7 @@ from PIL import Image
 from imagemill.domain import Task, TaskKind
 from imagemill.providers.local.batching import Pending
 from imagemill.providers.local.pipelines import Mode, Pipelines
+from imagemill.storage.images import decoding
 
 PREVIEWS = 4  # previews per job, spread over its steps
 PREVIEW_SIDE = 192
@@ -168,7 +169,7 @@ def _edit_inputs(task: Task, width: int, height: int, count: int) -> dict[str, A
 
 
 def _open(data: bytes, mode: str, width: int, height: int) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as image:
+    with decoding(), Image.open(io.BytesIO(data)) as image:
         return image.convert(mode).resize((width, height), Image.Resampling.LANCZOS)
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
+from imagemill.storage.images import decoding
+
 MOTIONS: tuple[str, ...] = (
     "zoom_in",
     "zoom_out",
@@ -121,7 +123,7 @@ def render(
 
     # Cover the output aspect at the resolution the closest view needs, so the deepest
     # zoom samples about one source pixel per output pixel.
-    with Image.open(io.BytesIO(image)) as opened:
+    with decoding("input_assets"), Image.open(io.BytesIO(image)) as opened:
         source = ImageOps.fit(
             ImageOps.exif_transpose(opened).convert("RGB"),
             (math.ceil(width * zoom), math.ceil(height * zoom)),

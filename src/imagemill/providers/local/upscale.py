@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from imagemill.errors import InvalidInput, ProviderUnavailable
+from imagemill.storage.images import decoding
 
 TILE = 128  # input pixels per tile side: peak memory grows with its square (x4plus: ~1 GB)
 MARGIN = 10  # context read around each tile, then cut away: no seams between tiles
@@ -105,7 +106,7 @@ def upscale(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> bytes:
     """``data`` (any image Pillow reads) upscaled ``scale`` times, as a PNG."""
-    with Image.open(io.BytesIO(data)) as opened:
+    with decoding("input_assets"), Image.open(io.BytesIO(data)) as opened:
         if max(opened.size) > MAX_INPUT_SIDE:
             raise InvalidInput(
                 f"upscaling takes images up to {MAX_INPUT_SIDE} pixels a side; this one is "

@@ -1,0 +1,124 @@
+"""Logging for the long-running processes: one level for imagemill's own loggers and
+uvicorn's (``IMAGEMILL_LOG_LEVEL`` or ``--log-level``), one handler on standard error,
+and no secret in any line, whatever library wrote it.
+
+Every record passes ``Redact`` before it is written: the secrets the settings hold
+(provider keys and tokens, passwords in the database, broker and storage settings) are
+blanked out wherever they appear, as are things shaped like credentials (bearer tokens,
+imagemill keys, webhook signing secrets), in the message and in a traceback's text.
+At ``debug`` the libraries' own loggers (httpx, the provider SDKs) speak too.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from imagemill.config import Settings
+
+FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+LIBRARY_LEVEL = "WARNING"  # other libraries' loggers, unless imagemill's level is DEBUG
+# Shapes of credentials, whoever logs them: a bearer token, an imagemill key, a Standard
+# Webhooks secret, and the API keys of the providers imagemill speaks to.
+_CREDENTIAL_SHAPES = re.compile(
+    r"(?P<scheme>(?i:bearer)\s+)[A-Za-z0-9._~+/=-]{8,}"
+    r"|\bim_[A-Za-z0-9_-]{16,}"
+    r"|\bwhsec_[A-Za-z0-9+/=]{16,}"
+    r"|\bsk-[A-Za-z0-9_-]{16,}"
+    r"|\br8_[A-Za-z0-9]{16,}"
+    r"|\bAIza[A-Za-z0-9_-]{30,}"
+)
+REDACTED = "[redacted]"
+
+
+class Redact(logging.Filter):
+    """Blanks the given secrets, and anything shaped like a credential, out of a record."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        # Longest first, so a secret containing another is blanked whole.
+        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return _CREDENTIAL_SHAPES.sub(rf"\g<scheme>{REDACTED}", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        record.msg, record.args = self.redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Every secret the settings hold: keys, tokens, and passwords inside URLs and options."""
+    found = [
+        value.get_secret_value()
+        for value in (
+            settings.openai_api_key,
+            settings.gemini_api_key,
+            settings.replicate_api_token,
+            settings.replicate_webhook_secret,
+            settings.recraft_api_key,
+        )
+        if value is not None
+    ]
+    for url in (settings.database_url, settings.broker_url, settings.storage_url):
+        password = _password(url)
+        if password:
+            found.append(password)
+    for key, value in settings.storage_options.items():
+        if isinstance(value, str) and any(w in key.lower() for w in ("secret", "key", "token")):
+            found.append(value)
+    return found
+
+
+def _password(url: str | None) -> str | None:
+    if not url:
+        return None
+    try:
+        password = make_url(url).password
+        return str(password) if password else None
+    except Exception:  # not a URL SQLAlchemy reads (a path, memory://): no password in it
+        return None
+
+
+def config(settings: Settings) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` for a server or worker process (and uvicorn's
+    ``log_config``): everything to standard error through ``Redact``."""
+    level = settings.log_level.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"redact": {"()": Redact, "secrets": secrets_of(settings)}},
+        "formatters": {"plain": {"format": FORMAT}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "plain",
+                "filters": ["redact"],
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["stderr"], "level": level if level == "DEBUG" else LIBRARY_LEVEL},
+        "loggers": {
+            name: {"level": level, "handlers": [], "propagate": True}
+            for name in ("imagemill", "uvicorn", "uvicorn.error", "uvicorn.access")
+        },
+    }
+
+
+def configure(settings: Settings) -> None:
+    """Set up logging for this process from ``settings`` (``imagemill worker``)."""
+    logging.config.dictConfig(config(settings))
