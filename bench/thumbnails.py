@@ -69,12 +69,15 @@ def resident_mb(pid: int) -> float:
 async def rise_during_thumbnails(
     workdir: Path, images: list[bytes], *, forget: bool, budget: str | None
 ) -> float:
-    """MB the server's peak memory rises while four thumbnails are asked for at once."""
+    """MB the server's peak memory rises while four thumbnails are asked for at once.
+
+    The uploads go to one server; a fresh one (same data) answers the thumbnails, so its
+    memory holds nothing the uploads' decoding left behind."""
     settings = {"max_image_pixels": str(SIDE * SIDE)}
     if budget is not None:
         settings["decode_budget_pixels"] = budget
     async with (
-        imagemill_server(workdir, **settings) as (url, server),
+        imagemill_server(workdir, **settings) as (url, _),
         httpx.AsyncClient(base_url=url, timeout=300) as http,
     ):
         ids = []
@@ -82,10 +85,14 @@ async def rise_during_thumbnails(
             uploaded = await http.post("/v1/assets", files={"file": (f"{index}.png", data)})
             uploaded.raise_for_status()
             ids.append(uploaded.json()["id"])
-        if forget:  # as an asset stored before thumbnails were made at upload
-            with sqlite3.connect(workdir / "imagemill.db") as db:
-                db.execute("UPDATE assets SET thumbnail_key = NULL")
-        await asyncio.sleep(0.5)  # let the uploads' memory settle
+    if forget:  # as an asset stored before thumbnails were made at upload
+        with sqlite3.connect(workdir / "imagemill.db") as db:
+            db.execute("UPDATE assets SET thumbnail_key = NULL")
+    async with (
+        imagemill_server(workdir, **settings) as (url, server),
+        httpx.AsyncClient(base_url=url, timeout=300) as http,
+    ):
+        await asyncio.gather(*(http.get(f"/v1/assets/{i}") for i in ids))  # warm every path
         before = resident_mb(server.pid)
         peak_reset(server.pid)
         answers = await asyncio.gather(*(http.get(f"/v1/assets/{i}/thumbnail") for i in ids))

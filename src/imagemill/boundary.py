@@ -7,9 +7,10 @@ parameter and form field is held to I-JSON (RFC 7493), the profile of JSON meant
 exactly that, plus PostgreSQL's own rule:
 
 - text is whole Unicode characters: no lone UTF-16 surrogates (what JavaScript leaves
-  when it cuts a string inside an emoji) and no noncharacters; and no NUL, which
-  PostgreSQL refuses in text;
-- numbers are finite, and integers exact in every JSON reader (within ±(2**53 - 1));
+  when it cuts a string inside an emoji, and which UTF-8 cannot encode); and no NUL,
+  which PostgreSQL refuses in text;
+- numbers are finite and within ±(2**53 - 1), where every JSON reader holds an integer
+  exactly;
 - an object names each key once.
 
 Free-form values (``metadata``, ``params``) also have size and depth limits
@@ -26,13 +27,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-# Lone surrogates (a valid pair never survives decoding as two code points), NUL, and the
-# 66 noncharacters: U+FDD0..U+FDEF and the last two code points of every plane.
-_NONCHARACTERS = "".join(
-    chr(plane * 0x10000 + last) for plane in range(17) for last in (0xFFFE, 0xFFFF)
-)
-_BAD_CHARACTERS = re.compile(f"[\x00\ud800-\udfff\ufdd0-\ufdef{_NONCHARACTERS}]")
+# NUL, and lone surrogates (a valid pair never survives decoding as two code points).
+_BAD_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
 MAX_SAFE_INTEGER = 2**53 - 1
+# Blank text is made of these only: what JSON Schema's regular expressions (ECMA-262) call
+# white space, so "has words" means the same to the server and to its published schema.
+BLANK = "\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+NOT_BLANK_PATTERN = f"[^{BLANK}]"
+_WORD = re.compile(NOT_BLANK_PATTERN)
 
 
 class BoundaryError(ValueError):
@@ -45,8 +47,9 @@ class BoundaryError(ValueError):
         self.path = path
 
     def field(self, *prefix: str | int) -> str:
-        """The dotted field name: ``prefix`` (where the value sits) and then ``path``."""
-        return ".".join(str(part) for part in (*prefix, *self.path))
+        """The dotted field name: ``prefix`` (where the value sits) and then ``path``, with
+        any character that could not be sent back written as an escape (``\\u0000``)."""
+        return ".".join(escaped(str(part)) for part in (*prefix, *self.path))
 
 
 def text_problem(text: str) -> str | None:
@@ -58,12 +61,20 @@ def text_problem(text: str) -> str | None:
     where = f"at position {found.start()}"
     if character == "\x00":
         return f"contains a NUL character (U+0000) {where}, which cannot be stored"
-    if "\ud800" <= character <= "\udfff":
-        return (
-            f"contains half of a UTF-16 surrogate pair (U+{ord(character):04X}) {where}, as left "
-            "when text is cut inside an emoji; send whole characters"
-        )
-    return f"contains the Unicode noncharacter U+{ord(character):04X} {where}"
+    return (
+        f"contains half of a UTF-16 surrogate pair (U+{ord(character):04X}) {where}, as left "
+        "when text is cut inside an emoji; send whole characters"
+    )
+
+
+def has_words(text: str) -> bool:
+    """Whether ``text`` holds anything but white space."""
+    return _WORD.search(text) is not None
+
+
+def escaped(text: str) -> str:
+    """``text`` with each character that cannot be stored written as a JSON-style escape."""
+    return _BAD_CHARACTERS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def check_text(text: str) -> str:
@@ -166,18 +177,16 @@ def _problem(item: Any) -> str | None:
         return text_problem(item)
     if isinstance(item, bool) or item is None:
         return None
-    if isinstance(item, int):
-        if abs(item) > MAX_SAFE_INTEGER:
-            return (
-                f"the integer {item} is outside ±{MAX_SAFE_INTEGER} (2**53 - 1), beyond which "
-                "JSON readers lose precision; send it as a string"
-            )
-        return None
-    if isinstance(item, float):
-        if math.isfinite(item):
-            return None
+    if isinstance(item, float) and not math.isfinite(item):
         name = "NaN" if math.isnan(item) else "Infinity" if item > 0 else "-Infinity"
         return f"is {name}, not a finite number"
+    if isinstance(item, int | float):
+        if abs(item) > MAX_SAFE_INTEGER:
+            return (
+                f"is {item}, outside ±{MAX_SAFE_INTEGER} (2**53 - 1), beyond which JSON "
+                "readers lose precision; send it as a string"
+            )
+        return None
     return f"{type(item).__name__} is not a JSON value"
 
 

@@ -10,14 +10,15 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
-    StrictInt,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -33,10 +34,14 @@ MAX_PROMPT_CHARS = 32_000
 MAX_INPUTS = 16
 # ASCII only (Python's ``\d`` would take any script's digits, full-width ones included);
 # the patterns go into the OpenAPI schema as they are.
-SIZE_PATTERN = r"^ *[0-9]{1,5} *[xX] *[0-9]{1,5} *$"
-RATIO_PATTERN = r"^ *[0-9]{1,4}(\.[0-9]{1,4})? *: *[0-9]{1,4}(\.[0-9]{1,4})? *$"
-_SIZE_RE = re.compile(r"^ *([0-9]{1,5}) *[xX] *([0-9]{1,5}) *$")
-_RATIO_RE = re.compile(r"^ *([0-9]{1,4}(?:\.[0-9]{1,4})?) *: *([0-9]{1,4}(?:\.[0-9]{1,4})?) *$")
+# A side: 16 to 8192, no leading zero. A ratio's term: 1 to 16 (decimals below 16), so
+# every ratio is between 1:16 and 16:1.
+_SIDE = "(?:1[6-9]|[2-9][0-9]|[1-9][0-9]{2}|[1-7][0-9]{3}|80[0-9]{2}|81[0-8][0-9]|819[0-2])"
+_TERM = r"(?:16|(?:1[0-5]|[1-9])(?:\.[0-9]{1,3})?)"
+SIZE_PATTERN = f"^{_SIDE}[xX]{_SIDE}$"
+RATIO_PATTERN = f"^{_TERM}:{_TERM}$"
+_SIZE_RE = re.compile(r"^([0-9]+)[xX]([0-9]+)$")
+_RATIO_RE = re.compile(f"^({_TERM}):({_TERM})$")
 
 
 class JobStatus(StrEnum):
@@ -58,8 +63,9 @@ class TaskKind(StrEnum):
     VIDEO = "video"
 
 
-EVENT_TYPES = ("status", "progress", "preview", "output", "log", "error", "done")
-DEFAULT_WEBHOOK_EVENTS = ("done",)
+EventType = Literal["status", "progress", "preview", "output", "log", "error", "done"]
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
+DEFAULT_WEBHOOK_EVENTS: tuple[EventType, ...] = ("done",)
 
 
 class CachePolicy(StrEnum):
@@ -77,7 +83,7 @@ class Size:
     def parse(cls, text: str) -> Size:
         """Parse ``"WxH"``; raise ``ValueError`` with a readable reason."""
         match = _SIZE_RE.match(text)
-        if not match:
+        if not match or any(len(side) > 1 and side[0] == "0" for side in match.groups()):
             raise ValueError(f"size must look like 'WIDTHxHEIGHT', e.g. '1024x1024', not {text!r}")
         size = cls(int(match[1]), int(match[2]))
         for side in (size.width, size.height):
@@ -89,11 +95,11 @@ class Size:
     def from_aspect_ratio(cls, ratio: str, area: int = 1024 * 1024) -> Size:
         """The size of about ``area`` pixels with the given ``"W:H"`` ratio (multiples of 8)."""
         match = _RATIO_RE.match(ratio)
-        if not match or float(match[1]) <= 0 or float(match[2]) <= 0:
-            raise ValueError(f"aspect_ratio must look like '16:9', not {ratio!r}")
+        if not match:
+            raise ValueError(
+                f"aspect_ratio must look like '16:9' (each term from 1 to 16), not {ratio!r}"
+            )
         aspect = float(match[1]) / float(match[2])
-        if not 1 / 16 <= aspect <= 16:
-            raise ValueError("aspect_ratio must be between 1:16 and 16:1")
         height = (area / aspect) ** 0.5
         return cls(
             max(MIN_SIDE, round(height * aspect / 8) * 8), max(MIN_SIDE, round(height / 8) * 8)
@@ -109,6 +115,30 @@ def seeds(first: int, n: int) -> list[int]:
     return [(first + index) % (MAX_SEED + 1) for index in range(n)]
 
 
+def json_integer(value: object) -> object:
+    """An integer as JSON has them: ``2`` or ``2.0``, never ``true`` or ``"2"``."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be a whole number (not a string or a boolean)")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Integer fields of the wire schemas: what JSON Schema calls an integer (``2.0`` included),
+# nothing looser (``true`` and ``"2"`` are refused), within bounds stated in the schema.
+Count = Annotated[
+    int,
+    BeforeValidator(json_integer),
+    Field(ge=1, le=MAX_N),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_N}),
+]
+Seed = Annotated[
+    int,
+    BeforeValidator(json_integer),
+    Field(ge=0, le=MAX_SEED),
+    WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_SEED}),
+]
+
 # Free-form JSON objects, checked against their limits (``boundary``).
 Metadata = Annotated[
     dict[str, Any],
@@ -121,6 +151,16 @@ Params = Annotated[
     Field(
         description="Model params, checked against the model's JSON Schema. Any JSON object, "
         f"{PARAMS_LIMITS.describe()}."
+    ),
+]
+WebhookUrl = Annotated[
+    str,
+    AfterValidator(check_url),
+    Field(
+        max_length=2000,
+        description="An http or https URL (no credentials); private addresses are refused "
+        "unless IMAGEMILL_ALLOWED_PRIVATE_NETWORKS allows them.",
+        json_schema_extra={"format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]+"},
     ),
 ]
 SizeText = Annotated[
@@ -413,16 +453,14 @@ class Submission(BaseModel):
     )
     prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
     negative_prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
-    n: StrictInt = Field(1, ge=1, le=MAX_N, description=f"Images per model, 1 to {MAX_N}.")
+    n: Count = Field(1, description=f"Images per model, 1 to {MAX_N}.")
     size: SizeText | None = None
     aspect_ratio: str | None = Field(
         None,
         description="'W:H', e.g. '16:9', when no size is given; between 1:16 and 16:1.",
         json_schema_extra={"pattern": RATIO_PATTERN},
     )
-    seed: StrictInt | None = Field(
-        None, ge=0, le=MAX_SEED, description=f"Same seed, same image; 0 to {MAX_SEED}."
-    )
+    seed: Seed | None = Field(None, description=f"Same seed, same image; 0 to {MAX_SEED}.")
     preset: str | None = Field(None, description="Name or id of one of your presets.")
     params: Params = Field(default_factory=dict)
     input_assets: list[str] = Field(
@@ -451,24 +489,17 @@ class Submission(BaseModel):
         description="Give up (fail the job) if not done this long after submit, retries "
         "included. Default: the server's `IMAGEMILL_JOB_DEADLINE_SECONDS`.",
     )
-    webhook_url: str | None = Field(
+    webhook_url: WebhookUrl | None = Field(
         None,
-        max_length=2000,
-        description="Where to POST this job's events (an http or https URL), signed per "
-        "Standard Webhooks. Private addresses are refused unless "
-        "IMAGEMILL_ALLOWED_PRIVATE_NETWORKS allows them. Default: your default webhook.",
-        json_schema_extra={"format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
+        description="Where to POST this job's events, signed per Standard Webhooks. "
+        "Default: your default webhook.",
     )
-    webhook_events: list[str] | None = Field(
+    webhook_events: list[EventType] | None = Field(
         None,
+        min_length=1,
         description=f"Which events to send: any of {', '.join(EVENT_TYPES)}. Default: done.",
     )
     metadata: Metadata = Field(default_factory=dict)
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _valid_url(cls, value: str | None) -> str | None:
-        return check_url(value) if value is not None else None
 
     @field_validator("webhook_events")
     @classmethod

@@ -45,8 +45,8 @@ def check_url(url: str) -> str:
         raise ValueError("must not carry credentials")
     try:
         parts.port  # noqa: B018 - raises on a port that is not a number from 0 to 65535
-        httpx.URL(url)
-    except ValueError as exc:  # httpx.InvalidURL is a ValueError too
+        httpx.URL(url)  # what will call it: its host must encode (IDNA), and so on
+    except (ValueError, httpx.InvalidURL) as exc:
         raise ValueError("is not a valid URL (check the host and the port)") from exc
     return url
 

@@ -178,3 +178,26 @@ def test_error_response_omits_a_missing_field() -> None:
     assert json.loads(bytes(without.body)) == {"error": {"code": "not_found", "message": "gone"}}
     assert json.loads(bytes(with_field.body))["error"]["field"] == "size"
     assert with_field.headers["x-a"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/v1/jobs", "GET, POST"),
+        ("OPTIONS", "/v1/jobs/job_1", "GET, DELETE"),
+        ("POST", "/v1/webhooks/default", "GET, PUT, DELETE"),
+        ("DELETE", "/v1/presets", "GET, POST"),
+    ],
+)
+async def test_405_allow_names_every_method_of_the_path(
+    http: httpx.AsyncClient, method: str, path: str, allowed: str
+) -> None:
+    """The router answers for the first route of the path; Allow names all of them."""
+    response = await http.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed
+
+
+def test_an_error_never_echoes_what_a_response_cannot_carry() -> None:
+    body = json.loads(error_response(422, "invalid_input", "bad \x00 key", "params.a\x00").body)
+    assert body["error"] == {"code": "invalid_input", "message": "bad  key", "field": "params.a"}

@@ -7,19 +7,33 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from PIL import Image
 from sqlalchemy import func, select
 
 from imagemill.config import Settings
+from imagemill.db.records import StoredBlob
 from imagemill.db.tables import assets
-from imagemill.domain import JobStatus, ModelSpec, Output, Pricing, SizeRange, Submission, Task
+from imagemill.domain import (
+    InputLimits,
+    JobStatus,
+    ModelSpec,
+    Output,
+    Pricing,
+    SizeRange,
+    Submission,
+    Task,
+    TaskKind,
+)
 from imagemill.errors import ContentRejected, ProviderError, ProviderUnavailable, RateLimited
 from imagemill.jobs.service import utcnow
 from imagemill.providers.base import RunContext
+from imagemill.providers.local import LocalModels
 from imagemill.providers.placeholder import PlaceholderProvider, render
 from imagemill.providers.registry import Registry
 from imagemill.runtime import Runtime
@@ -861,3 +875,90 @@ async def test_the_chains_error_leaves_the_providers_exception_alone(
     assert shared.message == "the same exception object, every time"
     job = await runtime.repo.get_job(job_id)
     assert job.error is not None and "fallbacks failed too" in job.error.message
+
+
+async def test_an_input_that_does_not_decode_fails_for_good_in_plain_words(
+    settings: Settings,
+) -> None:
+    """An asset stored before uploads were decoded at the door (a PNG cut in half): its
+    upscale was retried as a retryable internal_error. A decode error is never retryable."""
+    whole = io.BytesIO()
+    Image.frombytes("RGB", (64, 64), bytes(range(256)) * 48).save(whole, format="PNG")
+    cut = whole.getvalue()[: len(whole.getvalue()) // 2]
+    registry = Registry([PlaceholderProvider(), LocalModels(settings)])
+    async with Runtime(settings, registry=registry, run_workers=False, sweep=False) as stepped:
+        sha256, key = await stepped.blobs.put_content(cut)
+        owner = await stepped.local_owner()
+        blob = StoredBlob(sha256, key, "image/png", 64, 64, len(cut))
+        asset = await stepped.repo.add_asset(owner.id, blob, utcnow())
+        job_id = await _submit(
+            stepped, kind="upscale", model="local/realesrgan-x2", prompt="", input_assets=[asset.id]
+        )
+
+        assert await stepped.worker.run_one(job_id) is JobStatus.FAILED
+        job = await stepped.repo.get_job(job_id)
+    assert job.error is not None and job.attempt == 1
+    assert (job.error.code, job.error.retryable) == ("invalid_input", False)
+    assert "truncated or corrupt" in job.error.message and "0x" not in job.error.message
+
+
+class MaskReader:
+    """An editing model that keeps the mask it was given."""
+
+    name = "masks"
+
+    def __init__(self) -> None:
+        self.masks: list[bytes] = []
+
+    def models(self) -> list[ModelSpec]:
+        return [
+            ModelSpec(
+                id="masks/edit",
+                provider=self.name,
+                name="edit",
+                kinds=[TaskKind.EDIT],
+                limits=InputLimits(max_inputs=1, mask=True),
+            )
+        ]
+
+    async def run(self, task: Task, ctx: RunContext) -> list[Output]:
+        assert task.mask is not None
+        self.masks.append(task.mask.data)
+        return [Output(data=task.inputs[0].data)]
+
+
+@pytest.mark.parametrize("openai_style", [True, False])
+async def test_every_model_gets_the_mask_in_one_convention_at_the_images_size(
+    settings: Settings, openai_style: bool
+) -> None:
+    """An OpenAI-style mask (transparent repaints) was read by the local inpainting as
+    "repaint everything"; a model now always gets white-repaints, at the image's size."""
+    reader = MaskReader()
+    picture = io.BytesIO()
+    Image.new("RGB", (128, 128), (10, 20, 30)).save(picture, format="PNG")
+    if openai_style:
+        mask = Image.new("RGBA", (64, 64), (0, 0, 0, 255))
+        mask.paste((0, 0, 0, 0), (0, 0, 32, 64))
+    else:
+        mask = Image.new("L", (64, 64), 0)
+        mask.paste(255, (0, 0, 32, 64))
+    drawn = io.BytesIO()
+    mask.save(drawn, format="PNG")
+    registry = Registry([PlaceholderProvider(), reader])
+    async with Runtime(settings, registry=registry, run_workers=False, sweep=False) as stepped:
+        owner = (await stepped.local_owner()).id
+        image = await stepped.repo.add_asset(
+            owner, await stepped.assets.ingest(picture.getvalue()), utcnow()
+        )
+        masked = await stepped.repo.add_asset(
+            owner, await stepped.assets.ingest(drawn.getvalue()), utcnow()
+        )
+        job_id = await _submit(
+            stepped, kind="edit", model="masks/edit", input_assets=[image.id], mask=masked.id
+        )
+        assert await stepped.worker.run_one(job_id) is JobStatus.SUCCEEDED
+
+    [given] = reader.masks
+    seen = Image.open(io.BytesIO(given))
+    assert (seen.mode, seen.size) == ("L", (128, 128))
+    assert seen.getpixel((10, 64)) == 255 and seen.getpixel((118, 64)) == 0

@@ -18,6 +18,7 @@ from fakes.server import serve
 from imagemill.api.app import create_app
 from imagemill.domain import JobStatus
 from imagemill.errors import InvalidInput
+from imagemill.jobs.service import utcnow
 from imagemill.runtime import Runtime
 from providers.running import ProviderRuntime, run, submit, succeeded
 
@@ -243,3 +244,118 @@ async def test_the_sdk_gets_a_400_naming_the_field_for_a_bad_edit(sdk: openai.As
             prompt="x",
         )
     assert refused.value.body is not None
+
+
+# -- masks: one convention at imagemill's API, OpenAI's at OpenAI ---------------------------------
+
+
+def _png_of(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+GREEN = (20, 160, 60)
+
+
+def _half_white_mask(width: int, height: int) -> bytes:
+    """imagemill's convention: white (the left half) repaints, black keeps."""
+    mask = Image.new("L", (width, height), 0)
+    mask.paste(255, (0, 0, width // 2, height))
+    return _png_of(mask)
+
+
+async def _edit_with_mask(runtime: Runtime, mask: bytes) -> Image.Image:
+    owner = (await runtime.local_owner()).id
+    picture = _png_of(Image.new("RGB", (256, 256), GREEN))
+    image = await runtime.repo.add_asset(owner, await runtime.assets.ingest(picture), utcnow())
+    masked = await runtime.repo.add_asset(owner, await runtime.assets.ingest(mask), utcnow())
+    job = succeeded(
+        await run(
+            runtime,
+            kind="edit",
+            model="openai/gpt-image-1",
+            prompt="repaint the left",
+            input_assets=[image.id],
+            mask=masked.id,
+            size="1024x1024",
+        )
+    )
+    return (await _image(runtime, job.outputs[0].asset_id)).convert("RGB")
+
+
+@pytest.mark.parametrize("mask_side", [256, 128])
+async def test_a_white_repaints_mask_reaches_openai_as_transparency(
+    openai_runtime: Runtime, fake: FakeOpenAI, mask_side: int
+) -> None:
+    """A greyscale mask went to gpt-image-1 byte for byte (OpenAI wants transparency), and
+    a 128x128 mask for a 256x256 image failed only after the paid call."""
+    result = await _edit_with_mask(openai_runtime, _half_white_mask(mask_side, mask_side))
+
+    [call] = fake.calls
+    [mask_file] = call.files["mask"]
+    assert mask_file.content_type == "image/png"
+    left, right = result.getpixel((100, 512)), result.getpixel((924, 512))
+    assert right == pytest.approx(GREEN, abs=8), "the black half is kept"
+    assert left != pytest.approx(GREEN, abs=8), "the white half is repainted"
+
+
+async def test_an_openai_style_mask_means_the_same(
+    openai_runtime: Runtime, fake: FakeOpenAI
+) -> None:
+    mask = Image.new("RGBA", (256, 256), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (0, 0, 128, 256))  # transparent: repaint the left half
+    result = await _edit_with_mask(openai_runtime, _png_of(mask))
+    assert result.getpixel((924, 512)) == pytest.approx(GREEN, abs=8)
+    assert result.getpixel((100, 512)) != pytest.approx(GREEN, abs=8)
+
+
+async def test_a_mask_of_another_shape_is_refused_before_any_call(
+    openai_runtime: Runtime, fake: FakeOpenAI
+) -> None:
+    owner = (await openai_runtime.local_owner()).id
+    picture = _png_of(Image.new("RGB", (256, 256), GREEN))
+    image = await openai_runtime.repo.add_asset(
+        owner, await openai_runtime.assets.ingest(picture), utcnow()
+    )
+    mask = await openai_runtime.repo.add_asset(
+        owner, await openai_runtime.assets.ingest(_half_white_mask(128, 64)), utcnow()
+    )
+    with pytest.raises(InvalidInput) as refused:
+        await submit(
+            openai_runtime,
+            kind="edit",
+            model="openai/gpt-image-1",
+            prompt="x",
+            input_assets=[image.id],
+            mask=mask.id,
+        )
+    assert refused.value.field == "mask"
+    assert fake.calls == []
+
+
+async def test_the_edits_endpoint_takes_a_smaller_mask_and_refuses_unknown_fields(
+    sdk: openai.AsyncOpenAI, fake: FakeOpenAI
+) -> None:
+    """Through /v1/images/edits: a 128x128 mask for a 256x256 image was a 502 after the
+    paid call; now it is resized. A field OpenAI does not define is a 400 naming it."""
+    picture = _png_of(Image.new("RGB", (256, 256), GREEN))
+    mask = _png_of(Image.new("RGBA", (128, 128), (0, 0, 0, 0)))
+
+    response = await sdk.images.edit(
+        model="openai/gpt-image-1",
+        image=("in.png", picture, "image/png"),
+        mask=("mask.png", mask, "image/png"),
+        prompt="repaint it all",
+        size="1024x1024",
+    )
+    assert response.data and response.data[0].b64_json
+    with pytest.raises(openai.BadRequestError) as refused:
+        await sdk.images.edit(
+            model="openai/gpt-image-1",
+            image=("in.png", picture, "image/png"),
+            prompt="x",
+            extra_body={"strength": "0.5"},
+        )
+    assert refused.value.param == "strength"
+    assert len(fake.calls) == 1

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
 from imagemill import __version__, web
-from imagemill.api import errors
+from imagemill.api import contract, errors
 from imagemill.api.routes import (
     assets,
     events,
@@ -23,13 +23,20 @@ from imagemill.api.routes import (
     webhooks,
 )
 from imagemill.config import Settings
+from imagemill.providers.registry import Registry
 from imagemill.runtime import Runtime
 
 GZIP_MINIMUM_BYTES = 1024
+MULTIPART_OVERHEAD = 64 * 1024  # a form's headers and text fields, around its files
 
 
 class KeysRequired(RuntimeError):
     """A server bound to a non-loopback address was started with no API key."""
+
+
+def _registry_of(app: FastAPI) -> Registry | None:
+    runtime: Runtime | None = getattr(app.state, "runtime", None)
+    return runtime.registry if runtime is not None else None
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -61,21 +68,26 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         summary="One API over every image model, with durable jobs and permanent storage.",
         lifespan=lifespan,
     )
+    contract.install(app, lambda: _registry_of(app))
     errors.install(app)
     # Event streams and image bytes are excluded by content type inside GZipMiddleware.
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES)
-    for module in (
-        jobs,
-        events,
-        assets,
-        models,
-        presets,
-        usage,
-        openai_compat,
-        providers,
-        webhooks,
-        health,
+    # Uploads stream to disk: their limit is the files'. Other bodies are read whole, within
+    # routing.MAX_BODY_BYTES.
+    upload = settings.max_upload_bytes + MULTIPART_OVERHEAD
+    edit_images = upload * (openai_compat.MAX_EDIT_IMAGES + 1)
+    for module, max_body_size in (
+        (jobs, None),
+        (events, None),
+        (assets, upload),
+        (models, None),
+        (presets, None),
+        (usage, None),
+        (openai_compat, edit_images),
+        (providers, None),
+        (webhooks, None),
+        (health, None),
     ):
-        app.include_router(module.router)
+        app.include_router(module.router, max_body_size=max_body_size)
     web.install(app)
     return app

@@ -9,8 +9,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
-from imagemill.boundary import BoundaryError
+from imagemill.boundary import BoundaryError, storable_text
 from imagemill.errors import ImagemillError, RateLimited, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,10 @@ def error_response(
     field: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
+    # Never echo what a response could not carry (a field naming a key with NUL in it).
+    body: dict[str, Any] = {"code": code, "message": storable_text(message)}
     if field:
-        body["field"] = field
+        body["field"] = storable_text(field)
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
@@ -75,11 +77,27 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid_input", message, field or None)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "error")
-    headers = dict(exc.headers) if exc.headers else None
-    return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:  # the router names only the first route of the path
+        headers["Allow"] = ", ".join(_methods_of(request))
+    return error_response(exc.status_code, code, str(exc.detail), headers=headers or None)
+
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _methods_of(request: Request) -> list[str]:
+    """Every method some route of the app serves at the request's path (each route is
+    asked whether it would take the request with that method)."""
+    allowed = []
+    for method in HTTP_METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from imagemill.boundary import BoundaryError
+from imagemill.boundary import BoundaryError, storable_text
 from imagemill.domain import JobError
 from imagemill.errors import (
     Conflict,
@@ -77,7 +77,14 @@ def answer(
     retry: bool,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body = OpenAIErrorOut(error=OpenAIErrorBody(message=message, type=kind, param=param, code=code))
+    # Never echo what a response could not carry (a param naming a key with NUL in it).
+    error = OpenAIErrorBody(
+        message=storable_text(message),
+        type=kind,
+        param=storable_text(param) if param else None,
+        code=code,
+    )
+    body = OpenAIErrorOut(error=error)
     return JSONResponse(
         body.model_dump(),
         status_code=status,
@@ -111,6 +118,8 @@ def for_exception(exc: Exception) -> JSONResponse:
     if isinstance(exc, ImagemillError):
         status, kind = _BY_CODE.get(exc.code, (500, "server_error"))
         param = exc.field if isinstance(exc, InvalidInput | ProviderInputError) else None
+        if param is not None:  # an OpenAI option is a field of its own there, not a param
+            param = param.removeprefix("params.")
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else {}
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
             headers["Retry-After"] = str(max(1, round(exc.retry_after)))

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 from imagemill.api.deps import Links
 from imagemill.db.accounts import Preset
 from imagemill.domain import (
     DEFAULT_WEBHOOK_EVENTS,
     EVENT_TYPES,
+    EventType,
     Job,
     JobOutput,
     JobStatus,
@@ -20,8 +23,40 @@ from imagemill.domain import (
     Size,
     SizeText,
     TaskKind,
+    WebhookUrl,
     check_event_types,
 )
+
+# Times in query strings: an RFC 3339 date, or date and time with its zone (what JSON
+# Schema's `date` and `date-time` formats mean), nothing looser (a bare number is not a time).
+_RFC3339_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_RFC3339_MOMENT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _rfc3339(value: object, *, times: bool) -> object:
+    text = value.strip() if isinstance(value, str) else None
+    if text is not None and (
+        _RFC3339_DATE.fullmatch(text) or (times and _RFC3339_MOMENT.fullmatch(text))
+    ):
+        return text.upper() if times else text
+    wanted = "a date (2026-01-31) or a time with its zone (2026-01-31T12:00:00Z)"
+    raise ValueError(f"must be {wanted if times else 'a date, e.g. 2026-01-31'}")
+
+
+Moment = Annotated[
+    datetime,
+    BeforeValidator(functools.partial(_rfc3339, times=True)),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}
+    ),
+]
+Day = Annotated[
+    date,
+    BeforeValidator(functools.partial(_rfc3339, times=False)),
+    WithJsonSchema({"type": "string", "format": "date"}),
+]
 
 
 class ErrorBody(BaseModel):
@@ -257,9 +292,10 @@ class UsageOut(BaseModel):
 class WebhookEndpointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(max_length=2000, description="Where your jobs' events go by default.")
-    events: list[str] = Field(
+    url: WebhookUrl = Field(description="Where your jobs' events go by default.")
+    events: list[EventType] = Field(
         default_factory=lambda: list(DEFAULT_WEBHOOK_EVENTS),
+        min_length=1,
         description=f"Which events: any of {', '.join(EVENT_TYPES)}.",
     )
 

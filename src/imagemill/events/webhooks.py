@@ -66,7 +66,8 @@ class WebhookTargets:
     ) -> tuple[str | None, list[str] | None]:
         if submission.webhook_url is not None:
             await check_public_url(submission.webhook_url, self.allowed, "webhook_url")
-            return submission.webhook_url, submission.webhook_events or list(DEFAULT_WEBHOOK_EVENTS)
+            chosen = submission.webhook_events or DEFAULT_WEBHOOK_EVENTS
+            return submission.webhook_url, [str(event) for event in chosen]
         if submission.webhook_events is not None:
             raise InvalidInput("webhook_events needs a webhook_url", field="webhook_events")
         default = await self._default(owner_id)

@@ -92,7 +92,9 @@ class JobService:
             earlier = await self.repo.find_idempotent(owner_id, idempotency_key)
             if earlier:
                 return _same_request(earlier, fingerprint)
-        preset = await self._preset(owner_id, submission.preset) if submission.preset else None
+        preset = None
+        if submission.preset is not None:
+            preset = await self._preset(owner_id, submission.preset)
         submission = validation.expand_preset(submission, preset)
         inputs = await self._inputs(owner_id, submission)
         requests = self._resolve(submission, inputs)

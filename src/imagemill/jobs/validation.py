@@ -19,7 +19,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from imagemill.boundary import PARAMS_LIMITS, BoundaryError
+from imagemill.boundary import PARAMS_LIMITS, BoundaryError, has_words
 from imagemill.db.accounts import Preset
 from imagemill.domain import (
     MAX_PROMPT_CHARS,
@@ -33,6 +33,7 @@ from imagemill.domain import (
     TaskKind,
 )
 from imagemill.errors import InvalidInput
+from imagemill.providers.sizes import fit_within
 
 PROMPT_PLACEHOLDER = "{prompt}"
 NEEDS_INPUT = (TaskKind.EDIT, TaskKind.UPSCALE, TaskKind.VIDEO)
@@ -151,7 +152,7 @@ def _check_model(submission: Submission, spec: ModelSpec, field: str) -> None:
             f"model {spec.id!r} does not do {submission.kind!r} (it does: {kinds})",
             "kind" if main else field,
         )
-    if submission.kind is TaskKind.IMAGE and not submission.prompt.strip():
+    if submission.kind is TaskKind.IMAGE and not has_words(submission.prompt):
         raise InvalidInput("a prompt is required", field="prompt")
     if submission.kind in NEEDS_INPUT and not submission.input_assets:
         raise InvalidInput(
@@ -317,7 +318,12 @@ def _size(submission: Submission, spec: ModelSpec, max_pixels: int | None = None
     if submission.size is not None:
         size = Size.parse(submission.size)
     elif submission.aspect_ratio is not None:
-        size, field = Size.from_aspect_ratio(submission.aspect_ratio), "aspect_ratio"
+        # The shape is what was asked for; the area (about a megapixel) is imagemill's
+        # choice, so it is made to fit the model's sides.
+        sides = spec.sizes
+        about = Size.from_aspect_ratio(submission.aspect_ratio)
+        size = fit_within(about, sides.min_side, sides.max_side, sides.multiple_of)
+        field = "aspect_ratio"
     else:
         return Size.parse(spec.sizes.default)
     if max_pixels is not None and size.width * size.height > max_pixels:
@@ -347,8 +353,18 @@ def _check_bounds(size: Size, spec: ModelSpec, field: str) -> Size:
 
 
 def check_params(params: dict[str, Any], schema: dict[str, Any]) -> None:
-    """Validate ``params`` against a model's JSON Schema; the error names ``params.<key>``."""
-    error = best_match(_validator(schema).iter_errors(params))
+    """Validate ``params`` against a model's JSON Schema; the error names ``params.<key>``.
+
+    A rule between params (an ``anyOf`` with a ``description`` and a ``field``, as
+    ``{"field": "output_format", "description": "..."}``) is reported in its own words.
+    """
+    errors = list(_validator(schema).iter_errors(params))
+    for error in errors:
+        rule = error.schema if isinstance(error.schema, dict) else {}
+        if error.validator == "anyOf" and "description" in rule:
+            field = ".".join(["params", *map(str, error.absolute_path), rule.get("field", "")])
+            raise InvalidInput(str(rule["description"]), field=field.rstrip("."))
+    error = best_match(errors)
     if error is None:
         return
     path = [str(p) for p in error.absolute_path]

@@ -64,9 +64,36 @@ GPT_IMAGE_1 = ModelSpec(
             "background": {"enum": ["transparent", "opaque", "auto"], "default": "auto"},
             "output_format": {"enum": ["png", "jpeg", "webp"], "default": "png"},
             "output_compression": {"type": "integer", "minimum": 0, "maximum": 100},
-            "moderation": {"enum": ["auto", "low"], "default": "auto"},
+            "moderation": {
+                "enum": ["auto", "low"],
+                "default": "auto",
+                "description": "Generations only.",
+            },
             "input_fidelity": {"enum": ["low", "high"], "description": "Edits only."},
         },
+        # As OpenAI's reference has it: compression is for JPEG and WebP; a transparent
+        # background needs a format with transparency.
+        "allOf": [
+            {
+                "description": "output_compression is for output_format jpeg or webp",
+                "field": "output_format",
+                "anyOf": [
+                    {"properties": {"output_compression": {"type": "null"}}},  # none given
+                    {
+                        "properties": {"output_format": {"enum": ["jpeg", "webp"]}},
+                        "required": ["output_format"],
+                    },
+                ],
+            },
+            {
+                "description": "a transparent background needs output_format png or webp",
+                "field": "output_format",
+                "anyOf": [
+                    {"properties": {"background": {"enum": ["opaque", "auto"]}}},
+                    {"properties": {"output_format": {"enum": ["png", "webp"]}}},
+                ],
+            },
+        ],
     },
     sizes=SizeRange(min_side=64, max_side=4096, fixed=GPT_IMAGE_SIZES, default="1024x1024"),
     # OpenAI's images reference: prompts to 32,000 characters; up to 16 PNG, WebP or JPEG
@@ -199,11 +226,14 @@ def _sizes(model: str) -> list[str]:
 
 
 EDIT_ONLY = {"input_fidelity"}
+GENERATION_ONLY = {"moderation"}
 
 
 def _options(params: dict[str, Any], *, edit: bool = False) -> dict[str, Any]:
-    """The model params as the SDK's keyword arguments (validated against the schema)."""
-    return {k: v for k, v in params.items() if edit or k not in EDIT_ONLY}
+    """The model params as the SDK's keyword arguments (validated against the schema),
+    without those of the other endpoint (OpenAI's edits take no ``moderation``)."""
+    other = GENERATION_ONLY if edit else EDIT_ONLY
+    return {k: v for k, v in params.items() if k not in other}
 
 
 def _file(data: bytes, content_type: str, stem: str) -> tuple[str, bytes, str]:

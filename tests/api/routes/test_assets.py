@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from imagemill.storage import images
 from imagemill.storage.images import THUMBNAIL_SIDE
 
 WAIT = {"Prefer": "wait=10"}
@@ -281,3 +283,85 @@ async def test_assets_are_served_inert(client: httpx.AsyncClient) -> None:
     response = await client.get(f"/v1/assets/{output['asset_id']}")
     assert response.headers["x-content-type-options"] == "nosniff"
     assert "sandbox" in response.headers["content-security-policy"]
+
+
+# -- checked at the door --------------------------------------------------------------------------
+
+
+def _noisy_png(width: int, height: int) -> bytes:
+    image = Image.frombytes("RGB", (width, height), bytes(range(256)) * (width * height * 3 // 256))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def test_a_png_cut_in_half_is_refused_and_nothing_is_stored(
+    served: httpx.AsyncClient, runtime: Any
+) -> None:
+    """It was stored (201, with a width and height) and its thumbnail answered 500."""
+    whole = _noisy_png(128, 128)
+    half = whole[: len(whole) // 2]
+    response = await served.post("/v1/assets", files={"file": ("cut.png", half)})
+
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["field"] == "file" and "truncated or corrupt" in error["message"]
+    assert "0x" not in error["message"]
+    cut = hashlib.sha256(half).hexdigest()
+    assert not await runtime.blobs.exists(f"sha256/{cut[:2]}/{cut}")
+
+
+async def test_an_exif_rotated_jpeg_is_stored_upright(
+    client: httpx.AsyncClient, decode: Decode
+) -> None:
+    """Stored 80x40 with Orientation 6, it is 40x80 to every viewer, and so to imagemill."""
+    image = Image.new("RGB", (80, 40), (0, 0, 255))
+    image.paste((255, 0, 0), (0, 0, 40, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=95, exif=exif)
+
+    uploaded = (
+        await client.post("/v1/assets", files={"file": ("r.jpg", buffer.getvalue())})
+    ).json()
+
+    assert (uploaded["width"], uploaded["height"]) == (40, 80)
+    stored = decode((await client.get(f"/v1/assets/{uploaded['id']}")).content)
+    assert stored.size == (40, 80) and stored.format == "JPEG"
+    red = stored.convert("RGB").getpixel((30, 10))  # the red corner, now top right
+    assert red[0] > 200 and red[2] < 60
+    thumb = decode((await client.get(f"/v1/assets/{uploaded['id']}/thumbnail")).content)
+    assert thumb.height > thumb.width
+
+
+async def test_an_uploads_thumbnail_is_made_at_upload(
+    client: httpx.AsyncClient, runtime: Any
+) -> None:
+    uploaded = (await client.post("/v1/assets", files={"file": ("a.png", _png(500, 250))})).json()
+    asset = await runtime.repo.get_asset(uploaded["id"])
+    assert asset.thumbnail_key is not None
+    thumb = await runtime.blobs.get(asset.thumbnail_key)
+    assert (await client.get(f"/v1/assets/{uploaded['id']}/thumbnail")).content == thumb
+
+
+async def test_requests_at_once_make_an_outputs_thumbnail_once(
+    client: httpx.AsyncClient, runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = (await generate(client, size="1024x1024"))["outputs"][0]
+    made: list[int] = []
+    real = images.thumbnail
+
+    def counted(data: bytes, side: int = THUMBNAIL_SIDE, *, blur: bool = False) -> bytes:
+        made.append(len(data))
+        return real(data, side, blur=blur)
+
+    monkeypatch.setattr(images, "thumbnail", counted)
+    answers = await asyncio.gather(
+        *(client.get(f"/v1/assets/{output['asset_id']}/thumbnail") for _ in range(4))
+    )
+
+    assert all(a.status_code == 200 for a in answers)
+    assert len({a.content for a in answers}) == 1
+    assert len(made) == 1
+    assert runtime.assets.decode_slots.in_use == 0

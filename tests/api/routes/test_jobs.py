@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -732,3 +733,28 @@ async def test_an_idempotency_key_reused_for_another_request_is_422(
     assert same["id"] == first["id"]
     listed = (await client.get("/v1/jobs")).json()["data"]
     assert [j["id"] for j in listed] == [first["id"]]
+
+
+async def test_an_upscale_past_the_pixel_limit_is_refused_at_submit_not_after_the_work(
+    make_client: Callable[..., Any],
+) -> None:
+    """300x300 upscaled x2 with a 100,000-pixel limit ran for 26 s and then failed; it is
+    refused at once, and within the limit the (trusted, larger) result is stored."""
+    picture = io.BytesIO()
+    Image.new("RGB", (300, 300), (200, 80, 40)).save(picture, format="PNG")
+    body = {"kind": "upscale", "model": "local/realesrgan-x2"}
+    async with make_client(max_image_pixels=100_000) as strict:
+        uploaded = (await strict.post("/v1/assets", files={"file": picture.getvalue()})).json()
+        refused = await strict.post("/v1/jobs", json={**body, "input_assets": [uploaded["id"]]})
+        assert refused.status_code == 422
+        error = refused.json()["error"]
+        assert error["field"] == "input_assets.0"
+        assert "600x600" in error["message"] and "100,000" in error["message"]
+        assert (await strict.get("/v1/jobs")).json()["data"] == []
+    async with make_client(max_image_pixels=360_000) as enough:
+        uploaded = (await enough.post("/v1/assets", files={"file": picture.getvalue()})).json()
+        job = await submit(
+            enough, {**body, "input_assets": [uploaded["id"]]}, **{"Prefer": "wait=60"}
+        )
+        assert job["status"] == "succeeded", job["error"]
+        assert (job["outputs"][0]["width"], job["outputs"][0]["height"]) == (600, 600)

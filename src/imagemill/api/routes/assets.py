@@ -25,6 +25,16 @@ INERT = {
     "X-Content-Type-Options": "nosniff",
 }
 ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+# What assets hold: uploads and image outputs, SVG (vector styles) and mp4 (video).
+STORED_TYPES = (
+    "image/png",
+    "image/jpeg",
+    "image/webp",
+    "image/gif",
+    "image/svg+xml",
+    "video/mp4",
+    "application/octet-stream",
+)
 TokenQuery = Annotated[
     str | None, Query(description="Signed link token (from OpenAI-style `url`s).")
 ]
@@ -51,11 +61,28 @@ def _conditional(etag: str, if_none_match: str | None) -> tuple[dict[str, str], 
     return headers, None
 
 
+UPLOADED = "image/png, image/jpeg, image/webp, image/gif"
+
+
 @router.post(
-    "", status_code=201, response_model=AssetOut, responses={**ERRORS, 422: {"model": ErrorOut}}
+    "",
+    status_code=201,
+    response_model=AssetOut,
+    responses={**ERRORS, 422: {"model": ErrorOut}},
+    openapi_extra={
+        "requestBody": {
+            "content": {"multipart/form-data": {"encoding": {"file": {"contentType": UPLOADED}}}}
+        }
+    },
 )
 async def upload_asset(
-    file: Annotated[UploadFile, File(description="An image: PNG, JPEG, WebP or GIF.")],
+    file: Annotated[
+        UploadFile,
+        File(
+            description="An image: PNG, JPEG, WebP or GIF, not empty.",
+            json_schema_extra={"minLength": 1},
+        ),
+    ],
     owner: CurrentOwner,
     runtime: RuntimeDep,
     links: LinksDep,
@@ -91,7 +118,20 @@ def asset_out(asset: Asset, links: Links) -> AssetOut:
     )
 
 
-@router.get("/{asset_id}", response_class=StreamingResponse, responses=ERRORS)
+BYTES = {"schema": {"type": "string", "format": "binary"}}
+
+
+@router.get(
+    "/{asset_id}",
+    response_class=StreamingResponse,
+    responses={
+        **ERRORS,
+        200: {
+            "description": "The stored bytes, with their own content type.",
+            "content": {kind: BYTES for kind in STORED_TYPES},
+        },
+    },
+)
 async def get_asset(
     asset_id: str,
     owner: OptionalOwner,
@@ -110,7 +150,17 @@ async def get_asset(
     )
 
 
-@router.get("/{asset_id}/thumbnail", responses=ERRORS)
+@router.get(
+    "/{asset_id}/thumbnail",
+    response_class=Response,
+    responses={
+        **ERRORS,
+        200: {
+            "description": "A WebP of at most 384 px a side.",
+            "content": {"image/webp": {"schema": {"type": "string", "format": "binary"}}},
+        },
+    },
+)
 async def get_thumbnail(
     asset_id: str,
     owner: OptionalOwner,

@@ -39,6 +39,7 @@ STREAM: dict[int | str, dict[str, Any]] = {
     },
     **ERRORS,
 }
+MAX_EVENT_ID = 2**63 - 1  # event ids are 64-bit
 RETRY_MS = 2000  # how soon a disconnected EventSource reconnects
 KEEPALIVE_SECONDS = 15.0  # a comment this often when quiet, so proxies keep the line open
 KEEPALIVE = b": ping\n\n"
@@ -51,10 +52,17 @@ async def owned_job(job_id: str, owner: CurrentOwner, runtime: RuntimeDep) -> Jo
 
 async def resume_position(
     last_event_id: Annotated[
-        str | None, Header(description="Resume after this event (EventSource sends it itself).")
+        str | None,
+        Header(
+            pattern=r"^ *[0-9]{0,18} *$",
+            description="Resume after this event (EventSource sends it itself).",
+        ),
     ] = None,
     after: Annotated[
-        int | None, Query(ge=0, description="Resume after this event id, if no Last-Event-ID.")
+        int | None,
+        Query(
+            ge=0, le=MAX_EVENT_ID, description="Resume after this event id, if no Last-Event-ID."
+        ),
     ] = None,
 ) -> int | None:
     """Where to resume: the ``Last-Event-ID`` header, else ``after``; checked before the

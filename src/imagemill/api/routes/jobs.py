@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 
 from imagemill.api.deps import CurrentOwner, LinksDep, RuntimeDep
 from imagemill.api.routing import CheckedRoute
-from imagemill.api.schemas import ErrorOut, GroupOut, JobOut, JobPage
+from imagemill.api.schemas import ErrorOut, GroupOut, JobOut, JobPage, Moment
 from imagemill.db.queries import JobFilter
 from imagemill.domain import JobStatus, Submission, TaskKind
 
@@ -82,10 +82,12 @@ async def list_jobs(
     ] = None,
     group_id: str | None = None,
     created_after: Annotated[
-        datetime | None, Query(description="Created at or after (ISO 8601 date or time).")
+        Moment | None,
+        Query(description="Created at or after: a date (UTC) or a time with its zone (RFC 3339)."),
     ] = None,
     created_before: Annotated[
-        datetime | None, Query(description="Created before (ISO 8601 date or time).")
+        Moment | None,
+        Query(description="Created before: a date (UTC) or a time with its zone (RFC 3339)."),
     ] = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,

@@ -21,7 +21,16 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 from starlette.datastructures import FormData, UploadFile
 
 from imagemill import boundary
@@ -31,7 +40,15 @@ from imagemill.api.routes.assets import read_upload
 from imagemill.api.routing import CheckedRoute
 from imagemill.api.schemas import OpenAIImage, OpenAIImagesResponse
 from imagemill.db.accounts import Owner
-from imagemill.domain import MAX_PROMPT_CHARS, Job, JobStatus, Submission, TaskKind
+from imagemill.domain import (
+    MAX_PROMPT_CHARS,
+    Count,
+    Job,
+    JobStatus,
+    Submission,
+    TaskKind,
+    json_integer,
+)
 from imagemill.errors import InvalidInput
 from imagemill.jobs.service import request_fingerprint, utcnow
 from imagemill.runtime import Runtime
@@ -70,6 +87,20 @@ class OpenAIRoute(CheckedRoute):
 router = APIRouter(prefix="/v1/images", tags=["openai-compatible"], route_class=OpenAIRoute)
 
 
+Compression = Annotated[
+    int,
+    BeforeValidator(json_integer),
+    Field(ge=0, le=100),
+    WithJsonSchema({"type": "integer", "minimum": 0, "maximum": 100}),
+]
+NoPartialImages = Annotated[
+    int,
+    BeforeValidator(json_integer),
+    Field(ge=0, le=0),
+    WithJsonSchema({"type": "integer", "const": 0}),
+]
+
+
 class OpenAIImageRequest(BaseModel):
     """The body of OpenAI's ``POST /images/generations``. Options the chosen model does
     not take (``style`` for gpt-image-1, say) are left out, as for a model that has none;
@@ -79,20 +110,31 @@ class OpenAIImageRequest(BaseModel):
 
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     model: str = Field("placeholder", max_length=200)
-    n: StrictInt = Field(1, ge=1, le=10)
+    n: Count = 1
     size: str | None = Field(None, description="'WxH' or 'auto'.")
     response_format: Literal["url", "b64_json"] | None = None
     quality: str | None = None
     style: str | None = None
     background: str | None = None
     output_format: str | None = None
-    output_compression: StrictInt | None = Field(None, ge=0, le=100)
+    output_compression: Compression | None = None
     moderation: str | None = None
     user: str | None = Field(
         None, max_length=200, description="Your end user's id; kept in the job's metadata."
     )
-    stream: Literal[False] | None = Field(None, description="Streaming is not supported.")
-    partial_images: Literal[0] | None = Field(None, description="Only with streaming: 0.")
+    stream: Annotated[
+        StrictBool | None, WithJsonSchema({"anyOf": [{"const": False}, {"type": "null"}]})
+    ] = Field(None, description="Streaming is not supported: false or left out.")
+    partial_images: NoPartialImages | None = Field(
+        None, description="Only with streaming: 0 or left out."
+    )
+
+    @field_validator("stream")
+    @classmethod
+    def _no_streaming(cls, value: bool | None) -> bool | None:
+        if value:
+            raise ValueError("streaming is not supported; leave 'stream' out")
+        return value
 
 
 IdempotencyKey = Annotated[
@@ -135,6 +177,10 @@ async def create_images(
 
 EDIT_FORM = {
     "multipart/form-data": {
+        "encoding": {
+            "image": {"contentType": "image/png, image/jpeg, image/webp"},
+            "mask": {"contentType": "image/png"},
+        },
         "schema": {
             "type": "object",
             "required": ["image", "prompt"],
@@ -154,7 +200,7 @@ EDIT_FORM = {
                 "user": {"type": "string"},
             },
             "additionalProperties": False,
-        }
+        },
     }
 }
 
@@ -186,7 +232,7 @@ async def edit_images(
         mask_file = form.get("mask")
         mask = await _upload(runtime, owner, mask_file, "mask", limit) if mask_file else None
     prompt = fields.get("prompt", "")
-    if not prompt.strip():
+    if not boundary.has_words(prompt):
         raise InvalidInput("a prompt is required", field="prompt")
     submission = _submission(
         kind=TaskKind.EDIT,
@@ -231,6 +277,8 @@ def _text_fields(form: FormData) -> dict[str, str]:
             raise InvalidInput(f"unknown field {key!r}", field=key)
         if not isinstance(value, str):
             raise InvalidInput(f"'{key}' must be text, not a file", field=key)
+        if value == "":  # what forms send for a field left empty: as if not sent
+            continue
         if key in fields:
             raise InvalidInput(f"'{key}' is given more than once", field=key)
         if problem := boundary.text_problem(value):

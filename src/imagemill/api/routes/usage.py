@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from imagemill.api.deps import CurrentOwner, RuntimeDep
 from imagemill.api.routing import CheckedRoute
-from imagemill.api.schemas import ErrorOut, UsageDay, UsageOut
-from imagemill.errors import InvalidInput
+from imagemill.api.schemas import Day, ErrorOut, UsageDay, UsageOut
 
 router = APIRouter(prefix="/v1/usage", tags=["usage"], route_class=CheckedRoute)
 
@@ -21,12 +20,11 @@ router = APIRouter(prefix="/v1/usage", tags=["usage"], route_class=CheckedRoute)
 async def get_usage(
     owner: CurrentOwner,
     runtime: RuntimeDep,
-    since: Annotated[date | None, Query(description="First UTC day counted (YYYY-MM-DD).")] = None,
-    until: Annotated[date | None, Query(description="Last UTC day counted, inclusive.")] = None,
+    since: Annotated[Day | None, Query(description="First UTC day counted (YYYY-MM-DD).")] = None,
+    until: Annotated[Day | None, Query(description="Last UTC day counted, inclusive.")] = None,
 ) -> UsageOut:
-    """Images made and their cost, summed by model and UTC day (cache hits cost 0)."""
-    if since and until and until < since:
-        raise InvalidInput("'until' is before 'since'", field="until")
+    """Images made and their cost, summed by model and UTC day (cache hits cost 0); no
+    days at all when `until` is before `since`."""
     start = datetime.combine(since, time(), UTC) if since else None
     end = datetime.combine(until + timedelta(days=1), time(), UTC) if until else None
     rows = await runtime.repo.usage(owner.id, start, end)

@@ -51,7 +51,8 @@ async def set_default_endpoint(
 ) -> WebhookEndpointOut:
     """Set (or re-enable) your default webhook, for jobs submitted from now on."""
     await check_public_url(body.url, runtime.webhook_targets.allowed, "url")
-    endpoint = await runtime.webhooks.set_endpoint(owner.id, body.url, body.events, utcnow())
+    events = [str(event) for event in body.events]
+    endpoint = await runtime.webhooks.set_endpoint(owner.id, body.url, events, utcnow())
     runtime.webhook_targets.forget(owner.id)
     return _endpoint_out(endpoint)
 

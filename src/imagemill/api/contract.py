@@ -1,0 +1,554 @@
+"""The OpenAPI document at ``/openapi.json``: what the server does, stated exactly.
+
+FastAPI writes most of it from the routes; this module states what the routes alone do
+not, so that a client (or schemathesis, which the test suite runs against it) can rely
+on every word:
+
+- every answer an operation gives: 401 without a key, 404 for what is not found, 413 for
+  a body too large, 422 (400 on the OpenAI-compatible endpoints) for bad input, in the
+  error shape the endpoint really uses; server-sent events as events;
+- the boundary's rules (``imagemill.boundary``): no text holds NUL, free-form values are
+  I-JSON (integers within ±(2**53 - 1));
+- how the fields of a job request depend on each other (a model or a group of models;
+  an image needs a prompt and takes no input images; events need a URL);
+- what the models are: ``model``, ``models`` and ``fallback`` name the models this
+  server has available now, and what each takes (its kinds, how many images, its sizes,
+  its prompt length and its params' JSON Schema) is stated per model.
+
+What no schema can state is the server's data: whether an asset or preset of that id
+exists and what it holds, and what a webhook host resolves to. A request naming those
+can still be refused, naming the field.
+
+The document is made again whenever the available models change (a local model folder
+appears, a provider's schemas arrive).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from imagemill.boundary import BLANK, MAX_SAFE_INTEGER
+from imagemill.domain import EVENT_TYPES, MAX_SIDE, MIN_SIDE, ModelSpec, TaskKind
+from imagemill.providers.registry import Registry
+
+Schema = dict[str, Any]
+NO_NUL = "^[^\\x00]*$"
+# Text with words in it (something not blank) and no NUL, as one pattern.
+WORDS_WITHOUT_NUL = f"^[^\\x00]*[^\\x00{BLANK}][^\\x00]*$"
+ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
+OPENAI_ERROR_REF = {"$ref": "#/components/schemas/OpenAIErrorOut"}
+JSON_VALUE_REF = {"$ref": "#/components/schemas/JsonValue"}
+PUBLIC = ("/healthz", "/readyz", "/v1/providers/")  # no key needed
+OPENAI_COMPATIBLE = "/v1/images/"
+JSON_VALUE: Schema = {
+    "description": "Any JSON value, as I-JSON: numbers within ±(2**53 - 1), text without NUL.",
+    "anyOf": [
+        {"type": "string", "pattern": NO_NUL},
+        {"type": "number", "minimum": -MAX_SAFE_INTEGER, "maximum": MAX_SAFE_INTEGER},
+        {"type": "boolean"},
+        {"type": "null"},
+        {"type": "array", "items": JSON_VALUE_REF},
+        {
+            "type": "object",
+            "additionalProperties": JSON_VALUE_REF,
+            "propertyNames": {"pattern": NO_NUL},
+        },
+    ],
+}
+SSE_EVENT: Schema = {
+    "type": "object",
+    "description": "One server-sent event: `id` (its position), `event` (its type) and "
+    "`data`, the event as JSON.",
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "event": {"enum": list(EVENT_TYPES)},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "type": "object",
+                "required": ["id", "job_id", "seq", "type", "data", "created_at"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "job_id": {"type": "string"},
+                    "seq": {"type": "integer"},
+                    "type": {"enum": list(EVENT_TYPES)},
+                    "data": {"type": ["object", "null"]},
+                    "created_at": {"type": "string", "format": "date-time"},
+                },
+            },
+        },
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+
+
+def install(app: FastAPI, registry: Callable[[], Registry | None]) -> None:
+    """Serve ``app``'s OpenAPI document as this module states it. ``registry`` gives the
+    running server's models (``None`` before it has started)."""
+    made: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        models = registry()
+        specs = models.models() if models else []
+        key = repr([(s.id, s.available, s.aliases, s.kinds, s.params_schema) for s in specs])
+        if made.get("key") != key:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+            )
+            state(document, specs)
+            made.update(key=key, document=document)
+        app.openapi_schema = made["document"]
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def state(document: Schema, specs: list[ModelSpec]) -> None:
+    """Add to FastAPI's ``document`` what it cannot know (see the module docstring)."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    schemas["JsonValue"] = copy.deepcopy(JSON_VALUE)
+    for path, operations in document.get("paths", {}).items():
+        for operation in operations.values():
+            _every_answer(path, operation)
+            for parameter in operation.get("parameters", []):
+                parameter["schema"] = _never_null(parameter.get("schema", {}))
+                _without_nul(parameter["schema"])
+            _without_nul(operation.get("requestBody", {}).get("content", {}))
+    for name, schema in schemas.items():
+        if name != "JsonValue":
+            _without_nul(schema)
+    for name in ("Submission", "PresetIn", "PresetPatch", "FallbackModel"):
+        if name in schemas:
+            _free_form(schemas[name])
+    if "PresetPatch" in schemas:  # left out keeps a field; null is refused
+        for name in ("name", "description", "prompt_template", "params"):
+            field = schemas["PresetPatch"]["properties"].get(name, {})
+            field["anyOf"] = [c for c in field.get("anyOf", []) if c.get("type") != "null"]
+    for prompt in _openai_prompts(document):
+        prompt["pattern"] = WORDS_WITHOUT_NUL
+    if "Submission" in schemas:
+        _job_request_rules(schemas["Submission"])
+    available = [spec for spec in specs if spec.available]
+    if available:
+        _the_models(document, available, specs)
+
+
+# -- answers ----------------------------------------------------------------------------------
+
+
+def _every_answer(path: str, operation: Schema) -> None:
+    responses: Schema = operation.setdefault("responses", {})
+    compatible = path.startswith(OPENAI_COMPATIBLE)
+    error = OPENAI_ERROR_REF if compatible else ERROR_REF
+    body = operation.get("requestBody", {}).get("content", {})
+    multipart = "multipart/form-data" in body
+
+    def answer(status: str, description: str) -> None:
+        responses.setdefault(status, {"description": description})
+        responses[status]["content"] = {"application/json": {"schema": error}}
+
+    if not path.startswith(PUBLIC):
+        answer("401", "No valid API key (send `Authorization: Bearer <key>`).")
+    if "{" in path:
+        answer("404", "Not found (or not yours).")
+    if operation.get("parameters") or body:
+        answer("400" if compatible else "422", "Bad input; the error names the field.")
+    if multipart:  # a form that cannot be read at all
+        answer("400", "The form is not multipart data that can be read.")
+    if body:
+        answer("413", "The body is too large.")
+    if compatible:
+        responses.pop("422", None)  # OpenAI's way: bad input is a 400
+    if any(p.get("name") == "if-none-match" for p in operation.get("parameters", [])):
+        responses.setdefault("304", {"description": "Not modified: the ETag matched."})
+    for described in responses.values():
+        content = described.get("content", {})
+        if "text/event-stream" in content:
+            content["text/event-stream"] = {"itemSchema": copy.deepcopy(SSE_EVENT)}
+
+
+# -- the boundary's rules ---------------------------------------------------------------------
+
+
+def _never_null(schema: Schema) -> Schema:
+    """A parameter's schema without ``null``: a parameter is given or not, never null
+    (FastAPI writes ``str | None = None`` as "string or null")."""
+    choices = schema.get("anyOf")
+    if not choices:
+        return schema
+    kept = [choice for choice in choices if choice.get("type") != "null"]
+    if len(kept) == 1:
+        return {**{k: v for k, v in schema.items() if k != "anyOf"}, **kept[0]}
+    return {**schema, "anyOf": kept}
+
+
+def _without_nul(schema: Any) -> None:
+    """Every string ``schema`` allows, stated without NUL (which the server refuses)."""
+    for node in list(_nodes(schema)):
+        types = node.get("type")
+        is_string = types == "string" or (isinstance(types, list) and "string" in types)
+        if not is_string or any(k in node for k in ("enum", "const", "contentMediaType")):
+            continue
+        if node.get("format") in ("binary", "date", "date-time"):
+            continue
+        if "pattern" not in node:
+            node["pattern"] = NO_NUL
+        elif node["pattern"] != NO_NUL:  # its own pattern, and this one
+            node["allOf"] = [*node.get("allOf", []), {"pattern": NO_NUL}]
+
+
+def _nodes(schema: Any) -> Iterator[Schema]:
+    """Every schema object inside ``schema`` (not following ``$ref``)."""
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            yield node
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _free_form(schema: Schema) -> None:
+    """``metadata`` and ``params``: any JSON object, as I-JSON."""
+    for name in ("metadata", "params"):
+        field = schema.get("properties", {}).get(name)
+        if field is None:
+            continue
+        for node in (field, *field.get("anyOf", [])):
+            if node.get("type") == "object":
+                node["additionalProperties"] = JSON_VALUE_REF
+                node["propertyNames"] = {"pattern": NO_NUL}
+
+
+def _job_request_rules(submission: Schema) -> None:
+    """How the fields of ``POST /v1/jobs`` depend on each other."""
+    string, array = {"type": "string"}, {"type": "array"}
+
+    def given(**fields: Schema) -> Schema:
+        return {"properties": fields, "required": list(fields)}
+
+    image = {"properties": {"kind": {"const": TaskKind.IMAGE.value}}}  # also when left out
+    rules = [
+        # A model, or several; neither only when a preset names one.
+        {"anyOf": [given(model=string), given(models=array), given(preset=string)]},
+        {"not": given(model=string, models=array)},
+        # Which events to send needs where to send them.
+        {"if": given(webhook_events=array), "then": given(webhook_url=string)},
+        # An image is made from its prompt: one with words in it, unless a preset adds some.
+        {
+            "if": {"allOf": [image, {"not": given(preset=string)}]},
+            "then": {
+                "properties": {"prompt": {"pattern": WORDS_WITHOUT_NUL}},
+                "required": ["prompt"],
+            },
+        },
+        {
+            "if": image,
+            "then": {"properties": {"input_assets": {"maxItems": 0}, "mask": {"type": "null"}}},
+            "else": {"properties": {"input_assets": {"minItems": 1}}, "required": ["input_assets"]},
+        },
+        {
+            "if": {"properties": {"kind": {"const": TaskKind.EDIT.value}}, "required": ["kind"]},
+            "else": {"properties": {"mask": {"type": "null"}}},
+        },
+    ]
+    submission["allOf"] = submission.get("allOf", []) + rules
+
+
+def _openai_prompts(document: Schema) -> Iterator[Schema]:
+    """The ``prompt`` of each OpenAI-compatible body: it needs words in it."""
+    schemas = document.get("components", {}).get("schemas", {})
+    if "OpenAIImageRequest" in schemas:
+        yield schemas["OpenAIImageRequest"]["properties"]["prompt"]
+    edits = document.get("paths", {}).get("/v1/images/edits", {}).get("post")
+    if edits is not None:
+        form = edits["requestBody"]["content"]["multipart/form-data"]["schema"]
+        yield form["properties"]["prompt"]
+
+
+# -- the models -------------------------------------------------------------------------------
+
+
+def _names(spec: ModelSpec) -> list[str]:
+    return sorted({spec.id, *spec.aliases})
+
+
+def _the_models(document: Schema, available: list[ModelSpec], every: list[ModelSpec]) -> None:
+    schemas = document["components"]["schemas"]
+    ids = sorted({name for spec in available for name in _names(spec)})
+    if "Submission" in schemas:
+        _job_request_models(schemas["Submission"], available, ids)
+    for preset in ("PresetIn", "PresetPatch"):
+        if preset in schemas:  # a preset may name a model whose key is not set (yet)
+            known = sorted({name for spec in every for name in _names(spec)})
+            _preset_models(schemas[preset], every, known)
+    if "OpenAIImageRequest" in schemas:
+        makers = [spec for spec in available if TaskKind.IMAGE in spec.kinds]
+        _openai_models(schemas["OpenAIImageRequest"], makers, "placeholder")
+    edits = document.get("paths", {}).get("/v1/images/edits", {}).get("post")
+    if edits is not None:
+        form = edits["requestBody"]["content"]["multipart/form-data"]["schema"]
+        editors = [spec for spec in available if TaskKind.EDIT in spec.kinds]
+        _openai_models(form, editors, "openai/gpt-image-1")
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _job_request_models(submission: Schema, specs: list[ModelSpec], ids: list[str]) -> None:
+    properties = submission["properties"]
+    properties["model"] = {
+        **_nullable({"enum": ids}),
+        "description": _described(properties, "model"),
+    }
+    properties["models"] = {
+        **_nullable(
+            {
+                "type": "array",
+                "items": {"enum": ids},
+                "minItems": 1,
+                "maxItems": 8,
+                "uniqueItems": True,
+            }
+        ),
+        "description": _described(properties, "models"),
+    }
+    properties["fallback"] = {
+        "type": "array",
+        "maxItems": 5,
+        "uniqueItems": True,
+        "items": {
+            "anyOf": [
+                {"enum": ids},
+                {
+                    "type": "object",
+                    "properties": {"model": {"enum": ids}, "params": _free_object()},
+                    "required": ["model"],
+                    "additionalProperties": False,
+                    "allOf": [
+                        {
+                            "if": {"properties": {"model": {"enum": _names(spec)}}},
+                            "then": {"properties": {"params": _params_of(spec)}},
+                        }
+                        for spec in specs
+                    ],
+                },
+            ]
+        },
+        "description": _described(properties, "fallback"),
+    }
+    # One request is for one model, a group of them, or a preset's: one of these, each
+    # with what its model takes (a group must suit every model listed, and a fallback the
+    # request: those GET /v1/models states per model, and the server checks).
+    one_of_them = [_for_the_model(spec) for spec in specs]
+    one_of_them.append({"properties": {"models": {"type": "array"}}, "required": ["models"]})
+    one_of_them.append(
+        {
+            "properties": {
+                "model": {"type": "null"},
+                "models": {"type": "null"},
+                "preset": {"type": "string"},
+            },
+            "required": ["preset"],
+        }
+    )
+    submission["allOf"] = [rule for rule in submission.get("allOf", []) if "anyOf" not in rule] + [
+        {"anyOf": one_of_them}
+    ]
+
+
+def _for_the_model(spec: ModelSpec) -> Schema:
+    """A request whose ``model`` is ``spec``'s, as that model takes it."""
+    takes = _what_it_takes(spec)
+    names = _names(spec)
+    itself = {"type": "object", "properties": {"model": {"enum": names}}, "required": ["model"]}
+    others = {"not": {"anyOf": [{"enum": names}, itself]}}
+    takes["properties"] |= {
+        "model": {"enum": names},
+        "models": {"type": "null"},
+        "params": _params_of(spec),
+        "fallback": {"items": others},  # the model itself is no fallback
+    }
+    takes["required"] = [*takes.get("required", []), "model"]
+    return takes
+
+
+def _what_it_takes(spec: ModelSpec) -> Schema:
+    """What a request to ``spec`` (as the model or in the fallback chain) may ask."""
+    kinds = [kind.value for kind in spec.kinds]
+    properties: Schema = {"kind": {"enum": kinds}, "n": {"maximum": spec.max_n}}
+    limit = spec.limits.max_prompt_chars
+    if limit is not None:
+        properties["prompt"] = {"maxLength": limit}
+        properties["negative_prompt"] = {"anyOf": [{"maxLength": limit}, {"type": "null"}]}
+    if (
+        TaskKind.EDIT in spec.kinds
+        or TaskKind.UPSCALE in spec.kinds
+        or TaskKind.VIDEO in spec.kinds
+    ):
+        properties["input_assets"] = {"maxItems": max(spec.limits.max_inputs, 0)}
+    if not spec.limits.mask:
+        properties["mask"] = {"type": "null"}
+    sides = spec.sizes
+    if (sides.min_side, sides.max_side, sides.multiple_of) != (MIN_SIDE, MAX_SIDE, 1):
+        pattern = size_pattern(sides.min_side, sides.max_side, sides.multiple_of)
+        properties["size"] = _nullable({"type": "string", "pattern": pattern})
+    takes: Schema = {"properties": properties}
+    if TaskKind.IMAGE not in spec.kinds:
+        takes["required"] = ["kind"]  # the kind left out is an image, which it does not make
+    return takes
+
+
+def _params_of(spec: ModelSpec) -> Schema:
+    params = copy.deepcopy(spec.params_schema)
+    _without_nul(params)
+    if params.get("additionalProperties", True) is not False and "properties" not in params:
+        params.update(_free_object())
+    return params
+
+
+def _free_object() -> Schema:
+    return {
+        "type": "object",
+        "additionalProperties": JSON_VALUE_REF,
+        "propertyNames": {"pattern": NO_NUL},
+    }
+
+
+def _described(properties: Schema, name: str) -> str:
+    return str(properties.get(name, {}).get("description", ""))
+
+
+def _preset_models(preset: Schema, specs: list[ModelSpec], ids: list[str]) -> None:
+    properties = preset["properties"]
+    properties["model"] = {
+        **_nullable({"enum": ids}),
+        "description": _described(properties, "model"),
+    }
+    preset["allOf"] = preset.get("allOf", []) + [
+        {
+            "if": {"properties": {"model": {"enum": _names(spec)}}, "required": ["model"]},
+            "then": {"properties": {"params": _nullable(_params_of(spec))}},
+        }
+        for spec in specs
+    ]
+
+
+OPENAI_OPTIONS = ("quality", "style", "background", "output_format", "moderation", "input_fidelity")
+
+
+def _openai_models(request: Schema, specs: list[ModelSpec], default: str) -> None:
+    """The OpenAI-compatible bodies: which models, and what each takes (its options, its
+    sizes, how many images), one of these per model."""
+    properties = request["properties"]
+    ids = sorted({name for spec in specs for name in _names(spec)})
+    properties["model"] = {"enum": ids, "description": f"The model; default: {default}."}
+    variants = []
+    for spec in specs:
+        accepted = spec.params_schema.get("properties", {})
+        takes: Schema = {"model": {"enum": _names(spec)}}
+        if "n" in properties:
+            takes["n"] = {"maximum": spec.max_n}
+        for option in (*OPENAI_OPTIONS, "output_compression"):
+            if option in accepted and option in properties:
+                takes[option] = _nullable(copy.deepcopy(accepted[option]))
+        sides = spec.sizes
+        pattern = size_pattern(sides.min_side, sides.max_side, sides.multiple_of)
+        takes["size"] = _nullable({"anyOf": [{"const": "auto"}, {"pattern": pattern}]})
+        if "prompt" in properties:  # stated again in each variant: generators need it there
+            takes["prompt"] = copy.deepcopy(properties["prompt"])
+        required = [name for name in request.get("required", []) if name != "model"]
+        # The options' rules about each other (they are top-level fields here).
+        rules = [
+            rule
+            for rule in spec.params_schema.get("allOf", [])
+            if set(_mentioned(rule)) <= set(properties)
+        ]
+        among = {"allOf": copy.deepcopy(rules)} if rules else {}
+        # The default model's variant also takes a request that names no model.
+        needed = required if spec.id == default else [*required, "model"]
+        variants.append({"properties": takes, "required": needed, **among})
+    if variants:
+        request["anyOf"] = variants
+
+
+def _mentioned(rule: Schema) -> Iterator[str]:
+    """The field names a params rule reads or sets."""
+    for node in _nodes(rule):
+        yield from node.get("properties", {})
+        yield from node.get("required", [])
+
+
+# -- sizes as regular expressions -------------------------------------------------------------
+
+
+def size_pattern(low: int, high: int, multiple: int = 1) -> str:
+    """A regular expression for ``WxH`` with each side from ``low`` to ``high`` (and even,
+    for ``multiple`` 2), written without leading zeros."""
+    side = number_pattern(low, high, even=multiple == 2)
+    return f"^{side}[xX]{side}$"
+
+
+def number_pattern(low: int, high: int, *, even: bool = False) -> str:
+    """A regular expression matching the decimal numbers from ``low`` to ``high`` (only
+    the even ones, with ``even``)."""
+    if not even:
+        parts = [_range(str(a), str(b)) for a, b in _split_by_length(low, high)]
+        return "(?:" + "|".join(parts) + ")"
+    low += low % 2
+    high -= high % 2
+    first, last = low // 10, high // 10  # the tens: all but the last digit
+    if first == last:
+        return _tens(first) + _digits(low % 10, high % 10)
+    parts = [_tens(first) + _digits(low % 10, 8)]
+    if last - first > 1:
+        parts.append(number_pattern(first + 1, last - 1) + "[02468]")
+    parts.append(_tens(last) + _digits(0, high % 10))
+    return "(?:" + "|".join(parts) + ")"
+
+
+def _tens(value: int) -> str:
+    return str(value) if value else ""
+
+
+def _digits(low: int, high: int) -> str:
+    return "[" + "".join(str(d) for d in range(low, high + 1, 2)) + "]"
+
+
+def _split_by_length(low: int, high: int) -> list[tuple[int, int]]:
+    spans = []
+    while low <= high:
+        top = min(high, 10 ** len(str(low)) - 1)
+        spans.append((low, top))
+        low = top + 1
+    return spans
+
+
+def _range(low: str, high: str) -> str:
+    """Same-length decimal strings ``low`` to ``high``, as a regular expression."""
+    if low == high:
+        return low
+    if len(low) == 1:
+        return f"[{low}-{high}]"
+    if low[0] == high[0]:
+        return low[0] + "(?:" + _range(low[1:], high[1:]) + ")"
+    rest = len(low) - 1
+    parts = [low[0] + "(?:" + _range(low[1:], "9" * rest) + ")"]
+    if int(high[0]) - int(low[0]) > 1:
+        parts.append(f"[{int(low[0]) + 1}-{int(high[0]) - 1}][0-9]{{{rest}}}")
+    parts.append(high[0] + "(?:" + _range("0" * rest, high[1:]) + ")")
+    return "(?:" + "|".join(parts) + ")"
