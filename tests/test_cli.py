@@ -14,12 +14,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from alembic.script import ScriptDirectory
 from PIL import Image
 from typer.testing import CliRunner, Result
 
+from fakes.server import wait_until_ready
 from imagemill.auth import hash_key
 from imagemill.cli import app
 from imagemill.config import Settings
@@ -311,16 +311,7 @@ def served(data_dir: Path, tmp_path: Path) -> Iterator[str]:
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.1)
+        wait_until_ready(url, server, tmp_path / "serve.log")
         yield url
     finally:
         server.terminate()

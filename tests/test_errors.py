@@ -110,3 +110,36 @@ def test_every_error_drawn_in_the_docstring_exists() -> None:
     assert len(drawn) >= 10
     missing = [name for name in drawn if not isinstance(getattr(errors, name, None), type)]
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("exc", "plain"),
+    [
+        (
+            OSError(
+                "Cannot connect to host api.example:443 ssl:<ssl.SSLContext object at 0x7f2a1c3b> "
+                "[Connect call failed]"
+            ),
+            "Cannot connect to host api.example:443 ssl: [Connect call failed]",
+        ),
+        (
+            OSError("cannot identify image file <_io.BytesIO object at 0x7fdb7fcdfba0>"),
+            "cannot identify image file",
+        ),
+        (TimeoutError(), "no answer in time"),
+        (ConnectionRefusedError(111, "Connection refused"), "the connection was refused"),
+        (KeyError("oops"), "key error: 'oops'"),
+        (InvalidInput("already plain"), "already plain"),
+    ],
+)
+def test_describe_gives_plain_words_never_a_python_repr(exc: BaseException, plain: str) -> None:
+    text = errors.describe(exc)
+    assert plain in text
+    assert " at 0x" not in text and "<" not in text
+
+
+def test_a_message_is_storable_and_of_a_sane_length() -> None:
+    error = ProviderError("provider said: cut \ud83d and \x00 " + "x" * 10_000)
+    assert "\x00" not in error.message and "\ud83d" not in error.message
+    assert len(error.message) <= errors.MAX_MESSAGE_CHARS
+    error.message.encode("utf-8")

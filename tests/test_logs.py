@@ -7,7 +7,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from fakes.openai_images import FakeOpenAI
-from fakes.server import free_port, serve
+from fakes.server import free_port, serve, wait_until_ready
 from imagemill import logs
 from imagemill.config import Settings
 
@@ -117,7 +116,7 @@ def test_serve_at_debug_never_writes_a_secret(tmp_path: Path) -> None:
         )
         try:
             url = f"http://127.0.0.1:{port}"
-            _wait_ready(url, server)
+            wait_until_ready(url, server, log_file)
             headers = {
                 "Authorization": "Bearer im_NotARealKeyButShapedLikeOne1234",
                 "Prefer": "wait=20",
@@ -132,16 +131,3 @@ def test_serve_at_debug_never_writes_a_secret(tmp_path: Path) -> None:
     assert " DEBUG " in text, "debug lines were written"
     assert PROVIDER_KEY not in text
     assert "im_NotARealKey" not in text
-
-
-def _wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        assert server.poll() is None, "the server exited"
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the server did not become ready"
-        time.sleep(0.1)

@@ -10,38 +10,29 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from imagemill.fields import (
+    MAX_INPUTS,
+    MAX_N,
+    MAX_PROMPT_CHARS,
+    MAX_SEED,
+    MAX_SIDE,
+    MIN_SIDE,
+    RATIO_PATTERN,
+    RATIO_TERM,
+    Count,
+    Metadata,
+    Params,
+    Seed,
+    SizeText,
+    WebhookUrl,
 )
 
-from imagemill.boundary import METADATA_LIMITS, PARAMS_LIMITS
-from imagemill.net import check_url
-
-MAX_N = 10
-MIN_SIDE = 16
-MAX_SIDE = 8192
-MAX_SEED = 2**32 - 1
-MAX_PROMPT_CHARS = 32_000
-MAX_INPUTS = 16
-# ASCII only (Python's ``\d`` would take any script's digits, full-width ones included);
-# the patterns go into the OpenAPI schema as they are.
-# A side: 16 to 8192, no leading zero. A ratio's term: 1 to 16 (decimals below 16), so
-# every ratio is between 1:16 and 16:1.
-_SIDE = "(?:1[6-9]|[2-9][0-9]|[1-9][0-9]{2}|[1-7][0-9]{3}|80[0-9]{2}|81[0-8][0-9]|819[0-2])"
-_TERM = r"(?:16|(?:1[0-5]|[1-9])(?:\.[0-9]{1,3})?)"
-SIZE_PATTERN = f"^{_SIDE}[xX]{_SIDE}$"
-RATIO_PATTERN = f"^{_TERM}:{_TERM}$"
 _SIZE_RE = re.compile(r"^([0-9]+)[xX]([0-9]+)$")
-_RATIO_RE = re.compile(f"^({_TERM}):({_TERM})$")
+_RATIO_RE = re.compile(f"^({RATIO_TERM}):({RATIO_TERM})$")
 
 
 class JobStatus(StrEnum):
@@ -97,7 +88,7 @@ class Size:
         match = _RATIO_RE.match(ratio)
         if not match:
             raise ValueError(
-                f"aspect_ratio must look like '16:9' (each term from 1 to 16), not {ratio!r}"
+                f"aspect_ratio must look like '16:9' (each term from 1 to 999), not {ratio!r}"
             )
         aspect = float(match[1]) / float(match[2])
         height = (area / aspect) ** 0.5
@@ -113,64 +104,6 @@ def seeds(first: int, n: int) -> list[int]:
     """The seeds of ``n`` images from ``first``: one apart, wrapping past ``MAX_SEED`` to 0,
     so every seed recorded can be submitted again."""
     return [(first + index) % (MAX_SEED + 1) for index in range(n)]
-
-
-def json_integer(value: object) -> object:
-    """An integer as JSON has them: ``2`` or ``2.0``, never ``true`` or ``"2"``."""
-    if isinstance(value, bool | str):
-        raise ValueError("must be a whole number (not a string or a boolean)")
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-# Integer fields of the wire schemas: what JSON Schema calls an integer (``2.0`` included),
-# nothing looser (``true`` and ``"2"`` are refused), within bounds stated in the schema.
-Count = Annotated[
-    int,
-    BeforeValidator(json_integer),
-    Field(ge=1, le=MAX_N),
-    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_N}),
-]
-Seed = Annotated[
-    int,
-    BeforeValidator(json_integer),
-    Field(ge=0, le=MAX_SEED),
-    WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_SEED}),
-]
-
-# Free-form JSON objects, checked against their limits (``boundary``).
-Metadata = Annotated[
-    dict[str, Any],
-    AfterValidator(METADATA_LIMITS.check),
-    Field(description=f"Yours; returned as given. Any JSON object, {METADATA_LIMITS.describe()}."),
-]
-Params = Annotated[
-    dict[str, Any],
-    AfterValidator(PARAMS_LIMITS.check),
-    Field(
-        description="Model params, checked against the model's JSON Schema. Any JSON object, "
-        f"{PARAMS_LIMITS.describe()}."
-    ),
-]
-WebhookUrl = Annotated[
-    str,
-    AfterValidator(check_url),
-    Field(
-        max_length=2000,
-        description="An http or https URL (no credentials); private addresses are refused "
-        "unless IMAGEMILL_ALLOWED_PRIVATE_NETWORKS allows them.",
-        json_schema_extra={"format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]+"},
-    ),
-]
-SizeText = Annotated[
-    str,
-    Field(
-        description="Exact output size 'WIDTHxHEIGHT' in pixels (ASCII digits), each side "
-        f"{MIN_SIDE} to {MAX_SIDE}, e.g. '1920x1080'.",
-        json_schema_extra={"pattern": SIZE_PATTERN},
-    ),
-]
 
 
 class FallbackModel(BaseModel):
@@ -457,7 +390,8 @@ class Submission(BaseModel):
     size: SizeText | None = None
     aspect_ratio: str | None = Field(
         None,
-        description="'W:H', e.g. '16:9', when no size is given; between 1:16 and 16:1.",
+        description="'W:H', e.g. '16:9' (each term 1 to 999), when no size is given: the "
+        "size of about a megapixel of that shape that the model can make.",
         json_schema_extra={"pattern": RATIO_PATTERN},
     )
     seed: Seed | None = Field(None, description=f"Same seed, same image; 0 to {MAX_SEED}.")

@@ -17,15 +17,14 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from fakes.openai_images import FakeOpenAI
-from fakes.server import free_port, serve
-from imagemill.api.contract import number_pattern, size_pattern
+from fakes.server import free_port, serve, wait_until_ready
+from imagemill.api.patterns import number_pattern, size_pattern
 from imagemill.auth import new_key
 from imagemill.config import Settings
 from imagemill.domain import Size
@@ -43,19 +42,6 @@ async def _key(settings: Settings) -> str:
         key = new_key()
         await runtime.accounts.add_key(owner.id, "contract", key.prefix, key.key_hash, utcnow())
         return key.plaintext
-
-
-def _wait_ready(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        assert server.poll() is None, log.read_text()[-3000:]
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the server did not become ready"
-        time.sleep(0.2)
 
 
 def test_schemathesis_finds_no_server_error_and_no_contract_violation(tmp_path: Path) -> None:
@@ -81,7 +67,7 @@ def test_schemathesis_finds_no_server_error_and_no_contract_violation(tmp_path: 
             [*command, "--data-dir", str(data_dir)], stdout=server_log, stderr=server_log, env=env
         )
         try:
-            _wait_ready(url, server, log)
+            wait_until_ready(url, server, log)
             seed = os.environ.get("IMAGEMILL_CONTRACT_SEED")
             run = subprocess.run(
                 [

@@ -81,6 +81,18 @@ async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
             yield http
 
 
+@pytest.fixture
+async def strict_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A server that allows no private network (the default)."""
+    async with Runtime(settings) as runtime:
+        app = create_app(runtime=runtime)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://im") as http,
+        ):
+            yield http
+
+
 async def _submit(api: httpx.AsyncClient, **fields: Any) -> str:
     body = {"model": "placeholder", "prompt": "hooked", "size": "32x32", **fields}
     response = await api.post("/v1/jobs", json=body)
@@ -166,22 +178,17 @@ async def test_410_gone_cancels_and_disables_the_default_endpoint(
 
 
 async def test_a_private_target_is_refused_unless_its_network_is_allowed(
-    settings: Settings, receiver: Receiver
+    strict_api: httpx.AsyncClient, receiver: Receiver
 ) -> None:
-    async with Runtime(settings) as runtime:  # no allowed networks
-        app = create_app(runtime=runtime)
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://im") as http,
-        ):
-            for url in (receiver.url, "http://169.254.169.254/latest", "http://[::1]:9/x"):
-                response = await http.post(
-                    "/v1/jobs", json={"model": "placeholder", "prompt": "x", "webhook_url": url}
-                )
-                assert response.status_code == 422, url
-                assert response.json()["error"]["field"] == "webhook_url"
-            bad = await http.put("/v1/webhooks/default", json={"url": "ftp://example.com/x"})
-            assert bad.status_code == 422 and bad.json()["error"]["field"] == "url"
+    http = strict_api
+    for url in (receiver.url, "http://169.254.169.254/latest", "http://[::1]:9/x"):
+        response = await http.post(
+            "/v1/jobs", json={"model": "placeholder", "prompt": "x", "webhook_url": url}
+        )
+        assert response.status_code == 422, url
+        assert response.json()["error"]["field"] == "webhook_url"
+    bad = await http.put("/v1/webhooks/default", json={"url": "ftp://example.com/x"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "url"
 
 
 async def test_webhook_events_need_a_url_and_must_be_known(api: httpx.AsyncClient) -> None:
@@ -215,22 +222,17 @@ async def test_webhook_events_need_a_url_and_must_be_known(api: httpx.AsyncClien
     ],
 )
 async def test_a_webhook_url_that_cannot_be_called_is_refused_at_submit(
-    settings: Settings, url: str, says: str
+    strict_api: httpx.AsyncClient, url: str, says: str
 ) -> None:
-    async with Runtime(settings) as runtime:  # no allowed networks
-        app = create_app(runtime=runtime)
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://im") as http,
-        ):
-            body = {"model": "placeholder", "prompt": "x", "webhook_url": url}
-            response = await http.post("/v1/jobs", json=body)
-            assert response.status_code == 422, url
-            error = response.json()["error"]
-            assert error["field"] == "webhook_url" and says in error["message"], error
-            put = await http.put("/v1/webhooks/default", json={"url": url})
-            assert put.status_code == 422 and put.json()["error"]["field"] == "url"
-            assert (await http.get("/v1/jobs")).json()["data"] == []
+    http = strict_api
+    body = {"model": "placeholder", "prompt": "x", "webhook_url": url}
+    response = await http.post("/v1/jobs", json=body)
+    assert response.status_code == 422, url
+    error = response.json()["error"]
+    assert error["field"] == "webhook_url" and says in error["message"], error
+    put = await http.put("/v1/webhooks/default", json={"url": url})
+    assert put.status_code == 422 and put.json()["error"]["field"] == "url"
+    assert (await http.get("/v1/jobs")).json()["data"] == []
 
 
 async def test_any_failure_while_delivering_is_an_attempt_toward_the_limit(

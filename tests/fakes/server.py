@@ -1,17 +1,21 @@
 """Run an ASGI app on a real socket on 127.0.0.1 for a test: in a thread of its own
 (``serve``, for the fakes) or in the test's event loop (``serve_here``); ``Plug`` lets one
-served socket answer with a fresh fake per test."""
+served socket answer with a fresh fake per test; ``wait_until_ready`` waits for a server
+started as a process of its own (``imagemill serve``)."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -20,6 +24,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until_ready(
+    url: str,
+    process: subprocess.Popen[Any] | None = None,
+    log: Path | None = None,
+    within: float = 60.0,
+) -> None:
+    """Poll ``{url}/readyz`` until it answers 200; fail at once if ``process`` exits,
+    showing the end of its ``log``."""
+    deadline = time.monotonic() + within
+    while True:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(log.read_text()[-3000:] if log else "the server exited")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not become ready"
+        time.sleep(0.1)
 
 
 @contextmanager

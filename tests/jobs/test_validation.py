@@ -171,7 +171,6 @@ def test_n_above_the_models_maximum_is_rejected(spec: ModelSpec) -> None:
         ({"size": "2056x512"}, "size"),
         ({"size": "512x2056"}, "size"),
         ({"size": "24x24"}, "size"),
-        ({"aspect_ratio": "16:1"}, "aspect_ratio"),  # about a megapixel: 4096x256
     ],
 )
 def test_a_size_out_of_the_models_bounds_is_rejected(
@@ -181,6 +180,16 @@ def test_a_size_out_of_the_models_bounds_is_rejected(
     with pytest.raises(InvalidInput) as raised:
         resolve(Submission(model="placeholder", prompt="x", **fields), bounded)
     assert raised.value.field == field
+
+
+@pytest.mark.parametrize(("ratio", "size"), [("16:1", "2048x128"), ("1:16", "128x2048")])
+def test_an_aspect_ratio_is_made_in_the_models_bounds(
+    spec: ModelSpec, ratio: str, size: str
+) -> None:
+    """The shape is asked for; the area (about a megapixel: 4096x256) is imagemill's."""
+    bounded = spec.model_copy(update={"sizes": SizeRange(min_side=32, max_side=2048)})
+    request = resolve(Submission(model="placeholder", prompt="x", aspect_ratio=ratio), bounded)
+    assert request.size == size
 
 
 def test_sizes_at_the_bounds_are_accepted(spec: ModelSpec) -> None:

@@ -265,22 +265,24 @@ def _half_white_mask(width: int, height: int) -> bytes:
     return _png_of(mask)
 
 
-async def _edit_with_mask(runtime: Runtime, mask: bytes) -> Image.Image:
+async def _green_and_mask(runtime: Runtime, mask: bytes) -> dict[str, object]:
+    """An edit of a green 256x256 picture with ``mask``, as submit fields."""
     owner = (await runtime.local_owner()).id
     picture = _png_of(Image.new("RGB", (256, 256), GREEN))
     image = await runtime.repo.add_asset(owner, await runtime.assets.ingest(picture), utcnow())
     masked = await runtime.repo.add_asset(owner, await runtime.assets.ingest(mask), utcnow())
-    job = succeeded(
-        await run(
-            runtime,
-            kind="edit",
-            model="openai/gpt-image-1",
-            prompt="repaint the left",
-            input_assets=[image.id],
-            mask=masked.id,
-            size="1024x1024",
-        )
-    )
+    return {
+        "kind": "edit",
+        "model": "openai/gpt-image-1",
+        "prompt": "repaint the left",
+        "input_assets": [image.id],
+        "mask": masked.id,
+        "size": "1024x1024",
+    }
+
+
+async def _edit_with_mask(runtime: Runtime, mask: bytes) -> Image.Image:
+    job = succeeded(await run(runtime, **await _green_and_mask(runtime, mask)))
     return (await _image(runtime, job.outputs[0].asset_id)).convert("RGB")
 
 
@@ -313,23 +315,9 @@ async def test_an_openai_style_mask_means_the_same(
 async def test_a_mask_of_another_shape_is_refused_before_any_call(
     openai_runtime: Runtime, fake: FakeOpenAI
 ) -> None:
-    owner = (await openai_runtime.local_owner()).id
-    picture = _png_of(Image.new("RGB", (256, 256), GREEN))
-    image = await openai_runtime.repo.add_asset(
-        owner, await openai_runtime.assets.ingest(picture), utcnow()
-    )
-    mask = await openai_runtime.repo.add_asset(
-        owner, await openai_runtime.assets.ingest(_half_white_mask(128, 64)), utcnow()
-    )
+    fields = await _green_and_mask(openai_runtime, _half_white_mask(128, 64))
     with pytest.raises(InvalidInput) as refused:
-        await submit(
-            openai_runtime,
-            kind="edit",
-            model="openai/gpt-image-1",
-            prompt="x",
-            input_assets=[image.id],
-            mask=mask.id,
-        )
+        await submit(openai_runtime, **fields)
     assert refused.value.field == "mask"
     assert fake.calls == []
 

@@ -24,7 +24,7 @@ import httpx
 import obstore
 import pytest
 
-from fakes.server import free_port
+from fakes.server import free_port, wait_until_ready
 from imagemill.storage.blobs import open_store
 
 JOBS = 500
@@ -55,15 +55,7 @@ class Cluster:
         port = free_port()
         self._start("serve", "--no-workers", "--port", str(port))
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "an API process did not become ready"
-            time.sleep(0.1)
+        wait_until_ready(url)
         self.urls.append(url)
 
     def start_worker(self) -> None:

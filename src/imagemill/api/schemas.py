@@ -18,13 +18,15 @@ from imagemill.domain import (
     Job,
     JobOutput,
     JobStatus,
-    Params,
     Request,
     Size,
-    SizeText,
     TaskKind,
-    WebhookUrl,
     check_event_types,
+)
+from imagemill.fields import (
+    Params,
+    SizeText,
+    WebhookUrl,
 )
 
 # Times in query strings: an RFC 3339 date, or date and time with its zone (what JSON

@@ -79,7 +79,8 @@ def generate(
             metavar="FILE",
             exists=True,
             dir_okay=False,
-            help="Edits: a mask image, white where to repaint.",
+            help="Edits: a mask image, white where to repaint and black where to keep (a PNG "
+            "with transparency is read as OpenAI's: transparent repaints).",
             show_default=False,
         ),
     ] = None,

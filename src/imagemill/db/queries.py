@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Integer, bindparam, cast, func, select
+from sqlalchemy import Connection, Integer, Select, bindparam, cast, func, select
 
 from imagemill.db.engine import Database
 from imagemill.db.rows import job_from_row, load_outputs
@@ -60,47 +60,27 @@ class Queries:
 
     async def find_idempotent(self, owner_id: str, key: str) -> list[Job]:
         """The jobs an earlier request with this Idempotency-Key created (a whole group)."""
-
-        def work(conn: Connection) -> list[Job]:
-            row = conn.execute(
-                select(jobs.c.id, jobs.c.group_id).where(
-                    jobs.c.owner_id == owner_id, jobs.c.idempotency_key == key
-                )
-            ).one_or_none()
-            if row is None:
-                return []
-            if row.group_id is None:
-                return jobs_by_id(conn, [row.id])
-            query = select(jobs.c.id).where(jobs.c.group_id == row.group_id).order_by(jobs.c.id)
-            return jobs_by_id(conn, list(conn.execute(query).scalars()))
-
-        return await self.db.read(work)
+        query = select(jobs.c.id, jobs.c.group_id).where(
+            jobs.c.owner_id == owner_id, jobs.c.idempotency_key == key
+        )
+        return await self.db.read(lambda conn: _jobs_of_request(conn, query))
 
     async def find_fingerprinted(
         self, owner_id: str, fingerprint: str, since: datetime
     ) -> list[Job]:
         """The latest job (with its group) of a request with this fingerprint, created at
         or after ``since``: what a retry of that same request joins."""
-
-        def work(conn: Connection) -> list[Job]:
-            row = conn.execute(
-                select(jobs.c.id, jobs.c.group_id)
-                .where(
-                    jobs.c.owner_id == owner_id,
-                    jobs.c.request_fingerprint == fingerprint,
-                    jobs.c.created_at >= since,
-                )
-                .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
-                .limit(1)
-            ).one_or_none()
-            if row is None:
-                return []
-            if row.group_id is None:
-                return jobs_by_id(conn, [row.id])
-            query = select(jobs.c.id).where(jobs.c.group_id == row.group_id).order_by(jobs.c.id)
-            return jobs_by_id(conn, list(conn.execute(query).scalars()))
-
-        return await self.db.read(work)
+        query = (
+            select(jobs.c.id, jobs.c.group_id)
+            .where(
+                jobs.c.owner_id == owner_id,
+                jobs.c.request_fingerprint == fingerprint,
+                jobs.c.created_at >= since,
+            )
+            .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+            .limit(1)
+        )
+        return await self.db.read(lambda conn: _jobs_of_request(conn, query))
 
     async def cached_job(self, owner_id: str, cache_key: str) -> Job | None:
         """The succeeded job a request with this cache key may reuse, if any."""
@@ -255,6 +235,17 @@ class Queries:
             .limit(limit)
         )
         return await self.db.read(lambda conn: list(conn.execute(query).scalars()))
+
+
+def _jobs_of_request(conn: Connection, query: Select[Any]) -> list[Job]:
+    """The jobs one request made: the one ``query`` (id, group id) finds, or its group."""
+    row = conn.execute(query).one_or_none()
+    if row is None:
+        return []
+    if row.group_id is None:
+        return jobs_by_id(conn, [row.id])
+    group = select(jobs.c.id).where(jobs.c.group_id == row.group_id).order_by(jobs.c.id)
+    return jobs_by_id(conn, list(conn.execute(group).scalars()))
 
 
 def jobs_by_id(conn: Connection, job_ids: Sequence[str]) -> list[Job]:

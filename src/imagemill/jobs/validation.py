@@ -22,7 +22,6 @@ from jsonschema.exceptions import best_match
 from imagemill.boundary import PARAMS_LIMITS, BoundaryError, has_words
 from imagemill.db.accounts import Preset
 from imagemill.domain import (
-    MAX_PROMPT_CHARS,
     Asset,
     FallbackModel,
     InputLimits,
@@ -33,6 +32,9 @@ from imagemill.domain import (
     TaskKind,
 )
 from imagemill.errors import InvalidInput
+from imagemill.fields import (
+    MAX_PROMPT_CHARS,
+)
 from imagemill.providers.sizes import fit_within
 
 PROMPT_PLACEHOLDER = "{prompt}"

@@ -41,6 +41,7 @@ from imagemill.errors import (
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
+    describe,
 )
 from imagemill.providers.base import RunContext, redact, retry_after_seconds
 from imagemill.providers.sizes import nearest_aspect_ratio
@@ -241,7 +242,9 @@ def translated_errors(secret: str) -> Iterator[None]:
     except (TimeoutError, httpx.TimeoutException) as exc:
         raise ProviderTimeout("Gemini did not answer in time") from exc
     except (httpx.TransportError, _ConnectionError, OSError) as exc:
-        raise ProviderUnavailable(f"could not reach Gemini: {redact(str(exc), secret)}") from exc
+        # aiohttp's text names the TLS context as a Python repr: plain words instead.
+        reason = redact(describe(exc), secret)
+        raise ProviderUnavailable(f"could not reach Gemini: {reason}") from exc
     except (json.JSONDecodeError, binascii.Error, ValueError) as exc:
         raise ProviderError(
             "Gemini sent a response imagemill could not read", retryable=True

@@ -38,6 +38,7 @@ from imagemill.errors import (
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
+    describe,
 )
 from imagemill.providers.base import RunContext, redact, retry_after_seconds
 from imagemill.providers.sizes import nearest_size
@@ -295,7 +296,7 @@ def translated_errors(provider: str, secret: str | None) -> Iterator[None]:
         raise ProviderTimeout(f"{provider} did not answer in time") from exc
     except openai.APIConnectionError as exc:
         raise ProviderUnavailable(
-            f"could not reach {provider}: {redact(str(exc), secret)}"
+            f"could not reach {provider}: {redact(describe(exc), secret)}"
         ) from exc
     except openai.APIStatusError as exc:
         raise _status_error(provider, exc, redact(_message(exc), secret)) from exc

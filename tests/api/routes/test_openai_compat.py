@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import io
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -344,3 +345,26 @@ async def test_without_a_key_it_is_a_401_in_openais_shape(owners: Any) -> None:
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_api_key"
     assert response.headers["x-should-retry"] == "false"
+
+
+@pytest.mark.parametrize("spelling", ["image", "image[]", "image[0]"])
+async def test_the_edits_form_takes_every_clients_spelling_of_its_images(
+    openai_backed: OpenAIBacked, openai_fake: tuple[FakeOpenAI, str], spelling: str
+) -> None:
+    fake, _ = openai_fake
+    picture = io.BytesIO()
+    Image.new("RGB", (64, 64), (30, 60, 90)).save(picture, format="PNG")
+    files = [(spelling, ("a.png", picture.getvalue(), "image/png"))]
+    if spelling != "image":  # the array spellings carry several
+        files.append((spelling.replace("0", "1"), ("b.png", picture.getvalue(), "image/png")))
+    async with (
+        openai_backed() as app,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as http,
+    ):
+        response = await http.post(
+            "/v1/images/edits", data={"prompt": "make it blue", "size": "1024x1024"}, files=files
+        )
+    assert response.status_code == 200, response.text[:300]
+    [call] = fake.calls
+    sent = [f for key in ("image", "image[]") for f in call.files.get(key, [])]
+    assert len(sent) == len(files)

@@ -41,15 +41,17 @@ from imagemill.api.routing import CheckedRoute
 from imagemill.api.schemas import OpenAIImage, OpenAIImagesResponse
 from imagemill.db.accounts import Owner
 from imagemill.domain import (
-    MAX_PROMPT_CHARS,
-    Count,
     Job,
     JobStatus,
     Submission,
     TaskKind,
-    json_integer,
 )
 from imagemill.errors import InvalidInput
+from imagemill.fields import (
+    MAX_PROMPT_CHARS,
+    Count,
+    json_integer,
+)
 from imagemill.jobs.service import request_fingerprint, utcnow
 from imagemill.runtime import Runtime
 
