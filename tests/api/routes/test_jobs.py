@@ -107,6 +107,14 @@ async def test_same_idempotency_key_gives_the_same_job(client: httpx.AsyncClient
     assert sorted(j["id"] for j in listed) == sorted([first["id"], other["id"]])
 
 
+async def test_a_bad_header_is_named_as_it_is_sent(client: httpx.AsyncClient) -> None:
+    body = {"model": "placeholder", "prompt": "keyed"}
+    answer = await client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "k" * 256})
+
+    assert answer.status_code == 422
+    assert answer.json()["error"]["field"] == "Idempotency-Key"
+
+
 async def test_concurrent_submits_with_one_idempotency_key_make_one_job(
     client: httpx.AsyncClient, finished: JobWaiter
 ) -> None:

@@ -137,7 +137,7 @@ async def get_asset(
     owner: OptionalOwner,
     runtime: RuntimeDep,
     token: TokenQuery = None,
-    if_none_match: Annotated[str | None, Header()] = None,
+    if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
 ) -> Response:
     """The asset's bytes. Content-addressed, so cacheable forever (ETag = sha256)."""
     asset = await _asset(runtime, asset_id, owner.id if owner else None, token)
@@ -166,7 +166,7 @@ async def get_thumbnail(
     owner: OptionalOwner,
     runtime: RuntimeDep,
     token: TokenQuery = None,
-    if_none_match: Annotated[str | None, Header()] = None,
+    if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
 ) -> Response:
     """A small WebP of the asset (an upload's is made at upload, an output's on first
     request, once); blurred beyond recognition when the safety check flagged the asset."""

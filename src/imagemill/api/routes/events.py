@@ -54,6 +54,7 @@ async def resume_position(
     last_event_id: Annotated[
         str | None,
         Header(
+            alias="Last-Event-ID",
             pattern=r"^ *[0-9]{0,18} *$",
             description="Resume after this event (EventSource sends it itself).",
         ),

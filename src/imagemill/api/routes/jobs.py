@@ -37,10 +37,15 @@ async def submit_job(
     response: Response,
     idempotency_key: Annotated[
         str | None,
-        Header(max_length=255, description="Repeat-safe submits: the same key, the same job."),
+        Header(
+            alias="Idempotency-Key",
+            max_length=255,
+            description="Repeat-safe submits: the same key, the same job.",
+        ),
     ] = None,
     prefer: Annotated[
-        str | None, Header(description="`wait=N`: hold up to N s for the result.")
+        str | None,
+        Header(alias="Prefer", description="`wait=N`: hold up to N s for the result."),
     ] = None,
 ) -> JobOut | GroupOut:
     """Submit a request. Answers 202 at once, or 200 when it finished within `Prefer: wait=N`."""
