@@ -108,10 +108,15 @@ async def test_wire_types_are_strict(
 
 
 async def test_metadata_has_a_size_limit(served: httpx.AsyncClient) -> None:
-    body = {"model": "placeholder", "prompt": "x", "metadata": {"blob": "x" * 5_000_000}}
+    body = {"model": "placeholder", "prompt": "x", "metadata": {"blob": "x" * 100_000}}
     error = await _error(await served.post("/v1/jobs", json=body))
     assert error["field"] == "metadata"
     assert "16384" in error["message"].replace(",", "")
+
+    body["metadata"] = {"blob": "x" * 5_000_000}
+    too_large = await served.post("/v1/jobs", json=body)
+    assert too_large.status_code == 413
+    assert too_large.json()["error"]["code"] == "too_large"
 
 
 async def test_params_and_preset_params_have_size_and_depth_limits(

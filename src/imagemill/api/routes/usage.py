@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from imagemill.api.deps import CurrentOwner, RuntimeDep
 from imagemill.api.routing import CheckedRoute
 from imagemill.api.schemas import Day, ErrorOut, UsageDay, UsageOut
+from imagemill.errors import InvalidInput
 
 router = APIRouter(prefix="/v1/usage", tags=["usage"], route_class=CheckedRoute)
 
@@ -23,8 +24,10 @@ async def get_usage(
     since: Annotated[Day | None, Query(description="First UTC day counted (YYYY-MM-DD).")] = None,
     until: Annotated[Day | None, Query(description="Last UTC day counted, inclusive.")] = None,
 ) -> UsageOut:
-    """Images made and their cost, summed by model and UTC day (cache hits cost 0); no
-    days at all when `until` is before `since`."""
+    """Images made and their cost, summed by model and UTC day (cache hits cost 0);
+    `until` before `since` is a 422."""
+    if since and until and until < since:
+        raise InvalidInput("'until' is before 'since'", field="until")
     start = datetime.combine(since, time(), UTC) if since else None
     end = datetime.combine(until + timedelta(days=1), time(), UTC) if until else None
     rows = await runtime.repo.usage(owner.id, start, end)
