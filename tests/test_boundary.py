@@ -13,6 +13,7 @@ from imagemill.boundary import (
     JsonLimits,
     check_text,
     loads,
+    quoted,
     storable_json,
     storable_text,
     text_problem,
@@ -115,3 +116,34 @@ def test_metadata_limits_are_16_kib_and_10_levels() -> None:
         inner = inner["k"]  # type: ignore[assignment]
     with pytest.raises(BoundaryError, match="deep"):
         METADATA_LIMITS.check(nested)
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        (b"\xef\xbb\xbf{}", "byte order mark"),
+        ('{"a": 1}'.encode("utf-16"), "not UTF-8"),
+        ('{"a": 1}'.encode("utf-16-le"), "not valid JSON"),  # NUL bytes: UTF-8, not JSON
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_only_utf8_json_without_a_bom_is_read_and_depth_never_crashes(
+    raw: bytes, says: str
+) -> None:
+    with pytest.raises(BoundaryError) as refused:
+        loads(raw)
+    assert says in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("plain", "'plain'"),
+        ("it's \\ fine", "'it's \\ fine'"),  # quotes and backslashes as they are
+        ("a\x00b\ud83d\n", "'a\\u0000b\\ud83d\\u000a'"),  # never raw, never dropped
+        ("x" * 500, "'" + "x" * 99 + "…'"),
+    ],
+)
+def test_quoted_shows_a_value_as_a_person_reads_it(text: str, shown: str) -> None:
+    assert quoted(text) == shown
+    check_text(quoted(text))  # and it can be stored and sent

@@ -129,6 +129,10 @@ def test_every_error_drawn_in_the_docstring_exists() -> None:
         (TimeoutError(), "no answer in time"),
         (ConnectionRefusedError(111, "Connection refused"), "the connection was refused"),
         (KeyError("oops"), "key error: 'oops'"),
+        (
+            ValueError("Pipeline <class 'diffusers.pipelines.TinyPipeline'> expected 3 inputs"),
+            "Pipeline TinyPipeline expected 3 inputs",
+        ),
         (InvalidInput("already plain"), "already plain"),
     ],
 )

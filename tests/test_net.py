@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from imagemill.errors import InvalidInput
-from imagemill.net import PublicOnlyTransport, check_public_url, networks
+from imagemill.net import PublicOnlyTransport, check_public_url, networks, public_addresses
 
 
 @pytest.mark.parametrize(
@@ -34,6 +34,12 @@ from imagemill.net import PublicOnlyTransport, check_public_url, networks
         ("http://example.com/a b", "spaces"),
         ("http://[::127.0.0.1]/hook", "private address"),
         ("http://no-such-host.invalid/hook", "does not resolve"),
+        # Names DNS cannot look up (the lookup raised UnicodeError: a 500).
+        ("http://a..com/hook", "empty label"),
+        ("http://.example.com/hook", "empty label"),
+        ("http://" + "a" * 64 + ".com/hook", "over 63 characters"),
+        ("http://" + "a." * 127 + "com/hook", "over 253 characters"),
+        ("http://93.184.216.34:0/hook", "port from 1 to 65535"),
     ],
 )
 async def test_refused_targets_name_the_field_and_the_reason(url: str, says: str) -> None:
@@ -41,6 +47,13 @@ async def test_refused_targets_name_the_field_and_the_reason(url: str, says: str
         await check_public_url(url, [], "webhook_url")
     assert refused.value.field == "webhook_url"
     assert says in refused.value.message
+
+
+async def test_a_name_the_resolver_cannot_encode_is_a_refusal_not_a_crash() -> None:
+    """The check before resolving is the first guard; this is the one at connect time."""
+    with pytest.raises(InvalidInput) as refused:
+        await public_addresses("a..com", 80, [], "webhook_url")
+    assert refused.value.field == "webhook_url"
 
 
 async def test_a_public_address_is_fine() -> None:

@@ -77,6 +77,18 @@ def escaped(text: str) -> str:
     return _BAD_CHARACTERS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def quoted(text: str, max_chars: int = 100) -> str:
+    """``text`` in single quotes, for a message a person reads: cut to ``max_chars``, and
+    each control character or one that cannot be stored written as an escape
+    (``'a\\u0000b'``), never as Python writes a repr."""
+    if len(text) > max_chars:
+        text = text[: max_chars - 1] + "…"
+    return "'" + _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "'"
+
+
 def check_text(text: str) -> str:
     """``text`` if it can be stored and sent everywhere; else ``BoundaryError``."""
     problem = text_problem(text)
@@ -109,10 +121,17 @@ def storable_json(value: Any) -> Any:
 def loads(data: bytes | str) -> Any:
     """Parse a JSON document held to I-JSON; ``BoundaryError`` (with the path) if it is not
     valid JSON or breaks a rule (``NaN``, ``Infinity`` and repeated keys included)."""
+    if isinstance(data, bytes):  # I-JSON: UTF-8 only (``json`` would also take UTF-16/32)
+        try:
+            data = data.decode()
+        except UnicodeDecodeError as exc:
+            raise BoundaryError("the body is not UTF-8 text") from exc
+    if data.startswith("\ufeff"):
+        raise BoundaryError("the body starts with a byte order mark; send UTF-8 without one")
     try:
         value = json.loads(data, object_pairs_hook=_object)
-    except UnicodeDecodeError as exc:
-        raise BoundaryError("the body is not UTF-8 text") from exc
+    except RecursionError as exc:  # the parser recurses per level: deeper than it can go
+        raise BoundaryError("the body is nested too deeply to read") from exc
     except json.JSONDecodeError as exc:
         raise BoundaryError(
             f"the body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
@@ -172,7 +191,7 @@ def _walk(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str |
 
 def _problem(item: Any) -> str | None:
     if isinstance(item, _RepeatedKey):
-        return f"names the key {item.key!r} more than once"
+        return f"names the key {quoted(item.key)} more than once"
     if isinstance(item, str):
         return text_problem(item)
     if isinstance(item, bool) or item is None:

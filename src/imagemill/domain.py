@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from imagemill.boundary import quoted
 from imagemill.fields import (
     MAX_INPUTS,
     MAX_N,
@@ -31,8 +32,8 @@ from imagemill.fields import (
     WebhookUrl,
 )
 
-_SIZE_RE = re.compile(r"^([0-9]+)[xX]([0-9]+)$")
-_RATIO_RE = re.compile(f"^({RATIO_TERM}):({RATIO_TERM})$")
+_SIZE_RE = re.compile(r"([0-9]+)[xX]([0-9]+)")
+_RATIO_RE = re.compile(f"({RATIO_TERM}):({RATIO_TERM})")
 
 
 class JobStatus(StrEnum):
@@ -73,9 +74,11 @@ class Size:
     @classmethod
     def parse(cls, text: str) -> Size:
         """Parse ``"WxH"``; raise ``ValueError`` with a readable reason."""
-        match = _SIZE_RE.match(text)
+        match = _SIZE_RE.fullmatch(text)
         if not match or any(len(side) > 1 and side[0] == "0" for side in match.groups()):
-            raise ValueError(f"size must look like 'WIDTHxHEIGHT', e.g. '1024x1024', not {text!r}")
+            raise ValueError(
+                f"size must look like 'WIDTHxHEIGHT', e.g. '1024x1024', not {quoted(text)}"
+            )
         size = cls(int(match[1]), int(match[2]))
         for side in (size.width, size.height):
             if not MIN_SIDE <= side <= MAX_SIDE:
@@ -85,10 +88,10 @@ class Size:
     @classmethod
     def from_aspect_ratio(cls, ratio: str, area: int = 1024 * 1024) -> Size:
         """The size of about ``area`` pixels with the given ``"W:H"`` ratio (multiples of 8)."""
-        match = _RATIO_RE.match(ratio)
+        match = _RATIO_RE.fullmatch(ratio)
         if not match:
             raise ValueError(
-                f"aspect_ratio must look like '16:9' (each term from 1 to 999), not {ratio!r}"
+                f"aspect_ratio must look like '16:9' (each term from 1 to 999), not {quoted(ratio)}"
             )
         aspect = float(match[1]) / float(match[2])
         height = (area / aspect) ** 0.5
@@ -214,10 +217,11 @@ class InputLimits(BaseModel):
     max_prompt_bytes: int | None = Field(
         None, description="Longest prompt in UTF-8 bytes, where the provider counts bytes."
     )
-    max_prompt_words: int | None = Field(
+    max_prompt_tokens: int | None = Field(
         None,
-        description="Where the provider counts tokens: a prompt of more words than this is "
-        "certainly over its token limit (every word is a token at least).",
+        description="Where the provider counts tokens: the most a prompt may certainly have "
+        "(counted as a floor: every word is a token at least, and no token spans more than "
+        "16 letters, or 4 characters of Chinese, Japanese or Korean).",
     )
     max_inputs: int = Field(1, ge=0, description="Input images for edit, upscale or video.")
     input_types: list[str] = Field(
@@ -390,8 +394,8 @@ class Submission(BaseModel):
     size: SizeText | None = None
     aspect_ratio: str | None = Field(
         None,
-        description="'W:H', e.g. '16:9' (each term 1 to 999), when no size is given: the "
-        "size of about a megapixel of that shape that the model can make.",
+        description="'W:H', e.g. '16:9' (each term 1 to 999), instead of a size (not with "
+        "one): the size of about a megapixel of that shape that the model can make.",
         json_schema_extra={"pattern": RATIO_PATTERN},
     )
     seed: Seed | None = Field(None, description=f"Same seed, same image; 0 to {MAX_SEED}.")
@@ -408,7 +412,7 @@ class Submission(BaseModel):
     cache: CachePolicy = Field(
         CachePolicy.AUTO, description="auto: reuse seeded requests; use; bypass."
     )
-    fallback: list[str | FallbackModel] = Field(
+    fallback: list[FallbackModel] = Field(
         default_factory=list,
         max_length=5,
         description="Models to try in order if the model fails: ids, or {model, params}. "
@@ -439,6 +443,15 @@ class Submission(BaseModel):
     @classmethod
     def _known_events(cls, value: list[str] | None) -> list[str] | None:
         return check_event_types(value) if value is not None else None
+
+    @field_validator("fallback", mode="before")
+    @classmethod
+    def _fallback_models(cls, value: object) -> object:
+        # A model id alone is {model} with no params: one shape, so an error inside an
+        # entry is named by its own field (``fallback.0.bogus``), not by a union branch.
+        if isinstance(value, list):
+            return [{"model": entry} if isinstance(entry, str) else entry for entry in value]
+        return value
 
     @field_validator("size")
     @classmethod

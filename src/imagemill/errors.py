@@ -175,6 +175,7 @@ class ProviderInputError(ProviderError):
 
 
 _OBJECT_REPR = re.compile(r"<[^<>]*\bat 0x[0-9a-fA-F]+>")
+_CLASS_REPR = re.compile(r"<class '(?:[\w.]+\.)?(\w+)'>")  # <class 'pkg.mod.Name'>: Name
 _PHRASES: tuple[tuple[type[BaseException], str], ...] = (
     (TimeoutError, "no answer in time"),
     (ConnectionRefusedError, "the connection was refused"),
@@ -190,7 +191,8 @@ def describe(exc: BaseException) -> str:
     that, what kind of failure it was. Never a traceback or a repr."""
     if isinstance(exc, ImagemillError):
         return exc.message
-    text = storable_text(_OBJECT_REPR.sub("", str(exc)), MAX_MESSAGE_CHARS).strip(" :;,")
+    text = _CLASS_REPR.sub(r"\1", _OBJECT_REPR.sub("", str(exc)))
+    text = storable_text(text, MAX_MESSAGE_CHARS).strip(" :;,")
     text = re.sub(r"\s{2,}", " ", text)
     for kind, phrase in _PHRASES:
         if isinstance(exc, kind):

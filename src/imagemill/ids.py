@@ -17,6 +17,11 @@ import time
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
+def id_pattern(prefix: str) -> str:
+    """The regular expression (anchored; ECMA-262 and Python alike) of ``prefix``'s ids."""
+    return f"^{prefix}_[{_ALPHABET}]{{26}}$"
+
+
 _last = 0  # the previous id's value, for monotonic ordering within a millisecond
 
 

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
+from imagemill.boundary import quoted
 from imagemill.errors import InvalidInput
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -44,11 +45,32 @@ def check_url(url: str) -> str:
     if parts.username is not None or parts.password is not None:
         raise ValueError("must not carry credentials")
     try:
-        parts.port  # noqa: B018 - raises on a port that is not a number from 0 to 65535
+        port = parts.port  # raises on a port that is not a number from 0 to 65535
         httpx.URL(url)  # what will call it: its host must encode (IDNA), and so on
     except (ValueError, httpx.InvalidURL) as exc:
         raise ValueError("is not a valid URL (check the host and the port)") from exc
+    if port == 0:
+        raise ValueError("must have a port from 1 to 65535")
+    _check_host(parts.hostname)
     return url
+
+
+def _check_host(host: str) -> None:
+    """``ValueError`` unless ``host`` is an IP address or a name DNS can look up: labels
+    of 1 to 63 characters (once IDNA-encoded), 253 in all (RFC 1035)."""
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    try:
+        encoded = host.encode("idna")  # the ASCII form; raises on an empty or long label
+    except UnicodeError as exc:
+        raise ValueError(
+            "has a host with an empty label or one over 63 characters (check the dots)"
+        ) from exc
+    if len(encoded.rstrip(b".")) > 253:
+        raise ValueError("has a host name over 253 characters")
 
 
 async def check_public_url(url: str, allowed: Sequence[Network], field: str) -> None:
@@ -70,8 +92,8 @@ async def public_addresses(
     """Every address ``host`` resolves to, once each, if all of them may be called."""
     try:
         found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise InvalidInput(f"host {host!r} does not resolve", field=field) from exc
+    except (OSError, UnicodeError) as exc:  # UnicodeError: a name IDNA cannot encode
+        raise InvalidInput(f"host {quoted(host)} does not resolve", field=field) from exc
     addresses: list[str] = []
     for *_, sockaddr in found:
         address = ipaddress.ip_address(sockaddr[0])

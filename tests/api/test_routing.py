@@ -150,7 +150,15 @@ async def test_preset_and_webhook_bodies_are_checked_too(served: httpx.AsyncClie
     ("path", "field"),
     [
         ("/v1/jobs?q=a%00b", "q"),
-        ("/v1/jobs?model=%ED%A0%BD", None),  # not UTF-8: decoded as U+FFFD, harmless
+        ("/v1/jobs?q=%FF", "q"),  # not UTF-8: never read as U+FFFD and matched
+        ("/v1/jobs?model=%ED%A0%BD", "model"),  # a surrogate, in UTF-8's form
+        ("/v1/jobs?q=%C0%80", "q"),  # NUL, written overlong
+        ("/v1/jobs?unread=%FF", None),  # a parameter no route reads is ignored
+        ("/v1/presets/p%FF", "preset"),
+        ("/v1/jobs?created_after=2024-01-01%0A", "created_after"),  # a newline after it
+        ("/v1/usage?since=2024-01-01%0A", "since"),
+        ("/v1/jobs?cursor=abc", "cursor"),  # not a job id: not an empty page
+        ("/v1/jobs?cursor=" + "x" * 30, "cursor"),
         ("/v1/jobs/job_%00", "job_id"),
         ("/v1/presets/p%00", "preset"),
     ],
@@ -180,3 +188,53 @@ async def test_a_row_stored_before_the_checks_does_not_break_history(
     [job] = [j for j in listing.json()["data"] if j["id"] == "job_legacy"]
     assert job["metadata"] == {"note": "cut \ufffd!"}
     assert (await served.get("/v1/jobs/job_legacy")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\xef\xbb\xbf" + b'{"model": "placeholder", "prompt": "x"}',  # a byte order mark
+        '{"model": "placeholder", "prompt": "x"}'.encode("utf-16"),
+        b'{"model": "placeholder", "prompt": "x", "params": {"a": '
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"}}",  # deeper than the JSON reader goes
+    ],
+)
+async def test_a_body_that_is_not_plain_utf8_json_is_422(
+    served: httpx.AsyncClient, raw: bytes
+) -> None:
+    for path in ("/v1/jobs", "/v1/presets"):
+        error = await _error(await served.post(path, content=raw, headers=JSON))
+        assert "body" in error["message"]
+    assert (await served.get("/v1/jobs")).status_code == 200, "and the server still answers"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"size": "64x64\n"}, "size"),  # Python's $ matches before a final newline
+        ({"aspect_ratio": "16:9\n"}, "aspect_ratio"),
+        ({"size": "64x64", "aspect_ratio": "1:1"}, "aspect_ratio"),  # which one is meant?
+        ({"fallback": [{"model": "placeholder", "bogus": 1}]}, "fallback.0.bogus"),
+        ({"metadata": {"a": {"\x00": 1}}}, "metadata.a.\\u0000"),
+        ({"\x00": 1}, "\\u0000"),
+        ({"webhook_url": "http://a..com/"}, "webhook_url"),
+        ({"webhook_url": "http://" + "a" * 64 + ".com/"}, "webhook_url"),
+        ({"webhook_url": "http://8.8.8.8:0/"}, "webhook_url"),
+    ],
+)
+async def test_fields_are_named_exactly_and_refused_before_anything_runs(
+    served: httpx.AsyncClient, body: dict[str, Any], field: str
+) -> None:
+    raw = json.dumps({"model": "placeholder", "prompt": "x", **body}).encode()
+    error = await _error(await served.post("/v1/jobs", content=raw, headers=JSON))
+    assert error["field"] == field
+    assert error["message"].strip() == error["message"], "no blank where a name should be"
+    assert "<" not in error["message"] and "\\'" not in error["message"], "no Python reprs"
+
+
+async def test_an_empty_idempotency_key_is_refused(served: httpx.AsyncClient) -> None:
+    body = {"model": "placeholder", "prompt": "x"}
+    response = await served.post("/v1/jobs", json=body, headers={"Idempotency-Key": ""})
+    assert (await _error(response))["field"] == "Idempotency-Key"

@@ -96,6 +96,16 @@ async def test_preset_crud(stepped: Runtime) -> None:
     assert [p.name for p in await stepped.accounts.list_presets(owner.id)] == ["avatar"]
 
 
+async def test_an_id_means_its_own_preset_even_if_a_name_says_the_same(stepped: Runtime) -> None:
+    """A name shaped like an id (refused at the API now, possible in older data) never
+    stands in for the preset with that id."""
+    owner = await stepped.accounts.owner_named("alice", utcnow())
+    real = await stepped.accounts.create_preset(owner.id, _fields(), utcnow())
+    await stepped.accounts.create_preset(owner.id, _fields(name=real.id), utcnow())
+
+    assert await stepped.accounts.get_preset(owner.id, real.id) == real
+
+
 async def test_preset_names_are_unique_per_owner(stepped: Runtime) -> None:
     alice = await stepped.accounts.owner_named("alice", utcnow())
     bob = await stepped.accounts.owner_named("bob", utcnow())

@@ -31,6 +31,7 @@ from imagemill.jobs.validation import (
     expand_preset,
     resolve,
     resolve_fallback,
+    tokens_at_least,
 )
 from imagemill.providers.gemini import Gemini
 from imagemill.providers.local import LocalModels
@@ -220,6 +221,28 @@ def test_a_bad_param_is_named(spec: ModelSpec, params: dict[str, Any], field: st
     with pytest.raises(InvalidInput) as raised:
         check_params(params, spec.params_schema)
     assert raised.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ({"latency_ms": True}, "params.latency_ms must be a whole number"),
+        ({"latency_ms": "5"}, "params.latency_ms must be a whole number"),
+        ({"latency_ms": -1}, "params.latency_ms must be at least 0"),
+        ({"fail": "x\ny"}, 'params.fail must be one of: "transient", "permanent"'),
+        ({"bogus\n": 1}, "unknown param 'bogus\\u000a'"),
+        ({"it's": 1}, "unknown param 'it's'"),
+    ],
+)
+def test_a_param_error_is_in_plain_words_never_a_python_repr(
+    spec: ModelSpec, params: dict[str, Any], says: str
+) -> None:
+    """jsonschema's own messages show the value's repr (``True is not of type 'integer'``,
+    ``'x\\ny' is not one of [...]``)."""
+    with pytest.raises(InvalidInput) as raised:
+        check_params(params, spec.params_schema)
+    assert says in raised.value.message
+    assert "True" not in raised.value.message and "\\n" not in raised.value.message
 
 
 def test_an_unknown_param_lists_the_known_ones(spec: ModelSpec) -> None:
@@ -431,7 +454,7 @@ def _states_a_prompt_limit(spec: ModelSpec) -> bool:
     limits = spec.limits
     return any(
         limit is not None
-        for limit in (limits.max_prompt_chars, limits.max_prompt_bytes, limits.max_prompt_words)
+        for limit in (limits.max_prompt_chars, limits.max_prompt_bytes, limits.max_prompt_tokens)
     )
 
 
@@ -468,7 +491,7 @@ def test_a_prompt_over_the_models_limit_is_refused_naming_prompt(spec: ModelSpec
         too_long = "é" * (limits.max_prompt_bytes // 2 + 1)
         assert len(too_long) <= limits.max_prompt_bytes
     else:
-        too_long = "word " * ((limits.max_prompt_words or 0) + 1)
+        too_long = "word " * ((limits.max_prompt_tokens or 0) + 1)
     if len(too_long) > MAX_PROMPT_CHARS:  # past imagemill's own limit: refused even sooner
         with pytest.raises(ValidationError) as invalid:
             _submission_for(spec, prompt=too_long)
@@ -550,6 +573,83 @@ def test_an_upscale_past_the_servers_pixel_limit_is_refused_at_submit(
     assert error.field == "input_assets.0"
     assert "600x600" in error.message and "100,000" in error.message
     check_limits(submission, spec, inputs, max_pixels=360_000)
+
+
+@pytest.mark.parametrize(
+    ("model", "params"),
+    [("local/realesrgan-x2", {}), ("replicate/nightmareai/real-esrgan", {"scale": 2})],
+)
+def test_an_upscale_records_the_size_it_makes_and_takes_no_other(
+    model: str, params: dict[str, Any]
+) -> None:
+    """An upscale of 200x100 with ``size: 64x64`` made 400x200 and recorded 64x64; with no
+    size it recorded 1024x1024. The recorded request must be one that can be sent again."""
+    spec = MODELS[model]
+    submission = _submission_for(spec, params=params)
+    inputs = _inputs_of(submission, width=200, height=100)
+
+    request = resolve(submission, spec, inputs=inputs, max_pixels=10_000_000)
+    assert request.size == "400x200"
+    again = Submission(**request.model_dump(include=set(Submission.model_fields)))
+    assert resolve(again, spec, inputs=inputs, max_pixels=10_000_000).size == "400x200"
+
+    for field, value in (("size", "64x64"), ("aspect_ratio", "16:9")):
+        with pytest.raises(InvalidInput) as refused:
+            resolve(submission.model_copy(update={field: value}), spec, inputs=inputs)
+        assert refused.value.field == field
+        assert "upscale" in refused.value.message
+
+
+def test_a_presets_size_does_not_apply_to_an_upscale() -> None:
+    spec = MODELS["local/realesrgan-x2"]
+    submission = _submission_for(spec, preset="house style")
+    expanded = expand_preset(
+        submission.model_copy(update={"model": None}), _preset(model=spec.id, params={})
+    )
+    assert expanded.size is None
+    inputs = _inputs_of(submission, width=200, height=100)
+    assert resolve(expanded, spec, inputs=inputs).size == "400x200"
+
+
+def test_size_and_aspect_ratio_together_are_refused(spec: ModelSpec) -> None:
+    """Both were accepted and the size silently won."""
+    submission = Submission(model="placeholder", prompt="x", size="64x64", aspect_ratio="1:1")
+    with pytest.raises(InvalidInput) as refused:
+        resolve(submission, spec)
+    assert refused.value.field == "aspect_ratio"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "at_least"),
+    [
+        ("a red fox in the snow", 6),
+        ("photorealistic", 1),
+        ("x" * 20_000, 1250),  # one long "word": one token per 16 letters at the least
+        ("\u5b57" * 5000, 1250),  # Chinese without spaces: one per 4 characters
+        ("\u8d85\u9ad8\u6e05\u7684\u7ea2\u8272\u72d0\u72f8", 2),
+    ],
+)
+def test_tokens_are_counted_as_a_floor(prompt: str, at_least: int) -> None:
+    assert tokens_at_least(prompt) == at_least
+
+
+@pytest.mark.parametrize("prompt", ["x" * 20_000, "\u5b57" * 5000, "word " * 481])
+def test_imagens_token_limit_holds_for_prompts_without_spaces(prompt: str) -> None:
+    """480 tokens were counted as 480 words: one 20,000-letter word passed."""
+    spec = MODELS["gemini/imagen-3.0-generate-002"]
+    submission = _submission_for(spec, prompt=prompt)
+    error = _refused(spec, submission, Inputs())
+    assert error.field == "prompt" and "480 tokens" in error.message
+    check_limits(_submission_for(spec, prompt="a red fox " * 100), spec, Inputs())
+
+
+def test_a_model_that_cannot_do_a_kind_says_so_in_words() -> None:
+    submission = Submission(kind="edit", model="placeholder", prompt="x", input_assets=["a"])
+    with pytest.raises(InvalidInput) as refused:
+        resolve(submission, MODELS["placeholder"])
+    assert refused.value.field == "kind"
+    assert "does not do 'edit'" in refused.value.message
+    assert "TaskKind" not in refused.value.message
 
 
 def test_replicates_upscale_factor_defaults_to_its_schemas() -> None:

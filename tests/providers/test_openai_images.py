@@ -322,6 +322,17 @@ async def test_a_mask_of_another_shape_is_refused_before_any_call(
     assert fake.calls == []
 
 
+async def test_an_empty_mask_is_no_such_asset_not_no_mask(
+    openai_runtime: Runtime, fake: FakeOpenAI
+) -> None:
+    """``"mask": ""`` was taken as no mask, and the request recorded with ``mask: ''``."""
+    fields = await _green_and_mask(openai_runtime, _half_white_mask(256, 256))
+    with pytest.raises(InvalidInput) as refused:
+        await submit(openai_runtime, **{**fields, "mask": ""})
+    assert refused.value.field == "mask"
+    assert fake.calls == []
+
+
 async def test_the_edits_endpoint_takes_a_smaller_mask_and_refuses_unknown_fields(
     sdk: openai.AsyncOpenAI, fake: FakeOpenAI
 ) -> None:

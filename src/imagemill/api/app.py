@@ -27,7 +27,6 @@ from imagemill.providers.registry import Registry
 from imagemill.runtime import Runtime
 
 GZIP_MINIMUM_BYTES = 1024
-MULTIPART_OVERHEAD = 64 * 1024  # a form's headers and text fields, around its files
 
 
 class KeysRequired(RuntimeError):
@@ -72,22 +71,19 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     errors.install(app)
     # Event streams and image bytes are excluded by content type inside GZipMiddleware.
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES)
-    # Uploads stream to disk: their limit is the files'. Other bodies are read whole, within
-    # routing.MAX_BODY_BYTES.
-    upload = settings.max_upload_bytes + MULTIPART_OVERHEAD
-    edit_images = upload * (openai_compat.MAX_EDIT_IMAGES + 1)
-    for module, max_body_size in (
-        (jobs, None),
-        (events, None),
-        (assets, upload),
-        (models, None),
-        (presets, None),
-        (usage, None),
-        (openai_compat, edit_images),
-        (providers, None),
-        (webhooks, None),
-        (health, None),
+    app.state.max_upload_bytes = settings.max_upload_bytes  # routing: a body's size limit
+    for module in (
+        jobs,
+        events,
+        assets,
+        models,
+        presets,
+        usage,
+        openai_compat,
+        providers,
+        webhooks,
+        health,
     ):
-        app.include_router(module.router, max_body_size=max_body_size)
+        app.include_router(module.router)
     web.install(app)
     return app

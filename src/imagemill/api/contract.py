@@ -33,6 +33,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from imagemill.api.patterns import size_pattern
+from imagemill.api.routes.openai_compat import NO_REQUEST, OPENAI_OPTIONS
 from imagemill.boundary import BLANK, MAX_SAFE_INTEGER
 from imagemill.domain import (
     EVENT_TYPES,
@@ -135,6 +136,7 @@ def state(document: Schema, specs: list[ModelSpec]) -> None:
                 parameter["schema"] = _never_null(parameter.get("schema", {}))
                 _without_nul(parameter["schema"])
             _without_nul(operation.get("requestBody", {}).get("content", {}))
+            _closed_form(operation, schemas)
     for name, schema in schemas.items():
         if name != "JsonValue":
             _without_nul(schema)
@@ -180,12 +182,20 @@ def _every_answer(path: str, operation: Schema) -> None:
         answer("413", "The body is too large.")
     if compatible:
         responses.pop("422", None)  # OpenAI's way: bad input is a 400
-    if any(p.get("name") == "if-none-match" for p in operation.get("parameters", [])):
+    if any(p.get("name", "").lower() == "if-none-match" for p in operation.get("parameters", [])):
         responses.setdefault("304", {"description": "Not modified: the ETag matched."})
     for described in responses.values():
         content = described.get("content", {})
         if "text/event-stream" in content:
             content["text/event-stream"] = {"itemSchema": copy.deepcopy(SSE_EVENT)}
+
+
+def _closed_form(operation: Schema, schemas: Schema) -> None:
+    """A form takes its own fields only: another is refused, not dropped."""
+    content = operation.get("requestBody", {}).get("content", {})
+    ref = content.get("multipart/form-data", {}).get("schema", {}).get("$ref", "")
+    if ref.startswith("#/components/schemas/"):
+        schemas[ref.rsplit("/", 1)[1]]["additionalProperties"] = False
 
 
 # -- the boundary's rules ---------------------------------------------------------------------
@@ -254,6 +264,13 @@ def _job_request_rules(submission: Schema) -> None:
         # A model, or several; neither only when a preset names one.
         {"anyOf": [given(model=string), given(models=array), given(preset=string)]},
         {"not": given(model=string, models=array)},
+        # (An exact size or a shape, not both, is stated in aspect_ratio's description only:
+        # as one more rule here, it takes schemathesis' generator past what it can read.)
+        # An upscale keeps its image's shape.
+        {
+            "if": {"properties": {"kind": {"const": TaskKind.UPSCALE.value}}, "required": ["kind"]},
+            "then": {"properties": {"aspect_ratio": {"type": "null"}}},
+        },
         # Which events to send needs where to send them.
         {"if": given(webhook_events=array), "then": given(webhook_url=string)},
         # An image is made from its prompt: one with words in it, unless a preset adds some.
@@ -457,9 +474,6 @@ def _preset_models(preset: Schema, specs: list[ModelSpec], ids: list[str]) -> No
     ]
 
 
-OPENAI_OPTIONS = ("quality", "style", "background", "output_format", "moderation", "input_fidelity")
-
-
 def _openai_models(request: Schema, specs: list[ModelSpec], default: str) -> None:
     """The OpenAI-compatible bodies: which models, and what each takes (its options, its
     sizes, how many images), one of these per model."""
@@ -472,9 +486,13 @@ def _openai_models(request: Schema, specs: list[ModelSpec], default: str) -> Non
         takes: Schema = {"model": {"enum": _names(spec)}}
         if "n" in properties:
             takes["n"] = {"maximum": spec.max_n}
-        for option in (*OPENAI_OPTIONS, "output_compression"):
-            if option in accepted and option in properties:
+        for option in OPENAI_OPTIONS:
+            if option not in properties:
+                continue
+            if option in accepted:
                 takes[option] = _nullable(copy.deepcopy(accepted[option]))
+            else:  # what the model does not take may only ask for nothing
+                takes[option] = _nullable({"enum": sorted(NO_REQUEST.get(option, ()))})
         sides = spec.sizes
         pattern = size_pattern(sides.min_side, sides.max_side, sides.multiple_of)
         takes["size"] = _nullable({"anyOf": [{"const": "auto"}, {"pattern": pattern}]})

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from imagemill.boundary import BoundaryError, storable_text
+from imagemill.boundary import BoundaryError, escaped, quoted, storable_text
 from imagemill.errors import ImagemillError, RateLimited, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,30 @@ def error_response(
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc]
+    parts = [escaped(str(p)) for p in loc]
     if parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:]
     return ".".join(parts)
+
+
+def validation_problem(exc: RequestValidationError, unknown: str = "field") -> tuple[str, str]:
+    """The first problem of a failed validation as (field, message) in plain words: the
+    field dotted (``metadata.note``, ``""`` for the whole body), the message naming it
+    where it would not read alone; ``unknown`` is what a name the schema lacks is called."""
+    first = exc.errors()[0]
+    field = _field(tuple(first.get("loc", ())))
+    message = str(first.get("msg", "invalid input")).removeprefix("Value error, ")
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, BoundaryError):  # inside a free-form value: name the exact spot
+        field = cause.field(*([field] if field else []))
+        message = cause.message
+    if first.get("type") == "extra_forbidden":
+        message = f"unknown {unknown} {quoted(field)}"
+    elif message.startswith("Expected UploadFile"):  # a form part sent without a filename
+        message = f"{field} must be a file (a form part with a filename)"
+    elif message.startswith(("contains ", "is ", "names ")):  # the boundary's predicates
+        message = f"{field or 'the body'} {message}"
+    return field, message
 
 
 async def _imagemill_error(_: Request, exc: Exception) -> JSONResponse:
@@ -63,17 +83,7 @@ async def _imagemill_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0]
-    field = _field(tuple(first.get("loc", ())))
-    message = str(first.get("msg", "invalid input")).removeprefix("Value error, ")
-    cause = (first.get("ctx") or {}).get("error")
-    if isinstance(cause, BoundaryError):  # inside a free-form value: name the exact spot
-        field = cause.field(*([field] if field else []))
-        message = cause.message
-    if first.get("type") == "extra_forbidden":
-        message = f"unknown field {field!r}"
-    elif message.startswith(("contains ", "is ", "names ")):  # the boundary's predicates
-        message = f"{field or 'the body'} {message}"
+    field, message = validation_problem(exc)
     return error_response(422, "invalid_input", message, field or None)
 
 

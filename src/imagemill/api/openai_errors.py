@@ -18,7 +18,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from imagemill.boundary import BoundaryError, storable_text
+from imagemill.api.errors import validation_problem
+from imagemill.boundary import storable_text
 from imagemill.domain import JobError
 from imagemill.errors import (
     Conflict,
@@ -30,7 +31,6 @@ from imagemill.errors import (
     ProviderInputError,
     RateLimited,
     Unauthorized,
-    describe,
 )
 
 log = logging.getLogger(__name__)
@@ -103,23 +103,15 @@ def for_job_error(error: JobError) -> JSONResponse:
 def for_exception(exc: Exception) -> JSONResponse:
     """What went wrong before or while waiting for the job, as OpenAI would answer it."""
     if isinstance(exc, RequestValidationError):
-        first = exc.errors()[0]
-        location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
-        cause = (first.get("ctx") or {}).get("error")
-        param = ".".join(location) or None
-        message = str(first.get("msg", "invalid input")).removeprefix("Value error, ")
-        if isinstance(cause, BoundaryError):
-            param, message = cause.field(*location) or None, cause.message
-        if first.get("type") == "extra_forbidden":
-            message = f"unknown parameter {param!r}"
-        elif message.startswith(("contains ", "is ", "names ")):
-            message = f"{param or 'the body'} {message}"
-        return answer(400, message, kind="invalid_request_error", param=param, retry=False)
+        field, message = validation_problem(exc, unknown="parameter")
+        return answer(400, message, kind="invalid_request_error", param=field or None, retry=False)
     if isinstance(exc, ImagemillError):
         status, kind = _BY_CODE.get(exc.code, (500, "server_error"))
         param = exc.field if isinstance(exc, InvalidInput | ProviderInputError) else None
         if param is not None:  # an OpenAI option is a field of its own there, not a param
             param = param.removeprefix("params.")
+        if param == "kind":  # what the endpoint asks for is fixed: it is the model that cannot
+            param = "model"
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else {}
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
             headers["Retry-After"] = str(max(1, round(exc.retry_after)))
@@ -144,7 +136,7 @@ def for_exception(exc: Exception) -> JSONResponse:
     log.exception("unhandled error in an OpenAI-compatible call", exc_info=exc)
     return answer(
         500,
-        f"an internal error occurred; it has been logged ({describe(exc)})",
+        "an internal error occurred; it has been logged",
         kind="server_error",
         retry=True,
     )

@@ -4,44 +4,50 @@ rules (``imagemill.boundary``) before FastAPI reads it.
 A JSON body is parsed as I-JSON (no lone surrogates, NUL, ``NaN`` or duplicate keys;
 integers exact everywhere), and every query and path parameter is checked the same way,
 so a value that could not be stored or sent on is a 422 naming it, never a 500 later.
-A body that is not a multipart upload is read up to ``MAX_BODY_BYTES`` (413 beyond): an
-upload streams to disk, everything else is held in memory whole.
+
+Every body has a size limit, answered 413 in the route's own error shape: before a byte
+is read when ``Content-Length`` says so, else as soon as the count passes it. A body is
+read up to ``MAX_BODY_BYTES``, except a multipart upload to a route that takes files
+(``upload_files``), which streams to disk: its limit is that many files of
+``IMAGEMILL_MAX_UPLOAD_BYTES``, plus ``MULTIPART_OVERHEAD`` each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from email.message import Message
 from typing import Any
+from urllib.parse import unquote_plus, unquote_to_bytes
 
 from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.routing import APIRoute
+from starlette.datastructures import FormData
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from imagemill import boundary
+from imagemill.errors import InvalidInput
 
 _UNREAD = object()
 MAX_BODY_BYTES = 1024 * 1024  # a JSON body, or any other that is not a multipart upload
+MULTIPART_OVERHEAD = 64 * 1024  # a form's headers and text fields, around each file
 
 
 class CheckedRequest(Request):
-    """A request whose body is read within ``MAX_BODY_BYTES`` and whose JSON is parsed by
+    """A request whose body is read within ``max_bytes`` and whose JSON is parsed by
     ``boundary.loads``, once."""
 
+    max_bytes: int = MAX_BODY_BYTES
     _parsed: Any = _UNREAD
-    _read: bytes | None = None
 
-    async def body(self) -> bytes:
-        if self._read is None:
-            chunks, size = [], 0
-            async for chunk in self.stream():
-                size += len(chunk)
-                if size > MAX_BODY_BYTES:
-                    raise HTTPException(413, f"the body is larger than {MAX_BODY_BYTES:,} bytes")
-                chunks.append(chunk)
-            self._read = b"".join(chunks)
-        return self._read
+    async def stream(self) -> AsyncGenerator[bytes, None]:
+        size = 0
+        async for chunk in super().stream():
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise too_large(self.max_bytes)
+            yield chunk
 
     async def json(self) -> Any:
         if self._parsed is _UNREAD:
@@ -49,7 +55,13 @@ class CheckedRequest(Request):
         return self._parsed
 
 
+def too_large(limit: int) -> HTTPException:
+    return HTTPException(413, f"the body is larger than {limit:,} bytes")
+
+
 class CheckedRoute(APIRoute):
+    upload_files = 0  # how many files at the upload limit a multipart body may hold
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         # The query parameters the route reads (others are ignored, never stored).
@@ -57,6 +69,10 @@ class CheckedRoute(APIRoute):
 
         async def checked(request: Request) -> Response:
             request = CheckedRequest(request.scope, request.receive)
+            request.max_bytes = self._max_bytes(request)
+            length = request.headers.get("content-length", "")
+            if length.isdigit() and int(length) > request.max_bytes:
+                raise too_large(request.max_bytes)
             _check_parameters(request, declared)
             if _is_json(request) and await request.body():
                 try:
@@ -67,6 +83,54 @@ class CheckedRoute(APIRoute):
 
         return checked
 
+    def _max_bytes(self, request: Request) -> int:
+        if not self.upload_files or not _is_multipart(request):
+            return MAX_BODY_BYTES
+        upload: int = request.app.state.max_upload_bytes
+        return (upload + MULTIPART_OVERHEAD) * self.upload_files
+
+
+class UploadRoute(CheckedRoute):
+    """A route that takes one uploaded file (multipart)."""
+
+    upload_files = 1
+
+
+class _NotText(MultiPartException):
+    def __init__(self, field: str) -> None:
+        super().__init__(f"{field} is not UTF-8 text")
+        self.field = field
+
+
+class _UTF8MultiPartParser(MultiPartParser):
+    """Starlette's parser, except that a text field that is not UTF-8 is refused (it
+    would read it as Latin-1: mojibake, stored as if it had been sent)."""
+
+    def on_part_end(self) -> None:
+        part = self._current_part  # the parser's part in progress (Starlette's own)
+        if part.file is None:
+            try:
+                part.data.decode()
+            except UnicodeDecodeError as exc:
+                raise _NotText(boundary.escaped(part.field_name)) from exc
+        super().on_part_end()
+
+
+async def read_form(request: Request, *, max_files: int, max_part_size: int) -> FormData:
+    """A multipart body's fields (close it when done: it holds spooled files). A text
+    field that is not UTF-8 is an ``InvalidInput`` naming it, as is a malformed body."""
+    if not _is_multipart(request):
+        raise InvalidInput("send the form as multipart/form-data")
+    parser = _UTF8MultiPartParser(
+        request.headers, request.stream(), max_files=max_files, max_part_size=max_part_size
+    )
+    try:
+        return await parser.parse()
+    except _NotText as exc:
+        raise InvalidInput(exc.message, field=exc.field) from exc
+    except MultiPartException as exc:
+        raise InvalidInput(f"the form cannot be read: {exc.message}") from exc
+
 
 def _query_names(dependant: Dependant) -> set[str]:
     names = {param.alias for param in dependant.query_params}
@@ -75,25 +139,55 @@ def _query_names(dependant: Dependant) -> set[str]:
     return names
 
 
-def _is_json(request: Request) -> bool:
+def _media_type(request: Request) -> tuple[str, str]:
     content_type = request.headers.get("content-type")
     if not content_type:
-        return False
+        return "", ""
     message = Message()
     message["content-type"] = content_type
-    subtype = message.get_content_subtype()
-    return message.get_content_maintype() == "application" and (
-        subtype == "json" or subtype.endswith("+json")
-    )
+    return message.get_content_maintype(), message.get_content_subtype()
+
+
+def _is_json(request: Request) -> bool:
+    kind, subtype = _media_type(request)
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def _is_multipart(request: Request) -> bool:
+    return _media_type(request) == ("multipart", "form-data")
+
+
+NOT_UTF8 = "is not UTF-8 text once its %-escapes are decoded"
 
 
 def _check_parameters(request: Request, declared: set[str]) -> None:
+    """Every path parameter, and every query parameter the route reads, is text that can
+    be stored: UTF-8 as sent (the server would read bad bytes as U+FFFD), without NUL or
+    lone surrogates."""
+    if not _utf8(request.scope.get("raw_path", b"")):
+        for name, value in request.path_params.items():
+            if isinstance(value, str) and "\ufffd" in value:
+                raise _invalid(("path", name), NOT_UTF8)
     for name, value in request.path_params.items():
         if isinstance(value, str) and (problem := boundary.text_problem(value)):
             raise _invalid(("path", name), problem)
+    for pair in request.scope.get("query_string", b"").split(b"&"):
+        raw_name, _, raw_value = pair.partition(b"=")
+        name = unquote_plus(raw_name.decode("latin-1"))
+        if name in declared and not _utf8(raw_value.replace(b"+", b" ")):
+            raise _invalid(("query", name), NOT_UTF8)
     for name, value in request.query_params.multi_items():
         if name in declared and (problem := boundary.text_problem(value)):
             raise _invalid(("query", name), problem)
+
+
+def _utf8(escaped: bytes) -> bool:
+    """Whether URL text (``%``-escaped) is UTF-8 once decoded."""
+    try:
+        unquote_to_bytes(escaped).decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _invalid(location: tuple[str | int, ...], message: str) -> RequestValidationError:

@@ -8,9 +8,10 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic.config import JsonDict
 
 from imagemill.api.deps import Links
-from imagemill.db.accounts import Preset
+from imagemill.db.accounts import PRESET_ID_PREFIX, Preset
 from imagemill.domain import (
     DEFAULT_WEBHOOK_EVENTS,
     EVENT_TYPES,
@@ -38,7 +39,7 @@ _RFC3339_MOMENT = re.compile(
 
 
 def _rfc3339(value: object, *, times: bool) -> object:
-    text = value.strip() if isinstance(value, str) else None
+    text = value if isinstance(value, str) else None
     if text is not None and (
         _RFC3339_DATE.fullmatch(text) or (times and _RFC3339_MOMENT.fullmatch(text))
     ):
@@ -194,10 +195,24 @@ class JobPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
 
 
+# A preset's name: letters, digits, spaces and ``_.-``, and never what its id looks like
+# (``pre_…``), so a name or an id given in its place always means one preset.
+PRESET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$"
+NOT_AN_ID: JsonDict = {"not": {"pattern": f"^{PRESET_ID_PREFIX}"}}
+
+
+def _not_an_id(value: str | None) -> str | None:
+    if value is not None and value.startswith(PRESET_ID_PREFIX):
+        raise ValueError(f"must not start with {PRESET_ID_PREFIX!r}, as preset ids do")
+    return value
+
+
 class PresetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$")
+    name: str = Field(
+        min_length=1, max_length=100, pattern=PRESET_NAME, json_schema_extra=NOT_AN_ID
+    )
     description: str = Field("", max_length=2000)
     model: str | None = None
     prompt_template: str = Field(
@@ -212,10 +227,12 @@ class PresetIn(BaseModel):
     def _valid_size(cls, value: str | None) -> str | None:
         return str(Size.parse(value)) if value is not None else None
 
+    _name = field_validator("name")(_not_an_id)
+
 
 class PresetPatch(PresetIn):
     name: str | None = Field(  # type: ignore[assignment]
-        None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$"
+        None, min_length=1, max_length=100, pattern=PRESET_NAME, json_schema_extra=NOT_AN_ID
     )
     description: str | None = Field(None, max_length=2000)  # type: ignore[assignment]
     prompt_template: str | None = Field(None, max_length=32_000)  # type: ignore[assignment]

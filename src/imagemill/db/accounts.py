@@ -10,10 +10,13 @@ from typing import Any
 from sqlalchemy import Connection, Row, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from imagemill.boundary import quoted
 from imagemill.db.engine import Database
 from imagemill.db.tables import api_keys, owners, presets
 from imagemill.errors import Conflict, NotFound
 from imagemill.ids import new_id
+
+PRESET_ID_PREFIX = "pre_"  # what a preset's id starts with (and no name may)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +96,7 @@ class Accounts:
         query = select(owners).where(owners.c.id == owner_id)
         row = await self.db.read(lambda conn: conn.execute(query).one_or_none())
         if row is None:
-            raise NotFound(f"no owner {owner_id!r}")
+            raise NotFound(f"no owner {quoted(owner_id)}")
         return Owner(row.id, row.name, row.secret)
 
     async def add_key(
@@ -135,9 +138,11 @@ class Accounts:
         studio sessions signed by it get 401). Revoking it again changes nothing."""
         matches = [k for k in await self.list_keys() if id_or_prefix in (k.id, k.prefix)]
         if not matches:
-            raise NotFound(f"no key {id_or_prefix!r} (`imagemill keys ls` lists them)")
+            raise NotFound(f"no key {quoted(id_or_prefix)} (`imagemill keys ls` lists them)")
         if len(matches) > 1:
-            raise Conflict(f"{len(matches)} keys start with {id_or_prefix!r}: give the key's id")
+            raise Conflict(
+                f"{len(matches)} keys start with {quoted(id_or_prefix)}: give the key's id"
+            )
         [key] = matches
         if key.revoked_at is None:
             statement = (
@@ -155,24 +160,27 @@ class Accounts:
     # -- presets --------------------------------------------------------------------------
 
     async def create_preset(self, owner_id: str, fields: dict[str, Any], now: datetime) -> Preset:
-        preset_id = new_id("pre")
+        preset_id = new_id(PRESET_ID_PREFIX.removesuffix("_"))
         statement = presets.insert().values(
             id=preset_id, owner_id=owner_id, created_at=now, updated_at=now, **fields
         )
         try:
             await self.db.write(lambda conn: conn.execute(statement))
         except IntegrityError as exc:
-            raise Conflict(f"a preset named {fields['name']!r} already exists") from exc
+            raise Conflict(f"a preset named {quoted(fields['name'])} already exists") from exc
         return await self.get_preset(owner_id, preset_id)
 
     async def get_preset(self, owner_id: str, id_or_name: str) -> Preset:
-        query = select(presets).where(
-            presets.c.owner_id == owner_id,
-            (presets.c.id == id_or_name) | (presets.c.name == id_or_name),
+        by_id = presets.c.id == id_or_name
+        query = (
+            select(presets)
+            .where(presets.c.owner_id == owner_id, by_id | (presets.c.name == id_or_name))
+            .order_by(by_id.desc())  # an id first (names shaped like ids predate refusing them)
+            .limit(1)
         )
         row = await self.db.read(lambda conn: conn.execute(query).first())
         if row is None:
-            raise NotFound(f"no preset {id_or_name!r}")
+            raise NotFound(f"no preset {quoted(id_or_name)}")
         return Preset(**row._mapping)
 
     async def list_presets(self, owner_id: str) -> list[Preset]:
@@ -191,7 +199,8 @@ class Accounts:
         try:
             await self.db.write(lambda conn: conn.execute(statement))
         except IntegrityError as exc:
-            raise Conflict(f"a preset named {fields.get('name')!r} already exists") from exc
+            name = quoted(str(fields.get("name")))
+            raise Conflict(f"a preset named {name} already exists") from exc
         return await self.get_preset(owner_id, preset.id)
 
     async def delete_preset(self, owner_id: str, id_or_name: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, delete, select
 
+from imagemill.boundary import quoted
 from imagemill.db.tables import (
     assets,
     cache_entries,
@@ -30,7 +31,7 @@ def delete_finished_job(conn: Connection, job_id: str, owner_id: str) -> None:
         select(jobs.c.status).where(jobs.c.id == job_id, jobs.c.owner_id == owner_id)
     ).scalar_one_or_none()
     if status is None:
-        raise NotFound(f"no job {job_id!r}")
+        raise NotFound(f"no job {quoted(job_id)}")
     if not JobStatus(status).terminal:
         raise Conflict(f"job {job_id} is {status}: cancel it before deleting it")
     asset_ids = set(

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Integer, Select, bindparam, cast, func, select
 
+from imagemill.boundary import quoted
 from imagemill.db.engine import Database
 from imagemill.db.rows import job_from_row, load_outputs
 from imagemill.db.tables import assets, cache_entries, events, jobs, outputs
@@ -90,7 +91,7 @@ class Queries:
         """The job, with its outputs; ``NotFound`` also when another owner has it."""
         found = await self.get_jobs([job_id])
         if not found or (owner_id is not None and found[0].owner_id != owner_id):
-            raise NotFound(f"no job {job_id!r}")
+            raise NotFound(f"no job {quoted(job_id)}")
         return found[0]
 
     async def get_jobs(self, job_ids: Sequence[str]) -> list[Job]:
@@ -160,7 +161,7 @@ class Queries:
         query = select(assets).where(assets.c.id == asset_id)
         row = await self.db.read(lambda conn: conn.execute(query).one_or_none())
         if row is None or (owner_id is not None and row.owner_id != owner_id):
-            raise NotFound(f"no asset {asset_id!r}")
+            raise NotFound(f"no asset {quoted(asset_id)}")
         return Asset(**row._mapping)
 
     async def usage(

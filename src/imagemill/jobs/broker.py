@@ -21,6 +21,7 @@ from typing import Any
 from taskiq import AsyncBroker, InMemoryBroker
 from taskiq.receiver import Receiver
 
+from imagemill.boundary import quoted
 from imagemill.errors import InvalidInput
 
 RUN_JOB_TASK = "imagemill.run_job"
@@ -40,7 +41,8 @@ def make_broker(url: str, prefetch: int = 16, queue: str = QUEUE) -> AsyncBroker
 
         return ListQueueBroker(url, queue_name=queue)
     raise InvalidInput(
-        f"unsupported broker URL {url!r}; use memory://, amqp:// or redis://", field="broker_url"
+        f"unsupported broker URL {quoted(url)}; use memory://, amqp:// or redis://",
+        field="broker_url",
     )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from imagemill.boundary import quoted
 from imagemill.db.accounts import Accounts, Preset
 from imagemill.db.queries import JobFilter
 from imagemill.db.records import JobDraft
@@ -95,16 +96,17 @@ class JobService:
         preset = None
         if submission.preset is not None:
             preset = await self._preset(owner_id, submission.preset)
-        submission = validation.expand_preset(submission, preset)
-        inputs = await self._inputs(owner_id, submission)
-        requests = self._resolve(submission, inputs)
+        expanded = validation.expand_preset(submission, preset)
+        inputs = await self._inputs(owner_id, expanded)
+        try:
+            requests = self._resolve(expanded, inputs)
+        except InvalidInput as exc:
+            raise _from_preset(exc, submission, preset) from exc
         input_hashes = [a.sha256 for a in (*inputs.images, inputs.mask) if a is not None]
         webhook_url, webhook_events = (
-            await self.targets.for_submission(owner_id, submission)
-            if self.targets
-            else (None, None)
+            await self.targets.for_submission(owner_id, expanded) if self.targets else (None, None)
         )
-        group_id = new_id("grp") if submission.models is not None else None
+        group_id = new_id("grp") if expanded.models is not None else None
         drafts: list[JobDraft] = []
         for request in requests:
             key = validation.cache_key(request, input_hashes)
@@ -149,7 +151,7 @@ class JobService:
             return await self.accounts.get_preset(owner_id, name)
         except NotFound as exc:
             raise InvalidInput(
-                f"no preset {name!r}; GET /v1/presets lists yours", field="preset"
+                f"no preset {quoted(name)}; GET /v1/presets lists yours", field="preset"
             ) from exc
 
     def _resolve(self, submission: Submission, inputs: validation.Inputs) -> list[Request]:
@@ -175,12 +177,11 @@ class JobService:
         """The request's fallback chain, each model checked against the request."""
         size = request.dimensions or Size(1024, 1024)
         chain: list[FallbackModel] = []
-        for index, entry in enumerate(submission.fallback):
+        for index, target in enumerate(submission.fallback):
             field = f"fallback.{index}"
-            target = entry if isinstance(entry, FallbackModel) else FallbackModel(model=entry)
             spec = self.registry.resolve(target.model, field)[1]
             if spec.id == request.model or spec.id in (f.model for f in chain):
-                raise InvalidInput(f"{spec.id!r} is already in the chain", field=field)
+                raise InvalidInput(f"{quoted(spec.id)} is already in the chain", field=field)
             chain.append(
                 validation.resolve_fallback(
                     submission, size, spec, target.params, field, inputs, self.max_pixels
@@ -195,13 +196,13 @@ class JobService:
             try:
                 return await self.repo.get_asset(asset_id, owner_id)
             except NotFound as exc:
-                raise InvalidInput(f"no asset {asset_id!r}", field=field) from exc
+                raise InvalidInput(f"no asset {quoted(asset_id)}", field=field) from exc
 
         images = [
             await find(asset_id, f"input_assets.{index}")
             for index, asset_id in enumerate(submission.input_assets)
         ]
-        mask = await find(submission.mask, "mask") if submission.mask else None
+        mask = await find(submission.mask, "mask") if submission.mask is not None else None
         return validation.Inputs(tuple(images), mask)
 
     async def _send(self, job_id: str) -> None:
@@ -259,6 +260,15 @@ def request_fingerprint(endpoint: str, submission: Submission) -> str:
     canonical = {"endpoint": endpoint, "request": submission.model_dump(mode="json")}
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _from_preset(exc: InvalidInput, submission: Submission, preset: Preset | None) -> InvalidInput:
+    """``exc``, saying so when the param it names came from the preset, not the request."""
+    field = exc.field or ""
+    key = field.removeprefix("params.").split(".")[0] if field.startswith("params.") else None
+    if preset is None or key is None or key in submission.params or key not in preset.params:
+        return exc
+    return InvalidInput(f"{exc.message} (from preset {quoted(preset.name)})", field=exc.field)
 
 
 def _same_request(jobs: builtins.list[Job], fingerprint: str) -> builtins.list[Job]:

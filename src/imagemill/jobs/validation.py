@@ -12,14 +12,15 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
+from jsonschema.exceptions import ValidationError, best_match
 
-from imagemill.boundary import PARAMS_LIMITS, BoundaryError, has_words
+from imagemill.boundary import PARAMS_LIMITS, BoundaryError, escaped, has_words, quoted
 from imagemill.db.accounts import Preset
 from imagemill.domain import (
     Asset,
@@ -56,22 +57,28 @@ def expand_preset(submission: Submission, preset: Preset | None) -> Submission:
     if submission.model is None and submission.models is None:
         if not preset.model:
             raise InvalidInput(
-                f"preset {preset.name!r} names no model; give 'model'", field="model"
+                f"preset {quoted(preset.name)} names no model; give 'model'", field="model"
             )
         update["model"] = preset.model
-    if submission.size is None and submission.aspect_ratio is None and preset.size:
+    if (
+        submission.size is None
+        and submission.aspect_ratio is None
+        and submission.kind is not TaskKind.UPSCALE  # which makes the size of its image
+        and preset.size
+    ):
         update["size"] = preset.size
     if len(update["prompt"]) > MAX_PROMPT_CHARS:
         raise InvalidInput(
-            f"with preset {preset.name!r} the prompt is {len(update['prompt']):,} characters; "
-            f"the limit is {MAX_PROMPT_CHARS:,}",
+            f"with preset {quoted(preset.name)} the prompt is "
+            f"{len(update['prompt']):,} characters; the limit is {MAX_PROMPT_CHARS:,}",
             field="prompt",
         )
     try:
         PARAMS_LIMITS.check(update["params"])
     except BoundaryError as exc:
         raise InvalidInput(
-            f"params merged with preset {preset.name!r} {exc.message}", field=exc.field("params")
+            f"params merged with preset {quoted(preset.name)} {exc.message}",
+            field=exc.field("params"),
         ) from exc
     return submission.model_copy(update=update)
 
@@ -98,7 +105,10 @@ def resolve(
     (``IMAGEMILL_MAX_IMAGE_PIXELS``), so every output can be an input again.
     """
     _check_model(submission, spec, field)
-    size = _size(submission, spec, max_pixels)
+    if submission.kind is TaskKind.UPSCALE:
+        size = _upscaled_size(submission, spec, inputs)
+    else:
+        size = _size(submission, spec, max_pixels)
     check_limits(submission, spec, inputs, field, max_pixels)
     check_params(submission.params, spec.params_schema)
     return Request(
@@ -107,7 +117,7 @@ def resolve(
         prompt=submission.prompt,
         negative_prompt=submission.negative_prompt,
         n=submission.n,
-        size=str(size),
+        size=str(size) if size else None,
         seed=submission.seed,
         params=submission.params,
         input_assets=submission.input_assets,
@@ -132,7 +142,8 @@ def resolve_fallback(
 ) -> FallbackModel:
     """A fallback model, checked like the main one: it must be able to run this request."""
     _check_model(submission, spec, field)
-    _check_bounds(size, spec, field)
+    if submission.kind is not TaskKind.UPSCALE:  # which makes what its factor makes
+        _check_bounds(size, spec, field)
     check_limits(submission.model_copy(update={"params": params}), spec, inputs, field, max_pixels)
     try:
         check_params(params, spec.params_schema)
@@ -146,12 +157,12 @@ def _check_model(submission: Submission, spec: ModelSpec, field: str) -> None:
     main = not field.startswith("fallback")
     if not spec.available:
         raise InvalidInput(
-            f"model {spec.id!r} is unavailable: {spec.unavailable_reason}", field=field
+            f"model {quoted(spec.id)} is unavailable: {spec.unavailable_reason}", field=field
         )
     if submission.kind not in spec.kinds:
         kinds = ", ".join(spec.kinds)
         raise InvalidInput(
-            f"model {spec.id!r} does not do {submission.kind!r} (it does: {kinds})",
+            f"model {quoted(spec.id)} does not do {quoted(submission.kind)} (it does: {kinds})",
             "kind" if main else field,
         )
     if submission.kind is TaskKind.IMAGE and not has_words(submission.prompt):
@@ -162,7 +173,9 @@ def _check_model(submission: Submission, spec: ModelSpec, field: str) -> None:
         )
     if submission.n > spec.max_n:
         raise InvalidInput(
-            f"model {spec.id!r} makes at most {spec.max_n} images per request",
+            f"model {quoted(spec.id)} makes "
+            + ("one image" if spec.max_n == 1 else f"at most {spec.max_n} images")
+            + " per request",
             "n" if main else field,
         )
 
@@ -180,7 +193,7 @@ def check_limits(
     main = not field.startswith("fallback")
 
     def refuse(message: str, where: str) -> InvalidInput:
-        return InvalidInput(f"model {spec.id!r} {message}", where if main else field)
+        return InvalidInput(f"model {quoted(spec.id)} {message}", where if main else field)
 
     limits = spec.limits
     for name in ("prompt", "negative_prompt"):
@@ -198,16 +211,18 @@ def check_limits(
             f"has {len(prompt.encode()):,}",
             "prompt",
         )
-    if limits.max_prompt_words is not None and len(prompt.split()) > limits.max_prompt_words:
-        raise refuse(
-            f"takes a prompt of at most {limits.max_prompt_words} tokens; this one has "
-            f"{len(prompt.split())} words, so more tokens than that",
-            "prompt",
-        )
+    if limits.max_prompt_tokens is not None:
+        tokens = tokens_at_least(prompt)
+        if tokens > limits.max_prompt_tokens:
+            raise refuse(
+                f"takes a prompt of at most {limits.max_prompt_tokens} tokens; this one has "
+                f"{tokens:,} at least",
+                "prompt",
+            )
     if submission.kind not in NEEDS_INPUT:
         if submission.input_assets:
             raise refuse(
-                f"makes a {submission.kind} from the prompt alone; input images are for "
+                f"makes {submission.kind}s from the prompt alone; input images are for "
                 "edit, upscale and video",
                 "input_assets",
             )
@@ -285,6 +300,25 @@ def _check_mask(mask: Asset, image: Asset, refuse: Callable[[str], InvalidInput]
         )
 
 
+# Scripts written without spaces, whose tokens are a character or a few: CJK ideographs
+# (with extension A and the compatibility block), kana, and Hangul syllables.
+_CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+LETTERS_PER_TOKEN = 16  # the most a subword token spans of a word in a Latin-like script
+CJK_PER_TOKEN = 4  # ... and of Chinese, Japanese or Korean
+
+
+def tokens_at_least(text: str) -> int:
+    """A floor on the tokens a subword tokenizer (SentencePiece, BPE) makes of ``text``:
+    each word one at least, a long word one per 16 letters, and text without spaces in
+    Chinese, Japanese or Korean one per 4 characters. A prompt over a model's token limit
+    by this count is over it by any count."""
+    total = 0
+    for word in text.split():
+        cjk = len(_CJK.findall(word))
+        total += max(1, -(-(len(word) - cjk) // LETTERS_PER_TOKEN) + -(-cjk // CJK_PER_TOKEN))
+    return total
+
+
 def upscale_factor(spec: ModelSpec, params: dict[str, Any]) -> float | None:
     """How much ``spec`` enlarges an image with ``params``, if it upscales."""
     limits = spec.limits
@@ -315,8 +349,36 @@ def _shape(ratio: float) -> str:
     return f"1:{1 / ratio:g}" if ratio < 1 else f"{ratio:g}:1"
 
 
+def _upscaled_size(submission: Submission, spec: ModelSpec, inputs: Inputs) -> Size | None:
+    """What an upscale makes: its input image enlarged by the model's factor, not a size of
+    one's choosing (``size`` may only repeat it); ``None`` if that cannot be known here."""
+    if submission.aspect_ratio is not None:
+        raise InvalidInput(
+            "an upscale keeps its image's shape; leave aspect_ratio out", field="aspect_ratio"
+        )
+    factor = upscale_factor(spec, submission.params)
+    image = inputs.images[0] if inputs.images else None
+    if factor is None or image is None or not image.width or not image.height:
+        if submission.size is not None:
+            raise InvalidInput(
+                "an upscale makes what its model makes of the image; leave size out",
+                field="size",
+            )
+        return None
+    made = Size(round(image.width * factor), round(image.height * factor))
+    if submission.size is not None and Size.parse(submission.size) != made:
+        raise InvalidInput(
+            f"an upscale makes {made} of this {image.width}x{image.height} image "
+            f"(x{factor:g}); leave size out, or choose the scale in params",
+            field="size",
+        )
+    return made
+
+
 def _size(submission: Submission, spec: ModelSpec, max_pixels: int | None = None) -> Size:
     field = "size"
+    if submission.size is not None and submission.aspect_ratio is not None:
+        raise InvalidInput("give size or aspect_ratio, not both", field="aspect_ratio")
     if submission.size is not None:
         size = Size.parse(submission.size)
     elif submission.aspect_ratio is not None:
@@ -341,13 +403,13 @@ def _check_bounds(size: Size, spec: ModelSpec, field: str) -> Size:
     bounds = spec.sizes
     if not all(bounds.min_side <= side <= bounds.max_side for side in (size.width, size.height)):
         raise InvalidInput(
-            f"model {spec.id!r} accepts sides from {bounds.min_side} to {bounds.max_side} pixels; "
-            f"{size} is out of range",
+            f"model {quoted(spec.id)} accepts sides from {bounds.min_side} to "
+            f"{bounds.max_side} pixels; {size} is out of range",
             field=field,
         )
     if size.width % bounds.multiple_of or size.height % bounds.multiple_of:
         raise InvalidInput(
-            f"model {spec.id!r} needs sides that are multiples of {bounds.multiple_of}; "
+            f"model {quoted(spec.id)} needs sides that are multiples of {bounds.multiple_of}; "
             f"{size} is not",
             field=field,
         )
@@ -371,17 +433,67 @@ def check_params(params: dict[str, Any], schema: dict[str, Any]) -> None:
         return
     path = [str(p) for p in error.absolute_path]
     if not path and error.validator == "additionalProperties":
-        allowed = set(schema.get("properties", {}))
-        path = [next((k for k in params if k not in allowed), "")]
-        message = (
-            f"unknown param {path[0]!r}; this model takes: {', '.join(sorted(allowed)) or 'none'}"
+        allowed = ", ".join(sorted(schema.get("properties", {}))) or "none"
+        unknown = next((k for k in params if k not in schema.get("properties", {})), "")
+        raise InvalidInput(
+            f"unknown param {quoted(unknown)}; this model takes: {allowed}",
+            field=f"params.{escaped(unknown)}",
         )
-    elif not path and error.validator == "required":
-        path = [str(error.message).split("'")[1]]
-        message = error.message
-    else:
-        message = error.message
-    raise InvalidInput(message, field=".".join(["params", *path]) if path and path[0] else "params")
+    if not path and error.validator == "required":
+        required: list[str] = list(cast(Any, error.validator_value))
+        missing = next(k for k in required if k not in params)
+        raise InvalidInput(f"params.{missing} is required", field=f"params.{missing}")
+    field = ".".join(["params", *(escaped(p) for p in path)])
+    raise InvalidInput(f"{field} {_schema_rule(error)}", field=field)
+
+
+_JSON_TYPES = {
+    "integer": "a whole number",
+    "number": "a number",
+    "string": "text",
+    "boolean": "true or false",
+    "object": "an object",
+    "array": "a list",
+    "null": "null",
+}
+
+
+def _schema_rule(error: ValidationError) -> str:
+    """The JSON Schema rule a value broke, in plain words (never the value's Python repr)."""
+    rule, expected = error.validator, cast(Any, error.validator_value)
+    if rule == "type":
+        kinds = [expected] if isinstance(expected, str) else list(expected)
+        return "must be " + " or ".join(_JSON_TYPES.get(k, k) for k in kinds)
+    if rule in ("enum", "const"):
+        choices = expected if rule == "enum" else [expected]
+        return "must be one of: " + ", ".join(json.dumps(c, ensure_ascii=False) for c in choices)
+    bounds = {
+        "minimum": "at least",
+        "maximum": "at most",
+        "exclusiveMinimum": "more than",
+        "exclusiveMaximum": "less than",
+    }
+    if rule in bounds:
+        return f"must be {bounds[rule]} {expected}"
+    lengths = {
+        "minLength": "at least {} characters",
+        "maxLength": "at most {} characters",
+        "minItems": "at least {} items",
+        "maxItems": "at most {} items",
+        "minProperties": "at least {} keys",
+        "maxProperties": "at most {} keys",
+    }
+    if rule in lengths:
+        return "must have " + lengths[rule].format(expected)
+    if rule == "pattern":
+        return f"must match the pattern {expected}"
+    if rule == "multipleOf":
+        return f"must be a multiple of {expected}"
+    if rule == "additionalProperties":
+        return "holds a key this param does not take"
+    if rule == "required":
+        return "lacks a key it needs: " + ", ".join(map(str, expected))
+    return f"breaks the model's {rule} rule"
 
 
 # Building a validator costs more than validating; models' schemas live as long as the

@@ -99,7 +99,7 @@ IMAGEN_3 = ModelSpec(
         },
     },
     sizes=SizeRange(min_side=64, max_side=4096, default="1024x1024"),
-    limits=InputLimits(max_prompt_words=480),  # "at most 480 tokens" (Imagen guide)
+    limits=InputLimits(max_prompt_tokens=480),  # "at most 480 tokens" (Imagen guide)
     max_n=4,
     supports_seed=False,
     pricing=Pricing(per_image=0.03),

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
 
+from imagemill.boundary import quoted
 from imagemill.config import Settings
 from imagemill.domain import ModelSpec, Pricing
 from imagemill.errors import InvalidInput
@@ -92,6 +93,7 @@ class Registry:
         found = self._models.get(self._aliases.get(model_id, model_id))
         if found is None:
             raise InvalidInput(
-                f"unknown model {model_id!r}; GET /v1/models lists the available ones", field=field
+                f"unknown model {quoted(model_id)}; GET /v1/models lists the available ones",
+                field=field,
             )
         return found

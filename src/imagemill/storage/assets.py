@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from imagemill.boundary import storable_text
+from imagemill.boundary import quoted, storable_text
 from imagemill.db.records import StoredBlob, StoredOutput
 from imagemill.domain import Asset, Output, Pricing, Size, Task, TaskKind
 from imagemill.errors import InvalidInput, NotFound, ProviderError, ProviderUnavailable, describe
@@ -129,7 +129,7 @@ class AssetWriter:
         if asset.thumbnail_key:
             return await self.blobs.get(asset.thumbnail_key), None
         if asset.content_type not in THUMBNAILED:
-            raise NotFound(f"asset {asset.id!r} has no thumbnail")
+            raise NotFound(f"asset {quoted(asset.id)} has no thumbnail")
         making = self._thumbnailing.get(asset.id)
         if making is not None:
             return await asyncio.shield(making), None

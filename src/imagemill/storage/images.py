@@ -139,6 +139,9 @@ def ingest(data: bytes, max_pixels: int, field: str = "file") -> Ingested:
             data = _reencode(upright, fmt, image)
             width, height = upright.size
         small = _thumbnail_of(upright, THUMBNAIL_SIDE)
+    if fmt == "PNG" and upright is image:  # stored as sent: whole, to its end chunk
+        with decoding(field), Image.open(io.BytesIO(data), formats=["PNG"]) as again:
+            again.verify()  # every chunk's checksum, through IEND (load() stops at the pixels)
     return Ingested(data, FORMAT_TYPES[fmt], width, height, small)
 
 

@@ -311,6 +311,47 @@ async def test_a_png_cut_in_half_is_refused_and_nothing_is_stored(
     assert not await runtime.blobs.exists(f"sha256/{cut[:2]}/{cut}")
 
 
+@pytest.mark.parametrize("cut", [5, 12])  # into IEND's checksum; the whole IEND chunk
+async def test_a_png_without_its_end_is_refused(served: httpx.AsyncClient, cut: int) -> None:
+    """Its pixels decode (they come before the end), so it was stored as sent, cut."""
+    response = await served.post("/v1/assets", files={"file": ("c.png", _png(8, 8)[:-cut])})
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "file"
+
+
+@pytest.mark.parametrize(
+    ("files", "field", "says"),
+    [
+        ([("file", ("a.png", b"png")), ("purpose", (None, b"edit"))], "purpose", "unknown field"),
+        ([("file", ("a.png", b"png")), ("file", ("b.png", b"png"))], "file", "one file"),
+        ([("file", (None, b"png"))], "file", "must be a file"),  # a part with no filename
+    ],
+)
+async def test_an_upload_form_is_one_file_and_nothing_else(
+    served: httpx.AsyncClient, files: list[tuple[str, Any]], field: str, says: str
+) -> None:
+    """Other fields were dropped without a word; a part without a filename was answered
+    "Expected UploadFile, received: <class 'str'>"."""
+    files = [(n, (f[0], _png(8, 8)) if f[1] == b"png" else f) for n, f in files]
+    response = await served.post("/v1/assets", files=files)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == field and says in error["message"]
+    assert "<" not in error["message"]
+
+
+async def test_an_upload_over_the_body_limit_is_a_413_in_the_error_shape(
+    make_client: Callable[..., Any],
+) -> None:
+    """It was a text/plain "Content Too Large" from the framework."""
+    async with make_client(max_upload_bytes=1000) as small:
+        response = await small.post(
+            "/v1/assets", files={"file": ("big.png", b"\0" * 2_000_000, "image/png")}
+        )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "too_large"
+
+
 async def test_an_exif_rotated_jpeg_is_stored_upright(
     client: httpx.AsyncClient, decode: Decode
 ) -> None:

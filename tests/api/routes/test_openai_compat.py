@@ -325,6 +325,13 @@ async def test_the_wait_follows_what_the_client_says_it_waits(
         ({"prompt": "x", "colour": "red"}, "colour"),
         ({"prompt": "x", "stream": True}, "stream"),
         ({"prompt": "cut \ud83d"}, "prompt"),
+        ({"prompt": "x", "size": "64x64\n"}, "size"),
+        # What the model does not take is refused, not dropped (webp was answered in PNG).
+        ({"prompt": "x", "output_format": "webp"}, "output_format"),
+        ({"prompt": "x", "quality": "bogus"}, "quality"),
+        ({"prompt": "x", "style": "vivid"}, "style"),
+        ({"prompt": "x", "background": "transparent"}, "background"),
+        ({"prompt": "x", "params": {"a": 1}}, "params"),
     ],
 )
 async def test_bad_generation_bodies_are_400s_naming_the_param(
@@ -338,6 +345,24 @@ async def test_bad_generation_bodies_are_400s_naming_the_param(
     assert response.headers["x-should-retry"] == "false"
     error = response.json()["error"]
     assert error["param"] == param and error["type"] == "invalid_request_error"
+
+
+async def test_options_that_ask_for_nothing_are_taken_by_any_model(owners: Any) -> None:
+    body = {"model": "placeholder", "prompt": "x", "quality": "auto", "background": "auto"}
+    response = await owners.alice.post("/v1/images/generations", json=body)
+    assert response.status_code == 200, response.text[:300]
+
+
+async def test_a_body_nested_past_the_json_reader_is_a_400_that_says_nothing_internal(
+    owners: Any,
+) -> None:
+    """It was a 500 whose message quoted Python's RecursionError."""
+    raw = b'{"prompt": "x", "user": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    response = await owners.alice.post(
+        "/v1/images/generations", content=raw, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text[:300]
+    assert "recursion" not in response.text.lower()
 
 
 async def test_without_a_key_it_is_a_401_in_openais_shape(owners: Any) -> None:
@@ -368,3 +393,60 @@ async def test_the_edits_form_takes_every_clients_spelling_of_its_images(
     [call] = fake.calls
     sent = [f for key in ("image", "image[]") for f in call.files.get(key, [])]
     assert len(sent) == len(files)
+
+
+def _png(colour: tuple[int, int, int] = (30, 60, 90)) -> bytes:
+    picture = io.BytesIO()
+    Image.new("RGB", (64, 64), colour).save(picture, format="PNG")
+    return picture.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"prompt": b"\xff\xfe"}, "prompt"),  # not UTF-8: was stored as Latin-1 mojibake
+        ({"prompt": b"\xed\xa0\xbd"}, "prompt"),  # a surrogate in UTF-8's form
+        ({"prompt": b"x", "n": b" 2"}, "n"),
+        ({"prompt": b"x", "n": b"\xef\xbc\x92"}, "n"),  # a full-width 2
+        ({"prompt": b"x", "size": b"64x64\n"}, "size"),
+    ],
+)
+async def test_edit_form_fields_are_held_to_the_same_rules(
+    openai_backed: OpenAIBacked,
+    openai_fake: tuple[FakeOpenAI, str],
+    fields: dict[str, bytes],
+    param: str,
+) -> None:
+    fake, _ = openai_fake
+    parts: list[tuple[str, Any]] = [("image", ("a.png", _png(), "image/png"))]
+    parts += [(name, (None, value)) for name, value in fields.items()]
+    async with (
+        openai_backed() as app,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as http,
+    ):
+        response = await http.post("/v1/images/edits", files=parts)
+        assert response.status_code == 400, response.text[:300]
+        assert response.json()["error"]["param"] == param
+        assert await _jobs(app) == []
+    assert fake.calls == []
+
+
+async def test_an_edit_that_is_not_a_form_is_a_400(owners: Any) -> None:
+    """With no body at all it was a 500."""
+    for headers in ({}, {"content-type": "application/json"}):
+        response = await owners.alice.post("/v1/images/edits", headers=headers, content=b"{}")
+        assert response.status_code == 400, response.text[:300]
+        assert "multipart/form-data" in response.json()["error"]["message"]
+
+
+async def test_an_edits_body_over_its_limit_is_a_413_in_openais_shape(
+    openai_backed: OpenAIBacked,
+) -> None:
+    async with (
+        openai_backed(max_upload_bytes=10_000) as app,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as http,
+    ):
+        files = [("image", ("a.png", b"x" * 2_000_000, "image/png"))]
+        response = await http.post("/v1/images/edits", data={"prompt": "x"}, files=files)
+    assert response.status_code == 413
+    assert response.json()["error"]["type"] == "invalid_request_error"

@@ -93,6 +93,8 @@ async def test_duplicate_name_is_409(client: httpx.AsyncClient) -> None:
         ({"name": ""}, "name"),
         ({"name": "-starts-with-dash"}, "name"),
         ({"colour": "red"}, "colour"),
+        ({"name": "pre_01m8zzzzzzzzzzzzzzzzzzzzzz"}, "name"),  # an id's shape: which is meant?
+        ({"size": "64x32\n"}, "size"),
     ],
 )
 async def test_invalid_preset_is_422(
@@ -133,6 +135,28 @@ async def test_patch_with_null_for_a_required_field_is_422(
     assert response.json()["error"]["field"] == field
     after = await served.get("/v1/presets/poster")
     assert after.status_code == 200, f"the preset must still be readable; got {after.status_code}"
+
+
+async def test_a_name_cannot_be_renamed_into_an_ids_shape(client: httpx.AsyncClient) -> None:
+    """A preset named like another's id answered for that id once it was deleted."""
+    created = await create(client)
+    response = await client.patch("/v1/presets/poster", json={"name": created["id"]})
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "name"
+
+
+async def test_a_bad_param_from_a_preset_says_it_came_from_the_preset(
+    client: httpx.AsyncClient,
+) -> None:
+    """A preset with no model keeps params no schema has checked; a job that uses it
+    names the param, and says where it came from."""
+    await create(client, name="loose", model=None, params={"latency_ms": "slow"})
+    body = {"model": "placeholder", "preset": "loose", "prompt": "x"}
+    response = await client.post("/v1/jobs", json=body)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["field"] == "params.latency_ms"
+    assert "preset 'loose'" in error["message"]
 
 
 async def test_patch_unknown_preset_is_404(client: httpx.AsyncClient) -> None:

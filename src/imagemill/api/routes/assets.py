@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Header, Query, Response, UploadFile
+from fastapi import APIRouter, File, Header, Query, Request, Response, UploadFile
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from imagemill.api.deps import CurrentOwner, Links, LinksDep, OptionalOwner, RuntimeDep
-from imagemill.api.routing import CheckedRoute
+from imagemill.api.routing import UploadRoute
 from imagemill.api.schemas import AssetOut, ErrorOut
 from imagemill.auth import check_asset_token
+from imagemill.boundary import quoted
 from imagemill.domain import Asset
 from imagemill.errors import InvalidInput, NotFound, Unauthorized
 from imagemill.jobs.service import utcnow
 from imagemill.runtime import Runtime
 
-router = APIRouter(prefix="/v1/assets", tags=["assets"], route_class=CheckedRoute)
+router = APIRouter(prefix="/v1/assets", tags=["assets"], route_class=UploadRoute)
 IMMUTABLE = "private, max-age=31536000, immutable"
 # Outputs are untrusted bytes (an SVG may carry script): never run or sniff them here.
 INERT = {
@@ -47,7 +48,7 @@ async def _asset(runtime: Runtime, asset_id: str, owner_id: str | None, token: s
         owner = await runtime.accounts.get_owner(asset.owner_id)
         if check_asset_token(owner.secret, asset_id, token):
             return asset
-        raise NotFound(f"no asset {asset_id!r}")
+        raise NotFound(f"no asset {quoted(asset_id)}")
     if owner_id is None:
         raise Unauthorized("this server requires an API key: send 'Authorization: Bearer <key>'")
     return await runtime.repo.get_asset(asset_id, owner_id)
@@ -83,11 +84,18 @@ async def upload_asset(
             json_schema_extra={"minLength": 1},
         ),
     ],
+    request: Request,
     owner: CurrentOwner,
     runtime: RuntimeDep,
     links: LinksDep,
 ) -> AssetOut:
     """Upload an input image (for edits, upscales, videos); the same bytes twice are one asset."""
+    form = await request.form()  # the form FastAPI read: any other field is a mistake to
+    for name in form:  # report, not to drop
+        if name != "file":
+            raise InvalidInput(f"unknown field {quoted(name)}; send the image as 'file'", name)
+    if len(form.getlist("file")) > 1:
+        raise InvalidInput("send one file per upload", "file")
     blob = await runtime.assets.ingest(await read_upload(file, runtime.settings.max_upload_bytes))
     return asset_out(await runtime.repo.add_asset(owner.id, blob, utcnow()), links)
 

@@ -13,9 +13,10 @@ from imagemill.api.routing import CheckedRoute
 from imagemill.api.schemas import ErrorOut, GroupOut, JobOut, JobPage, Moment
 from imagemill.db.queries import JobFilter
 from imagemill.domain import JobStatus, Submission, TaskKind
+from imagemill.ids import id_pattern
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=CheckedRoute)
-_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)")
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*([0-9]+(?:\.[0-9]+)?)")
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut},
     404: {"model": ErrorOut},
@@ -39,6 +40,7 @@ async def submit_job(
         str | None,
         Header(
             alias="Idempotency-Key",
+            min_length=1,
             max_length=255,
             description="Repeat-safe submits: the same key, the same job.",
         ),
@@ -94,7 +96,10 @@ async def list_jobs(
         Moment | None,
         Query(description="Created before: a date (UTC) or a time with its zone (RFC 3339)."),
     ] = None,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=id_pattern("job"), description="`next_cursor` of the previous page."),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JobPage:
     """Your jobs, newest first."""

@@ -37,12 +37,14 @@ from imagemill import boundary
 from imagemill.api import openai_errors
 from imagemill.api.deps import CurrentOwner, Links, LinksDep, RuntimeDep
 from imagemill.api.routes.assets import read_upload
-from imagemill.api.routing import CheckedRoute
+from imagemill.api.routing import CheckedRoute, read_form
 from imagemill.api.schemas import OpenAIImage, OpenAIImagesResponse
+from imagemill.boundary import quoted
 from imagemill.db.accounts import Owner
 from imagemill.domain import (
     Job,
     JobStatus,
+    ModelSpec,
     Submission,
     TaskKind,
 )
@@ -68,11 +70,13 @@ RETRY_WINDOW_SECONDS = 3600.0  # how far back a retried call looks for its first
 ANSWER_MARGIN_SECONDS = 2.0  # answer this long before the client would give up waiting
 MAX_EDIT_IMAGES = 16
 FORM_TEXT_BYTES = 256 * 1024  # a text field of the edits form (a prompt is the longest)
-_IMAGE_FIELD = re.compile(r"^image(\[\d*\])?$")
+_IMAGE_FIELD = re.compile(r"image(\[[0-9]*\])?")
 
 
 class OpenAIRoute(CheckedRoute):
     """Answers every error in OpenAI's shape and status (``openai_errors``)."""
+
+    upload_files = MAX_EDIT_IMAGES + 1  # the images and a mask
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -104,9 +108,9 @@ NoPartialImages = Annotated[
 
 
 class OpenAIImageRequest(BaseModel):
-    """The body of OpenAI's ``POST /images/generations``. Options the chosen model does
-    not take (``style`` for gpt-image-1, say) are left out, as for a model that has none;
-    a field OpenAI does not define is a 400."""
+    """The body of OpenAI's ``POST /images/generations``. An option the chosen model does
+    not take (``style`` for gpt-image-1, say) is a 400 naming it, unless its value asks for
+    nothing (``quality: "auto"``); so is a field OpenAI does not define."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -143,6 +147,7 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        min_length=1,
         max_length=255,
         description="The same key, the same generation (a different request: 400).",
     ),
@@ -170,7 +175,7 @@ async def create_images(
         prompt=body.prompt,
         n=body.n,
         size=body.size,
-        params=_params(options, spec.params_schema),
+        params=_params(options, spec),
         metadata={"openai_user": body.user} if body.user else {},
     )
     job = await _run(runtime, owner, request, submission, "openai.generations", idempotency_key)
@@ -224,15 +229,18 @@ async def edit_images(
     ``mask`` (OpenAI's: transparent where to edit), a ``prompt``; waits and answers in
     OpenAI's response shape. A form field OpenAI does not define is a 400 naming it."""
     limit = runtime.settings.max_upload_bytes
-    async with request.form(max_files=MAX_EDIT_IMAGES + 1, max_part_size=FORM_TEXT_BYTES) as form:
+    form = await read_form(request, max_files=MAX_EDIT_IMAGES + 1, max_part_size=FORM_TEXT_BYTES)
+    try:
         fields = _text_fields(form)
-        images = [f for key, f in form.multi_items() if _IMAGE_FIELD.match(key)]
+        images = [f for key, f in form.multi_items() if _IMAGE_FIELD.fullmatch(key)]
         if not images:
             raise InvalidInput("send one or more image files as 'image'", field="image")
         spec = runtime.registry.resolve(fields.get("model") or "openai/gpt-image-1", "model")[1]
         inputs = [await _upload(runtime, owner, f, "image", limit) for f in images]
         mask_file = form.get("mask")
         mask = await _upload(runtime, owner, mask_file, "mask", limit) if mask_file else None
+    finally:
+        await form.close()
     prompt = fields.get("prompt", "")
     if not boundary.has_words(prompt):
         raise InvalidInput("a prompt is required", field="prompt")
@@ -244,7 +252,7 @@ async def edit_images(
         size=fields.get("size"),
         input_assets=inputs,
         mask=mask,
-        params=_params({k: fields.get(k) for k in OPENAI_OPTIONS}, spec.params_schema),
+        params=_params({k: fields.get(k) for k in OPENAI_OPTIONS}, spec),
         metadata={"openai_user": fields["user"]} if fields.get("user") else {},
     )
     response_format = fields.get("response_format")
@@ -271,12 +279,12 @@ def _text_fields(form: FormData) -> dict[str, str]:
     """The form's text fields, each known, given once, and storable; else a 400."""
     fields: dict[str, str] = {}
     for key, value in form.multi_items():
-        if _IMAGE_FIELD.match(key) or key == "mask":
+        if _IMAGE_FIELD.fullmatch(key) or key == "mask":
             if not isinstance(value, UploadFile):
                 raise InvalidInput(f"'{key}' must be a file", field=key)
             continue
         if key not in EDIT_TEXT_FIELDS:
-            raise InvalidInput(f"unknown field {key!r}", field=key)
+            raise InvalidInput(f"unknown field {boundary.quoted(key)}", field=key)
         if not isinstance(value, str):
             raise InvalidInput(f"'{key}' must be text, not a file", field=key)
         if value == "":  # what forms send for a field left empty: as if not sent
@@ -305,14 +313,21 @@ async def _upload(
     return (await runtime.repo.add_asset(owner.id, blob, utcnow())).id
 
 
-def _params(options: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    """The OpenAI options this model takes (as its schema types them); the rest are left
-    out, as the OpenAI API does for options a model lacks."""
-    accepted = schema.get("properties", {})
+# Values of OpenAI's options that ask for nothing a model would not do anyway.
+NO_REQUEST = {"quality": {"auto", "standard"}, "background": {"auto"}, "moderation": {"auto"}}
+
+
+def _params(options: dict[str, Any], spec: ModelSpec) -> dict[str, Any]:
+    """The OpenAI options given, as the model's params (typed as its schema has them). One
+    it does not take is a 400 naming it, as OpenAI answers, unless its value asks for
+    nothing (``quality: auto``): a request is never quietly made without what it asked."""
+    accepted = spec.params_schema.get("properties", {})
     params = {}
     for key, value in options.items():
-        if value is None or key not in accepted:
+        if value is None or (key not in accepted and value in NO_REQUEST.get(key, ())):
             continue
+        if key not in accepted:
+            raise InvalidInput(f"model {quoted(spec.id)} does not take {key}", field=key)
         if accepted[key].get("type") == "integer" and isinstance(value, str):
             value = _int(value, key)
         params[key] = value
@@ -320,7 +335,7 @@ def _params(options: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _int(value: str, field: str) -> int:
-    if not re.fullmatch(r"[0-9]{1,9}", value.strip()):
+    if not re.fullmatch(r"[0-9]{1,9}", value):
         raise InvalidInput(f"{field} must be a whole number written in ASCII digits", field=field)
     return int(value)
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from imagemill.api.deps import RuntimeDep
 from imagemill.api.routing import CheckedRoute
 from imagemill.api.schemas import ErrorOut
+from imagemill.boundary import quoted
 from imagemill.errors import NotFound
 
 router = APIRouter(prefix="/v1/providers", tags=["providers"], route_class=CheckedRoute)
@@ -30,7 +31,7 @@ async def provider_webhook(provider: str, request: Request, runtime: RuntimeDep)
     found = runtime.registry.providers.get(provider)
     handler = getattr(found, "webhook", None)
     if handler is None or not runtime.settings.public_url:
-        raise NotFound(f"this server takes no webhooks from {provider!r}")
+        raise NotFound(f"this server takes no webhooks from {quoted(provider)}")
     body = await request.body()
     if len(body) > MAX_WEBHOOK_BYTES:
         return Response(status_code=413)
