@@ -236,6 +236,11 @@ class InputLimits(BaseModel):
         None, description="Narrowest and widest input shape, as width / height."
     )
     mask: bool = Field(False, description="Takes an edit mask (white repaints, black keeps).")
+    param_kinds: dict[str, list[TaskKind]] = Field(
+        default_factory=dict,
+        description="Params for some kinds only (a generation's, an edit's): refused for "
+        "the others, never dropped.",
+    )
     upscale_factor: int | None = Field(None, description="How much an upscale enlarges.")
     upscale_param: str | None = Field(
         None, description="The param that sets how much an upscale enlarges, if one does."

@@ -643,6 +643,22 @@ def test_imagens_token_limit_holds_for_prompts_without_spaces(prompt: str) -> No
     check_limits(_submission_for(spec, prompt="a red fox " * 100), spec, Inputs())
 
 
+@pytest.mark.parametrize(
+    ("kind", "param"), [(TaskKind.EDIT, "moderation"), (TaskKind.IMAGE, "input_fidelity")]
+)
+def test_a_param_for_another_kind_is_refused_not_dropped(kind: TaskKind, param: str) -> None:
+    """gpt-image-1's edits take no ``moderation`` (its generations no ``input_fidelity``):
+    the provider left it out, so the request was made without what it asked."""
+    spec = MODELS["openai/gpt-image-1"]
+    value = {"moderation": "low", "input_fidelity": "high"}[param]
+    submission = _submission_for(spec, kind=kind, params={param: value})
+    if kind is TaskKind.EDIT:
+        submission = submission.model_copy(update={"input_assets": ["ast_1"]})
+    error = _refused(spec, submission, _inputs_of(submission))
+    assert error.field == f"params.{param}"
+    assert "only" in error.message
+
+
 def test_a_model_that_cannot_do_a_kind_says_so_in_words() -> None:
     submission = Submission(kind="edit", model="placeholder", prompt="x", input_assets=["a"])
     with pytest.raises(InvalidInput) as refused:

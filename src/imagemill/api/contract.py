@@ -380,7 +380,7 @@ def _job_request_models(submission: Schema, specs: list[ModelSpec], ids: list[st
     # One request is for one model, a group of them, or a preset's: one of these, each
     # with what its model takes (a group must suit every model listed, and a fallback the
     # request: those GET /v1/models states per model, and the server checks).
-    one_of_them = [_for_the_model(spec) for spec in specs]
+    one_of_them = [variant for spec in specs for variant in _for_the_model(spec)]
     one_of_them.append({"properties": {"models": {"type": "array"}}, "required": ["models"]})
     one_of_them.append(
         {
@@ -397,20 +397,28 @@ def _job_request_models(submission: Schema, specs: list[ModelSpec], ids: list[st
     ]
 
 
-def _for_the_model(spec: ModelSpec) -> Schema:
-    """A request whose ``model`` is ``spec``'s, as that model takes it."""
-    takes = _what_it_takes(spec)
+def _for_the_model(spec: ModelSpec) -> list[Schema]:
+    """A request whose ``model`` is ``spec``'s, as that model takes it: one schema, or one
+    per kind where some params are for some kinds only."""
     names = _names(spec)
     itself = {"type": "object", "properties": {"model": {"enum": names}}, "required": ["model"]}
     others = {"not": {"anyOf": [{"enum": names}, itself]}}
-    takes["properties"] |= {
-        "model": {"enum": names},
-        "models": {"type": "null"},
-        "params": _params_of(spec),
-        "fallback": {"items": others},  # the model itself is no fallback
-    }
-    takes["required"] = [*takes.get("required", []), "model"]
-    return takes
+    split = spec.limits.param_kinds
+    variants = []
+    for kinds in [[kind] for kind in spec.kinds] if split else [list(spec.kinds)]:
+        takes = _what_it_takes(spec)
+        takes["properties"] |= {
+            "model": {"enum": names},
+            "models": {"type": "null"},
+            "params": _params_of(spec, kinds[0] if split else None),
+            "fallback": {"items": others},  # the model itself is no fallback
+        }
+        takes["properties"]["kind"] = {"enum": [kind.value for kind in kinds]}
+        takes["required"] = [*takes.get("required", []), "model"]
+        if TaskKind.IMAGE not in kinds and "kind" not in takes["required"]:
+            takes["required"].append("kind")  # left out, the kind is an image
+        variants.append(takes)
+    return variants
 
 
 def _what_it_takes(spec: ModelSpec) -> Schema:
@@ -439,8 +447,12 @@ def _what_it_takes(spec: ModelSpec) -> Schema:
     return takes
 
 
-def _params_of(spec: ModelSpec) -> Schema:
+def _params_of(spec: ModelSpec, kind: TaskKind | None = None) -> Schema:
+    """``spec``'s params (for ``kind`` alone: without those meant for other kinds)."""
     params = copy.deepcopy(spec.params_schema)
+    for name, kinds in spec.limits.param_kinds.items():
+        if kind is not None and kind not in kinds:
+            params.get("properties", {}).pop(name, None)
     _without_nul(params)
     if params.get("additionalProperties", True) is not False and "properties" not in params:
         params.update(_free_object())

@@ -204,6 +204,13 @@ def check_limits(
                 f"this one has {len(text):,}",
                 name,
             )
+    for name in submission.params:
+        kinds = limits.param_kinds.get(name)
+        if kinds is not None and submission.kind not in kinds:
+            raise refuse(
+                f"takes params.{name} for {' and '.join(kinds)} only, not {submission.kind}",
+                f"params.{escaped(name)}",
+            )
     prompt = submission.prompt
     if limits.max_prompt_bytes is not None and len(prompt.encode()) > limits.max_prompt_bytes:
         raise refuse(

@@ -65,12 +65,8 @@ GPT_IMAGE_1 = ModelSpec(
             "background": {"enum": ["transparent", "opaque", "auto"], "default": "auto"},
             "output_format": {"enum": ["png", "jpeg", "webp"], "default": "png"},
             "output_compression": {"type": "integer", "minimum": 0, "maximum": 100},
-            "moderation": {
-                "enum": ["auto", "low"],
-                "default": "auto",
-                "description": "Generations only.",
-            },
-            "input_fidelity": {"enum": ["low", "high"], "description": "Edits only."},
+            "moderation": {"enum": ["auto", "low"], "default": "auto"},
+            "input_fidelity": {"enum": ["low", "high"]},
         },
         # As OpenAI's reference has it: compression is for JPEG and WebP; a transparent
         # background needs a format with transparency.
@@ -105,6 +101,7 @@ GPT_IMAGE_1 = ModelSpec(
         input_types=["image/png", "image/webp", "image/jpeg"],
         max_input_bytes=50 * 1024 * 1024,
         mask=True,
+        param_kinds={"moderation": [TaskKind.IMAGE], "input_fidelity": [TaskKind.EDIT]},
     ),
     max_n=10,
     supports_seed=False,
@@ -226,15 +223,13 @@ def _sizes(model: str) -> list[str]:
     return DALL_E_3_SIZES if model == DALL_E_3.name else GPT_IMAGE_SIZES
 
 
-EDIT_ONLY = {"input_fidelity"}
-GENERATION_ONLY = {"moderation"}
-
-
 def _options(params: dict[str, Any], *, edit: bool = False) -> dict[str, Any]:
-    """The model params as the SDK's keyword arguments (validated against the schema),
-    without those of the other endpoint (OpenAI's edits take no ``moderation``)."""
-    other = GENERATION_ONLY if edit else EDIT_ONLY
-    return {k: v for k, v in params.items() if k not in other}
+    """The model params as the SDK's keyword arguments (checked at submit against the
+    schema, and ``limits.param_kinds``), without those of the other endpoint: a job
+    recorded before submit refused them must not make the SDK call fail."""
+    kind = TaskKind.EDIT if edit else TaskKind.IMAGE
+    kinds = GPT_IMAGE_1.limits.param_kinds
+    return {k: v for k, v in params.items() if kind in kinds.get(k, [kind])}
 
 
 def _file(data: bytes, content_type: str, stem: str) -> tuple[str, bytes, str]:

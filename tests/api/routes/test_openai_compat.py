@@ -332,6 +332,7 @@ async def test_the_wait_follows_what_the_client_says_it_waits(
         ({"prompt": "x", "style": "vivid"}, "style"),
         ({"prompt": "x", "background": "transparent"}, "background"),
         ({"prompt": "x", "params": {"a": 1}}, "params"),
+        ({"prompt": "x", "input_fidelity": "high"}, "input_fidelity"),  # an edit's option
     ],
 )
 async def test_bad_generation_bodies_are_400s_naming_the_param(
@@ -409,6 +410,8 @@ def _png(colour: tuple[int, int, int] = (30, 60, 90)) -> bytes:
         ({"prompt": b"x", "n": b" 2"}, "n"),
         ({"prompt": b"x", "n": b"\xef\xbc\x92"}, "n"),  # a full-width 2
         ({"prompt": b"x", "size": b"64x64\n"}, "size"),
+        ({"prompt": b"x", "moderation": b"low"}, "moderation"),  # a generation's option
+        ({"prompt": b"x", "style": b"vivid"}, "style"),
     ],
 )
 async def test_edit_form_fields_are_held_to_the_same_rules(

@@ -57,15 +57,17 @@ from imagemill.fields import (
 from imagemill.jobs.service import request_fingerprint, utcnow
 from imagemill.runtime import Runtime
 
-OPENAI_OPTIONS = (
+# The options of OpenAI's two endpoints (its API reference), passed to the model as params.
+GENERATION_OPTIONS = (
     "quality",
     "style",
     "background",
     "output_format",
     "output_compression",
     "moderation",
-    "input_fidelity",
 )
+EDIT_OPTIONS = ("quality", "background", "output_format", "output_compression", "input_fidelity")
+OPENAI_OPTIONS = tuple(dict.fromkeys((*GENERATION_OPTIONS, *EDIT_OPTIONS)))
 RETRY_WINDOW_SECONDS = 3600.0  # how far back a retried call looks for its first try's job
 ANSWER_MARGIN_SECONDS = 2.0  # answer this long before the client would give up waiting
 MAX_EDIT_IMAGES = 16
@@ -169,7 +171,7 @@ async def create_images(
 ) -> JSONResponse:
     """Generate images and wait for them, answering in OpenAI's response shape."""
     spec = runtime.registry.resolve(body.model)[1]
-    options = {k: getattr(body, k) for k in OPENAI_OPTIONS if k in OpenAIImageRequest.model_fields}
+    options = {k: getattr(body, k) for k in GENERATION_OPTIONS}
     submission = _submission(
         model=spec.id,
         prompt=body.prompt,
@@ -203,7 +205,7 @@ EDIT_FORM = {
                 "n": {"type": "integer", "minimum": 1, "maximum": 10},
                 "size": {"type": "string"},
                 "response_format": {"enum": ["url", "b64_json"]},
-                **{name: {"type": "string"} for name in OPENAI_OPTIONS},
+                **{name: {"type": "string"} for name in EDIT_OPTIONS},
                 "user": {"type": "string"},
             },
             "additionalProperties": False,
@@ -252,7 +254,7 @@ async def edit_images(
         size=fields.get("size"),
         input_assets=inputs,
         mask=mask,
-        params=_params({k: fields.get(k) for k in OPENAI_OPTIONS}, spec),
+        params=_params({k: fields.get(k) for k in EDIT_OPTIONS}, spec),
         metadata={"openai_user": fields["user"]} if fields.get("user") else {},
     )
     response_format = fields.get("response_format")
@@ -271,7 +273,7 @@ EDIT_TEXT_FIELDS = {
     "user",
     "stream",
     "partial_images",
-    *OPENAI_OPTIONS,
+    *EDIT_OPTIONS,
 }
 
 
