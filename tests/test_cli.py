@@ -196,6 +196,16 @@ def test_jobs_ls_and_show(data_dir: Path, tmp_path: Path) -> None:
     assert missing.exit_code == 1 and "no job" in missing.stderr
 
 
+def test_text_from_a_job_cannot_drive_the_terminal(data_dir: Path, tmp_path: Path) -> None:
+    """A prompt with an escape sequence (here: clear the screen) was printed as sent by
+    ``jobs ls`` and ``jobs show``; markup in it was read as Rich markup."""
+    [path] = generated(ok("generate", "\x1b[2J[bold]loud[/bold] fox", "-o", tmp_path))
+    assert "\x1b" not in ok("jobs", "ls").stdout
+    shown = ok("jobs", "show", job_of(path)).stdout
+    assert "\x1b" not in shown
+    assert "\\u001b[2J[bold]loud[/bold] fox" in shown
+
+
 def test_jobs_cancel(data_dir: Path) -> None:
     async def queue_one() -> str:
         # Submitted but never run: no workers in this runtime.

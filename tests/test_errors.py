@@ -134,6 +134,8 @@ def test_every_error_drawn_in_the_docstring_exists() -> None:
             "Pipeline TinyPipeline expected 3 inputs",
         ),
         (InvalidInput("already plain"), "already plain"),
+        (type("APIConnectionError", (Exception,), {})("down"), "api connection error: down"),
+        (OSError("Connect call failed ('127.0.0.1', 9)"), "Connect call failed 127.0.0.1:9"),
     ],
 )
 def test_describe_gives_plain_words_never_a_python_repr(exc: BaseException, plain: str) -> None:

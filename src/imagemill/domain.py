@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from imagemill.boundary import quoted
+from imagemill.boundary import BoundaryError, quoted
 from imagemill.fields import (
     MAX_INPUTS,
     MAX_N,
@@ -236,6 +236,9 @@ class InputLimits(BaseModel):
         None, description="Narrowest and widest input shape, as width / height."
     )
     mask: bool = Field(False, description="Takes an edit mask (white repaints, black keeps).")
+    negative_prompt: bool = Field(
+        True, description="Takes a negative prompt (what to keep out of the image)."
+    )
     param_kinds: dict[str, list[TaskKind]] = Field(
         default_factory=dict,
         description="Params for some kinds only (a generation's, an edit's): refused for "
@@ -371,12 +374,18 @@ class Job:
 
 
 def check_event_types(types: list[str]) -> list[str]:
-    unknown = [t for t in types if t not in EVENT_TYPES]
+    """``types`` if each is a known event type, named once."""
+    unknown = [quoted(t) for t in types if t not in EVENT_TYPES]
     if unknown:
-        raise ValueError(f"unknown event types {unknown}; known: {', '.join(EVENT_TYPES)}")
+        raise ValueError(
+            f"names unknown event types {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}"
+        )
     if not types:
         raise ValueError("name at least one event type")
-    return list(dict.fromkeys(types))
+    repeated = next((t for i, t in enumerate(types) if t in types[:i]), None)
+    if repeated is not None:
+        raise ValueError(f"names {quoted(repeated)} more than once")
+    return types
 
 
 class Submission(BaseModel):
@@ -440,6 +449,7 @@ class Submission(BaseModel):
     webhook_events: list[EventType] | None = Field(
         None,
         min_length=1,
+        json_schema_extra={"uniqueItems": True},
         description=f"Which events to send: any of {', '.join(EVENT_TYPES)}. Default: done.",
     )
     metadata: Metadata = Field(default_factory=dict)
@@ -472,8 +482,12 @@ class Submission(BaseModel):
 
     @model_validator(mode="after")
     def _one_model_field(self) -> Submission:
-        if (self.model is None) == (self.models is None) and self.preset is None:
-            raise ValueError("give either 'model' or 'models'")
+        # BoundaryError: its path names the field in the answer (a model's error has none).
         if self.model is not None and self.models is not None:
-            raise ValueError("give either 'model' or 'models', not both")
+            raise BoundaryError("give either 'model' or 'models', not both", ("models",))
+        if self.model is None and self.models is None and self.preset is None:
+            raise BoundaryError(
+                "give 'model' (or 'models' for several, or a 'preset' that names one)",
+                ("model",),
+            )
         return self

@@ -88,8 +88,14 @@ class NotFound(ImagemillError):
 
 
 class Conflict(ImagemillError):
+    """The request clashes with what is stored; ``field`` names what clashes, if one does."""
+
     code = "conflict"
     status_code = 409
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class IllegalTransition(Conflict):
@@ -176,6 +182,10 @@ class ProviderInputError(ProviderError):
 
 _OBJECT_REPR = re.compile(r"<[^<>]*\bat 0x[0-9a-fA-F]+>")
 _CLASS_REPR = re.compile(r"<class '(?:[\w.]+\.)?(\w+)'>")  # <class 'pkg.mod.Name'>: Name
+_ADDRESS_REPR = re.compile(r"\('([^']+)', (\d+)\)")  # ('127.0.0.1', 9): 127.0.0.1:9
+# Where a class name breaks into words: before a capital after a lower-case letter or
+# digit, and before the last capital of an acronym (APIConnectionError: API Connection Error).
+_WORD_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _PHRASES: tuple[tuple[type[BaseException], str], ...] = (
     (TimeoutError, "no answer in time"),
     (ConnectionRefusedError, "the connection was refused"),
@@ -191,11 +201,11 @@ def describe(exc: BaseException) -> str:
     that, what kind of failure it was. Never a traceback or a repr."""
     if isinstance(exc, ImagemillError):
         return exc.message
-    text = _CLASS_REPR.sub(r"\1", _OBJECT_REPR.sub("", str(exc)))
+    text = _ADDRESS_REPR.sub(r"\1:\2", _CLASS_REPR.sub(r"\1", _OBJECT_REPR.sub("", str(exc))))
     text = storable_text(text, MAX_MESSAGE_CHARS).strip(" :;,")
     text = re.sub(r"\s{2,}", " ", text)
     for kind, phrase in _PHRASES:
         if isinstance(exc, kind):
             return f"{phrase} ({text})" if text and phrase not in text else phrase
-    name = re.sub(r"(?<!^)(?=[A-Z])", " ", type(exc).__name__).lower()
+    name = _WORD_BREAK.sub(" ", type(exc).__name__).lower()
     return f"{name}: {text}" if text else name

@@ -28,6 +28,12 @@ SIZE_PATTERN = f"^{_SIDE}[xX]{_SIDE}$"
 RATIO_PATTERN = f"^{RATIO_TERM}:{RATIO_TERM}$"
 
 
+# http(s), a host, then (percent-encoded) ASCII with no fragment: what is called as written.
+WEBHOOK_URL_PATTERN = (
+    '^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\x00-\\x20\\x7f]+(?:[/?](?:[!"$&-~]|%[0-9A-Fa-f]{2})*)?$'
+)
+
+
 def json_integer(value: object) -> object:
     """An integer as JSON has them: ``2`` or ``2.0``, never ``true`` or ``"2"``."""
     if isinstance(value, bool | str):
@@ -73,7 +79,7 @@ WebhookUrl = Annotated[
         max_length=2000,
         description="An http or https URL (no credentials); private addresses are refused "
         "unless IMAGEMILL_ALLOWED_PRIVATE_NETWORKS allows them.",
-        json_schema_extra={"format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]+"},
+        json_schema_extra={"format": "uri", "pattern": WEBHOOK_URL_PATTERN},
     ),
 ]
 SizeText = Annotated[

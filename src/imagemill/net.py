@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -34,6 +35,9 @@ def networks(cidrs: Iterable[str]) -> list[Network]:
     return [ipaddress.ip_network(cidr, strict=False) for cidr in cidrs]
 
 
+_BAD_ESCAPE = re.compile("%(?![0-9A-Fa-f]{2})")
+
+
 def check_url(url: str) -> str:
     """``url`` if it is a well-formed absolute http(s) URL that can be called as written;
     else ``ValueError`` saying what is wrong, in plain words."""
@@ -44,6 +48,13 @@ def check_url(url: str) -> str:
         raise ValueError("must be an http or https URL with a host")
     if parts.username is not None or parts.password is not None:
         raise ValueError("must not carry credentials")
+    # What is called must be what was given: nothing re-encoded, nothing left behind.
+    if "#" in url:
+        raise ValueError("must not have a fragment (#...), which is never sent")
+    if _BAD_ESCAPE.search(url):
+        raise ValueError("has a % that does not start an escape (%XX)")
+    if not (parts.path + parts.query).isascii():
+        raise ValueError("must percent-encode the non-ASCII characters of its path and query")
     try:
         port = parts.port  # raises on a port that is not a number from 0 to 65535
         httpx.URL(url)  # what will call it: its host must encode (IDNA), and so on

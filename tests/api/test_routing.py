@@ -238,3 +238,130 @@ async def test_an_empty_idempotency_key_is_refused(served: httpx.AsyncClient) ->
     body = {"model": "placeholder", "prompt": "x"}
     response = await served.post("/v1/jobs", json=body, headers={"Idempotency-Key": ""})
     assert (await _error(response))["field"] == "Idempotency-Key"
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/v1/jobs?limit=1&limit=2", "limit"),  # which one? not the last one silently
+        ("/v1/jobs?status=queued&status=failed", "status"),
+        ("/v1/jobs?limit=1_0", "limit"),  # Python reads 10; no JSON or HTTP client writes it
+        ("/v1/jobs?limit=+1", "limit"),
+        ("/v1/jobs?limit=%201", "limit"),
+        ("/v1/jobs?limit=01", "limit"),
+        ("/v1/jobs?limit=10", None),
+        ("/v1/jobs?unread=1&unread=2", None),  # a parameter no route reads is ignored
+        ("/v1/usage?since=2026-01-01&since=2026-02-01", "since"),
+    ],
+)
+async def test_query_parameters_are_given_once_and_integers_as_json_writes_them(
+    served: httpx.AsyncClient, path: str, field: str | None
+) -> None:
+    response = await served.get(path)
+    if field is None:
+        assert response.status_code == 200, response.text
+        return
+    error = await _error(response)
+    assert error["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "words"),
+    [
+        ("/v1/jobs?created_after=2026-01-01T00:00:60Z", "created_after", "leap second"),
+        ("/v1/jobs?created_after=2026-02-30", "created_after", "exist"),
+        ("/v1/jobs?created_after=2026-01-01T00:00:00%2B25:00", "created_after", "exist"),
+        ("/v1/jobs?created_after=0001-01-01T00:00:00%2B01:00", "created_after", "9999"),
+        ("/v1/jobs?created_before=9999-12-31T23:59:59-01:00", "created_before", "9999"),
+        ("/v1/usage?since=2026-02-29", "since", "exist"),
+    ],
+)
+async def test_dates_and_times_that_do_not_exist_are_422(
+    served: httpx.AsyncClient, path: str, field: str, words: str
+) -> None:
+    error = await _error(await served.get(path))
+    assert error["field"] == field
+    assert words in error["message"]
+
+
+async def test_the_last_day_there_is_is_a_valid_until(served: httpx.AsyncClient) -> None:
+    response = await served.get("/v1/usage", params={"until": "9999-12-31"})
+    assert response.status_code == 200, response.text
+    assert response.json()["until"] == "9999-12-31"
+    edge = await served.get("/v1/jobs", params={"created_before": "9999-12-31T23:59:59Z"})
+    assert edge.status_code == 200, edge.text
+
+
+async def test_a_header_the_route_reads_is_given_once(served: httpx.AsyncClient) -> None:
+    body = json.dumps({"model": "placeholder", "prompt": "x"}).encode()
+    twice = [
+        ("content-type", "application/json"),
+        ("Idempotency-Key", "a"),
+        ("Idempotency-Key", "b"),
+    ]
+    response = await served.post("/v1/jobs", content=body, headers=twice)
+    assert (await _error(response))["field"] == "Idempotency-Key"
+    assert (await served.get("/v1/jobs")).json()["data"] == [], "nothing was submitted"
+
+
+async def test_blanks_around_an_idempotency_key_are_not_part_of_it(
+    served: httpx.AsyncClient,
+) -> None:
+    body = {"model": "placeholder", "prompt": "x"}
+    first = await served.post("/v1/jobs", json=body, headers={"Idempotency-Key": "key-1"})
+    again = await served.post("/v1/jobs", json=body, headers={"Idempotency-Key": " key-1\t"})
+    assert first.status_code == 202, first.text
+    assert again.json()["id"] == first.json()["id"]
+    inside = await served.post("/v1/jobs", json=body, headers={"Idempotency-Key": "k\x7fy"})
+    assert (await _error(inside))["field"] == "Idempotency-Key"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/v1/jobs"), ("POST", "/v1/presets"), ("PUT", "/v1/webhooks/default")],
+)
+@pytest.mark.parametrize("content_type", ["text/plain", None])
+async def test_a_json_body_sent_as_something_else_is_415(
+    served: httpx.AsyncClient, method: str, path: str, content_type: str | None
+) -> None:
+    body = json.dumps({"model": "placeholder", "prompt": "x", "name": "n", "url": "x"})
+    headers = {"content-type": content_type} if content_type else {}
+    response = await served.request(method, path, content=body.encode(), headers=headers)
+    assert response.status_code == 415, response.text
+    assert "application/json" in response.json()["error"]["message"]
+    assert (await served.get("/v1/jobs")).json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.example.com/in#fragment",  # never sent: the receiver sees another URL
+        "https://hooks.example.com/in%zz",
+        "https://hooks.example.com/caf\u00e9",
+        "https://hooks.example.com/in?q=\u00e9",
+    ],
+)
+async def test_a_webhook_url_is_sent_as_given_or_refused(
+    served: httpx.AsyncClient, url: str
+) -> None:
+    job = {"model": "placeholder", "prompt": "x", "webhook_url": url}
+    error = await _error(await served.post("/v1/jobs", json=job))
+    assert error["field"] == "webhook_url"
+    endpoint = await served.put("/v1/webhooks/default", json={"url": url})
+    assert (await _error(endpoint))["field"] == "url"
+
+
+async def test_each_event_is_named_once(served: httpx.AsyncClient) -> None:
+    job = {"model": "placeholder", "prompt": "x", "webhook_events": ["done", "done"]}
+    error = await _error(await served.post("/v1/jobs", json=job))
+    assert error["field"] == "webhook_events"
+    assert "more than once" in error["message"]
+    endpoint = {"url": "https://hooks.example.com/in", "events": ["done", "done"]}
+    response = await served.put("/v1/webhooks/default", json=endpoint)
+    assert (await _error(response))["field"] == "events"
+
+
+async def test_model_and_models_together_name_the_field(served: httpx.AsyncClient) -> None:
+    body = {"model": "placeholder", "models": ["placeholder"], "prompt": "x"}
+    error = await _error(await served.post("/v1/jobs", json=body))
+    assert error["field"] == "models"

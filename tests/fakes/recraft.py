@@ -145,6 +145,8 @@ def validate(fields: dict[str, Any]) -> Generation:
     model = fields.get("model", "recraftv3")
     if not isinstance(model, str) or model not in STYLES:
         raise RecraftError("invalid_model", f"model must be one of {sorted(STYLES)}")
+    if not isinstance(fields.get("negative_prompt", ""), str):
+        raise RecraftError("invalid_negative_prompt", "negative_prompt must be a string")
     if "style" in fields and "style_id" in fields:
         raise RecraftError("invalid_style", "style and style_id are mutually exclusive")
     style = "custom" if "style_id" in fields else fields.get("style", "realistic_image")

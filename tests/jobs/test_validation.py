@@ -23,6 +23,7 @@ from imagemill.domain import (
     TaskKind,
 )
 from imagemill.errors import InvalidInput
+from imagemill.jobs.service import _from_preset
 from imagemill.jobs.validation import (
     Inputs,
     cache_key,
@@ -604,7 +605,8 @@ def test_a_presets_size_does_not_apply_to_an_upscale() -> None:
     spec = MODELS["local/realesrgan-x2"]
     submission = _submission_for(spec, preset="house style")
     expanded = expand_preset(
-        submission.model_copy(update={"model": None}), _preset(model=spec.id, params={})
+        submission.model_copy(update={"model": None}),
+        _preset(model=spec.id, params={}, negative_prompt=None),
     )
     assert expanded.size is None
     inputs = _inputs_of(submission, width=200, height=100)
@@ -692,3 +694,70 @@ def test_a_fallback_that_cannot_take_the_prompt_is_refused_on_its_field() -> Non
     with pytest.raises(InvalidInput) as refused:
         resolve_fallback(submission, Size(1024, 1024), MODELS["openai/dall-e-3"], {}, "fallback.0")
     assert refused.value.field == "fallback.0"
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["openai/dall-e-3", "openai/gpt-image-1", "gemini/imagen-3.0-generate-002", "local/motion"],
+)
+def test_a_negative_prompt_is_refused_where_the_model_takes_none(model: str) -> None:
+    """dall-e-3 stored "no text" as the negative prompt and made the image with text: the
+    provider has no such input, so it was dropped without a word."""
+    spec = MODELS[model]
+    submission = _submission_for(spec, negative_prompt="text")
+    error = _refused(spec, submission, _inputs_of(submission))
+    assert error.field == "negative_prompt"
+    assert "takes no negative prompt" in error.message
+    check_limits(
+        submission.model_copy(update={"negative_prompt": " "}), spec, _inputs_of(submission)
+    )
+
+
+@pytest.mark.parametrize("model", ["placeholder", "recraft/recraftv3", "local/tiny-sd"])
+def test_a_negative_prompt_is_taken_where_the_model_takes_one(model: str) -> None:
+    spec = MODELS[model]
+    submission = _submission_for(spec, negative_prompt="text")
+    check_limits(submission, spec, _inputs_of(submission))
+
+
+def test_a_negative_prompt_from_a_preset_says_so() -> None:
+    spec = MODELS["openai/dall-e-3"]
+    submission = Submission(preset="house style", prompt="a fox")
+    preset = _preset(model=spec.id, params={}, size=None, negative_prompt="text")
+    expanded = expand_preset(submission, preset)
+    with pytest.raises(InvalidInput) as refused:
+        resolve(expanded, spec)
+    error = _from_preset(refused.value, submission, preset)
+    assert error.field == "negative_prompt"
+    assert "from preset 'house style'" in error.message
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "made"),
+    [(1, 1, "2x2"), (5000, 20, "10000x40"), (7, 400, "14x800")],
+)
+def test_an_upscale_must_make_sides_imagemill_can_store(width: int, height: int, made: str) -> None:
+    spec = MODELS["local/realesrgan-x2"]
+    submission = _submission_for(spec)
+    inputs = _inputs_of(submission, width=width, height=height)
+    with pytest.raises(InvalidInput) as refused:
+        resolve(submission, spec, inputs=inputs, max_pixels=10**9)
+    assert refused.value.field == "input_assets.0"
+    assert made in refused.value.message and "16 to 8192" in refused.value.message
+
+
+def test_an_upscales_fallback_must_make_the_same_size() -> None:
+    """A x2 upscale falling back to a x4 upscaler made an image twice the size recorded."""
+    spec = MODELS["local/realesrgan-x2"]
+    submission = _submission_for(spec)
+    inputs = _inputs_of(submission, width=200, height=100)
+    request = resolve(submission, spec, inputs=inputs)
+    x4 = MODELS["local/realesrgan-x4"]
+    with pytest.raises(InvalidInput) as refused:
+        resolve_fallback(submission, request.dimensions, x4, {}, "fallback.0", inputs=inputs)
+    assert refused.value.field == "fallback.0"
+    assert "800x400" in refused.value.message and "400x200" in refused.value.message
+    same = MODELS["replicate/nightmareai/real-esrgan"]
+    resolve_fallback(
+        submission, request.dimensions, same, {"scale": 2}, "fallback.0", inputs=inputs
+    )

@@ -63,6 +63,13 @@ async def test_a_raster_style_is_made_at_the_nearest_size_and_fitted(
     assert sum(fake.downloads.values()) == 2
 
 
+async def test_the_negative_prompt_is_sent(recraft: Runtime, fake: FakeRecraft) -> None:
+    """It was stored on the job and never sent: Recraft takes one (its reference says so)."""
+    succeeded(await run(recraft, model="recraft/recraftv3", prompt="a hut", negative_prompt="snow"))
+    [call] = fake.calls
+    assert call.fields["negative_prompt"] == "snow"
+
+
 async def test_a_vector_style_is_stored_as_svg_and_priced_as_vector(recraft: Runtime) -> None:
     job = succeeded(
         await run(

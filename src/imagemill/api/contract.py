@@ -48,6 +48,8 @@ from imagemill.providers.registry import Registry
 
 Schema = dict[str, Any]
 NO_NUL = "^[^\\x00]*$"
+# A negative prompt for a model that takes none: left out, or blank.
+NO_NEGATIVE_PROMPT: Schema = {"anyOf": [{"type": "null"}, {"pattern": f"^[{BLANK}]*$"}]}
 # Text with words in it (something not blank) and no NUL, as one pattern.
 WORDS_WITHOUT_NUL = f"^[^\\x00]*[^\\x00{BLANK}][^\\x00]*$"
 ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
@@ -180,6 +182,8 @@ def _every_answer(path: str, operation: Schema) -> None:
         answer("400", "The form is not multipart data that can be read.")
     if body:
         answer("413", "The body is too large.")
+    if "application/json" in body:
+        answer("415", "The body is not sent as JSON (`Content-Type: application/json`).")
     if compatible:
         responses.pop("422", None)  # OpenAI's way: bad input is a 400
     if any(p.get("name", "").lower() == "if-none-match" for p in operation.get("parameters", [])):
@@ -437,6 +441,8 @@ def _what_it_takes(spec: ModelSpec) -> Schema:
         properties["input_assets"] = {"maxItems": max(spec.limits.max_inputs, 0)}
     if not spec.limits.mask:
         properties["mask"] = {"type": "null"}
+    if not spec.limits.negative_prompt:
+        properties["negative_prompt"] = copy.deepcopy(NO_NEGATIVE_PROMPT)
     sides = spec.sizes
     if (sides.min_side, sides.max_side, sides.multiple_of) != (MIN_SIDE, MAX_SIDE, 1):
         pattern = size_pattern(sides.min_side, sides.max_side, sides.multiple_of)
@@ -480,10 +486,17 @@ def _preset_models(preset: Schema, specs: list[ModelSpec], ids: list[str]) -> No
     preset["allOf"] = preset.get("allOf", []) + [
         {
             "if": {"properties": {"model": {"enum": _names(spec)}}, "required": ["model"]},
-            "then": {"properties": {"params": _nullable(_params_of(spec))}},
+            "then": {"properties": _preset_takes(spec)},
         }
         for spec in specs
     ]
+
+
+def _preset_takes(spec: ModelSpec) -> Schema:
+    takes: Schema = {"params": _nullable(_params_of(spec))}
+    if not spec.limits.negative_prompt:
+        takes["negative_prompt"] = copy.deepcopy(NO_NEGATIVE_PROMPT)
+    return takes
 
 
 def _openai_models(request: Schema, specs: list[ModelSpec], default: str) -> None:

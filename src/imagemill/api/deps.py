@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator
 
 from imagemill.auth import asset_token, hash_key
 from imagemill.db.accounts import Owner
@@ -84,3 +85,23 @@ async def get_links(request: Request, runtime: RuntimeDep) -> Links:
 
 
 LinksDep = Annotated[Links, Depends(get_links)]
+
+
+def _key_text(value: str | None) -> str | None:
+    """The key without the blanks around it, which HTTP says are not part of a value (a
+    proxy may trim them: a retry must find the same key)."""
+    return value.strip(" \t") if value is not None else None
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        # Visible ASCII (the IETF draft's key is a string of it), blanks around allowed.
+        pattern=r"^[ \t]*[!-~](?:[ -~]*[!-~])?[ \t]*$",
+        description="Repeat-safe submits: the same key and request, the same job (a "
+        "different request: refused).",
+    ),
+    AfterValidator(_key_text),
+]

@@ -51,7 +51,11 @@ _BY_CODE: dict[str, tuple[int, str]] = {
     "provider_unavailable": (503, "server_error"),
 }
 # OpenAI's own codes for these.
-_CODES = {"content_rejected": "content_policy_violation", "unauthorized": "invalid_api_key"}
+_CODES = {
+    "content_rejected": "content_policy_violation",
+    "unauthorized": "invalid_api_key",
+    "invalid_input": "invalid_value",
+}
 
 
 class OpenAIErrorBody(BaseModel):
@@ -104,7 +108,14 @@ def for_exception(exc: Exception) -> JSONResponse:
     """What went wrong before or while waiting for the job, as OpenAI would answer it."""
     if isinstance(exc, RequestValidationError):
         field, message = validation_problem(exc, unknown="parameter")
-        return answer(400, message, kind="invalid_request_error", param=field or None, retry=False)
+        return answer(
+            400,
+            message,
+            kind="invalid_request_error",
+            code=_CODES["invalid_input"],
+            param=field or None,
+            retry=False,
+        )
     if isinstance(exc, ImagemillError):
         status, kind = _BY_CODE.get(exc.code, (500, "server_error"))
         param = exc.field if isinstance(exc, InvalidInput | ProviderInputError) else None

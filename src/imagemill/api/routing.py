@@ -14,12 +14,15 @@ read up to ``MAX_BODY_BYTES``, except a multipart upload to a route that takes f
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncGenerator, Callable, Coroutine
+from dataclasses import dataclass
 from email.message import Message
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 from urllib.parse import unquote_plus, unquote_to_bytes
 
-from fastapi import Request, Response
+from fastapi import Request, Response, params
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.routing import APIRoute
@@ -64,8 +67,12 @@ class CheckedRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        # The query parameters the route reads (others are ignored, never stored).
-        declared = _query_names(self.dependant)
+        # The parameters the route reads (others are ignored, never stored).
+        declared = _declared(self.dependant)
+        # A JSON body, not a form (FastAPI's body field of a form is a Form).
+        takes_json = self.body_field is not None and not isinstance(
+            self.body_field.field_info, params.Form
+        )
 
         async def checked(request: Request) -> Response:
             request = CheckedRequest(request.scope, request.receive)
@@ -74,6 +81,8 @@ class CheckedRoute(APIRoute):
             if length.isdigit() and int(length) > request.max_bytes:
                 raise too_large(request.max_bytes)
             _check_parameters(request, declared)
+            if takes_json and not _is_json(request) and await request.body():
+                raise HTTPException(415, "send the body as JSON (Content-Type: application/json)")
             if _is_json(request) and await request.body():
                 try:
                     await request.json()
@@ -132,11 +141,46 @@ async def read_form(request: Request, *, max_files: int, max_part_size: int) -> 
         raise InvalidInput(f"the form cannot be read: {exc.message}") from exc
 
 
-def _query_names(dependant: Dependant) -> set[str]:
-    names = {param.alias for param in dependant.query_params}
-    for dependency in dependant.dependencies:
-        names |= _query_names(dependency)
-    return names
+@dataclass(frozen=True)
+class Declared:
+    """The query parameters and headers a route reads: which are integers, which may
+    come more than once (lists)."""
+
+    query: frozenset[str] = frozenset()
+    integers: frozenset[str] = frozenset()
+    repeatable: frozenset[str] = frozenset()
+    headers: frozenset[str] = frozenset()
+
+
+def _declared(dependant: Dependant) -> Declared:
+    query, integers, repeatable, headers = set(), set(), set(), set()
+    stack = [dependant]
+    while stack:
+        here = stack.pop()
+        stack.extend(here.dependencies)
+        headers |= {param.alias for param in here.header_params}
+        for param in here.query_params:
+            query.add(param.alias)
+            annotation = _bare(param.field_info.annotation)
+            if get_origin(annotation) in (list, tuple, set, frozenset):
+                repeatable.add(param.alias)
+            elif annotation is int:
+                integers.add(param.alias)
+    return Declared(*map(frozenset, (query, integers, repeatable, headers)))
+
+
+def _bare(annotation: Any) -> Any:
+    """``int`` of ``int | None`` or ``Annotated[int, ...]``."""
+    while True:
+        if get_origin(annotation) is Annotated:
+            annotation = get_args(annotation)[0]
+        elif get_origin(annotation) in (Union, UnionType):
+            rest = [a for a in get_args(annotation) if a is not type(None)]
+            if len(rest) != 1:
+                return annotation
+            annotation = rest[0]
+        else:
+            return annotation
 
 
 def _media_type(request: Request) -> tuple[str, str]:
@@ -160,10 +204,17 @@ def _is_multipart(request: Request) -> bool:
 NOT_UTF8 = "is not UTF-8 text once its %-escapes are decoded"
 
 
-def _check_parameters(request: Request, declared: set[str]) -> None:
+INTEGER = re.compile("-?(?:0|[1-9][0-9]*)")  # as JSON writes one: no sign, space or 1_000
+
+
+def _check_parameters(request: Request, declared: Declared) -> None:
     """Every path parameter, and every query parameter the route reads, is text that can
     be stored: UTF-8 as sent (the server would read bad bytes as U+FFFD), without NUL or
-    lone surrogates."""
+    lone surrogates; given once unless it is a list, and an integer written as JSON
+    writes one. A header the route reads is given once."""
+    for name in declared.headers:
+        if len(request.headers.getlist(name)) > 1:
+            raise _invalid(("header", name), "is given more than once")
     if not _utf8(request.scope.get("raw_path", b"")):
         for name, value in request.path_params.items():
             if isinstance(value, str) and "\ufffd" in value:
@@ -174,11 +225,17 @@ def _check_parameters(request: Request, declared: set[str]) -> None:
     for pair in request.scope.get("query_string", b"").split(b"&"):
         raw_name, _, raw_value = pair.partition(b"=")
         name = unquote_plus(raw_name.decode("latin-1"))
-        if name in declared and not _utf8(raw_value.replace(b"+", b" ")):
+        if name in declared.query and not _utf8(raw_value.replace(b"+", b" ")):
             raise _invalid(("query", name), NOT_UTF8)
     for name, value in request.query_params.multi_items():
-        if name in declared and (problem := boundary.text_problem(value)):
+        if name not in declared.query:
+            continue
+        if (problem := boundary.text_problem(value)) is not None:
             raise _invalid(("query", name), problem)
+        if name not in declared.repeatable and len(request.query_params.getlist(name)) > 1:
+            raise _invalid(("query", name), "is given more than once")
+        if name in declared.integers and not INTEGER.fullmatch(value):
+            raise _invalid(("query", name), "must be a whole number in ASCII digits")
 
 
 def _utf8(escaped: bytes) -> bool:

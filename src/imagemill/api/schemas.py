@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
@@ -38,12 +38,27 @@ _RFC3339_MOMENT = re.compile(
 )
 
 
-def _rfc3339(value: object, *, times: bool) -> object:
-    text = value if isinstance(value, str) else None
-    if text is not None and (
-        _RFC3339_DATE.fullmatch(text) or (times and _RFC3339_MOMENT.fullmatch(text))
-    ):
-        return text.upper() if times else text
+def _rfc3339(value: object, *, times: bool) -> date | datetime:
+    """A date, or (``times``) a date and time with its zone, in UTC; a date as a time is
+    its start, in UTC."""
+    text = value if isinstance(value, str) else ""
+    if _RFC3339_DATE.fullmatch(text):
+        try:
+            day = date.fromisoformat(text)
+        except ValueError as exc:
+            raise ValueError("is not a date that exists") from exc
+        return datetime.combine(day, time(), UTC) if times else day
+    if times and _RFC3339_MOMENT.fullmatch(text):
+        if text[17:19] == "60":
+            raise ValueError("is a leap second (:60), which cannot be stored; give :59")
+        try:
+            moment = datetime.fromisoformat(text.upper())
+        except ValueError as exc:
+            raise ValueError("is not a time that exists (check the hour and the zone)") from exc
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValueError("is outside the years 1 to 9999 once in UTC") from exc
     wanted = "a date (2026-01-31) or a time with its zone (2026-01-31T12:00:00Z)"
     raise ValueError(f"must be {wanted if times else 'a date, e.g. 2026-01-31'}")
 
@@ -197,7 +212,7 @@ class JobPage(BaseModel):
 
 # A preset's name: letters, digits, spaces and ``_.-``, and never what its id looks like
 # (``pre_…``), so a name or an id given in its place always means one preset.
-PRESET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$"
+PRESET_NAME = r"^[A-Za-z0-9](?:[A-Za-z0-9_.\- ]*[A-Za-z0-9_.\-])?$"  # no space at the end
 NOT_AN_ID: JsonDict = {"not": {"pattern": f"^{PRESET_ID_PREFIX}"}}
 
 
@@ -315,6 +330,7 @@ class WebhookEndpointIn(BaseModel):
     events: list[EventType] = Field(
         default_factory=lambda: list(DEFAULT_WEBHOOK_EVENTS),
         min_length=1,
+        json_schema_extra={"uniqueItems": True},
         description=f"Which events: any of {', '.join(EVENT_TYPES)}.",
     )
 

@@ -4,6 +4,7 @@ command reaches the service (``--server URL``, or in-process on the data dir).""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -28,6 +29,17 @@ if TYPE_CHECKING:
     from imagemill.db.engine import Database
 
 T = TypeVar("T")
+
+# Control characters but line breaks and tabs: an escape sequence in a stored prompt must
+# not reach the terminal (colours, a changed title, a cleared screen).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shown(text: str) -> str:
+    """Text from a user or a server, ready to print: Rich markup escaped, and each control
+    character (ESC included) written as ``\\uXXXX``."""
+    return escape(_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+
 
 app = typer.Typer(
     name="imagemill",
@@ -101,7 +113,7 @@ def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
             name = str(error["loc"][0]) if error["loc"] else ""
             where = Settings.env_name(name) if name in Settings.model_fields else "a setting"
             message = str(error["msg"]).removeprefix("Value error, ")
-            err_console.print(f"[bold red]error:[/] {where}: {escape(message)}", soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {where}: {shown(message)}", soft_wrap=True)
         raise typer.Exit(2) from exc
 
 
@@ -111,7 +123,7 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coroutine)
     except (ClientError, ImagemillError) as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {shown(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from exc
 
 

@@ -6,7 +6,6 @@ import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from imagemill.client import (
@@ -31,6 +30,7 @@ from imagemill.cli.common import (
     _with_client,
     console,
     jobs_app,
+    shown,
 )
 
 
@@ -65,7 +65,7 @@ def jobs_ls(
     table.add_column("prompt", no_wrap=True, overflow="ellipsis")
     for job in jobs:
         created = job.created_at.astimezone().strftime("%m-%d %H:%M")
-        prompt = escape(" ".join(job.request.prompt.split()))
+        prompt = shown(" ".join(job.request.prompt.split()))
         table.add_row(job.id, _status(job), str(len(job.outputs)), created, job.model, prompt)
     console.print(table if jobs else "no jobs")
 
@@ -126,12 +126,12 @@ def jobs_show(
         ("status", _status(job) + (f" ({job.progress:.0%})" if not job.done else "")),
         ("model", job.model),
         ("kind", job.kind.value),
-        ("prompt", escape(request.prompt)),
-        ("negative prompt", escape(request.negative_prompt or "")),
+        ("prompt", shown(request.prompt)),
+        ("negative prompt", shown(request.negative_prompt or "")),
         ("size", request.size or "model default"),
         ("n", str(request.n)),
         ("seed", "random" if request.seed is None else str(request.seed)),
-        ("params", escape(json.dumps(request.params)) if request.params else ""),
+        ("params", shown(json.dumps(request.params)) if request.params else ""),
         ("attempts", f"{job.attempt} of {job.max_attempts}"),
         ("cost", f"${job.cost_usd:.4f}" + (" (cached)" if job.cached else "")),
         ("created", _when(job.created_at)),
@@ -141,7 +141,7 @@ def jobs_show(
         ("ran for", _seconds(job.timings.running_seconds)),
     ]
     if job.error is not None:
-        rows.append(("error", f"[red]{escape(job.error.code)}[/]: {escape(job.error.message)}"))
+        rows.append(("error", f"[red]{shown(job.error.code)}[/]: {shown(job.error.message)}"))
     for name, value in rows:
         if value:
             details.add_row(f"[bold]{name}[/]", value)

@@ -167,7 +167,9 @@ class Accounts:
         try:
             await self.db.write(lambda conn: conn.execute(statement))
         except IntegrityError as exc:
-            raise Conflict(f"a preset named {quoted(fields['name'])} already exists") from exc
+            raise Conflict(
+                f"a preset named {quoted(fields['name'])} already exists", field="name"
+            ) from exc
         return await self.get_preset(owner_id, preset_id)
 
     async def get_preset(self, owner_id: str, id_or_name: str) -> Preset:
@@ -200,7 +202,7 @@ class Accounts:
             await self.db.write(lambda conn: conn.execute(statement))
         except IntegrityError as exc:
             name = quoted(str(fields.get("name")))
-            raise Conflict(f"a preset named {name} already exists") from exc
+            raise Conflict(f"a preset named {name} already exists", field="name") from exc
         return await self.get_preset(owner_id, preset.id)
 
     async def delete_preset(self, owner_id: str, id_or_name: str) -> None:

@@ -21,7 +21,7 @@ from imagemill.db.accounts import Accounts, Preset
 from imagemill.db.queries import JobFilter
 from imagemill.db.records import JobDraft
 from imagemill.db.repository import Repository
-from imagemill.domain import Asset, CachePolicy, FallbackModel, Job, Request, Size, Submission
+from imagemill.domain import Asset, CachePolicy, FallbackModel, Job, Request, Submission
 from imagemill.errors import Conflict, InvalidInput, NotFound
 from imagemill.events.bus import EventBus
 from imagemill.ids import new_id
@@ -175,7 +175,7 @@ class JobService:
         self, submission: Submission, request: Request, inputs: validation.Inputs
     ) -> list[FallbackModel]:
         """The request's fallback chain, each model checked against the request."""
-        size = request.dimensions or Size(1024, 1024)
+        size = request.dimensions
         chain: list[FallbackModel] = []
         for index, target in enumerate(submission.fallback):
             field = f"fallback.{index}"
@@ -263,10 +263,18 @@ def request_fingerprint(endpoint: str, submission: Submission) -> str:
 
 
 def _from_preset(exc: InvalidInput, submission: Submission, preset: Preset | None) -> InvalidInput:
-    """``exc``, saying so when the param it names came from the preset, not the request."""
+    """``exc``, saying so when what it names came from the preset, not the request."""
+    if preset is None:
+        return exc
     field = exc.field or ""
-    key = field.removeprefix("params.").split(".")[0] if field.startswith("params.") else None
-    if preset is None or key is None or key in submission.params or key not in preset.params:
+    if field.startswith("params."):
+        key = field.removeprefix("params.").split(".")[0]
+        given = key in submission.params or key not in preset.params
+    elif field == "negative_prompt":
+        given = submission.negative_prompt is not None or not preset.negative_prompt
+    else:
+        return exc
+    if given:
         return exc
     return InvalidInput(f"{exc.message} (from preset {quoted(preset.name)})", field=exc.field)
 

@@ -33,9 +33,7 @@ from imagemill.domain import (
     TaskKind,
 )
 from imagemill.errors import InvalidInput
-from imagemill.fields import (
-    MAX_PROMPT_CHARS,
-)
+from imagemill.fields import MAX_PROMPT_CHARS, MAX_SIDE, MIN_SIDE
 from imagemill.providers.sizes import fit_within
 
 PROMPT_PLACEHOLDER = "{prompt}"
@@ -133,7 +131,7 @@ def resolve(
 
 def resolve_fallback(
     submission: Submission,
-    size: Size,
+    size: Size | None,
     spec: ModelSpec,
     params: dict[str, Any],
     field: str,
@@ -142,7 +140,16 @@ def resolve_fallback(
 ) -> FallbackModel:
     """A fallback model, checked like the main one: it must be able to run this request."""
     _check_model(submission, spec, field)
-    if submission.kind is not TaskKind.UPSCALE:  # which makes what its factor makes
+    if submission.kind is TaskKind.UPSCALE:  # the same size as the model's, or no fallback
+        own = submission.model_copy(update={"params": params, "size": None})
+        made = _upscaled_size(own, spec, inputs)
+        if size is not None and made != size:
+            raise InvalidInput(
+                f"model {quoted(spec.id)} would make {made or 'another size'} of this image, "
+                f"not the {size} the request makes; fall back to a model of the same scale",
+                field=field,
+            )
+    elif size is not None:
         _check_bounds(size, spec, field)
     check_limits(submission.model_copy(update={"params": params}), spec, inputs, field, max_pixels)
     try:
@@ -204,6 +211,8 @@ def check_limits(
                 f"this one has {len(text):,}",
                 name,
             )
+    if not limits.negative_prompt and has_words(submission.negative_prompt or ""):
+        raise refuse("takes no negative prompt", "negative_prompt")
     for name in submission.params:
         kinds = limits.param_kinds.get(name)
         if kinds is not None and submission.kind not in kinds:
@@ -372,7 +381,14 @@ def _upscaled_size(submission: Submission, spec: ModelSpec, inputs: Inputs) -> S
                 field="size",
             )
         return None
-    made = Size(round(image.width * factor), round(image.height * factor))
+    width, height = round(image.width * factor), round(image.height * factor)
+    if not all(MIN_SIDE <= side <= MAX_SIDE for side in (width, height)):
+        raise InvalidInput(
+            f"upscaling the {image.width}x{image.height} image x{factor:g} makes "
+            f"{width}x{height}; imagemill makes sides from {MIN_SIDE} to {MAX_SIDE} pixels",
+            field="input_assets.0",
+        )
+    made = Size(width, height)
     if submission.size is not None and Size.parse(submission.size) != made:
         raise InvalidInput(
             f"an upscale makes {made} of this {image.width}x{image.height} image "

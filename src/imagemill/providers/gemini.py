@@ -74,6 +74,7 @@ FLASH_IMAGE = ModelSpec(
         input_types=["image/png", "image/jpeg", "image/webp"],
         max_input_bytes=7 * 1024 * 1024,
         max_total_input_bytes=15 * 1024 * 1024,
+        negative_prompt=False,
     ),
     max_n=4,  # one image per call: n calls run side by side
     supports_seed=False,
@@ -99,7 +100,8 @@ IMAGEN_3 = ModelSpec(
         },
     },
     sizes=SizeRange(min_side=64, max_side=4096, default="1024x1024"),
-    limits=InputLimits(max_prompt_tokens=480),  # "at most 480 tokens" (Imagen guide)
+    # "at most 480 tokens" (Imagen guide); negative prompts are gone from Imagen 3 on.
+    limits=InputLimits(max_prompt_tokens=480, negative_prompt=False),
     max_n=4,
     supports_seed=False,
     pricing=Pricing(per_image=0.03),

@@ -101,6 +101,7 @@ GPT_IMAGE_1 = ModelSpec(
         input_types=["image/png", "image/webp", "image/jpeg"],
         max_input_bytes=50 * 1024 * 1024,
         mask=True,
+        negative_prompt=False,
         param_kinds={"moderation": [TaskKind.IMAGE], "input_fidelity": [TaskKind.EDIT]},
     ),
     max_n=10,
@@ -131,7 +132,7 @@ DALL_E_3 = ModelSpec(
         },
     },
     sizes=SizeRange(min_side=64, max_side=4096, fixed=DALL_E_3_SIZES, default="1024x1024"),
-    limits=InputLimits(max_prompt_chars=4000),  # OpenAI's images reference
+    limits=InputLimits(max_prompt_chars=4000, negative_prompt=False),  # OpenAI's reference
     max_n=4,  # one image per call: n calls run side by side
     supports_seed=False,
     pricing=Pricing(

@@ -112,6 +112,8 @@ class Recraft:
             raise AuthError("RECRAFT_API_KEY is not set")
         style = task.params.get("style", "any")
         body = {"style": style, **({"substyle": s} if (s := task.params.get("substyle")) else {})}
+        if task.negative_prompt:
+            body["negative_prompt"] = task.negative_prompt
         size = nearest_size(Size(task.width, task.height), SIZES)
         with translated_errors("Recraft", self._key):
             response = await self._client.images.generate(

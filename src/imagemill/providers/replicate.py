@@ -128,7 +128,12 @@ class Replicate:
             kinds=[entry.kind],
             params_schema=known.schema if known else _UNKNOWN_SCHEMA,
             sizes=SizeRange(min_side=64, max_side=4096, default="1024x1024"),
-            limits=entry.limits,
+            # A version that is not known yet takes what it is given (as its params do).
+            limits=entry.limits.model_copy(
+                update={"negative_prompt": "negative_prompt" in known.inputs}
+            )
+            if known
+            else entry.limits,
             max_n=entry.max_n,
             supports_seed=entry.kind is not TaskKind.VIDEO,
             pricing=Pricing(per_image=entry.price),

@@ -103,7 +103,8 @@ def probe(data: bytes) -> ImageInfo:
         return ImageInfo("image/svg+xml", None, None)
     with decoding(), Image.open(io.BytesIO(data)) as image:
         width, height = image.size
-        content_type = FORMAT_TYPES.get(image.format or "", "application/octet-stream")
+        fmt = "JPEG" if image.format == "MPO" else image.format or ""
+        content_type = FORMAT_TYPES.get(fmt, "application/octet-stream")
     return ImageInfo(content_type, width, height)
 
 
@@ -112,7 +113,8 @@ def header_size(data: bytes, max_pixels: int, field: str = "file") -> tuple[str,
     it is not a PNG, JPEG, WebP or GIF or has more than ``max_pixels`` pixels."""
     with decoding(field), Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as image:
         width, height = image.size
-        fmt = image.format or ""
+        # A phone's multi-picture JPEG (MPO) is a JPEG whose first picture every viewer shows.
+        fmt = "JPEG" if image.format == "MPO" else image.format or ""
     check_pixels(width, height, max_pixels, field)
     return fmt, width, height
 

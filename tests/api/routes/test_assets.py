@@ -75,6 +75,19 @@ async def test_if_none_match_answers_304(client: httpx.AsyncClient) -> None:
     assert stale.content
 
 
+@pytest.mark.parametrize("header", ["*", "W/{etag}", '"other" ,W/{etag}'])
+async def test_if_none_match_compares_as_rfc_9110_says(
+    client: httpx.AsyncClient, header: str
+) -> None:
+    """``*`` and a weak tag (``W/"…"``, as proxies that compress rewrite ours) match:
+    both were answered with the whole body again."""
+    output = (await generate(client))["outputs"][0]
+    url = f"/v1/assets/{output['asset_id']}"
+    etag = (await client.get(url)).headers["etag"]
+    response = await client.get(url, headers={"If-None-Match": header.format(etag=etag)})
+    assert response.status_code == 304
+
+
 async def test_thumbnail_is_a_small_webp(client: httpx.AsyncClient, decode: Decode) -> None:
     output = (await generate(client, size="800x400"))["outputs"][0]
 
@@ -309,6 +322,20 @@ async def test_a_png_cut_in_half_is_refused_and_nothing_is_stored(
     assert "0x" not in error["message"]
     cut = hashlib.sha256(half).hexdigest()
     assert not await runtime.blobs.exists(f"sha256/{cut[:2]}/{cut}")
+
+
+async def test_a_phones_multi_picture_jpeg_is_a_jpeg(client: httpx.AsyncClient) -> None:
+    """Phones save portrait shots as MPO (JPEG with a second picture): it was refused as
+    "not a PNG, JPEG, WebP or GIF", which every viewer shows it as."""
+    buffer = io.BytesIO()
+    first, depth = Image.new("RGB", (40, 30), "red"), Image.new("RGB", (40, 30), "blue")
+    first.save(buffer, format="MPO", save_all=True, append_images=[depth])
+    response = await client.post("/v1/assets", files={"file": ("p.jpg", buffer.getvalue())})
+    assert response.status_code == 201, response.text
+    asset = response.json()
+    assert (asset["content_type"], asset["width"], asset["height"]) == ("image/jpeg", 40, 30)
+    served = await client.get(f"/v1/assets/{asset['id']}")
+    assert served.headers["content-type"] == "image/jpeg"
 
 
 @pytest.mark.parametrize("cut", [5, 12])  # into IEND's checksum; the whole IEND chunk

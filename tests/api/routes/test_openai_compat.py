@@ -346,6 +346,19 @@ async def test_bad_generation_bodies_are_400s_naming_the_param(
     assert response.headers["x-should-retry"] == "false"
     error = response.json()["error"]
     assert error["param"] == param and error["type"] == "invalid_request_error"
+    assert error["code"] == "invalid_value", "OpenAI's code for a bad value, not null"
+
+
+async def test_a_generation_sent_as_something_other_than_json_is_a_415(owners: Any) -> None:
+    """Sent as text/plain (a browser's fetch without a content type), the body was read as
+    JSON anyway: whatever the proxies in between made of it."""
+    body = json.dumps({"model": "placeholder", "prompt": "x"}).encode()
+    response = await owners.alice.post(
+        "/v1/images/generations", content=body, headers={"content-type": "text/plain"}
+    )
+    assert response.status_code == 415
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and "application/json" in error["message"]
 
 
 async def test_options_that_ask_for_nothing_are_taken_by_any_model(owners: Any) -> None:
@@ -412,17 +425,23 @@ def _png(colour: tuple[int, int, int] = (30, 60, 90)) -> bytes:
         ({"prompt": b"x", "size": b"64x64\n"}, "size"),
         ({"prompt": b"x", "moderation": b"low"}, "moderation"),  # a generation's option
         ({"prompt": b"x", "style": b"vivid"}, "style"),
+        ({"prompt": b"x", "user": b"u" * 201}, "user"),  # as long as the JSON body allows
+        ({"prompt": b"x", "mask": ("m.png", "png")}, "mask"),  # a second mask below
     ],
 )
 async def test_edit_form_fields_are_held_to_the_same_rules(
     openai_backed: OpenAIBacked,
     openai_fake: tuple[FakeOpenAI, str],
-    fields: dict[str, bytes],
+    fields: dict[str, Any],
     param: str,
 ) -> None:
     fake, _ = openai_fake
     parts: list[tuple[str, Any]] = [("image", ("a.png", _png(), "image/png"))]
-    parts += [(name, (None, value)) for name, value in fields.items()]
+    for name, value in fields.items():
+        if isinstance(value, tuple):  # a file: given twice, which one is meant?
+            parts += [(name, (value[0], _png(), "image/png"))] * 2
+        else:
+            parts.append((name, (None, value)))
     async with (
         openai_backed() as app,
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as http,

@@ -80,6 +80,7 @@ async def test_duplicate_name_is_409(client: httpx.AsyncClient) -> None:
     assert duplicate.status_code == 409
     assert duplicate.json()["error"]["code"] == "conflict"
     assert rename.status_code == 409
+    assert rename.json()["error"]["field"] == "name"
     assert (await client.get("/v1/presets/other")).status_code == 200, "the clash changed nothing"
 
 
@@ -95,6 +96,7 @@ async def test_duplicate_name_is_409(client: httpx.AsyncClient) -> None:
         ({"colour": "red"}, "colour"),
         ({"name": "pre_01m8zzzzzzzzzzzzzzzzzzzzzz"}, "name"),  # an id's shape: which is meant?
         ({"size": "64x32\n"}, "size"),
+        ({"name": "fox "}, "name"),  # "fox" and "fox " would be two presets no one tells apart
     ],
 )
 async def test_invalid_preset_is_422(
@@ -157,6 +159,25 @@ async def test_a_bad_param_from_a_preset_says_it_came_from_the_preset(
     error = response.json()["error"]
     assert error["field"] == "params.latency_ms"
     assert "preset 'loose'" in error["message"]
+
+
+async def test_a_negative_prompt_is_kept_only_for_a_model_that_takes_one(
+    client: httpx.AsyncClient,
+) -> None:
+    """An upscaler's preset kept "blurry" as its negative prompt: every job that used it
+    was refused, or ran without it."""
+    upscaler = {"model": "local/realesrgan-x2", "size": None, "params": {}}
+    refused = await client.post("/v1/presets", json={**POSTER, **upscaler})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["field"] == "negative_prompt"
+
+    await create(client, **upscaler, negative_prompt=None)
+    moved = await client.patch("/v1/presets/poster", json={"negative_prompt": "blurry"})
+    assert moved.status_code == 422 and moved.json()["error"]["field"] == "negative_prompt"
+    await create(client, name="sharp", params={})  # the placeholder takes a negative prompt
+    switched = await client.patch("/v1/presets/sharp", json={**upscaler, "size": None})
+    assert switched.status_code == 422
+    assert switched.json()["error"]["field"] == "negative_prompt"
 
 
 async def test_patch_unknown_preset_is_404(client: httpx.AsyncClient) -> None:

@@ -57,9 +57,16 @@ async def _asset(runtime: Runtime, asset_id: str, owner_id: str | None, token: s
 def _conditional(etag: str, if_none_match: str | None) -> tuple[dict[str, str], Response | None]:
     """Caching headers for ``etag``, and the 304 to send when the client already has it."""
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE, **INERT}
-    if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
+    if if_none_match is not None and _matches(etag, if_none_match):
         return headers, Response(status_code=304, headers=headers)
     return headers, None
+
+
+def _matches(etag: str, if_none_match: str) -> bool:
+    """RFC 9110's If-None-Match: ``*``, or any tag equal to ours by weak comparison (a
+    ``W/`` in front does not count)."""
+    tags = [tag.strip() for tag in if_none_match.split(",")]
+    return "*" in tags or any(tag.removeprefix("W/") == etag.removeprefix("W/") for tag in tags)
 
 
 UPLOADED = "image/png, image/jpeg, image/webp, image/gif"

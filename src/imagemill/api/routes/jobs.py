@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from imagemill.api.deps import CurrentOwner, LinksDep, RuntimeDep
+from imagemill.api.deps import CurrentOwner, IdempotencyKey, LinksDep, RuntimeDep
 from imagemill.api.routing import CheckedRoute
 from imagemill.api.schemas import ErrorOut, GroupOut, JobOut, JobPage, Moment
 from imagemill.db.queries import JobFilter
@@ -16,7 +16,8 @@ from imagemill.domain import JobStatus, Submission, TaskKind
 from imagemill.ids import id_pattern
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=CheckedRoute)
-_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*([0-9]+(?:\.[0-9]+)?)")
+# RFC 7240: a preference's name in any case, its value a token or a quoted string.
+_PREFER_WAIT = re.compile(r'(?:^|[,;\s])wait\s*=\s*"?([0-9]+(?:\.[0-9]+)?)"?', re.IGNORECASE)
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut},
     404: {"model": ErrorOut},
@@ -36,15 +37,7 @@ async def submit_job(
     runtime: RuntimeDep,
     links: LinksDep,
     response: Response,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            min_length=1,
-            max_length=255,
-            description="Repeat-safe submits: the same key, the same job.",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
     prefer: Annotated[
         str | None,
         Header(alias="Prefer", description="`wait=N`: hold up to N s for the result."),

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import (
     BaseModel,
@@ -35,7 +35,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from imagemill import boundary
 from imagemill.api import openai_errors
-from imagemill.api.deps import CurrentOwner, Links, LinksDep, RuntimeDep
+from imagemill.api.deps import CurrentOwner, IdempotencyKey, Links, LinksDep, RuntimeDep
 from imagemill.api.routes.assets import read_upload
 from imagemill.api.routing import CheckedRoute, read_form
 from imagemill.api.schemas import OpenAIImage, OpenAIImagesResponse
@@ -71,6 +71,7 @@ OPENAI_OPTIONS = tuple(dict.fromkeys((*GENERATION_OPTIONS, *EDIT_OPTIONS)))
 RETRY_WINDOW_SECONDS = 3600.0  # how far back a retried call looks for its first try's job
 ANSWER_MARGIN_SECONDS = 2.0  # answer this long before the client would give up waiting
 MAX_EDIT_IMAGES = 16
+MAX_USER_CHARS = 200  # OpenAI's ``user``: an end user's id
 FORM_TEXT_BYTES = 256 * 1024  # a text field of the edits form (a prompt is the longest)
 _IMAGE_FIELD = re.compile(r"image(\[[0-9]*\])?")
 
@@ -128,7 +129,9 @@ class OpenAIImageRequest(BaseModel):
     output_compression: Compression | None = None
     moderation: str | None = None
     user: str | None = Field(
-        None, max_length=200, description="Your end user's id; kept in the job's metadata."
+        None,
+        max_length=MAX_USER_CHARS,
+        description="Your end user's id; kept in the job's metadata.",
     )
     stream: Annotated[
         StrictBool | None, WithJsonSchema({"anyOf": [{"const": False}, {"type": "null"}]})
@@ -143,17 +146,6 @@ class OpenAIImageRequest(BaseModel):
         if value:
             raise ValueError("streaming is not supported; leave 'stream' out")
         return value
-
-
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        description="The same key, the same generation (a different request: 400).",
-    ),
-]
 
 
 @router.post(
@@ -206,7 +198,7 @@ EDIT_FORM = {
                 "size": {"type": "string"},
                 "response_format": {"enum": ["url", "b64_json"]},
                 **{name: {"type": "string"} for name in EDIT_OPTIONS},
-                "user": {"type": "string"},
+                "user": {"type": "string", "maxLength": MAX_USER_CHARS},
             },
             "additionalProperties": False,
         },
@@ -284,6 +276,8 @@ def _text_fields(form: FormData) -> dict[str, str]:
         if _IMAGE_FIELD.fullmatch(key) or key == "mask":
             if not isinstance(value, UploadFile):
                 raise InvalidInput(f"'{key}' must be a file", field=key)
+            if key == "mask" and len(form.getlist(key)) > 1:
+                raise InvalidInput("'mask' is given more than once", field=key)
             continue
         if key not in EDIT_TEXT_FIELDS:
             raise InvalidInput(f"unknown field {boundary.quoted(key)}", field=key)
@@ -295,6 +289,8 @@ def _text_fields(form: FormData) -> dict[str, str]:
             raise InvalidInput(f"'{key}' is given more than once", field=key)
         if problem := boundary.text_problem(value):
             raise InvalidInput(f"{key} {problem}", field=key)
+        if key == "user" and len(value) > MAX_USER_CHARS:
+            raise InvalidInput(f"user is at most {MAX_USER_CHARS} characters", field=key)
         fields[key] = value
     if fields.get("stream", "false").lower() not in ("false", "0"):
         raise InvalidInput("streaming is not supported; leave 'stream' out", field="stream")

@@ -10,6 +10,8 @@ from pydantic import BaseModel
 from imagemill.api.deps import CurrentOwner, RuntimeDep
 from imagemill.api.routing import CheckedRoute
 from imagemill.api.schemas import ErrorOut, PresetIn, PresetOut, PresetPatch
+from imagemill.boundary import has_words, quoted
+from imagemill.errors import InvalidInput
 from imagemill.jobs.service import utcnow
 from imagemill.jobs.validation import check_params
 from imagemill.runtime import Runtime
@@ -27,11 +29,16 @@ class PresetList(BaseModel):
 
 
 def _checked(runtime: Runtime, fields: dict[str, Any]) -> dict[str, Any]:
-    """Reject a preset its model would refuse: unknown model, params failing its schema."""
+    """Reject a preset its model would refuse: unknown model, params failing its schema, a
+    negative prompt for a model that takes none."""
     if fields.get("model"):
         spec = runtime.registry.resolve(fields["model"])[1]
         fields["model"] = spec.id
         check_params(fields.get("params") or {}, spec.params_schema)
+        if not spec.limits.negative_prompt and has_words(fields.get("negative_prompt") or ""):
+            raise InvalidInput(
+                f"model {quoted(spec.id)} takes no negative prompt", field="negative_prompt"
+            )
     return fields
 
 
@@ -59,7 +66,12 @@ async def update_preset(
     """Change the fields given; the others stay."""
     current = await runtime.accounts.get_preset(owner.id, preset)
     changes = body.model_dump(exclude_unset=True)
-    merged = {"model": current.model, "params": current.params, **changes}
+    merged = {
+        "model": current.model,
+        "params": current.params,
+        "negative_prompt": current.negative_prompt,
+        **changes,
+    }
     _checked(runtime, merged)
     changes = {k: merged[k] for k in changes}
     return PresetOut.of(

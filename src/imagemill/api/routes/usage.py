@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -29,7 +29,9 @@ async def get_usage(
     if since and until and until < since:
         raise InvalidInput("'until' is before 'since'", field="until")
     start = datetime.combine(since, time(), UTC) if since else None
-    end = datetime.combine(until + timedelta(days=1), time(), UTC) if until else None
+    end = None  # with no until, or the last day there is: to the end
+    if until is not None and until < date.max:
+        end = datetime.combine(until + timedelta(days=1), time(), UTC)
     rows = await runtime.repo.usage(owner.id, start, end)
     return UsageOut(
         since=since,
