@@ -331,6 +331,7 @@ class JobOutput:
     sha256: str
     cost_usd: float
     revised_prompt: str | None = None
+    fallback_reason: str | None = None  # why the model asked for did not make it
     generated_width: int | None = None  # what the model made, before fitting the requested size
     generated_height: int | None = None
     nsfw_score: float | None = None  # the safety check's, when it is on

@@ -147,11 +147,13 @@ class ProviderTimeout(ProviderError):
 
 
 class ProviderUnavailable(ProviderError):
+    """The provider cannot be called now (down, or, not retryable, not set up here)."""
+
     code = "provider_unavailable"
     status_code = 503
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=True)
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message, retryable=retryable)
 
 
 class AuthError(ProviderError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +11,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, insert, inspect
 
 from imagemill.db.engine import Database
 from imagemill.db.migrate import alembic_config, current_revision, upgrade
-from imagemill.db.tables import metadata
+from imagemill.db.queries import JobFilter, Queries
+from imagemill.db.tables import jobs, metadata, owners
 
 
 @pytest.fixture
@@ -64,3 +66,37 @@ async def test_the_migrations_match_the_tables(db: Database) -> None:
         return list(compare_metadata(MigrationContext.configure(sync), metadata))
 
     assert await db.read(diff) == []
+
+
+async def test_jobs_stored_before_their_metadata_was_indexed_are_found_by_it(
+    db: Database,
+) -> None:
+    """0009 indexes the metadata of the jobs already stored, as a new job's is."""
+    await upgrade(db, "0008")
+    now = datetime.now(UTC)
+    request = {"model": "placeholder", "prompt": "old", "metadata": {"story_id": 42, "p": "x"}}
+
+    def old_job(conn: Connection) -> None:
+        conn.execute(insert(owners).values(id="own_1", name="old", secret="s", created_at=now))
+        conn.execute(
+            insert(jobs).values(
+                id="job_old",
+                owner_id="own_1",
+                kind="image",
+                model="placeholder",
+                status="succeeded",
+                request=request,
+                prompt="old",
+                max_attempts=1,
+                run_after=now,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+    await db.write(old_job)
+    await upgrade(db)
+
+    found = await Queries(db).list_jobs("own_1", JobFilter(metadata=(("story_id", "42"),)), 10)
+    assert [job.id for job in found] == ["job_old"]
+    assert await Queries(db).list_jobs("own_1", JobFilter(metadata=(("p", "y"),)), 10) == []

@@ -44,9 +44,9 @@ Faults (``fakes.faults.Faults``) are injected after auth on the endpoint names `
 throttled`` with ``Retry-After``. A hang (and a ``Prefer: wait``) ends when the client
 disconnects, so a client timeout also lets the server shut down promptly.
 
-Test controls: ``complete_now(id)``, ``expire_urls()``, ``queue_run_seconds(...)``; state:
-``predictions``, ``created`` (predictions paid for), ``downloads`` (per
-``"prediction_id/file"``), ``webhook_deliveries``.
+Test controls: ``complete_now(id)``, ``step_now(id)``, ``expire_urls()``,
+``queue_run_seconds(...)``; state: ``predictions``, ``created`` (predictions paid for),
+``downloads`` (per ``"prediction_id/file"``), ``webhook_deliveries``.
 """
 
 from __future__ import annotations
@@ -131,6 +131,7 @@ class FakePrediction:
     completed_at: datetime | None = None
     files_expire_at: float | None = None  # time.monotonic() after which files answer 403
     finish_requested: bool = False
+    steps_granted: int = 0  # ``step_now`` calls not yet taken
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     settled: threading.Event = field(default_factory=threading.Event)
     delivery_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -275,6 +276,19 @@ class FakeReplicate:
                 return
         if not prediction.settled.wait(timeout):
             raise TimeoutError(f"prediction {prediction_id} did not finish in {timeout}s")
+
+    def step_now(self, prediction_id: str) -> None:
+        """Move a prediction on by one stage now: from ``starting`` to ``processing`` (its
+        0% line), then one progress line each, the last finishing it. With
+        ``run_seconds=math.inf`` it moves only so, at the test's pace."""
+        prediction = self.predictions[prediction_id]
+        if not prediction.terminal and self._loop is not None:
+
+            def grant() -> None:
+                prediction.steps_granted += 1
+                prediction.wake.set()
+
+            self._loop.call_soon_threadsafe(grant)
 
     def expire_urls(self, prediction_id: str | None = None) -> None:
         """Make the output files of finished predictions answer 403, as after the hour."""
@@ -510,10 +524,15 @@ class FakeReplicate:
     # -- the run of a prediction ------------------------------------------------------------
 
     async def _pause(self, prediction: FakePrediction, seconds: float) -> None:
-        if prediction.finish_requested:
-            return
+        limit = None if math.isinf(seconds) else seconds
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(prediction.wake.wait(), None if math.isinf(seconds) else seconds)
+            async with asyncio.timeout(limit):
+                while not (prediction.finish_requested or prediction.terminal):
+                    if prediction.steps_granted:  # ``step_now``: this pause is over
+                        prediction.steps_granted -= 1
+                        return
+                    prediction.wake.clear()
+                    await prediction.wake.wait()
 
     async def _drive(self, prediction: FakePrediction) -> None:
         await self._pause(

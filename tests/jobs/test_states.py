@@ -34,20 +34,22 @@ async def _queued(runtime: Runtime) -> str:
     return job.id
 
 
-def test_every_status_has_a_row_and_terminal_states_have_no_exits() -> None:
+def test_every_status_has_a_row_and_a_finished_job_leaves_only_by_its_owners_retry() -> None:
     assert set(ALLOWED) == set(JobStatus)
     for status, targets in ALLOWED.items():
-        assert (not targets) == status.terminal, status
+        assert targets <= ({Q} if status.terminal else set(JobStatus)), status
+    assert ALLOWED[S] == frozenset(), "a success is final"
 
 
 def test_the_documented_edges_are_allowed() -> None:
     assert ALLOWED[Q] >= {R, C}
     assert ALLOWED[R] >= {S, F, C, Q}
+    assert ALLOWED[F] == ALLOWED[C] == {Q}  # the owner's retry
 
 
 @pytest.mark.parametrize(
     ("source", "target"),
-    [(S, R), (S, Q), (F, Q), (F, R), (C, R), (C, Q), (S, C)],
+    [(S, R), (S, Q), (F, R), (F, S), (C, R), (C, S), (S, C)],
 )
 def test_check_rejects_leaving_a_terminal_state(source: JobStatus, target: JobStatus) -> None:
     with pytest.raises(IllegalTransition) as raised:

@@ -506,6 +506,8 @@ async def test_a_failed_model_falls_back_to_the_next_which_makes_the_outputs(
     job = await chained.repo.get_job(job_id)
     assert (job.model, job.error, job.attempt) == (SCRIPTED, None, 1)
     assert [(o.model, o.fallback) for o in job.outputs] == [(BACKUP, True), (BACKUP, True)]
+    reason = f"{SCRIPTED} failed (provider_unavailable: upstream returned 503)"
+    assert [o.fallback_reason for o in job.outputs] == [reason, reason]
     assert [o.cost_usd for o in job.outputs] == [0.25, 0.25]
     assert job.cost_usd == 0.5
     for output in job.outputs:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import math
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -234,6 +235,53 @@ async def test_owner_cancel_cancels_the_prediction(replicate: Runtime, fake: Fak
             break
         await asyncio.sleep(0.02)
     assert prediction.status == "canceled"
+
+
+async def test_progress_reaches_the_job_as_the_prediction_logs_it(
+    replicate: Runtime, fake: FakeReplicate
+) -> None:
+    """The SDK reads "50%|…| 2/4" as 0.5 and the adapter divided by 100 again: bars sat
+    at 0 % and jumped to done."""
+    fake.queue_run_seconds(math.inf)  # it moves only when the test says
+    job = await submit(replicate, model="replicate/bytedance/seedream-3", prompt="steps")
+    running = asyncio.create_task(replicate.worker.run_one(job.id))
+    await _saved_ref(replicate, job.id)
+    prediction = _prediction_of(fake, await replicate.repo.get_job(job.id))
+    fake.step_now(prediction)  # processing, at 0 %
+    for step, fraction in enumerate((0.25, 0.5, 0.75), start=1):
+        fake.step_now(prediction)
+        assert await _progress_reaches(replicate, job.id, fraction), f"no {fraction} at step {step}"
+    fake.step_now(prediction)  # 100 %: done
+    assert await running is JobStatus.SUCCEEDED
+
+    events = await replicate.repo.events_after(job.id, 0)
+    kinds = [e["type"] for e in events]
+    fractions = [e["data"]["progress"] for e in events if e["type"] == "progress"]
+    assert fractions[:3] == [0.25, 0.5, 0.75]
+    assert kinds.index("output") > max(i for i, k in enumerate(kinds) if k == "progress")
+
+
+async def _progress_reaches(runtime: Runtime, job_id: str, fraction: float) -> bool:
+    for _ in range(1000):  # 20 s: polls back off to 5 s while nothing moves
+        events = await runtime.repo.events_after(job_id, 0)
+        if any(e["type"] == "progress" and e["data"]["progress"] >= fraction for e in events):
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_a_deadline_cancels_the_prediction(replicate: Runtime, fake: FakeReplicate) -> None:
+    """A job past its deadline failed and left its prediction running and billing."""
+    fake.queue_run_seconds(math.inf)
+    job = await submit(
+        replicate, model="replicate/bytedance/seedream-3", prompt="late", deadline_seconds=2
+    )
+    outcome = await replicate.worker.run_one(job.id)
+
+    assert outcome is JobStatus.FAILED
+    failed = await replicate.repo.get_job(job.id)
+    assert failed.error is not None and failed.error.code == "deadline_exceeded"
+    assert fake.predictions[_prediction_of(fake, failed)].status == "canceled", "a cancel"
 
 
 async def _saved_ref(runtime: Runtime, job_id: str) -> str:

@@ -78,7 +78,6 @@ async def test_store_bytes_at_the_requested_size(
         Output(data=data, seed=9, cost_usd=0.04),
         _task(),
         model_id="p/m",
-        fallback=False,
         pricing=Pricing(per_image=1.0),
     )
 
@@ -106,7 +105,7 @@ async def test_the_price_table_decides_when_the_provider_reports_no_cost(
         Output(data=_image(64, 64)),
         _task(),
         model_id="p/m",
-        fallback=True,
+        fallback_reason="p/first failed",
         pricing=Pricing(per_image=0.25),
     )
     assert (stored.cost_usd, stored.fallback) == (0.25, True)
@@ -122,7 +121,7 @@ async def test_the_price_is_that_of_the_made_size_and_quality(
     async def store(quality: str | None, made: int) -> float:
         output = Output(data=_image(made, made), quality=quality)
         stored = await make_writer(_unreachable).store(
-            output, _task(32, 32), model_id="p/m", fallback=False, pricing=pricing
+            output, _task(32, 32), model_id="p/m", pricing=pricing
         )
         return stored.cost_usd
 
@@ -139,7 +138,6 @@ async def test_an_output_of_another_size_is_fitted_to_the_request(
         Output(data=_image(1024, 1024, "JPEG")),
         _task(1920, 1080),
         model_id="p/m",
-        fallback=False,
         pricing=Pricing(per_image=0.0),
     )
 
@@ -158,7 +156,6 @@ async def test_an_upscale_keeps_the_providers_size(
         Output(data=_image(128, 128, "WEBP")),
         _task(64, 64, TaskKind.UPSCALE),
         model_id="p/m",
-        fallback=False,
         pricing=Pricing(per_image=0.0),
     )
     assert (stored.content_type, stored.width, stored.height) == ("image/webp", 128, 128)
@@ -174,14 +171,12 @@ async def test_identical_outputs_share_one_blob(
         Output(data=data, seed=9),
         _task(),
         model_id="p/m",
-        fallback=False,
         pricing=Pricing(per_image=0),
     )
     second = await writer.store(
         Output(data=data, seed=9),
         _task(),
         model_id="p/m",
-        fallback=False,
         pricing=Pricing(per_image=0),
     )
     assert (first.sha256, first.storage_key) == (second.sha256, second.storage_key)
@@ -196,7 +191,7 @@ async def test_a_url_output_is_downloaded(make_writer: Callable[..., AssetWriter
         return httpx.Response(200, content=data, headers={"content-type": "image/png"})
 
     stored = await make_writer(handler).store(
-        Output(url=URL), _task(), model_id="p/m", fallback=False, pricing=Pricing(per_image=0.0)
+        Output(url=URL), _task(), model_id="p/m", pricing=Pricing(per_image=0.0)
     )
     assert seen == [URL]
     assert (stored.width, stored.height) == (64, 64)
@@ -279,7 +274,7 @@ async def test_an_output_with_neither_bytes_nor_url_is_a_provider_error(
 ) -> None:
     with pytest.raises(ProviderError):
         await make_writer(_unreachable).store(
-            Output(), _task(), model_id="p/m", fallback=False, pricing=Pricing(per_image=0)
+            Output(), _task(), model_id="p/m", pricing=Pricing(per_image=0)
         )
 
 
@@ -291,7 +286,6 @@ async def test_the_upload_pixel_limit_does_not_apply_to_what_a_model_made(
         Output(data=_image(64, 64)),
         _task(kind=TaskKind.UPSCALE),
         model_id="p/m",
-        fallback=False,
         pricing=Pricing(per_image=0),
     )
     assert (stored.width, stored.height) == (64, 64)
@@ -305,7 +299,7 @@ async def test_not_an_image_fails_for_good_in_plain_words(
 
     with pytest.raises(ProviderError) as raised:
         await make_writer(handler).store(
-            Output(url=URL), _task(), model_id="p/m", fallback=False, pricing=Pricing(per_image=0)
+            Output(url=URL), _task(), model_id="p/m", pricing=Pricing(per_image=0)
         )
     assert raised.value.retryable is False
     assert "not an image" in raised.value.message
@@ -319,7 +313,5 @@ async def test_an_output_url_that_cannot_be_fetched_fails_for_good(
     async with httpx.AsyncClient() as http:  # refuses these before any connection
         writer = AssetWriter(blobs, http, 10_000_000, 50_000_000)
         with pytest.raises(ProviderError) as raised:
-            await writer.store(
-                Output(url=url), _task(), model_id="p/m", fallback=False, pricing=Pricing()
-            )
+            await writer.store(Output(url=url), _task(), model_id="p/m", pricing=Pricing())
     assert raised.value.retryable is False

@@ -150,14 +150,42 @@ class Declared:
     integers: frozenset[str] = frozenset()
     repeatable: frozenset[str] = frozenset()
     headers: frozenset[str] = frozenset()
+    prefixes: tuple[str, ...] = ()  # families of names (``QueryFamily``)
+
+    def reads(self, name: str) -> bool:
+        return name in self.query or name.startswith(self.prefixes)
+
+
+class QueryFamily:
+    """A dependency: the query parameters named ``prefix`` and a key (``metadata.page``),
+    as ``{key: value}``, at most ``limit`` of them. The route's checks hold them to the
+    rules of the parameters it declares (UTF-8 text without NUL, each given once)."""
+
+    def __init__(self, prefix: str, limit: int) -> None:
+        self.prefix = prefix
+        self.limit = limit
+
+    def __call__(self, request: Request) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for name, value in request.query_params.multi_items():
+            if name.startswith(self.prefix):
+                if name == self.prefix:
+                    raise _invalid(("query", name), f"names no key ({self.prefix}KEY=VALUE)")
+                found[name.removeprefix(self.prefix)] = value
+        if len(found) > self.limit:
+            raise _invalid(("query", self.prefix.rstrip(".")), f"takes {self.limit} keys at most")
+        return found
 
 
 def _declared(dependant: Dependant) -> Declared:
     query, integers, repeatable, headers = set(), set(), set(), set()
+    prefixes = []
     stack = [dependant]
     while stack:
         here = stack.pop()
         stack.extend(here.dependencies)
+        if isinstance(here.call, QueryFamily):
+            prefixes.append(here.call.prefix)
         headers |= {param.alias for param in here.header_params}
         for param in here.query_params:
             query.add(param.alias)
@@ -166,7 +194,13 @@ def _declared(dependant: Dependant) -> Declared:
                 repeatable.add(param.alias)
             elif annotation is int:
                 integers.add(param.alias)
-    return Declared(*map(frozenset, (query, integers, repeatable, headers)))
+    return Declared(
+        query=frozenset(query),
+        integers=frozenset(integers),
+        repeatable=frozenset(repeatable),
+        headers=frozenset(headers),
+        prefixes=tuple(prefixes),
+    )
 
 
 def _bare(annotation: Any) -> Any:
@@ -225,10 +259,10 @@ def _check_parameters(request: Request, declared: Declared) -> None:
     for pair in request.scope.get("query_string", b"").split(b"&"):
         raw_name, _, raw_value = pair.partition(b"=")
         name = unquote_plus(raw_name.decode("latin-1"))
-        if name in declared.query and not _utf8(raw_value.replace(b"+", b" ")):
+        if declared.reads(name) and not _utf8(raw_value.replace(b"+", b" ")):
             raise _invalid(("query", name), NOT_UTF8)
     for name, value in request.query_params.multi_items():
-        if name not in declared.query:
+        if not declared.reads(name):
             continue
         if (problem := boundary.text_problem(value)) is not None:
             raise _invalid(("query", name), problem)

@@ -108,6 +108,11 @@ class OutputOut(BaseModel):
         description="The model that made it (differs from the job's after a fallback)."
     )
     fallback: bool
+    fallback_reason: str | None = Field(
+        None,
+        description="Why a fallback made it: how the model asked for failed, or why it was "
+        "unavailable (no credentials).",
+    )
     cached: bool
     cost_usd: float
     revised_prompt: str | None = None

@@ -1,4 +1,4 @@
-"""``imagemill jobs``: list, show, watch and cancel jobs."""
+"""``imagemill jobs``: list, show, watch, cancel and retry jobs."""
 
 from __future__ import annotations
 
@@ -168,4 +168,17 @@ def jobs_cancel(
     """Cancel a queued or running job (an error if it already finished)."""
 
     job = _with_client(server, api_key, data_dir, lambda client: client.jobs.cancel(job_id))
+    console.print(f"job {job.id} {_status(job)}")
+
+
+@jobs_app.command("retry")
+def jobs_retry(
+    job_id: JobIdArgument,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Run a failed or canceled job again, as the same job (an error for any other)."""
+
+    job = _with_client(server, api_key, data_dir, lambda client: client.jobs.retry(job_id))
     console.print(f"job {job.id} {_status(job)}")

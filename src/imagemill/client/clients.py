@@ -47,6 +47,7 @@ from imagemill.client.operations import (
     _owner_stream,
     _parsed,
     _resume_headers,
+    _retry_job,
     _save_asset,
     _save_outputs,
     _Stream,
@@ -172,7 +173,7 @@ class _Streamed(Generic[P]):
 
 
 class Jobs(_Resource[ModeT]):
-    """``/v1/jobs``: submit, read, list, cancel, wait for and follow jobs."""
+    """``/v1/jobs``: submit, read, list, cancel, retry, wait for and follow jobs."""
 
     create = _Operation(_create_job)
     create_group = _Operation(_create_group)
@@ -180,6 +181,7 @@ class Jobs(_Resource[ModeT]):
     list = _Operation(_list_jobs)
     iter = _Paged(_list_jobs)
     cancel = _Operation(_cancel_job)
+    retry = _Operation(_retry_job)
     wait = _Operation(_wait_job)
     events = _Streamed(_job_stream)
     save_outputs = _Operation(_save_outputs)

@@ -149,6 +149,11 @@ def _cancel_job(job_id: str) -> Op[Job]:
     return (yield from _fetch(Job, "POST", f"/v1/jobs/{_segment(job_id)}/cancel"))
 
 
+def _retry_job(job_id: str) -> Op[Job]:
+    """Run a failed or canceled job again (same id, queued); ``ConflictError`` otherwise."""
+    return (yield from _fetch(Job, "POST", f"/v1/jobs/{_segment(job_id)}/retry"))
+
+
 def _wait_job(
     job_id: str,
     *,

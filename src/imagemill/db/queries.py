@@ -14,8 +14,8 @@ from sqlalchemy import Connection, Integer, Select, bindparam, cast, func, selec
 
 from imagemill.boundary import quoted
 from imagemill.db.engine import Database
-from imagemill.db.rows import job_from_row, load_outputs
-from imagemill.db.tables import assets, cache_entries, events, jobs, outputs
+from imagemill.db.rows import job_from_row, load_outputs, metadata_entry
+from imagemill.db.tables import assets, cache_entries, events, job_metadata, jobs, outputs
 from imagemill.domain import Asset, Job, JobStatus, TaskKind
 from imagemill.errors import NotFound
 
@@ -53,6 +53,7 @@ class JobFilter:
     created_after: datetime | None = None  # inclusive
     created_before: datetime | None = None  # exclusive
     before: str | None = None  # cursor: ids sort by creation time
+    metadata: tuple[tuple[str, str], ...] = ()  # top-level key and value text, all to match
 
 
 class Queries:
@@ -119,6 +120,12 @@ class Queries:
             conditions.append(jobs.c.created_at < where.created_before)
         if where.before:
             conditions.append(jobs.c.id < where.before)
+        for key, text in where.metadata:
+            matching = select(job_metadata.c.job_id).where(
+                job_metadata.c.owner_id == owner_id,
+                job_metadata.c.entry == metadata_entry(key, text),
+            )
+            conditions.append(jobs.c.id.in_(matching))
         query = select(jobs).where(*conditions).order_by(jobs.c.id.desc()).limit(limit)
 
         def work(conn: Connection) -> list[Job]:

@@ -47,6 +47,7 @@ class StoredOutput:
     generated_height: int | None = None
     nsfw_score: float | None = None
     flagged: bool = False
+    fallback_reason: str | None = None  # why the model asked for did not make it
 
 
 @dataclass(frozen=True, slots=True)

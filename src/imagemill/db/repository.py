@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from imagemill.db.deletion import delete_finished_job
@@ -24,11 +24,12 @@ from imagemill.db.queries import Queries, cached_job_of
 from imagemill.db.records import JobDraft, StoredBlob, StoredOutput
 from imagemill.db.rows import (
     job_from_row,
+    metadata_rows,
     output_event,
     output_row,
     stored_job_output,
 )
-from imagemill.db.tables import UTCDateTime, assets, cache_entries, jobs, outputs
+from imagemill.db.tables import UTCDateTime, assets, cache_entries, job_metadata, jobs, outputs
 from imagemill.domain import Asset, Job, JobStatus
 from imagemill.errors import Conflict, ImagemillError, LeaseLost
 from imagemill.events.fanout import CHANNEL, notification
@@ -396,6 +397,24 @@ class Repository(Queries):
             )
         return job
 
+    async def requeue(
+        self, job_id: str, owner_id: str, deadline_at: datetime | None, now: datetime
+    ) -> Job:
+        """Queue a failed or canceled job again (its owner's retry); ``Conflict`` otherwise."""
+        changed = await self._transition(
+            states.REQUEUE,
+            job_id,
+            now=now,
+            params={"owner_id": owner_id, "deadline_at": deadline_at},
+            new_events=[("status", {"status": Q.value, "retried": True})],
+        )
+        job = await self.get_job(job_id, owner_id)
+        if not changed:
+            raise Conflict(
+                f"job {job_id} is {job.status}; only a failed or canceled job can be retried"
+            )
+        return job
+
     async def delete_job(self, job_id: str, owner_id: str) -> None:
         """Remove a finished job from the owner's history (``db/deletion.py``)."""
         await self._write(lambda conn, _: delete_finished_job(conn, job_id, owner_id), events=False)
@@ -428,6 +447,9 @@ def _failure_events(error: ImagemillError) -> list[NewEvent]:
         ("status", {"status": F.value}),
         ("done", {"status": F.value}),
     ]
+
+
+_INSERT_METADATA = insert(job_metadata)
 
 
 def _insert_job(
@@ -470,6 +492,8 @@ def _insert_job(
         "updated_at": now,
     }
     inserted = conn.execute(_INSERT_JOB, [row]).one()
+    if request.metadata:
+        conn.execute(_INSERT_METADATA, metadata_rows(draft.id, draft.owner_id, request.metadata))
     if copied:
         conn.execute(
             _INSERT_OUTPUTS, [output_row(draft.id, o.index, o.asset_id, o, now) for o in copied]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -46,6 +48,7 @@ def load_outputs(conn: Connection, job_ids: list[str]) -> dict[str, list[JobOutp
                 asset_id=r.asset_id,
                 model=r.model,
                 fallback=r.fallback,
+                fallback_reason=r.fallback_reason,
                 cached=r.cached,
                 seed=r.seed,
                 width=r.width,
@@ -116,6 +119,7 @@ def stored_job_output(index: int, asset_id: str, o: StoredOutput) -> JobOutput:
         asset_id=asset_id,
         model=o.model,
         fallback=o.fallback,
+        fallback_reason=o.fallback_reason,
         cached=False,
         seed=o.seed,
         width=o.width,
@@ -130,6 +134,29 @@ def stored_job_output(index: int, asset_id: str, o: StoredOutput) -> JobOutput:
         cost_usd=o.cost_usd,
         revised_prompt=o.revised_prompt,
     )
+
+
+def metadata_text(value: Any) -> str:
+    """A metadata value as a filter compares it: a string as itself, anything else as
+    compact JSON (``42``, ``true``, ``null``), so ``?metadata.page=42`` finds 42 and "42"."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def metadata_entry(key: str, text: str) -> str:
+    """The digest a ``job_metadata`` row holds for one key and value text."""
+    # surrogatepass: a row stored before the boundary checks may hold a lone surrogate.
+    digest = json.dumps([key, text], ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(digest).hexdigest()
+
+
+def metadata_rows(job_id: str, owner_id: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``job_metadata`` rows of a job's metadata: one per top-level key."""
+    return [
+        {"job_id": job_id, "owner_id": owner_id, "entry": metadata_entry(k, metadata_text(v))}
+        for k, v in values.items()
+    ]
 
 
 def error_values(error: ImagemillError) -> dict[str, Any]:
@@ -149,6 +176,7 @@ def output_row(
         "asset_id": asset_id,
         "model": o.model,
         "fallback": o.fallback,
+        "fallback_reason": o.fallback_reason,
         "cached": o.cached if isinstance(o, JobOutput) else False,
         "seed": o.seed,
         "requested_width": o.requested_width,
@@ -167,6 +195,7 @@ def output_event(index: int, asset_id: str, o: StoredOutput | JobOutput) -> dict
         "asset_id": asset_id,
         "model": o.model,
         "fallback": o.fallback,
+        "fallback_reason": o.fallback_reason,
         "width": o.width,
         "height": o.height,
         "content_type": o.content_type,

@@ -150,6 +150,7 @@ outputs = Table(
     Column("asset_id", String(40), ForeignKey("assets.id"), nullable=False, index=True),
     Column("model", String(200), nullable=False),
     Column("fallback", Boolean, nullable=False, default=False),
+    Column("fallback_reason", Text),  # why the model asked for did not make it
     Column("cached", Boolean, nullable=False, default=False),
     Column("seed", BigInteger),  # up to 2**32 - 1: past a 32-bit integer
     Column("requested_width", Integer),
@@ -192,6 +193,18 @@ presets = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("owner_id", "name"),
+)
+
+# A job's top-level metadata, one row per key, for ``GET /v1/jobs?metadata.KEY=VALUE``:
+# ``entry`` is a digest of the key and the value's text (``rows.metadata_entry``), so the
+# index stays small whatever the values hold.
+job_metadata = Table(
+    "job_metadata",
+    metadata,
+    Column("job_id", String(40), ForeignKey("jobs.id"), primary_key=True),
+    Column("entry", String(64), primary_key=True),
+    Column("owner_id", String(40), nullable=False),
+    Index("ix_job_metadata_owner_id_entry", "owner_id", "entry"),
 )
 
 cache_entries = Table(

@@ -31,12 +31,13 @@ async def job_events(
     after_seq: int = 0,
     recheck: float = RECHECK_SECONDS,
 ) -> AsyncIterator[list[Event]]:
-    """One job's events after ``after_seq``, until (and including) its ``done``."""
+    """One job's events after ``after_seq``, until (and including) a ``done`` that is the
+    last of them: a job its owner retried goes on after its first ``done``."""
     with bus.subscribe({job_id}) as live:
         last = after_seq
         while True:
             live.resync()
-            logged = _until_done(await repo.events_after(job_id, last))
+            logged = await repo.events_after(job_id, last)
             yield logged  # empty after a quiet spell: the caller may send a keep-alive
             if logged:
                 last = logged[-1]["seq"]
@@ -46,7 +47,6 @@ async def job_events(
                 fresh = [e for e in batch if e["seq"] > last]
                 if any(e["seq"] != last + 1 + i for i, e in enumerate(fresh)):
                     break  # one is missing: the log has it
-                fresh = _until_done(fresh)
                 yield fresh
                 if fresh:
                     last = fresh[-1]["seq"]
@@ -92,10 +92,3 @@ async def _available(live: Subscription, recheck: float) -> list[Event] | None:
     while not live.queue.empty():
         batch.append(live.queue.get_nowait())
     return batch
-
-
-def _until_done(events: list[Event]) -> list[Event]:
-    for index, event in enumerate(events):
-        if event["type"] == "done":
-            return events[: index + 1]
-    return events

@@ -220,6 +220,17 @@ class JobService:
     async def cancel(self, owner_id: str, job_id: str) -> Job:
         return await self.repo.cancel(job_id, owner_id, utcnow())
 
+    async def retry(self, owner_id: str, job_id: str) -> Job:
+        """Run a failed or canceled job again: the same id and request, its attempts
+        counted afresh, a new deadline; ``Conflict`` for a job in any other state."""
+        job = await self.repo.get_job(job_id, owner_id)  # 404 unless the owner's
+        now = utcnow()
+        seconds = job.request.deadline_seconds or self.deadline_seconds
+        deadline_at = now + timedelta(seconds=seconds) if seconds else None
+        retried = await self.repo.requeue(job.id, owner_id, deadline_at, now)
+        await self._send(retried.id)
+        return retried
+
     async def delete(self, owner_id: str, job_id: str) -> None:
         await self.repo.delete_job(job_id, owner_id)
 

@@ -3,8 +3,8 @@
 ::
 
     queued ──claim──▶ running ──▶ succeeded | failed | canceled
-       │                 │
-       │                 └──retry / release──▶ queued
+       │                 │                      │        │
+       │                 └──retry / release──▶ queued ◀──requeue (the owner's retry)
        └──cancel / expire──▶ canceled | failed
 
 Every change is a compare-and-set in SQL: the ``UPDATE`` names the states it may
@@ -54,8 +54,8 @@ ALLOWED: Mapping[JobStatus, frozenset[JobStatus]] = {
     Q: frozenset({R, C, F, S}),  # S: a cache hit; F: expired or unrunnable
     R: frozenset({S, F, C, Q, R}),  # R→R: a new attempt claims an expired lease
     S: frozenset(),
-    F: frozenset(),
-    C: frozenset(),
+    F: frozenset({Q}),  # the owner retries it: the same job, attempts counted afresh
+    C: frozenset({Q}),
 }
 
 
@@ -198,6 +198,26 @@ RELEASE = Transition(
     values={"attempt": jobs.c.attempt - 1, "run_after": NOW, **_UNLEASED},
 )
 CANCEL = Transition((Q, R), C, where=jobs.c.owner_id == param("owner_id"), values=_FINISHED)
+#: The owner runs a failed or canceled job again: the same request and id, its attempts,
+#: error, progress and provider request forgotten, with a new deadline.
+REQUEUE = Transition(
+    (F, C),
+    Q,
+    where=jobs.c.owner_id == param("owner_id"),
+    values={
+        "attempt": 0,
+        "error_code": None,
+        "error_message": None,
+        "error_retryable": None,
+        "progress": 0.0,
+        "progress_message": None,
+        "provider_ref": None,
+        "run_after": NOW,
+        "deadline_at": param("deadline_at", UTCDateTime()),
+        "finished_at": None,
+        **_UNLEASED,
+    },
+)
 #: The sweeper fails a job whose lease expired with no attempts left.
 EXPIRE = Transition(
     (R,),

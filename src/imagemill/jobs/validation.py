@@ -100,9 +100,11 @@ def resolve(
     """The request for one model, checked against its spec (``fallback``: checked already).
 
     ``max_pixels``: the most pixels this server makes or takes in one image
-    (``IMAGEMILL_MAX_IMAGE_PIXELS``), so every output can be an input again.
+    (``IMAGEMILL_MAX_IMAGE_PIXELS``), so every output can be an input again. A model that
+    is unavailable here (no credentials) is refused unless the submission names a
+    fallback, which then runs in its place (each fallback must be available).
     """
-    _check_model(submission, spec, field)
+    _check_model(submission, spec, field, covered=bool(submission.fallback))
     if submission.kind is TaskKind.UPSCALE:
         size = _upscaled_size(submission, spec, inputs)
     else:
@@ -159,12 +161,17 @@ def resolve_fallback(
     return FallbackModel(model=spec.id, params=params)
 
 
-def _check_model(submission: Submission, spec: ModelSpec, field: str) -> None:
-    """The model can run this submission; errors name ``field`` when it is a fallback's."""
+def _check_model(
+    submission: Submission, spec: ModelSpec, field: str, *, covered: bool = False
+) -> None:
+    """The model can run this submission; errors name ``field`` when it is a fallback's.
+    ``covered``: a fallback runs if the model is unavailable, so that is no error."""
     main = not field.startswith("fallback")
-    if not spec.available:
+    if not spec.available and not covered:
+        hint = " (or name an available model in 'fallback')" if main else ""
         raise InvalidInput(
-            f"model {quoted(spec.id)} is unavailable: {spec.unavailable_reason}", field=field
+            f"model {quoted(spec.id)} is unavailable: {spec.unavailable_reason}{hint}",
+            field=field,
         )
     if submission.kind not in spec.kinds:
         kinds = ", ".join(spec.kinds)

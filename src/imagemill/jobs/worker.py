@@ -34,6 +34,7 @@ from imagemill.errors import (
     LeaseLost,
     ProviderError,
     ProviderTimeout,
+    ProviderUnavailable,
     RateLimited,
     describe,
 )
@@ -220,15 +221,24 @@ class Worker:
             *((f.model, f.params) for f in job.request.fallback),
         ]
         failures: list[tuple[str, ProviderError]] = []
+        reason = None  # why the model before did not make it: the next one is a fallback
         for position, (model_id, params) in enumerate(chain):
             provider, spec = self.registry.resolve(model_id)
             try:
-                return await self._run_model(job, provider, spec, params, fallback=position > 0)
+                if not spec.available:  # no credentials here, say: the fallback's case too
+                    raise ProviderUnavailable(
+                        f"{spec.id} is unavailable: {spec.unavailable_reason}", retryable=False
+                    )
+                return await self._run_model(job, provider, spec, params, fallback_reason=reason)
             except ProviderError as exc:
                 failures.append((spec.id, exc))
+                reason = (
+                    exc.message
+                    if isinstance(exc, ProviderUnavailable) and not exc.retryable
+                    else f"{spec.id} failed ({exc.code}: {exc.message})"
+                )
                 if position + 1 < len(chain):
-                    following = chain[position + 1][0]
-                    message = f"{spec.id} failed ({exc.code}: {exc.message}); trying {following}"
+                    message = f"{reason}; trying {chain[position + 1][0]}"
                     await self.repo.record_event(
                         job.id, self.id, "log", {"message": message}, utcnow()
                     )
@@ -241,17 +251,24 @@ class Worker:
         spec: ModelSpec,
         params: dict[str, Any],
         *,
-        fallback: bool,
+        fallback_reason: str | None,
     ) -> list[StoredOutput]:
+        """The outputs of one model of the chain (a fallback when ``fallback_reason``
+        says why the model asked for did not make them), stored."""
         task = await self._task(job, spec.name, params)
         # Waiting for the provider's slot counts against the job's deadline, not against
         # the attempt's time: that starts once the provider is actually called.
-        async with asyncio.timeout(self._until_deadline(job)), self.slots.hold(provider.name):
+        deadline = asyncio.timeout(self._until_deadline(job))
+        async with deadline, self.slots.hold(provider.name):
             async with asyncio.timeout(self._time_left(job)):
-                results = await provider.run(task, self._context(job, spec.id))
+                results = await provider.run(task, self._context(job, spec.id, deadline))
                 return [
                     await self.assets.store(
-                        out, task, model_id=spec.id, fallback=fallback, pricing=spec.pricing
+                        out,
+                        task,
+                        model_id=spec.id,
+                        fallback_reason=fallback_reason,
+                        pricing=spec.pricing,
                     )
                     for out in results
                 ]
@@ -288,7 +305,7 @@ class Worker:
         data = await asyncio.to_thread(masks.canonical, uploaded.data, image.width, image.height)
         return InputImage(asset_id, data, "image/png", image.width, image.height)
 
-    def _context(self, job: Job, model_id: str) -> RunContext:
+    def _context(self, job: Job, model_id: str, deadline: asyncio.Timeout) -> RunContext:
         last_progress = 0.0
 
         async def on_progress(fraction: float, message: str | None) -> None:
@@ -316,7 +333,7 @@ class Worker:
             on_progress=on_progress,
             on_provider_ref=on_provider_ref,
             on_preview=on_preview,
-            canceled_by_owner=lambda: job.id in self._canceled,
+            abandoned=lambda: job.id in self._canceled or deadline.expired(),
             webhook_url=self._webhook_url,
         )
 

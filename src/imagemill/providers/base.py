@@ -65,7 +65,7 @@ class RunContext:
         on_progress: Callable[[float, str | None], Awaitable[None]],
         on_provider_ref: Callable[[str], Awaitable[None]],
         on_preview: Callable[[bytes], Awaitable[None]],
-        canceled_by_owner: Callable[[], bool] = lambda: False,
+        abandoned: Callable[[], bool] = lambda: False,
         webhook_url: Callable[[str], str | None] = lambda provider: None,
     ) -> None:
         self.http = http
@@ -75,7 +75,7 @@ class RunContext:
         self._on_progress = on_progress
         self._on_provider_ref = on_provider_ref
         self._on_preview = on_preview
-        self._canceled_by_owner = canceled_by_owner
+        self._abandoned = abandoned
         self._webhook_url = webhook_url
 
     @property
@@ -99,10 +99,12 @@ class RunContext:
         await self._on_preview(image)
 
     @property
-    def canceled_by_owner(self) -> bool:
-        """Why ``run`` was canceled: its owner canceled the job (stop the provider's work
-        too), rather than the worker shutting down (a later attempt resumes it)."""
-        return self._canceled_by_owner()
+    def abandoned(self) -> bool:
+        """Why ``run`` was canceled: no later attempt will resume the provider's work (the
+        owner canceled the job, or its deadline passed), so stop it and its billing;
+        ``False`` when the worker is only shutting down or the attempt timed out (a later
+        attempt resumes it from ``provider_ref``)."""
+        return self._abandoned()
 
     def webhook_url(self, provider: str) -> str | None:
         """Where ``provider`` may call back (``POST /v1/providers/{provider}/webhook``);

@@ -3,8 +3,10 @@
 Through the official ``replicate`` SDK. A prediction is created without waiting, its id
 saved with the job (``save_provider_ref``) before anything else, then watched until it
 ends: by Replicate's webhook when the server has a public URL, and by polling, whichever
-comes first; the other finds nothing left to do. A retried attempt resumes the saved
-predictions instead of paying for new ones, and a job its owner cancels cancels them.
+comes first; the other finds nothing left to do. Progress is the prediction's own, as its
+logs report it. A retried attempt resumes the saved predictions instead of paying for new
+ones; a job that ends without them (its owner canceled it, its deadline passed) cancels
+them.
 
 Each model's params JSON Schema is its version's OpenAPI ``Input`` schema (fetched,
 cached on disk; see ``replicate_models.py``, which also holds the catalogue).
@@ -192,7 +194,7 @@ class Replicate:
             ids = await self._resumed(ctx) or await self._create(entry, task, ctx)
             finished = await self._wait(ids, ctx)
         except asyncio.CancelledError:
-            if ctx.canceled_by_owner and ctx.provider_ref:
+            if ctx.abandoned and ctx.provider_ref:  # nobody will resume it: stop the billing
                 await asyncio.shield(self._cancel(ctx.provider_ref.split(",")))
             raise
         return [o for prediction in finished for o in _outputs(prediction, entry)]
@@ -279,6 +281,7 @@ class Replicate:
         assert self._client is not None
         done: dict[str, dict[str, Any]] = {}
         interval = POLL_FIRST
+        shown: dict[str, float] = {}  # the progress each prediction last reported
         while True:
             arrived.clear()  # before looking: a webhook landing after the look wakes us
             done.update(
@@ -293,16 +296,25 @@ class Replicate:
                 continue  # a webhook came: look again before polling
             except TimeoutError:
                 pass
+            moved = False
             with translated_errors(self._token):
                 for prediction_id in pending:
                     async with asyncio.timeout(self._timeout):
                         polled = await self._client.predictions.async_get(prediction_id)
                     if polled.status in TERMINAL:
                         done[prediction_id] = polled.dict()
-                    elif progress := polled.progress:
-                        message = f"{progress.current}/{progress.total}"
-                        await ctx.progress(progress.percentage / 100, message)
-            interval = min(POLL_MAX, interval * 1.5)
+                    elif (progress := polled.progress) is not None:
+                        # The SDK reads tqdm's "50%|…| 2/4" from the logs as 0.5 already.
+                        moved |= progress.percentage > shown.get(prediction_id, 0.0)
+                        shown[prediction_id] = progress.percentage
+                        if len(ids) == 1:
+                            message = f"{progress.current}/{progress.total}"
+                            await ctx.progress(progress.percentage, message)
+            if len(ids) > 1 and shown:  # one prediction per image: how far they are together
+                await ctx.progress(sum(shown.values()) / len(ids), f"{len(done)}/{len(ids)} done")
+            # While the prediction moves, look as often (a bar that follows it); while it
+            # sits (queued, or a long step), back off.
+            interval = interval if moved else min(POLL_MAX, interval * 1.5)
 
     async def _cancel(self, ids: list[str]) -> None:
         """Stop predictions nobody wants any more (best effort)."""

@@ -47,9 +47,16 @@ class AssetWriter:
         self._thumbnailing: dict[str, asyncio.Future[bytes]] = {}
 
     async def store(
-        self, output: Output, task: Task, *, model_id: str, fallback: bool, pricing: Pricing
+        self,
+        output: Output,
+        task: Task,
+        *,
+        model_id: str,
+        pricing: Pricing,
+        fallback_reason: str | None = None,
     ) -> StoredOutput:
-        """Store one output for good; the job may only succeed once this has returned."""
+        """Store one output for good; the job may only succeed once this has returned.
+        ``fallback_reason``: why the model asked for did not make it (a fallback's output)."""
         data = output.data if output.data is not None else await self.download(output.url or "")
         try:
             info = images.probe(data)
@@ -80,7 +87,8 @@ class AssetWriter:
             byte_size=len(data),
             storage_key=key,
             model=model_id,
-            fallback=fallback,
+            fallback=fallback_reason is not None,
+            fallback_reason=fallback_reason,
             seed=output.seed,
             requested_width=task.width,
             requested_height=task.height,

@@ -766,3 +766,129 @@ async def test_an_upscale_past_the_pixel_limit_is_refused_at_submit_not_after_th
         )
         assert job["status"] == "succeeded", job["error"]
         assert (job["outputs"][0]["width"], job["outputs"][0]["height"]) == (600, 600)
+
+
+async def test_a_fallback_covers_a_model_without_credentials(client: httpx.AsyncClient) -> None:
+    """Development without an OpenAI key: the chain's placeholder makes the image, marked
+    as the fallback's with the reason. It was a 422 on `model`: the chain applied only
+    when the key was set and the provider down."""
+    body = {"model": "openai/gpt-image-1", "prompt": "a lamp", "size": "1024x1024"}
+    alone = await client.post("/v1/jobs", json=body)
+    assert alone.status_code == 422, alone.text
+    assert alone.json()["error"]["field"] == "model"
+    assert "fallback" in alone.json()["error"]["message"]
+
+    response = await client.post(
+        "/v1/jobs", json={**body, "fallback": ["placeholder"]}, headers={"Prefer": "wait=10"}
+    )
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert (job["status"], job["model"]) == ("succeeded", "openai/gpt-image-1")
+    [output] = job["outputs"]
+    assert (output["model"], output["fallback"]) == ("placeholder", True)
+    assert output["fallback_reason"] == (
+        "openai/gpt-image-1 is unavailable: OPENAI_API_KEY is not set"
+    )
+    assert (output["width"], output["height"]) == (1024, 1024)
+
+    unavailable_fallback = {**body, "model": "placeholder", "fallback": ["openai/dall-e-3"]}
+    refused = await client.post("/v1/jobs", json=unavailable_fallback)
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "fallback.0"
+
+
+async def test_a_canceled_job_retried_runs_as_the_same_job(
+    client: httpx.AsyncClient, finished: JobWaiter
+) -> None:
+    body = {"model": "placeholder", "prompt": "again", "size": "64x64"}
+    slow = {**body, "params": {"latency_ms": 60_000}}
+    accepted = await submit(client, slow)
+    await client.post(f"/v1/jobs/{accepted['id']}/cancel")
+
+    response = await client.post(f"/v1/jobs/{accepted['id']}/retry")
+
+    assert response.status_code == 202, response.text
+    retried = response.json()
+    assert (retried["id"], retried["status"], retried["attempt"]) == (accepted["id"], "queued", 0)
+    assert retried["error"] is None and retried["finished_at"] is None
+    await client.post(f"/v1/jobs/{accepted['id']}/cancel")  # 60 s of work: stop it again
+    # Its stream from the start goes on past the first end, to the last.
+    events = await _event_types(client, accepted["id"])
+    assert events.count("done") == 2 and events[-1] == "done"
+
+
+async def test_a_failed_job_retried_gets_its_attempts_afresh(
+    client: httpx.AsyncClient, finished: JobWaiter
+) -> None:
+    body = {"model": "placeholder", "prompt": "x", "size": "64x64", "params": {"fail": "permanent"}}
+    failed = await submit(client, body, **WAIT)
+    assert (failed["status"], failed["attempt"]) == ("failed", 1)
+
+    retried = (await client.post(f"/v1/jobs/{failed['id']}/retry")).json()
+    assert (retried["status"], retried["attempt"], retried["error"]) == ("queued", 0, None)
+    job = await finished(client, failed["id"])
+    assert (job["status"], job["attempt"]) == ("failed", 1), "one attempt of its own, again"
+    assert job["error"]["code"] == "provider_error"
+
+
+async def test_only_a_failed_or_canceled_job_is_retried(
+    client: httpx.AsyncClient, owners: Any
+) -> None:
+    done = await submit(client, {"model": "placeholder", "prompt": "ok", "size": "64x64"}, **WAIT)
+    response = await client.post(f"/v1/jobs/{done['id']}/retry")
+    assert response.status_code == 409
+    assert "only a failed or canceled job" in response.json()["error"]["message"]
+    assert (await client.post("/v1/jobs/job_nope/retry")).status_code == 404
+
+
+async def _event_types(client: httpx.AsyncClient, job_id: str) -> list[str]:
+    async with client.stream("GET", f"/v1/jobs/{job_id}/events") as r:
+        text = "".join([chunk async for chunk in r.aiter_text()])
+    return [line.removeprefix("event: ") for line in text.splitlines() if line.startswith("event:")]
+
+
+async def test_history_is_filtered_by_metadata(owners: Any) -> None:
+    alice = owners.alice
+
+    async def job(metadata: dict[str, Any]) -> str:
+        body = {"model": "placeholder", "prompt": "page", "size": "32x32", "metadata": metadata}
+        return str((await submit(alice, body, **WAIT))["id"])
+
+    page_1 = await job({"story_id": 42, "page": "1", "final": False})
+    page_2 = await job({"story_id": 42, "page": 2})
+    other = await job({"story_id": "43", "page": 1, "nested": {"a": [1, 2]}})
+    await job({})
+
+    async def found(http: httpx.AsyncClient = alice, **query: str) -> list[str]:
+        response = await http.get("/v1/jobs", params=query)
+        assert response.status_code == 200, response.text
+        return [j["id"] for j in response.json()["data"]]
+
+    assert await found(**{"metadata.story_id": "42"}) == [page_2, page_1]
+    assert await found(**{"metadata.page": "1"}) == [other, page_1], "1 and '1' alike"
+    assert await found(**{"metadata.story_id": "42", "metadata.page": "2"}) == [page_2]
+    assert await found(**{"metadata.final": "false"}) == [page_1]
+    assert await found(**{"metadata.nested": '{"a":[1,2]}'}) == [other]
+    assert await found(**{"metadata.story_id": "4"}) == [], "exact, not a prefix"
+    assert await found(**{"metadata.story": "42"}) == []
+    assert await found(**{"metadata.story_id": "42", "limit": "1"}) == [page_2]
+    assert await found(owners.bob, **{"metadata.story_id": "42"}) == [], "never another's"
+    assert (await alice.delete(f"/v1/jobs/{page_2}")).status_code == 204
+    assert await found(**{"metadata.story_id": "42"}) == [page_1]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("metadata.story_id=1&metadata.story_id=2", "metadata.story_id"),
+        ("metadata.=1", "metadata."),
+        ("metadata.story_id=%00", "metadata.story_id"),
+        ("metadata.story_id=%ff", "metadata.story_id"),
+        ("&".join(f"metadata.k{i}=1" for i in range(11)), "metadata"),
+    ],
+)
+async def test_a_bad_metadata_filter_is_422_naming_it(
+    client: httpx.AsyncClient, query: str, field: str
+) -> None:
+    response = await client.get(f"/v1/jobs?{query}")
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == field

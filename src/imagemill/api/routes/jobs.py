@@ -1,4 +1,4 @@
-"""``/v1/jobs``: submit, list, read and cancel jobs."""
+"""``/v1/jobs``: submit, list, read, cancel, retry and delete jobs."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 
 from imagemill.api.deps import CurrentOwner, IdempotencyKey, LinksDep, RuntimeDep
-from imagemill.api.routing import CheckedRoute
+from imagemill.api.routing import CheckedRoute, QueryFamily
 from imagemill.api.schemas import ErrorOut, GroupOut, JobOut, JobPage, Moment
 from imagemill.db.queries import JobFilter
 from imagemill.domain import JobStatus, Submission, TaskKind
@@ -23,6 +23,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut},
     422: {"model": ErrorOut},
 }
+MAX_METADATA_FILTERS = 10
+MetadataFilters = Annotated[dict[str, str], Depends(QueryFamily("metadata.", MAX_METADATA_FILTERS))]
 
 
 @router.post(
@@ -94,8 +96,15 @@ async def list_jobs(
         Query(pattern=id_pattern("job"), description="`next_cursor` of the previous page."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    *,
+    metadata: MetadataFilters,
 ) -> JobPage:
-    """Your jobs, newest first."""
+    """Your jobs, newest first.
+
+    `metadata.KEY=VALUE` (up to 10, all must match) finds the jobs whose `metadata` has
+    that top-level key with that value: a string as written, anything else as compact
+    JSON (`metadata.page=3` finds `3` and `"3"`; `metadata.final=true` finds `true`).
+    """
     where = JobFilter(
         status=status,
         model=model,
@@ -105,6 +114,7 @@ async def list_jobs(
         created_after=_aware(created_after),
         created_before=_aware(created_before),
         before=cursor,
+        metadata=tuple(metadata.items()),
     )
     jobs = await runtime.service.list(owner.id, where, limit + 1)
     page = jobs[:limit]
@@ -126,6 +136,21 @@ async def cancel_job(
 ) -> JobOut:
     """Cancel a queued or running job; 409 if it already finished."""
     return JobOut.of(await runtime.service.cancel(owner.id, job_id), links)
+
+
+@router.post(
+    "/{job_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    responses={**ERRORS, 409: {"model": ErrorOut}},
+)
+async def retry_job(
+    job_id: str, owner: CurrentOwner, runtime: RuntimeDep, links: LinksDep
+) -> JobOut:
+    """Run a failed or canceled job again: the same job (id, request, history), queued
+    with its attempts counted afresh and a new deadline; its events go on from where
+    they were. 409 for a job that is queued, running or succeeded."""
+    return JobOut.of(await runtime.service.retry(owner.id, job_id), links)
 
 
 @router.delete(
