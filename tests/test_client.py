@@ -167,6 +167,8 @@ async def test_generate_raises_job_failed(sdk: AsyncClient) -> None:
     assert job.status is JobStatus.FAILED and job.error is not None
     assert job.error.code == "provider_error" and not job.error.retryable
     assert "simulated permanent failure" in str(caught.value) and job.id in str(caught.value)
+    retried = await sdk.jobs.retry(job.id)
+    assert (retried.id, retried.status, retried.attempt) == (job.id, JobStatus.QUEUED, 0)
 
 
 async def test_wait_timeout_then_cancel(sdk: AsyncClient) -> None:
@@ -268,7 +270,9 @@ async def test_presets_crud(sdk: AsyncClient) -> None:
         "poster", prompt_template="a poster of {prompt}", model="placeholder", size="64x32"
     )
     assert preset.name == "poster" and preset.size == "64x32"
-    assert [p.id for p in await sdk.presets.list()] == [preset.id]
+    listed = await sdk.presets.list()
+    assert [p.id for p in listed if not p.builtin] == [preset.id]
+    assert {p.name for p in listed if p.builtin} >= {"cinematic", "watercolor"}
     assert (await sdk.presets.get("poster")).id == preset.id
 
     updated = await sdk.presets.update(
@@ -289,6 +293,8 @@ async def test_presets_crud(sdk: AsyncClient) -> None:
     await sdk.presets.delete(preset.id)
     with pytest.raises(NotFoundError):
         await sdk.presets.get("poster")
+    copy = await sdk.presets.copy("cinematic", name="my cinematic")
+    assert (copy.builtin, copy.name, copy.size) == (False, "my cinematic", "1536x864")
 
 
 async def test_api_errors_are_typed(sdk: AsyncClient) -> None:

@@ -23,7 +23,6 @@ from imagemill.domain import (
     TaskKind,
 )
 from imagemill.errors import InvalidInput
-from imagemill.jobs.service import _from_preset
 from imagemill.jobs.validation import (
     Inputs,
     cache_key,
@@ -718,18 +717,6 @@ def test_a_negative_prompt_is_taken_where_the_model_takes_one(model: str) -> Non
     spec = MODELS[model]
     submission = _submission_for(spec, negative_prompt="text")
     check_limits(submission, spec, _inputs_of(submission))
-
-
-def test_a_negative_prompt_from_a_preset_says_so() -> None:
-    spec = MODELS["openai/dall-e-3"]
-    submission = Submission(preset="house style", prompt="a fox")
-    preset = _preset(model=spec.id, params={}, size=None, negative_prompt="text")
-    expanded = expand_preset(submission, preset)
-    with pytest.raises(InvalidInput) as refused:
-        resolve(expanded, spec)
-    error = _from_preset(refused.value, submission, preset)
-    assert error.field == "negative_prompt"
-    assert "from preset 'house style'" in error.message
 
 
 @pytest.mark.parametrize(

@@ -266,9 +266,28 @@ class PresetPatch(PresetIn):
         return value
 
 
+class PresetCopyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        pattern=PRESET_NAME,
+        json_schema_extra=NOT_AN_ID,
+        description="The copy's name (default: the original's).",
+    )
+
+    _name = field_validator("name")(_not_an_id)
+
+
 class PresetOut(BaseModel):
     object: Literal["preset"] = "preset"
     id: str
+    builtin: bool = Field(
+        description="One of the server's built-in styles: read-only, for any model (copy it "
+        "to change it)."
+    )
     name: str
     description: str
     model: str | None

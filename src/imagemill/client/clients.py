@@ -30,6 +30,7 @@ from imagemill.client.operations import (
     Pause,
     Step,
     _cancel_job,
+    _copy_preset,
     _create_group,
     _create_job,
     _create_preset,
@@ -204,12 +205,14 @@ class Models(_Resource[ModeT]):
 
 
 class Presets(_Resource[ModeT]):
-    """``/v1/presets``: your named prompt templates and default params."""
+    """``/v1/presets``: your named prompt templates and default params, and the server's
+    built-in styles (read-only; ``copy`` one to change it)."""
 
     create = _Operation(_create_preset)
     list = _Operation(_list_presets)
     get = _Operation(_get_preset)
     update = _Operation(_update_preset)
+    copy = _Operation(_copy_preset)
     delete = _Operation(_delete_preset)
 
 

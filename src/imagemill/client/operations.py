@@ -293,6 +293,12 @@ def _update_preset(preset: str, **changes: Unpack[PresetChanges]) -> Op[Preset]:
     )
 
 
+def _copy_preset(preset: str, name: str | None = None) -> Op[Preset]:
+    """A copy of a preset (a built-in style, say) as your own; ``name`` defaults to its."""
+    body = {"name": name} if name is not None else None
+    return (yield from _fetch(Preset, "POST", f"/v1/presets/{_segment(preset)}/copy", json=body))
+
+
 def _delete_preset(preset: str) -> Op[None]:
     yield from _call("DELETE", f"/v1/presets/{_segment(preset)}")
 

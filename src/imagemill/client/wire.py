@@ -41,6 +41,7 @@ class Output(_Wire):
     seed: int | None = None
     model: str
     fallback: bool = False
+    fallback_reason: str | None = None  # why the model asked for did not make it
     cached: bool = False
     cost_usd: float = 0.0
     revised_prompt: str | None = None
@@ -141,6 +142,7 @@ JobPage = Page[Job]
 
 class Preset(_Wire):
     id: str
+    builtin: bool = False  # a server's built-in style: read-only (``presets.copy`` it)
     name: str
     description: str = ""
     model: str | None = None

@@ -39,6 +39,7 @@ class Preset:
     params: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    builtin: bool = False  # one of every server's styles (``imagemill.styles``), read-only
 
 
 @dataclass(frozen=True, slots=True)

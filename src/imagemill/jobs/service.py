@@ -21,12 +21,21 @@ from imagemill.db.accounts import Accounts, Preset
 from imagemill.db.queries import JobFilter
 from imagemill.db.records import JobDraft
 from imagemill.db.repository import Repository
-from imagemill.domain import Asset, CachePolicy, FallbackModel, Job, Request, Submission
+from imagemill.domain import (
+    Asset,
+    CachePolicy,
+    FallbackModel,
+    Job,
+    ModelSpec,
+    Request,
+    Submission,
+)
 from imagemill.errors import Conflict, InvalidInput, NotFound
 from imagemill.events.bus import EventBus
 from imagemill.ids import new_id
 from imagemill.jobs import validation
 from imagemill.providers.registry import Registry
+from imagemill.styles import find_preset
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +107,10 @@ class JobService:
             preset = await self._preset(owner_id, submission.preset)
         expanded = validation.expand_preset(submission, preset)
         inputs = await self._inputs(owner_id, expanded)
+        # A preset's negative prompt serves the models that take one (a style is for any).
+        preset_negative = submission.negative_prompt is None and expanded.negative_prompt
         try:
-            requests = self._resolve(expanded, inputs)
+            requests = self._resolve(expanded, inputs, preset_negative=bool(preset_negative))
         except InvalidInput as exc:
             raise _from_preset(exc, submission, preset) from exc
         input_hashes = [a.sha256 for a in (*inputs.images, inputs.mask) if a is not None]
@@ -148,13 +159,15 @@ class JobService:
 
     async def _preset(self, owner_id: str, name: str) -> Preset:
         try:
-            return await self.accounts.get_preset(owner_id, name)
+            return await find_preset(self.accounts, owner_id, name)
         except NotFound as exc:
             raise InvalidInput(
                 f"no preset {quoted(name)}; GET /v1/presets lists yours", field="preset"
             ) from exc
 
-    def _resolve(self, submission: Submission, inputs: validation.Inputs) -> list[Request]:
+    def _resolve(
+        self, submission: Submission, inputs: validation.Inputs, *, preset_negative: bool = False
+    ) -> list[Request]:
         if submission.models is not None:
             if len(set(submission.models)) != len(submission.models):
                 raise InvalidInput("each model may appear once", field="models")
@@ -164,15 +177,20 @@ class JobService:
         requests = []
         for model, field in targets:
             spec = self.registry.resolve(model, field)[1]
+            own = _for_model(submission, spec, preset_negative)
             request = validation.resolve(
-                submission, spec, field, inputs=inputs, max_pixels=self.max_pixels
+                own, spec, field, inputs=inputs, max_pixels=self.max_pixels
             )
-            fallback = self._fallback(submission, request, inputs)
+            fallback = self._fallback(submission, request, inputs, preset_negative)
             requests.append(request.model_copy(update={"fallback": fallback}))
         return requests
 
     def _fallback(
-        self, submission: Submission, request: Request, inputs: validation.Inputs
+        self,
+        submission: Submission,
+        request: Request,
+        inputs: validation.Inputs,
+        preset_negative: bool,
     ) -> list[FallbackModel]:
         """The request's fallback chain, each model checked against the request."""
         size = request.dimensions
@@ -182,9 +200,10 @@ class JobService:
             spec = self.registry.resolve(target.model, field)[1]
             if spec.id == request.model or spec.id in (f.model for f in chain):
                 raise InvalidInput(f"{quoted(spec.id)} is already in the chain", field=field)
+            own = _for_model(submission, spec, preset_negative)
             chain.append(
                 validation.resolve_fallback(
-                    submission, size, spec, target.params, field, inputs, self.max_pixels
+                    own, size, spec, target.params, field, inputs, self.max_pixels
                 )
             )
         return chain
@@ -273,19 +292,23 @@ def request_fingerprint(endpoint: str, submission: Submission) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _for_model(submission: Submission, spec: ModelSpec, preset_negative: bool) -> Submission:
+    """The submission as ``spec`` gets it: without the negative prompt a preset gave, for a
+    model that takes none."""
+    if preset_negative and not spec.limits.negative_prompt:
+        return submission.model_copy(update={"negative_prompt": None})
+    return submission
+
+
 def _from_preset(exc: InvalidInput, submission: Submission, preset: Preset | None) -> InvalidInput:
     """``exc``, saying so when what it names came from the preset, not the request."""
     if preset is None:
         return exc
     field = exc.field or ""
-    if field.startswith("params."):
-        key = field.removeprefix("params.").split(".")[0]
-        given = key in submission.params or key not in preset.params
-    elif field == "negative_prompt":
-        given = submission.negative_prompt is not None or not preset.negative_prompt
-    else:
+    if not field.startswith("params."):
         return exc
-    if given:
+    key = field.removeprefix("params.").split(".")[0]
+    if key in submission.params or key not in preset.params:
         return exc
     return InvalidInput(f"{exc.message} (from preset {quoted(preset.name)})", field=exc.field)
 

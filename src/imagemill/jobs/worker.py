@@ -104,6 +104,7 @@ class Worker:
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
         self._attempts: dict[str, asyncio.Task[JobStatus | None]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._handling: set[asyncio.Task[Any]] = set()  # wake-ups being handled
         self._stopping = False
         self.slots = slots or ProviderSlots(
             repo.db, settings.provider_concurrency, settings.lease_seconds
@@ -116,9 +117,15 @@ class Worker:
         """A message arrived for ``job_id``: run it when a slot is free."""
         if self._stopping:
             return
-        async with self._slots:
-            if not self._stopping:
-                await self.run_one(job_id)
+        handling = asyncio.current_task()
+        if handling is not None:
+            self._handling.add(handling)
+        try:
+            async with self._slots:
+                if not self._stopping:
+                    await self.run_one(job_id)
+        finally:
+            self._handling.discard(handling)
 
     async def run_one(self, job_id: str) -> JobStatus | None:
         """Claim and run one job now. ``None`` if it was not ours to run."""
@@ -156,6 +163,12 @@ class Worker:
         self._stopping = True
         for task in list(self._background):
             task.cancel()
+        # A wake-up past its check of ``_stopping`` may be claiming its job right now:
+        # stop it while the database is still there to give the job back.
+        handling = [task for task in self._handling if task is not asyncio.current_task()]
+        for task in handling:
+            task.cancel()
+        await asyncio.gather(*handling, return_exceptions=True)
         running = dict(self._attempts)
         for attempt in running.values():
             attempt.cancel()
@@ -255,7 +268,7 @@ class Worker:
     ) -> list[StoredOutput]:
         """The outputs of one model of the chain (a fallback when ``fallback_reason``
         says why the model asked for did not make them), stored."""
-        task = await self._task(job, spec.name, params)
+        task = await self._task(job, spec, params)
         # Waiting for the provider's slot counts against the job's deadline, not against
         # the attempt's time: that starts once the provider is actually called.
         deadline = asyncio.timeout(self._until_deadline(job))
@@ -273,7 +286,7 @@ class Worker:
                     for out in results
                 ]
 
-    async def _task(self, job: Job, model_name: str, params: dict[str, Any]) -> Task:
+    async def _task(self, job: Job, spec: ModelSpec, params: dict[str, Any]) -> Task:
         request = job.request
         size = request.dimensions or Size(1024, 1024)
         inputs = tuple([await self._input(job, asset_id) for asset_id in request.input_assets])
@@ -281,9 +294,10 @@ class Worker:
         return Task(
             job_id=job.id,
             kind=request.kind,
-            model=model_name,
+            model=spec.name,
             prompt=request.prompt,
-            negative_prompt=request.negative_prompt,
+            # A style's negative prompt, kept for a model that takes one, reaches no other.
+            negative_prompt=request.negative_prompt if spec.limits.negative_prompt else None,
             n=request.n,
             width=size.width,
             height=size.height,
