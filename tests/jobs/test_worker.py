@@ -794,7 +794,7 @@ class Gate:
 
 
 async def _until(condition: Callable[[], Awaitable[bool]]) -> None:
-    for _ in range(500):
+    for _ in range(3000):  # 30 s: a busy machine is slow, never this slow
         if await condition():
             return
         await asyncio.sleep(0.01)
@@ -806,14 +806,21 @@ async def _handle_six(runtime: Runtime, scripted: Any, gate: Gate, peak: int) ->
     job_ids = [await _submit(runtime, model=SCRIPTED, size="16x16") for _ in range(6)]
     handling = asyncio.gather(*(runtime.worker.handle(job_id) for job_id in job_ids))
 
-    async def all_claimed() -> bool:
-        jobs = await runtime.repo.get_jobs(job_ids)
-        return all(job.status is JobStatus.RUNNING for job in jobs)
+    async def provider_full() -> bool:
+        return gate.running == peak
 
     try:
-        await _until(all_claimed)
+        await _until(provider_full)
         await asyncio.sleep(0.05)  # time for any job not held back to reach the provider
         assert (gate.running, gate.peak) == (peak, peak)
+        jobs = await runtime.repo.get_jobs(job_ids)
+        running = [j for j in jobs if j.status is JobStatus.RUNNING]
+        waiting = [j for j in jobs if j.status is JobStatus.QUEUED]
+        assert len(running) == peak, "running: only while the provider works on it"
+        assert len(waiting) == 6 - peak, "waiting for the provider's slot: still queued"
+        positions = sorted(runtime.worker.position(j.id) or 0 for j in waiting)
+        assert positions == list(range(1, 7 - peak)), "each with its place in line"
+        assert all(j.attempt == 0 and j.started_at is None for j in waiting)
     finally:
         gate.release.set()
         await asyncio.wait_for(handling, 5)

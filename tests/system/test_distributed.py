@@ -163,13 +163,16 @@ async def test_a_providers_limit_holds_across_worker_processes(
         pairs = zip([first, second] * 3, job_ids, strict=True)
         handling = asyncio.gather(*(runtime.worker.handle(job_id) for runtime, job_id in pairs))
         try:
-            for _ in range(300):
-                jobs = await first.repo.get_jobs(job_ids)
-                if all(job.status is JobStatus.RUNNING for job in jobs):
+            for _ in range(1500):  # 30 s
+                if gated.running == 2:
                     break
                 await asyncio.sleep(0.02)
             await asyncio.sleep(0.3)  # time for any job not held back to reach the provider
             assert gated.running == 2, "two runtimes, one limit of 2"
+            jobs = await first.repo.get_jobs(job_ids)
+            statuses = [job.status for job in jobs]
+            assert statuses.count(JobStatus.RUNNING) == 2, "running: only at the provider"
+            assert statuses.count(JobStatus.QUEUED) == 4, "the others wait queued"
         finally:
             gated.release.set()
             await asyncio.wait_for(handling, 20)

@@ -152,6 +152,12 @@ class JobOut(BaseModel):
     request: Request
     progress: float
     progress_message: str | None
+    queue_position: int | None = Field(
+        None,
+        description="While queued: where the job waits in line for a worker or its "
+        "provider (1: next). Null when it is not queued, or when workers run in another "
+        "process (distributed mode), where the line is not known here.",
+    )
     attempt: int
     max_attempts: int
     error: JobErrorOut | None
@@ -168,7 +174,7 @@ class JobOut(BaseModel):
     timings: Timings
 
     @classmethod
-    def of(cls, job: Job, links: Links) -> JobOut:
+    def of(cls, job: Job, links: Links, queue_position: int | None = None) -> JobOut:
         def seconds(start: datetime | None, end: datetime | None) -> float | None:
             return round((end - start).total_seconds(), 3) if start and end else None
 
@@ -181,6 +187,7 @@ class JobOut(BaseModel):
             request=job.request,
             progress=job.progress,
             progress_message=job.progress_message,
+            queue_position=queue_position if job.status is JobStatus.QUEUED else None,
             attempt=job.attempt,
             max_attempts=job.max_attempts,
             error=JobErrorOut(

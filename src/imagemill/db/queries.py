@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,9 @@ Q, R, S = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED
 
 _JOBS_BY_ID = select(jobs).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
 _JOB_STATUS = select(jobs.c.status, jobs.c.lease_owner).where(jobs.c.id == bindparam("job_id"))
+_TO_SCHEDULE = select(jobs.c.owner_id, jobs.c.status, jobs.c.model, jobs.c.request).where(
+    jobs.c.id == bindparam("job_id")
+)
 _CACHED_JOB_ID = (
     select(cache_entries.c.job_id)
     .join(jobs, jobs.c.id == cache_entries.c.job_id)
@@ -54,6 +58,14 @@ class JobFilter:
     created_before: datetime | None = None  # exclusive
     before: str | None = None  # cursor: ids sort by creation time
     metadata: tuple[tuple[str, str], ...] = ()  # top-level key and value text, all to match
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    """A job waiting to run, as the worker's line sees it."""
+
+    owner_id: str
+    models: tuple[str, ...]  # its model, then its fallbacks
 
 
 class Queries:
@@ -216,6 +228,17 @@ class Queries:
             lambda conn: conn.execute(_JOB_STATUS, {"job_id": job_id}).one_or_none()
         )
         return (JobStatus(row.status), row.lease_owner) if row else None
+
+    async def to_schedule(self, job_id: str) -> Scheduled | None:
+        """What the worker's line needs of a job, cheaply; ``None`` unless it may run."""
+        row = await self.db.read(
+            lambda conn: conn.execute(_TO_SCHEDULE, {"job_id": job_id}).one_or_none()
+        )
+        if row is None or JobStatus(row.status).terminal:
+            return None
+        request = json.loads(row.request) if isinstance(row.request, str) else row.request
+        fallback = [f["model"] for f in (request or {}).get("fallback") or ()]
+        return Scheduled(row.owner_id, (row.model, *fallback))
 
     async def stale_jobs(self, now: datetime, queued_before: datetime, limit: int) -> list[Any]:
         """Queued jobs due since ``queued_before`` and running jobs whose lease expired."""

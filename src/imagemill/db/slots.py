@@ -4,7 +4,7 @@
 the whole deployment. Each allowed call is a slot row, leased by compare-and-set like a
 job: the holder renews the lease while it works and frees the slot after; a holder
 that died frees it when the lease runs out. One process alone (SQLite) needs no rows:
-an in-process semaphore does the same.
+an in-process line does the same, and serves owners in turn (``jobs/scheduling.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sqlalchemy import Connection, and_, bindparam, or_, select, update
 from imagemill.db.engine import Database
 from imagemill.db.tables import UTCDateTime, provider_slots
 from imagemill.ids import new_id
+from imagemill.jobs.scheduling import FairLine, Lane
 
 POLL_SECONDS = (0.05, 0.25)  # between tries for a slot, at random within
 _free = or_(provider_slots.c.holder.is_(None), provider_slots.c.expires_at < bindparam("now"))
@@ -68,21 +69,32 @@ class ProviderSlots:
         self.db = db
         self.limits = dict(limits)
         self.lease = timedelta(seconds=lease_seconds)
-        self._local: dict[str, asyncio.Semaphore] = {}
+        self._local: dict[str, FairLine] = {}
         self._made: set[str] = set()  # providers whose slot rows exist
 
     @contextlib.asynccontextmanager
-    async def hold(self, provider: str) -> AsyncIterator[None]:
-        """Wait for a slot of ``provider`` (if it has a limit) and hold it meanwhile."""
+    async def hold(
+        self, provider: str, key: str | None = None, lane: Lane = ("", None)
+    ) -> AsyncIterator[None]:
+        """Wait for a slot of ``provider`` (if it has a limit) and hold it meanwhile;
+        ``key`` (a job id) waits in ``lane``'s turn (see ``position``)."""
         limit = self.limits.get(provider)
         if limit is None:
             yield
             return
-        if self.db.is_sqlite:  # one process owns the database: a semaphore is enough
-            semaphore = self._local.setdefault(provider, asyncio.Semaphore(limit))
-            async with semaphore:
+        # This process never holds more than the limit: its own line first (fair, and
+        # where a job's place is known); then, shared with other processes, a slot row.
+        line = self._local.setdefault(provider, FairLine(limit))
+        async with line.slot(key or new_id("slot"), lane):
+            if self.db.is_sqlite:  # one process owns the database: its line is enough
                 yield
-            return
+                return
+            async with self._row(provider, limit):
+                yield
+
+    @contextlib.asynccontextmanager
+    async def _row(self, provider: str, limit: int) -> AsyncIterator[None]:
+        """A slot row of ``provider``'s, leased while held."""
         holder = new_id("slot")
         slot = await self._take(provider, limit, holder)
         renewing = asyncio.create_task(self._renew(provider, slot, holder))
@@ -92,6 +104,13 @@ class ProviderSlots:
             renewing.cancel()
             params = {"p_provider": provider, "p_slot": slot, "p_holder": holder}
             await asyncio.shield(self.db.write(lambda conn: conn.execute(_RELEASE, params)))
+
+    def position(self, key: str) -> int | None:
+        """Where ``key`` waits for a provider's slot in this process (1: next), if it does."""
+        for line in self._local.values():
+            if (place := line.position(key)) is not None:
+                return place
+        return None
 
     async def _take(self, provider: str, limit: int, holder: str) -> int:
         if provider not in self._made:

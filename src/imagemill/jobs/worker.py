@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import logging
 import os
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 
 from imagemill.config import Settings
+from imagemill.db.queries import Scheduled
 from imagemill.db.records import StoredOutput
 from imagemill.db.repository import Repository
 from imagemill.db.slots import ProviderSlots
@@ -31,6 +33,7 @@ from imagemill.domain import InputImage, Job, JobStatus, ModelSpec, Size, Task
 from imagemill.errors import (
     DeadlineExceeded,
     ImagemillError,
+    InvalidInput,
     LeaseLost,
     ProviderError,
     ProviderTimeout,
@@ -39,6 +42,7 @@ from imagemill.errors import (
     describe,
 )
 from imagemill.events.bus import Event
+from imagemill.jobs.scheduling import FairLine
 from imagemill.jobs.service import utcnow
 from imagemill.providers.base import Provider, RunContext
 from imagemill.providers.registry import Registry
@@ -101,10 +105,11 @@ class Worker:
         self.http = http
         self.dispatch = dispatch
         self.id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
-        self._slots = asyncio.Semaphore(settings.worker_concurrency)
+        self._slots = FairLine(settings.worker_concurrency)
         self._attempts: dict[str, asyncio.Task[JobStatus | None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._handling: set[asyncio.Task[Any]] = set()  # wake-ups being handled
+        self._waiting: set[str] = set()  # jobs whose wake-up waits here for their turn
         self._stopping = False
         self.slots = slots or ProviderSlots(
             repo.db, settings.provider_concurrency, settings.lease_seconds
@@ -114,26 +119,61 @@ class Worker:
     # -- entry points ---------------------------------------------------------------------
 
     async def handle(self, job_id: str) -> None:
-        """A message arrived for ``job_id``: run it when a slot is free."""
-        if self._stopping:
-            return
+        """A message arrived for ``job_id``: run it once a worker slot and its provider's
+        slot are free, given to owners in turn (``jobs/scheduling.py``). Meanwhile it stays
+        queued, in this worker's line (``position``)."""
+        if self._stopping or job_id in self._waiting:
+            return  # a second wake-up for a job already waiting here
         handling = asyncio.current_task()
         if handling is not None:
             self._handling.add(handling)
+        self._waiting.add(job_id)
         try:
-            async with self._slots:
-                if not self._stopping:
-                    await self.run_one(job_id)
+            await self._when_its_turn(job_id)
         finally:
+            self._waiting.discard(job_id)
             self._handling.discard(handling)
 
-    async def run_one(self, job_id: str) -> JobStatus | None:
-        """Claim and run one job now. ``None`` if it was not ours to run."""
+    async def _when_its_turn(self, job_id: str) -> None:
+        if self._slots.free and not self.slots.limits:  # no line to wait in: run it now
+            async with self._slots.slot(job_id, ("", None)):
+                self._waiting.discard(job_id)
+                await self.run_one(job_id)
+            return
+        job = await self.repo.to_schedule(job_id)
+        if job is None:
+            return  # finished, or deleted meanwhile
+        lane = (job.owner_id, None)
+        async with self._slots.slot(job_id, lane):
+            provider = self._first_provider(job)
+            async with self.slots.hold(provider, job_id, lane):
+                self._waiting.discard(job_id)
+                if not self._stopping:
+                    await self.run_one(job_id, holding=provider)
+
+    def position(self, job_id: str) -> int | None:
+        """Where the job waits in this worker's line for a slot, or its provider's (1:
+        next), if it waits here."""
+        return self._slots.position(job_id) or self.slots.position(job_id)
+
+    def _first_provider(self, job: Scheduled) -> str:
+        """The provider the job's attempt starts with: its model's, or the first available
+        fallback's."""
+        try:
+            found = [self.registry.resolve(model) for model in job.models]
+        except InvalidInput:
+            return ""  # a model gone from this server: the attempt fails it, no slot needed
+        available = [provider for provider, spec in found if spec.available]
+        return (available or [found[0][0]])[0].name
+
+    async def run_one(self, job_id: str, *, holding: str | None = None) -> JobStatus | None:
+        """Claim and run one job now. ``None`` if it was not ours to run. ``holding``: the
+        provider whose slot the caller holds for it already."""
         now = utcnow()
         job = await self.repo.claim(job_id, self.id, now + self._lease, now)
         if job is None:
             return None  # a duplicate message, or not due yet
-        attempt: asyncio.Task[JobStatus | None] = asyncio.create_task(self._attempt(job))
+        attempt: asyncio.Task[JobStatus | None] = asyncio.create_task(self._attempt(job, holding))
         self._attempts[job.id] = attempt
         heartbeat = asyncio.create_task(self._heartbeat(job.id, attempt))
         try:
@@ -183,7 +223,7 @@ class Worker:
     def _lease(self) -> timedelta:
         return timedelta(seconds=self.settings.lease_seconds)
 
-    async def _attempt(self, job: Job) -> JobStatus | None:
+    async def _attempt(self, job: Job, holding: str | None = None) -> JobStatus | None:
         """Run the job's model (then its fallbacks) and record the outcome.
 
         The job's new status, or ``None`` when it was not ours to record.
@@ -191,7 +231,7 @@ class Worker:
         try:
             if self._time_left(job) <= 0:
                 raise DeadlineExceeded("the job's deadline passed before it could run")
-            stored = await self._run_chain(job)
+            stored = await self._run_chain(job, holding)
         except (asyncio.CancelledError, LeaseLost):
             return None  # canceled by its owner, or the lease moved on: nothing to record
         except TimeoutError:
@@ -227,7 +267,7 @@ class Worker:
         timeout = self.settings.job_timeout_seconds
         return ProviderTimeout(f"no result within {timeout:g} s")
 
-    async def _run_chain(self, job: Job) -> list[StoredOutput]:
+    async def _run_chain(self, job: Job, holding: str | None = None) -> list[StoredOutput]:
         """The job's model, then each fallback in order, until one succeeds."""
         chain = [
             (job.model, job.request.params),
@@ -242,7 +282,9 @@ class Worker:
                     raise ProviderUnavailable(
                         f"{spec.id} is unavailable: {spec.unavailable_reason}", retryable=False
                     )
-                return await self._run_model(job, provider, spec, params, fallback_reason=reason)
+                return await self._run_model(
+                    job, provider, spec, params, fallback_reason=reason, holding=holding
+                )
             except ProviderError as exc:
                 failures.append((spec.id, exc))
                 reason = (
@@ -265,6 +307,7 @@ class Worker:
         params: dict[str, Any],
         *,
         fallback_reason: str | None,
+        holding: str | None = None,
     ) -> list[StoredOutput]:
         """The outputs of one model of the chain (a fallback when ``fallback_reason``
         says why the model asked for did not make them), stored."""
@@ -272,7 +315,9 @@ class Worker:
         # Waiting for the provider's slot counts against the job's deadline, not against
         # the attempt's time: that starts once the provider is actually called.
         deadline = asyncio.timeout(self._until_deadline(job))
-        async with deadline, self.slots.hold(provider.name):
+        held = provider.name == holding  # the caller waited for it, the job still queued
+        slot = contextlib.nullcontext() if held else self.slots.hold(provider.name)
+        async with deadline, slot:
             async with asyncio.timeout(self._time_left(job)):
                 results = await provider.run(task, self._context(job, spec.id, deadline))
                 return [

@@ -892,3 +892,38 @@ async def test_a_bad_metadata_filter_is_422_naming_it(
     response = await client.get(f"/v1/jobs?{query}")
     assert response.status_code == 422, response.text
     assert response.json()["error"]["field"] == field
+
+
+async def test_a_job_waiting_for_its_provider_is_queued_with_its_place_in_line(
+    make_client: Callable[..., Any], finished: JobWaiter
+) -> None:
+    """Waiting for a provider slot, jobs read `running` at progress 0: no UI could show
+    "queued, 2nd in line"."""
+    async with make_client(provider_concurrency={"placeholder": 1}) as client:
+        body = {"model": "placeholder", "prompt": "slow", "size": "32x32"}
+        slow = {**body, "params": {"latency_ms": 60_000}}
+        first = await submit(client, slow)
+        await finished(client, first["id"], statuses={"running"})
+        second, third = await submit(client, body), await submit(client, body)
+
+        async def seen(job: dict[str, Any]) -> dict[str, Any]:
+            return dict((await client.get(f"/v1/jobs/{job['id']}")).json())
+
+        for _ in range(3000):  # until both wait in line (30 s at most)
+            if (await seen(third))["queue_position"] == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert ((await seen(second))["status"], (await seen(second))["queue_position"]) == (
+            "queued",
+            1,
+        )
+        assert ((await seen(third))["status"], (await seen(third))["queue_position"]) == (
+            "queued",
+            2,
+        )
+        assert (await seen(first))["queue_position"] is None
+        listed = (await client.get("/v1/jobs")).json()["data"]
+        assert [j["queue_position"] for j in listed] == [2, 1, None]
+        await client.post(f"/v1/jobs/{first['id']}/cancel")
+        assert (await finished(client, third["id"]))["status"] == "succeeded"
+        assert (await seen(third))["queue_position"] is None

@@ -119,13 +119,15 @@ async def list_jobs(
     jobs = await runtime.service.list(owner.id, where, limit + 1)
     page = jobs[:limit]
     next_cursor = page[-1].id if len(jobs) > limit else None
-    return JobPage(data=[JobOut.of(j, links) for j in page], next_cursor=next_cursor)
+    data = [JobOut.of(j, links, runtime.worker.position(j.id)) for j in page]
+    return JobPage(data=data, next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=ERRORS)
 async def get_job(job_id: str, owner: CurrentOwner, runtime: RuntimeDep, links: LinksDep) -> JobOut:
     """One job, with its outputs, cost, timings and error."""
-    return JobOut.of(await runtime.service.get(owner.id, job_id), links)
+    job = await runtime.service.get(owner.id, job_id)
+    return JobOut.of(job, links, runtime.worker.position(job.id))
 
 
 @router.post(
