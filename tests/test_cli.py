@@ -64,7 +64,7 @@ def job_of(path: Path) -> str:
 
 def test_help_lists_every_command() -> None:
     listing = ok("--help").stdout
-    for command in ("serve", "generate", "jobs", "models", "keys", "db"):
+    for command in ("serve", "generate", "batch", "jobs", "models", "keys", "db"):
         assert command in listing
     assert "ls" in ok("jobs", "--help").stdout and "cancel" in ok("jobs", "--help").stdout
     assert "--seed" in ok("generate", "--help").stdout
@@ -204,6 +204,31 @@ def test_text_from_a_job_cannot_drive_the_terminal(data_dir: Path, tmp_path: Pat
     shown = ok("jobs", "show", job_of(path)).stdout
     assert "\x1b" not in shown
     assert "\\u001b[2J[bold]loud[/bold] fox" in shown
+
+
+def test_a_batch_from_a_jsonl_file(data_dir: Path, tmp_path: Path) -> None:
+    lines = [
+        json.dumps({"model": "placeholder", "prompt": f"page {i}", "size": "32x32", "seed": i})
+        for i in range(3)
+    ]
+    story = tmp_path / "story.jsonl"
+    story.write_text("# a three-page story\n" + "\n".join(lines) + "\n\n")
+
+    result = ok("batch", story, "--concurrency", "2", "-o", tmp_path / "pages")
+
+    saved = generated(result)
+    assert len(saved) == 3 and all(path.exists() for path in saved)
+    assert "succeeded" in result.stderr and "3 succeeded" in result.stderr
+    failing = tmp_path / "failing.jsonl"
+    bad = {"model": "placeholder", "prompt": "x", "size": "32x32", "params": {"fail": "permanent"}}
+    failing.write_text(lines[0] + "\n" + json.dumps(bad) + "\n")
+    ended = imagemill("batch", failing)
+    assert ended.exit_code == 1 and "1 failed" in ended.stderr
+    refused = imagemill("batch", story.with_name("nope.jsonl"))
+    assert refused.exit_code == 2
+    (tmp_path / "broken.jsonl").write_text("{not json\n")
+    broken = imagemill("batch", tmp_path / "broken.jsonl")
+    assert broken.exit_code == 2 and "line 1" in broken.output
 
 
 def test_jobs_cancel(data_dir: Path) -> None:

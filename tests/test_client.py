@@ -530,3 +530,23 @@ def test_sync_client_reports_an_unreachable_server() -> None:
         pytest.raises(APIConnectionError, match="could not reach"),
     ):
         client.models.list()
+
+
+async def test_a_batch_through_the_sdk(sdk: AsyncClient) -> None:
+    pages = [{"model": "placeholder", "prompt": f"page {i}", "size": "32x32"} for i in range(3)]
+    batch = await sdk.batches.create(pages, concurrency=2, metadata={"story": "fox"})
+    assert (batch.total, batch.concurrency, batch.metadata) == (3, 2, {"story": "fox"})
+
+    seen: list[float] = []
+    done = await sdk.batches.wait(
+        batch.id, timeout=30, poll_interval=0.02, on_update=lambda b: seen.append(b.progress)
+    )
+    assert done.status is JobStatus.SUCCEEDED and done.counts["succeeded"] == 3
+    assert seen == sorted(seen) and seen[-1] == 1.0
+    assert [b.id for b in (await sdk.batches.list()).data] == [batch.id]
+    items = await sdk.jobs.list(batch_id=batch.id)
+    assert sorted(j.id for j in items.data) == sorted(batch.job_ids)
+    assert (await sdk.batches.retry(batch.id)).counts["succeeded"] == 3, "nothing to retry"
+    with pytest.raises(InvalidRequestError) as refused:
+        await sdk.batches.create([{"model": "placeholder", "prompt": "x", "size": "1x1"}])
+    assert refused.value.field == "requests.0.size"

@@ -339,6 +339,53 @@ class JobOutput:
 
 
 @dataclass(slots=True)
+class Batch:
+    """Job requests submitted as one; ``jobs`` are its items, in request order."""
+
+    id: str
+    owner_id: str
+    concurrency: int
+    metadata: dict[str, Any]
+    progress: float  # 0 to 1, never lower than it was shown
+    created_at: datetime
+    jobs: list[Job]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many items are in each status (every status named)."""
+        counts = dict.fromkeys((s.value for s in JobStatus), 0)
+        for job in self.jobs:
+            counts[job.status.value] += 1
+        return counts
+
+    @property
+    def status(self) -> JobStatus:
+        """Running until every item ended; then succeeded if all did, else failed if any
+        failed, else canceled. Queued while no item has started."""
+        if any(not job.status.terminal for job in self.jobs):
+            started = any(job.status is not JobStatus.QUEUED or job.attempt for job in self.jobs)
+            return JobStatus.RUNNING if started else JobStatus.QUEUED
+        ends = {job.status for job in self.jobs}
+        if ends == {JobStatus.SUCCEEDED}:
+            return JobStatus.SUCCEEDED
+        return JobStatus.FAILED if JobStatus.FAILED in ends else JobStatus.CANCELED
+
+    @property
+    def finished_at(self) -> datetime | None:
+        ends = [job.finished_at for job in self.jobs]
+        if self.status.terminal and all(ends):
+            return max(end for end in ends if end)
+        return None
+
+    def measured_progress(self) -> float:
+        """Each item's share: 1 once it ended, else its own progress."""
+        if not self.jobs:
+            return 1.0
+        done = sum(1.0 if job.status.terminal else job.progress for job in self.jobs)
+        return done / len(self.jobs)
+
+
+@dataclass(slots=True)
 class JobError:
     code: str
     message: str
@@ -372,6 +419,7 @@ class Job:
     outputs: list[JobOutput] = field(default_factory=list)
     deadline_at: datetime | None = None
     request_fingerprint: str | None = None  # of the request as submitted
+    batch_id: str | None = None  # the batch it is an item of
 
 
 def check_event_types(types: list[str]) -> list[str]:

@@ -23,6 +23,7 @@ from imagemill.events.bus import EventBus
 from imagemill.events.fanout import PostgresFanout
 from imagemill.events.webhooks import WebhookSender, WebhookTargets
 from imagemill.ids import new_id
+from imagemill.jobs.batches import BatchService
 from imagemill.jobs.broker import Transport, make_broker
 from imagemill.jobs.service import JobService, utcnow
 from imagemill.jobs.sweeper import Sweeper
@@ -93,6 +94,7 @@ class Runtime:
             self.webhook_targets,
             max_pixels=settings.max_image_pixels,
         )
+        self.batches = BatchService(self.repo, self.service)
         self.worker = Worker(
             settings,
             self.repo,

@@ -12,14 +12,16 @@
   the request (each model's own rules are stated, per model, for ``model``). And one
   rule the schema states in words only: ``size`` and ``aspect_ratio`` together (as a
   rule of its own it takes schemathesis' generator for the job request past what it
-  can read). Everything else a request may carry is stated in the schema, and its
-  refusal fails the run.
+  can read). A batch's items are job requests, held to the same (and run one model each,
+  stated in words). Everything else a request may carry is stated in the schema, and
+  its refusal fails the run.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 from typing import Any
 
 import schemathesis
@@ -93,6 +95,12 @@ def _decided_by_stored_data(case: Any, response: Any) -> bool:
         return False
     field = str(error.get("field") or error.get("param") or "")
     body = case.body if isinstance(case.body, dict) else {}
+    item = re.fullmatch(r"requests\.([0-9]+)\.(.+)", field)
+    if operation == "POST /v1/batches" and item:  # a batch item is a job request
+        if item[2] == "models":
+            return True  # one model per item: in the items' description
+        operation, field = "POST /v1/jobs", item[2]
+        body = body["requests"][int(item[1])]
     if operation == "POST /v1/jobs" and field == "aspect_ratio" and body.get("size") is not None:
         return True  # size or aspect_ratio, not both: in aspect_ratio's description
     if operation == "POST /v1/jobs" and body.get("preset") is not None:

@@ -180,6 +180,40 @@ async def test_a_providers_limit_holds_across_worker_processes(
         assert all(j.status is JobStatus.SUCCEEDED for j in await first.repo.get_jobs(job_ids))
 
 
+async def test_a_batchs_concurrency_holds_across_worker_processes(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Six items, concurrency 2, handed to two worker processes: two run, four wait
+    queued, however the wake-ups were shared out."""
+    gated = Gated()
+    settings = Settings(data_dir=tmp_path, database_url=postgres_url, worker_concurrency=8)
+    registry = Registry([gated])
+    async with (
+        Runtime(settings, registry=registry, run_workers=False, sweep=False) as first,
+        Runtime(settings, registry=registry, run_workers=False, sweep=False) as second,
+    ):
+        owner = await first.local_owner()
+        requests = [Submission(model="gated", prompt=str(i)) for i in range(6)]
+        batch = await first.batches.create(owner.id, requests, concurrency=2, metadata={})
+        job_ids = [job.id for job in batch.jobs]
+        pairs = zip([first, second] * 3, job_ids, strict=True)
+        handling = asyncio.gather(*(runtime.worker.handle(job_id) for runtime, job_id in pairs))
+        try:
+            for _ in range(1500):  # 30 s
+                if gated.running == 2:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)  # time for any item not held back to reach the provider
+            assert gated.running == 2, "two processes, one batch limit of 2"
+            counts = (await first.batches.get(owner.id, batch.id)).counts
+            assert (counts["running"], counts["queued"]) == (2, 4)
+        finally:
+            gated.release.set()
+            await asyncio.wait_for(handling, 20)
+        assert gated.peak == 2
+        assert (await first.batches.get(owner.id, batch.id)).status is JobStatus.SUCCEEDED
+
+
 async def test_the_stream_of_all_jobs_misses_nothing_from_concurrent_processes(
     api_and_worker: tuple[str, Runtime], postgres_url: str
 ) -> None:

@@ -12,6 +12,7 @@ from imagemill import __version__, web
 from imagemill.api import contract, errors
 from imagemill.api.routes import (
     assets,
+    batches,
     events,
     health,
     jobs,
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.max_upload_bytes = settings.max_upload_bytes  # routing: a body's size limit
     for module in (
         jobs,
+        batches,
         events,
         assets,
         models,

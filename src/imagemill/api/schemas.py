@@ -15,20 +15,24 @@ from imagemill.db.accounts import PRESET_ID_PREFIX, Preset
 from imagemill.domain import (
     DEFAULT_WEBHOOK_EVENTS,
     EVENT_TYPES,
+    Batch,
     EventType,
     Job,
     JobOutput,
     JobStatus,
     Request,
     Size,
+    Submission,
     TaskKind,
     check_event_types,
 )
 from imagemill.fields import (
+    Metadata,
     Params,
     SizeText,
     WebhookUrl,
 )
+from imagemill.jobs.batches import MAX_CONCURRENCY, MAX_REQUESTS
 
 # Times in query strings: an RFC 3339 date, or date and time with its zone (what JSON
 # Schema's `date` and `date-time` formats mean), nothing looser (a bare number is not a time).
@@ -152,6 +156,7 @@ class JobOut(BaseModel):
     request: Request
     progress: float
     progress_message: str | None
+    batch_id: str | None = Field(None, description="The batch it is an item of.")
     queue_position: int | None = Field(
         None,
         description="While queued: where the job waits in line for a worker or its "
@@ -187,6 +192,7 @@ class JobOut(BaseModel):
             request=job.request,
             progress=job.progress,
             progress_message=job.progress_message,
+            batch_id=job.batch_id,
             queue_position=queue_position if job.status is JobStatus.QUEUED else None,
             attempt=job.attempt,
             max_attempts=job.max_attempts,
@@ -219,6 +225,69 @@ class GroupOut(BaseModel):
 
 class JobPage(BaseModel):
     data: list[JobOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    requests: list[Submission] = Field(
+        min_length=1,
+        max_length=MAX_REQUESTS,
+        description=f"Up to {MAX_REQUESTS:,} job requests, each as `POST /v1/jobs` takes "
+        "it, with one `model` (not `models`: a comparison is its own request): the items, "
+        "in this order.",
+    )
+    concurrency: int = Field(
+        5, ge=1, le=MAX_CONCURRENCY, strict=True, description="How many items run at once."
+    )
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class BatchCounts(BaseModel):
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    canceled: int
+
+
+class BatchOut(BaseModel):
+    object: Literal["batch"] = "batch"
+    id: str
+    status: JobStatus = Field(
+        description="queued until an item starts, running until every item ended; then "
+        "succeeded if all did, failed if any failed, else canceled."
+    )
+    counts: BatchCounts
+    progress: float = Field(
+        description="0 to 1: each item's share, 1 once it ended. It never goes back."
+    )
+    concurrency: int
+    total: int
+    job_ids: list[str] = Field(description="The items, in the order of the requests.")
+    metadata: dict[str, Any]
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, batch: Batch) -> BatchOut:
+        return cls(
+            id=batch.id,
+            status=batch.status,
+            counts=BatchCounts(**batch.counts),
+            progress=round(batch.progress, 6),
+            concurrency=batch.concurrency,
+            total=len(batch.jobs),
+            job_ids=[job.id for job in batch.jobs],
+            metadata=batch.metadata,
+            created_at=batch.created_at,
+            finished_at=batch.finished_at,
+        )
+
+
+class BatchPage(BaseModel):
+    data: list[BatchOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
 
 

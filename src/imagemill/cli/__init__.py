@@ -1,4 +1,5 @@
-"""The ``imagemill`` command line (typer + rich): serve, generate, jobs, models, keys, db.
+"""The ``imagemill`` command line (typer + rich): serve, generate, batch, jobs, models, keys,
+db.
 
 Commands that read or make jobs go through the SDK, one code path in both modes: with
 ``--server URL`` over HTTP, otherwise in-process: a ``Runtime`` on the data dir, the
@@ -17,7 +18,7 @@ from imagemill.cli.common import app, console
 
 # The commands are listed in the order their modules add them.
 # isort: off
-from imagemill.cli import serving, generating, jobs, admin  # noqa: F401
+from imagemill.cli import serving, generating, batching, jobs, admin  # noqa: F401
 # isort: on
 
 __all__ = ["app", "main"]

@@ -56,6 +56,7 @@ from imagemill.client.errors import (
 from imagemill.client.operations import DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT
 from imagemill.client.wire import (
     Asset,
+    Batch,
     Event,
     Group,
     Job,
@@ -81,6 +82,7 @@ __all__ = [
     "Asset",
     "AsyncClient",
     "AuthenticationError",
+    "Batch",
     "Client",
     "ClientError",
     "ConflictError",

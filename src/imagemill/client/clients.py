@@ -29,8 +29,10 @@ from imagemill.client.operations import (
     Op,
     Pause,
     Step,
+    _cancel_batch,
     _cancel_job,
     _copy_preset,
+    _create_batch,
     _create_group,
     _create_job,
     _create_preset,
@@ -38,22 +40,26 @@ from imagemill.client.operations import (
     _download_asset,
     _download_thumbnail,
     _generate,
+    _get_batch,
     _get_job,
     _get_model,
     _get_preset,
     _job_stream,
+    _list_batches,
     _list_jobs,
     _list_models,
     _list_presets,
     _owner_stream,
     _parsed,
     _resume_headers,
+    _retry_batch,
     _retry_job,
     _save_asset,
     _save_outputs,
     _Stream,
     _update_preset,
     _upload_asset,
+    _wait_batch,
     _wait_job,
 )
 from imagemill.client.wire import Event, Page
@@ -188,6 +194,18 @@ class Jobs(_Resource[ModeT]):
     save_outputs = _Operation(_save_outputs)
 
 
+class Batches(_Resource[ModeT]):
+    """``/v1/batches``: job requests submitted as one; create, read, list, cancel, retry
+    and wait for them."""
+
+    create = _Operation(_create_batch)
+    get = _Operation(_get_batch)
+    list = _Operation(_list_batches)
+    cancel = _Operation(_cancel_batch)
+    retry = _Operation(_retry_batch)
+    wait = _Operation(_wait_batch)
+
+
 class Assets(_Resource[ModeT]):
     """``/v1/assets``: stored bytes, outputs and uploads."""
 
@@ -274,6 +292,7 @@ class _BaseClient(_Resource[ModeT], Generic[ModeT, TransportT]):
         self._config = _Config(base_url, api_key, timeout)
         self._http = self._open(self._config, transport)
         self.jobs: Jobs[ModeT] = Jobs(self)
+        self.batches: Batches[ModeT] = Batches(self)
         self.assets: Assets[ModeT] = Assets(self)
         self.models: Models[ModeT] = Models(self)
         self.presets: Presets[ModeT] = Presets(self)

@@ -11,7 +11,7 @@ from typing import (
 import httpx
 
 if TYPE_CHECKING:
-    from imagemill.client.wire import Job
+    from imagemill.client.wire import Batch, Job
 
 
 class ClientError(Exception):
@@ -73,10 +73,12 @@ class JobFailed(ClientError):
 
 
 class WaitTimeout(ClientError, TimeoutError):
-    """``wait`` gave up; ``job`` is its last known state, and it goes on running."""
+    """``wait`` gave up; ``job`` is the job's (or batch's) last known state, and it goes
+    on running."""
 
-    def __init__(self, job: Job) -> None:
-        super().__init__(f"job {job.id} is still {job.status} ({job.progress:.0%})")
+    def __init__(self, job: Job | Batch) -> None:
+        kind = "batch" if hasattr(job, "job_ids") else "job"
+        super().__init__(f"{kind} {job.id} is still {job.status} ({job.progress:.0%})")
         self.job = job
 
 

@@ -25,6 +25,8 @@ from pydantic import BaseModel
 from imagemill.client.errors import JobFailed, WaitTimeout, _raise_for_error
 from imagemill.client.wire import (
     Asset,
+    Batch,
+    BatchPage,
     Event,
     Group,
     Job,
@@ -152,6 +154,65 @@ def _cancel_job(job_id: str) -> Op[Job]:
 def _retry_job(job_id: str) -> Op[Job]:
     """Run a failed or canceled job again (same id, queued); ``ConflictError`` otherwise."""
     return (yield from _fetch(Job, "POST", f"/v1/jobs/{_segment(job_id)}/retry"))
+
+
+def _create_batch(
+    requests: list[SubmissionFields],
+    *,
+    concurrency: int = 5,
+    metadata: dict[str, Any] | None = None,
+) -> Op[Batch]:
+    """Submit job requests as one, at most ``concurrency`` running at once; every request
+    is checked first (``InvalidRequestError`` naming ``requests.N.<field>``)."""
+    body = {"requests": list(requests), "concurrency": concurrency, "metadata": metadata or {}}
+    return (yield from _fetch(Batch, "POST", "/v1/batches", json=body))
+
+
+def _get_batch(batch_id: str) -> Op[Batch]:
+    """One batch: status, counts per item status, progress, its jobs in order."""
+    return (yield from _fetch(Batch, "GET", f"/v1/batches/{_segment(batch_id)}"))
+
+
+def _list_batches(*, cursor: str | None = None, limit: int | None = None) -> Op[Page[Batch]]:
+    """One page of your batches, newest first."""
+    params = _given(cursor=cursor, limit=limit)
+    return (yield from _fetch(BatchPage, "GET", "/v1/batches", params=params))
+
+
+def _cancel_batch(batch_id: str) -> Op[Batch]:
+    """Cancel every item not finished yet."""
+    return (yield from _fetch(Batch, "POST", f"/v1/batches/{_segment(batch_id)}/cancel"))
+
+
+def _retry_batch(batch_id: str) -> Op[Batch]:
+    """Run the failed and canceled items again (each the same job)."""
+    return (yield from _fetch(Batch, "POST", f"/v1/batches/{_segment(batch_id)}/retry"))
+
+
+def _wait_batch(
+    batch_id: str,
+    *,
+    timeout: float | None = None,
+    poll_interval: float = DEFAULT_POLL_INTERVAL,
+    on_update: Callable[[Batch], object] | None = None,
+) -> Op[Batch]:
+    """Poll the batch until every item finished and return it; ``WaitTimeout`` after
+    ``timeout`` s (``None``: as long as it takes). ``on_update(batch)`` is called with
+    the first state seen and whenever its counts or progress change."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    seen: tuple[object, ...] | None = None
+    while True:
+        batch = yield from _get_batch(batch_id)
+        state = (batch.status, batch.progress, tuple(sorted(batch.counts.items())))
+        if on_update is not None and state != seen:
+            yield Notify(functools.partial(on_update, batch))
+        seen = state
+        if batch.done:
+            return batch
+        remaining = float("inf") if deadline is None else deadline - time.monotonic()
+        if remaining <= 0:
+            raise WaitTimeout(batch)
+        yield Pause(min(poll_interval, remaining))
 
 
 def _wait_job(

@@ -93,9 +93,11 @@ class Job(_Wire):
     kind: TaskKind
     model: str
     group_id: str | None = None
+    batch_id: str | None = None
     request: Request
     progress: float = 0.0
     progress_message: str | None = None
+    queue_position: int | None = None  # while queued, where the line is known (1: next)
     attempt: int = 0
     max_attempts: int = 1
     error: JobError | None = None
@@ -125,6 +127,26 @@ class Event(_Wire):
     created_at: datetime
 
 
+class Batch(_Wire):
+    """A batch as ``GET /v1/batches/{id}`` returns it: its items are jobs (``job_ids``)."""
+
+    id: str
+    status: JobStatus
+    counts: dict[str, int]  # items per status: queued, running, succeeded, failed, canceled
+    progress: float  # 0 to 1, never going back
+    concurrency: int
+    total: int
+    job_ids: list[str]
+    metadata: dict[str, Any] = {}
+    created_at: datetime
+    finished_at: datetime | None = None
+
+    @property
+    def done(self) -> bool:
+        """Every item finished: succeeded, failed or canceled."""
+        return self.status.terminal
+
+
 class Group(_Wire):
     """The jobs of one side-by-side submission (``models=[...]``)."""
 
@@ -138,6 +160,7 @@ class Page(_Wire, Generic[T]):
 
 
 JobPage = Page[Job]
+BatchPage = Page[Batch]
 
 
 class Preset(_Wire):
@@ -193,6 +216,7 @@ class JobFilters(TypedDict, total=False):
     kind: str
     q: str
     group_id: str
+    batch_id: str
     limit: int
 
 

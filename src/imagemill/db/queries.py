@@ -16,16 +16,33 @@ from sqlalchemy import Connection, Integer, Select, bindparam, cast, func, selec
 from imagemill.boundary import quoted
 from imagemill.db.engine import Database
 from imagemill.db.rows import job_from_row, load_outputs, metadata_entry
-from imagemill.db.tables import assets, cache_entries, events, job_metadata, jobs, outputs
-from imagemill.domain import Asset, Job, JobStatus, TaskKind
+from imagemill.db.tables import (
+    assets,
+    batches,
+    cache_entries,
+    events,
+    job_metadata,
+    jobs,
+    outputs,
+)
+from imagemill.domain import Asset, Batch, Job, JobStatus, TaskKind
 from imagemill.errors import NotFound
 
 Q, R, S = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED
 
 _JOBS_BY_ID = select(jobs).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
 _JOB_STATUS = select(jobs.c.status, jobs.c.lease_owner).where(jobs.c.id == bindparam("job_id"))
-_TO_SCHEDULE = select(jobs.c.owner_id, jobs.c.status, jobs.c.model, jobs.c.request).where(
-    jobs.c.id == bindparam("job_id")
+_TO_SCHEDULE = (
+    select(
+        jobs.c.owner_id,
+        jobs.c.status,
+        jobs.c.model,
+        jobs.c.request,
+        jobs.c.batch_id,
+        batches.c.concurrency,
+    )
+    .outerjoin(batches, batches.c.id == jobs.c.batch_id)
+    .where(jobs.c.id == bindparam("job_id"))
 )
 _CACHED_JOB_ID = (
     select(cache_entries.c.job_id)
@@ -54,6 +71,7 @@ class JobFilter:
     kind: TaskKind | None = None
     text: str | None = None
     group_id: str | None = None
+    batch_id: str | None = None
     created_after: datetime | None = None  # inclusive
     created_before: datetime | None = None  # exclusive
     before: str | None = None  # cursor: ids sort by creation time
@@ -66,6 +84,7 @@ class Scheduled:
 
     owner_id: str
     models: tuple[str, ...]  # its model, then its fallbacks
+    batch: tuple[str, int] | None = None  # its batch's id and concurrency
 
 
 class Queries:
@@ -123,6 +142,8 @@ class Queries:
             conditions.append(jobs.c.kind == where.kind.value)
         if where.group_id:
             conditions.append(jobs.c.group_id == where.group_id)
+        if where.batch_id:
+            conditions.append(jobs.c.batch_id == where.batch_id)
         if where.text:
             pattern = "%" + where.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             conditions.append(jobs.c.prompt.ilike(pattern + "%", escape="\\"))
@@ -238,7 +259,24 @@ class Queries:
             return None
         request = json.loads(row.request) if isinstance(row.request, str) else row.request
         fallback = [f["model"] for f in (request or {}).get("fallback") or ()]
-        return Scheduled(row.owner_id, (row.model, *fallback))
+        batch = (row.batch_id, row.concurrency) if row.batch_id else None
+        return Scheduled(row.owner_id, (row.model, *fallback), batch)
+
+    async def get_batch(self, batch_id: str, owner_id: str) -> Batch:
+        """The owner's batch with its items; ``NotFound`` also when another owner has it."""
+        query = select(batches).where(batches.c.id == batch_id, batches.c.owner_id == owner_id)
+        found = await self.db.read(lambda conn: batches_with_items(conn, query))
+        if not found:
+            raise NotFound(f"no batch {quoted(batch_id)}")
+        return found[0]
+
+    async def list_batches(self, owner_id: str, before: str | None, limit: int) -> list[Batch]:
+        """The owner's batches, newest first, with their items."""
+        query = select(batches).where(batches.c.owner_id == owner_id)
+        if before:
+            query = query.where(batches.c.id < before)
+        query = query.order_by(batches.c.id.desc()).limit(limit)
+        return await self.db.read(lambda conn: batches_with_items(conn, query))
 
     async def stale_jobs(self, now: datetime, queued_before: datetime, limit: int) -> list[Any]:
         """Queued jobs due since ``queued_before`` and running jobs whose lease expired."""
@@ -284,6 +322,28 @@ def jobs_by_id(conn: Connection, job_ids: Sequence[str]) -> list[Job]:
     by_job = load_outputs(conn, [r.id for r in rows])
     found = {row.id: job_from_row(row, by_job.get(row.id, [])) for row in rows}
     return [found[i] for i in job_ids if i in found]
+
+
+def batches_with_items(conn: Connection, query: Select[Any]) -> list[Batch]:
+    rows = conn.execute(query).all()
+    items = select(jobs).where(jobs.c.batch_id.in_([r.id for r in rows])).order_by(jobs.c.id)
+    job_rows = conn.execute(items).all() if rows else []
+    by_job = load_outputs(conn, [r.id for r in job_rows])
+    by_batch: dict[str, list[Job]] = {}
+    for row in job_rows:
+        by_batch.setdefault(row.batch_id, []).append(job_from_row(row, by_job.get(row.id, [])))
+    return [
+        Batch(
+            id=r.id,
+            owner_id=r.owner_id,
+            concurrency=r.concurrency,
+            metadata=r.metadata,
+            progress=r.progress,
+            created_at=r.created_at,
+            jobs=by_batch.get(r.id, []),
+        )
+        for r in rows
+    ]
 
 
 def cached_job_of(conn: Connection, owner_id: str, cache_key: str) -> Job | None:

@@ -24,6 +24,7 @@ class JobDraft:
     deadline_seconds: float | None = None
     webhook_url: str | None = None
     webhook_events: list[str] | None = None
+    batch_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

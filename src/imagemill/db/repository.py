@@ -29,7 +29,15 @@ from imagemill.db.rows import (
     output_row,
     stored_job_output,
 )
-from imagemill.db.tables import UTCDateTime, assets, cache_entries, job_metadata, jobs, outputs
+from imagemill.db.tables import (
+    UTCDateTime,
+    assets,
+    batches,
+    cache_entries,
+    job_metadata,
+    jobs,
+    outputs,
+)
 from imagemill.domain import Asset, Job, JobStatus
 from imagemill.errors import Conflict, ImagemillError, LeaseLost
 from imagemill.events.fanout import CHANNEL, notification
@@ -152,13 +160,7 @@ class Repository(Queries):
         """
 
         def work(conn: Connection, published: Published) -> list[Job]:
-            created = []
-            for draft in drafts:
-                source = None
-                if draft.reuse_cached and draft.cache_key:
-                    source = cached_job_of(conn, draft.owner_id, draft.cache_key)
-                created.append(_insert_job(conn, draft, source, now, published))
-            return created
+            return _insert_drafts(conn, drafts, now, published)
 
         try:
             return await self._write(work)
@@ -167,6 +169,41 @@ class Repository(Queries):
             if drafts[0].idempotency_key is None:
                 raise
             raise Conflict("a request with this Idempotency-Key is being created") from exc
+
+    async def create_batch(
+        self,
+        batch_id: str,
+        owner_id: str,
+        concurrency: int,
+        metadata: dict[str, Any],
+        drafts: Sequence[JobDraft],
+        now: datetime,
+    ) -> list[Job]:
+        """Insert a batch and its items (``drafts``, in order) in one transaction."""
+        row = {
+            "id": batch_id,
+            "owner_id": owner_id,
+            "concurrency": concurrency,
+            "total": len(drafts),
+            "metadata": metadata,
+            "progress": 0.0,
+            "created_at": now,
+        }
+
+        def work(conn: Connection, published: Published) -> list[Job]:
+            conn.execute(_INSERT_BATCH, [row])
+            return _insert_drafts(conn, drafts, now, published)
+
+        return await self._write(work)
+
+    async def raise_batch_progress(self, batch_id: str, progress: float) -> None:
+        """Record ``progress`` as shown, unless a higher one was (it never goes back)."""
+        raised = (
+            update(batches)
+            .where(batches.c.id == batch_id, batches.c.progress < progress)
+            .values(progress=progress)
+        )
+        await self._write(lambda conn, _: conn.execute(raised), events=False)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -450,6 +487,20 @@ def _failure_events(error: ImagemillError) -> list[NewEvent]:
 
 
 _INSERT_METADATA = insert(job_metadata)
+_INSERT_BATCH = insert(batches)
+
+
+def _insert_drafts(
+    conn: Connection, drafts: Sequence[JobDraft], now: datetime, published: Published
+) -> list[Job]:
+    """Insert jobs; a draft whose cache key has a succeeded job becomes its cache hit."""
+    created = []
+    for draft in drafts:
+        source = None
+        if draft.reuse_cached and draft.cache_key:
+            source = cached_job_of(conn, draft.owner_id, draft.cache_key)
+        created.append(_insert_job(conn, draft, source, now, published))
+    return created
 
 
 def _insert_job(
@@ -466,6 +517,7 @@ def _insert_job(
         "id": draft.id,
         "owner_id": draft.owner_id,
         "group_id": draft.group_id,
+        "batch_id": draft.batch_id,
         "kind": request.kind.value,
         "model": request.model,
         "status": status.value,

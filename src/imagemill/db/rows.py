@@ -99,6 +99,7 @@ def job_from_row(row: Row[Any], job_outputs: list[JobOutput]) -> Job:
         outputs=job_outputs,
         deadline_at=row.deadline_at,
         request_fingerprint=row.request_fingerprint,
+        batch_id=row.batch_id,
     )
 
 

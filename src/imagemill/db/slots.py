@@ -74,11 +74,16 @@ class ProviderSlots:
 
     @contextlib.asynccontextmanager
     async def hold(
-        self, provider: str, key: str | None = None, lane: Lane = ("", None)
+        self,
+        provider: str,
+        key: str | None = None,
+        lane: Lane = ("", None),
+        limit: int | None = None,
     ) -> AsyncIterator[None]:
         """Wait for a slot of ``provider`` (if it has a limit) and hold it meanwhile;
-        ``key`` (a job id) waits in ``lane``'s turn (see ``position``)."""
-        limit = self.limits.get(provider)
+        ``key`` (a job id) waits in ``lane``'s turn (see ``position``). ``limit``: one
+        given here, not configured (a batch's concurrency: ``batch:<id>``)."""
+        limit = limit if limit is not None else self.limits.get(provider)
         if limit is None:
             yield
             return

@@ -86,6 +86,7 @@ jobs = Table(
     _id(),
     Column("owner_id", String(40), ForeignKey("owners.id"), nullable=False),
     Column("group_id", String(40)),
+    Column("batch_id", String(40)),  # the batch it is an item of (``batches``)
     Column("kind", String(20), nullable=False),
     Column("model", String(200), nullable=False),
     Column("status", String(20), nullable=False),
@@ -121,6 +122,7 @@ jobs = Table(
     Index("ix_jobs_owner_id_id", "owner_id", "id"),
     Index("ix_jobs_status_run_after", "status", "run_after"),
     Index("ix_jobs_group_id", "group_id"),
+    Index("ix_jobs_batch_id", "batch_id"),
     Index("ix_jobs_owner_id_request_fingerprint", "owner_id", "request_fingerprint"),
 )
 
@@ -193,6 +195,21 @@ presets = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("owner_id", "name"),
+)
+
+# A set of job requests submitted as one: its items are ordinary jobs (``jobs.batch_id``);
+# at most ``concurrency`` of them run at once, anywhere.
+batches = Table(
+    "batches",
+    metadata,
+    _id(),
+    Column("owner_id", String(40), ForeignKey("owners.id"), nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("progress", Float, nullable=False, default=0.0),  # the highest shown: never back
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_batches_owner_id_id", "owner_id", "id"),
 )
 
 # A job's top-level metadata, one row per key, for ``GET /v1/jobs?metadata.KEY=VALUE``:

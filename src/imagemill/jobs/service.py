@@ -102,6 +102,30 @@ class JobService:
             earlier = await self.repo.find_idempotent(owner_id, idempotency_key)
             if earlier:
                 return _same_request(earlier, fingerprint)
+        drafts = await self.drafts(
+            owner_id, submission, idempotency_key=idempotency_key, fingerprint=fingerprint
+        )
+        try:
+            jobs = await self.repo.create_jobs(drafts, utcnow())
+        except Conflict:
+            jobs = await self.repo.find_idempotent(owner_id, idempotency_key or "")
+            if not jobs:
+                raise
+            return _same_request(jobs, fingerprint)
+        await self.enqueue(jobs)
+        return jobs
+
+    async def drafts(
+        self,
+        owner_id: str,
+        submission: Submission,
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+        batch_id: str | None = None,
+    ) -> builtins.list[JobDraft]:
+        """The jobs a submission makes, checked (``InvalidInput`` naming the field) and
+        ready to insert: one per model."""
         preset = None
         if submission.preset is not None:
             preset = await self._preset(owner_id, submission.preset)
@@ -118,7 +142,7 @@ class JobService:
             await self.targets.for_submission(owner_id, expanded) if self.targets else (None, None)
         )
         group_id = new_id("grp") if expanded.models is not None else None
-        drafts: list[JobDraft] = []
+        drafts: builtins.list[JobDraft] = []
         for request in requests:
             key = validation.cache_key(request, input_hashes)
             drafts.append(
@@ -135,19 +159,16 @@ class JobService:
                     deadline_seconds=request.deadline_seconds or self.deadline_seconds,
                     webhook_url=webhook_url,
                     webhook_events=webhook_events,
+                    batch_id=batch_id,
                 )
             )
-        try:
-            jobs = await self.repo.create_jobs(drafts, utcnow())
-        except Conflict:
-            jobs = await self.repo.find_idempotent(owner_id, idempotency_key or "")
-            if not jobs:
-                raise
-            return _same_request(jobs, fingerprint)
+        return drafts
+
+    async def enqueue(self, jobs: Sequence[Job]) -> None:
+        """Wake a worker for each job that is not finished already (a cache hit is)."""
         for job in jobs:
             if not job.status.terminal:
                 await self._send(job.id)
-        return jobs
 
     async def find_retried(
         self, owner_id: str, fingerprint: str, within_seconds: float

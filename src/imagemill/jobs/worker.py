@@ -135,16 +135,18 @@ class Worker:
             self._handling.discard(handling)
 
     async def _when_its_turn(self, job_id: str) -> None:
-        if self._slots.free and not self.slots.limits:  # no line to wait in: run it now
-            async with self._slots.slot(job_id, ("", None)):
-                self._waiting.discard(job_id)
-                await self.run_one(job_id)
-            return
         job = await self.repo.to_schedule(job_id)
         if job is None:
             return  # finished, or deleted meanwhile
-        lane = (job.owner_id, None)
-        async with self._slots.slot(job_id, lane):
+        batch_id, concurrency = job.batch or (None, None)
+        lane = (job.owner_id, batch_id)
+        # A batch's limit first: its items waiting for it hold no worker slot meanwhile.
+        in_batch = (
+            self.slots.hold(f"batch:{batch_id}", job_id, lane, limit=concurrency)
+            if batch_id
+            else contextlib.nullcontext()
+        )
+        async with in_batch, self._slots.slot(job_id, lane):
             provider = self._first_provider(job)
             async with self.slots.hold(provider, job_id, lane):
                 self._waiting.discard(job_id)

@@ -83,6 +83,7 @@ async def list_jobs(
         str | None, Query(max_length=500, description="Text the prompt starts with or contains.")
     ] = None,
     group_id: str | None = None,
+    batch_id: Annotated[str | None, Query(description="The items of one batch.")] = None,
     created_after: Annotated[
         Moment | None,
         Query(description="Created at or after: a date (UTC) or a time with its zone (RFC 3339)."),
@@ -111,6 +112,7 @@ async def list_jobs(
         kind=kind,
         text=q,
         group_id=group_id,
+        batch_id=batch_id,
         created_after=_aware(created_after),
         created_before=_aware(created_before),
         before=cursor,

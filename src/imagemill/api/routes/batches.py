@@ -1,0 +1,65 @@
+"""``/v1/batches``: job requests submitted as one (``jobs/batches.py``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+
+from imagemill.api.deps import CurrentOwner, RuntimeDep
+from imagemill.api.routing import CheckedRoute
+from imagemill.api.schemas import BatchIn, BatchOut, BatchPage, ErrorOut
+from imagemill.ids import id_pattern
+
+router = APIRouter(prefix="/v1/batches", tags=["batches"], route_class=CheckedRoute)
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut},
+    404: {"model": ErrorOut},
+    422: {"model": ErrorOut},
+}
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=BatchOut, responses=ERRORS)
+async def create_batch(body: BatchIn, owner: CurrentOwner, runtime: RuntimeDep) -> BatchOut:
+    """Submit job requests as one: every request is checked first (a refusal names
+    `requests.N.<field>` and nothing is created), then the items are queued, at most
+    `concurrency` running at once. Each item is an ordinary job with `batch_id`."""
+    batch = await runtime.batches.create(
+        owner.id, body.requests, concurrency=body.concurrency, metadata=body.metadata
+    )
+    return BatchOut.of(batch)
+
+
+@router.get("", response_model=BatchPage, responses=ERRORS)
+async def list_batches(
+    owner: CurrentOwner,
+    runtime: RuntimeDep,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=id_pattern("bat"), description="`next_cursor` of the previous page."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> BatchPage:
+    """Your batches, newest first."""
+    found = await runtime.batches.list(owner.id, cursor, limit + 1)
+    page = found[:limit]
+    next_cursor = page[-1].id if len(found) > limit else None
+    return BatchPage(data=[BatchOut.of(b) for b in page], next_cursor=next_cursor)
+
+
+@router.get("/{batch_id}", response_model=BatchOut, responses=ERRORS)
+async def get_batch(batch_id: str, owner: CurrentOwner, runtime: RuntimeDep) -> BatchOut:
+    """The batch: its status, counts per item status, progress and items in order."""
+    return BatchOut.of(await runtime.batches.get(owner.id, batch_id))
+
+
+@router.post("/{batch_id}/cancel", response_model=BatchOut, responses=ERRORS)
+async def cancel_batch(batch_id: str, owner: CurrentOwner, runtime: RuntimeDep) -> BatchOut:
+    """Cancel every item not finished yet."""
+    return BatchOut.of(await runtime.batches.cancel(owner.id, batch_id))
+
+
+@router.post("/{batch_id}/retry", response_model=BatchOut, responses=ERRORS)
+async def retry_batch(batch_id: str, owner: CurrentOwner, runtime: RuntimeDep) -> BatchOut:
+    """Run the failed and canceled items again (each the same job, queued afresh)."""
+    return BatchOut.of(await runtime.batches.retry(owner.id, batch_id))

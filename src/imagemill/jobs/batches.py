@@ -1,0 +1,96 @@
+"""Batches: job requests submitted as one, with one concurrency limit and one progress.
+
+``POST /v1/batches`` checks every request as ``POST /v1/jobs`` would (a refusal names
+``requests.N.<field>``), then records the batch and its items in one transaction: the
+items are ordinary jobs (``batch_id`` on each; their events, outputs, cache, cost and
+history are a job's). At most ``concurrency`` items run at once, across every worker
+process (``Worker`` waits for a ``batch:<id>`` slot before a worker slot, so items held
+back take none), and the slots are shared in turn with the owner's other work
+(``jobs/scheduling.py``). The batch's status and counts are its items'; its progress is
+each item's share (1 once it ended) and never goes back, not even when failed items are
+retried. Cancel and retry act on the items: cancel on those not finished, retry on the
+failed and canceled ones.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+
+from imagemill.db.repository import Repository
+from imagemill.domain import Batch, JobStatus, Submission
+from imagemill.errors import Conflict, InvalidInput
+from imagemill.ids import new_id
+from imagemill.jobs.service import JobService, utcnow
+
+MAX_REQUESTS = 1000
+MAX_CONCURRENCY = 100
+
+
+class BatchService:
+    def __init__(self, repo: Repository, jobs: JobService) -> None:
+        self.repo = repo
+        self.jobs = jobs
+
+    async def create(
+        self,
+        owner_id: str,
+        requests: builtins.list[Submission],
+        *,
+        concurrency: int,
+        metadata: dict[str, object],
+    ) -> Batch:
+        """Check every request, then record and enqueue the batch; ``InvalidInput`` naming
+        ``requests.N.<field>`` for the first refused."""
+        batch_id = new_id("bat")
+        drafts = []
+        for index, submission in enumerate(requests):
+            field = f"requests.{index}"
+            if submission.models is not None:
+                raise InvalidInput(
+                    "a batch item runs one model; submit a comparison on its own",
+                    field=f"{field}.models",
+                )
+            try:
+                drafts += await self.jobs.drafts(owner_id, submission, batch_id=batch_id)
+            except InvalidInput as exc:
+                inner = f"{field}.{exc.field}" if exc.field else field
+                raise InvalidInput(exc.message, field=inner) from exc
+        jobs = await self.repo.create_batch(
+            batch_id, owner_id, concurrency, dict(metadata), drafts, utcnow()
+        )
+        await self.jobs.enqueue(jobs)
+        return await self.get(owner_id, batch_id)
+
+    async def get(self, owner_id: str, batch_id: str) -> Batch:
+        """The batch as it is now (``NotFound`` unless the owner's), its progress as shown."""
+        return await self._shown(await self.repo.get_batch(batch_id, owner_id))
+
+    async def list(self, owner_id: str, before: str | None, limit: int) -> builtins.list[Batch]:
+        return [await self._shown(b) for b in await self.repo.list_batches(owner_id, before, limit)]
+
+    async def cancel(self, owner_id: str, batch_id: str) -> Batch:
+        """Cancel every item not finished yet (finished ones stay as they are)."""
+        batch = await self.repo.get_batch(batch_id, owner_id)
+        for job in batch.jobs:
+            if not job.status.terminal:
+                with contextlib.suppress(Conflict):  # it finished meanwhile
+                    await self.jobs.cancel(owner_id, job.id)
+        return await self.get(owner_id, batch_id)
+
+    async def retry(self, owner_id: str, batch_id: str) -> Batch:
+        """Run the failed and canceled items again (each the same job, queued afresh)."""
+        batch = await self.repo.get_batch(batch_id, owner_id)
+        for job in batch.jobs:
+            if job.status in (JobStatus.FAILED, JobStatus.CANCELED):
+                with contextlib.suppress(Conflict):  # retried meanwhile
+                    await self.jobs.retry(owner_id, job.id)
+        return await self.get(owner_id, batch_id)
+
+    async def _shown(self, batch: Batch) -> Batch:
+        """The batch with its progress as high as it was ever shown."""
+        measured = batch.measured_progress()
+        if measured > batch.progress:
+            await self.repo.raise_batch_progress(batch.id, measured)
+            batch.progress = measured
+        return batch

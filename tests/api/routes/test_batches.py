@@ -1,0 +1,114 @@
+"""``/v1/batches``: job requests submitted as one, one concurrency limit, one progress."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from api.conftest import JobWaiter
+
+SLOW = {"model": "placeholder", "size": "32x32", "params": {"latency_ms": 400}}
+
+
+async def _batch(http: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
+    response = await http.post("/v1/batches", json=body)
+    assert response.status_code == 202, response.text
+    batch: dict[str, Any] = response.json()
+    return batch
+
+
+async def _until_done(http: httpx.AsyncClient, batch_id: str) -> list[dict[str, Any]]:
+    """Every state of the batch seen, polling, until it ended (60 s at most)."""
+    seen = []
+    for _ in range(3000):
+        batch = (await http.get(f"/v1/batches/{batch_id}")).json()
+        seen.append(batch)
+        if batch["status"] in ("succeeded", "failed", "canceled"):
+            return seen
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"batch {batch_id} still {seen[-1]['status']}")
+
+
+async def test_twelve_pages_five_at_a_time(client: httpx.AsyncClient) -> None:
+    """A story of 12 pages at most 5 at a time: never more than 5 running, the others
+    queued; progress rises to 1 and never goes back; the items are jobs in page order."""
+    requests = [
+        {**SLOW, "prompt": f"page {page}", "metadata": {"page": page}} for page in range(12)
+    ]
+    body = {"requests": requests, "concurrency": 5, "metadata": {"story_id": 7}}
+    batch = await _batch(client, body)
+    assert (batch["total"], batch["concurrency"], batch["metadata"]) == (12, 5, {"story_id": 7})
+    assert batch["counts"]["queued"] + batch["counts"]["running"] == 12
+
+    seen = await _until_done(client, batch["id"])
+
+    assert max(b["counts"]["running"] for b in seen) <= 5
+    assert any(b["counts"]["running"] == 5 and b["counts"]["queued"] > 0 for b in seen)
+    progress = [b["progress"] for b in seen]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert (seen[-1]["status"], seen[-1]["counts"]["succeeded"]) == ("succeeded", 12)
+    items = (await client.get("/v1/jobs", params={"batch_id": batch["id"], "limit": 50})).json()
+    assert [j["id"] for j in reversed(items["data"])] == batch["job_ids"]
+    pages = [j["request"]["metadata"]["page"] for j in reversed(items["data"])]
+    assert pages == list(range(12)) and all(j["batch_id"] == batch["id"] for j in items["data"])
+
+
+async def test_a_failed_item_is_retried_through_the_batch(
+    client: httpx.AsyncClient, finished: JobWaiter
+) -> None:
+    fails = {**SLOW, "prompt": "bad page", "params": {"fail": "permanent"}}
+    batch = await _batch(client, {"requests": [{**SLOW, "prompt": "good page"}, fails]})
+    ended = (await _until_done(client, batch["id"]))[-1]
+    assert (ended["status"], ended["counts"]["failed"], ended["progress"]) == ("failed", 1, 1.0)
+
+    retried = (await client.post(f"/v1/batches/{batch['id']}/retry")).json()
+
+    good, bad = batch["job_ids"]
+    assert retried["counts"]["succeeded"] == 1, "the succeeded item is left alone"
+    assert retried["progress"] == 1.0, "progress does not go back for a retry"
+    assert (await finished(client, bad))["attempt"] == 1
+    assert (await client.get(f"/v1/jobs/{good}")).json()["attempt"] == 1
+
+
+async def test_a_batch_is_checked_whole_before_anything_is_created(
+    client: httpx.AsyncClient,
+) -> None:
+    requests = [{**SLOW, "prompt": "fine"}, {**SLOW, "prompt": "x", "size": "64x64\n"}]
+    response = await client.post("/v1/batches", json={"requests": requests})
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "requests.1.size"
+    unknown = [{**SLOW, "prompt": "x"}, {**SLOW, "model": "nobody/nothing", "prompt": "y"}]
+    response = await client.post("/v1/batches", json={"requests": unknown})
+    assert response.json()["error"]["field"] == "requests.1.model"
+    assert (await client.get("/v1/jobs")).json()["data"] == [], "nothing was created"
+    assert (await client.get("/v1/batches")).json()["data"] == []
+    for body, field in (
+        ({"requests": []}, "requests"),
+        ({"requests": [{**SLOW, "prompt": "x"}], "concurrency": 0}, "concurrency"),
+        ({"requests": [{"models": ["placeholder"], "prompt": "x"}]}, "requests.0.models"),
+    ):
+        refused = await client.post("/v1/batches", json=body)
+        assert refused.status_code == 422 and refused.json()["error"]["field"] == field
+
+
+async def test_cancel_stops_what_has_not_finished(client: httpx.AsyncClient) -> None:
+    endless = {**SLOW, "params": {"latency_ms": 60_000}}
+    batch = await _batch(
+        client, {"requests": [{**endless, "prompt": f"p{i}"} for i in range(4)], "concurrency": 1}
+    )
+    canceled = (await client.post(f"/v1/batches/{batch['id']}/cancel")).json()
+    assert (canceled["status"], canceled["counts"]["canceled"]) == ("canceled", 4)
+    listed = (await client.get("/v1/batches")).json()["data"]
+    assert [b["id"] for b in listed] == [batch["id"]]
+
+
+async def test_another_owners_batch_is_404(owners: Any) -> None:
+    batch = await _batch(owners.alice, {"requests": [{**SLOW, "prompt": "mine"}]})
+    for path in (f"/v1/batches/{batch['id']}", "/v1/batches/bat_nope"):
+        assert (await owners.bob.get(path)).status_code == 404
+    for action in ("cancel", "retry"):
+        response = await owners.bob.post(f"/v1/batches/{batch['id']}/{action}")
+        assert response.status_code == 404
+    assert (await owners.bob.get("/v1/batches")).json()["data"] == []
