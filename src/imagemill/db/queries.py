@@ -192,6 +192,42 @@ class Queries:
             lambda conn: [dict(r._mapping) for r in conn.execute(query).all()]
         )
 
+    async def batch_events_after(
+        self, batch_id: str, after_id: int, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """The events of a batch's items after log position ``after_id``, in log order."""
+        query = (
+            select(events)
+            .join(jobs, jobs.c.id == events.c.job_id)
+            .where(jobs.c.batch_id == batch_id, events.c.id > after_id)
+            .order_by(events.c.id)
+            .limit(limit)
+        )
+        return await self.db.read(
+            lambda conn: [dict(r._mapping) for r in conn.execute(query).all()]
+        )
+
+    async def batch_tally(self, batch_id: str) -> tuple[dict[str, int], float, float]:
+        """A batch's items per status, the sum of the progress of those not finished, and
+        the highest progress shown so far: what its progress events need, cheaply."""
+        query = (
+            select(jobs.c.status, func.count(), func.sum(jobs.c.progress))
+            .where(jobs.c.batch_id == batch_id)
+            .group_by(jobs.c.status)
+        )
+        shown = select(batches.c.progress).where(batches.c.id == batch_id)
+
+        def work(conn: Connection) -> tuple[dict[str, int], float, float]:
+            counts = dict.fromkeys((s.value for s in JobStatus), 0)
+            running = 0.0
+            for status, count, progress in conn.execute(query).all():
+                counts[status] = count
+                if not JobStatus(status).terminal:
+                    running += float(progress or 0.0)
+            return counts, running, float(conn.execute(shown).scalar_one())
+
+        return await self.db.read(work)
+
     async def last_event_id(self, owner_id: str) -> int:
         """The log position of the owner's latest event (0 if none)."""
         query = select(func.max(events.c.id)).where(events.c.owner_id == owner_id)

@@ -16,9 +16,11 @@ event. An empty batch means nothing new (after a quiet spell of ``RECHECK_SECOND
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from imagemill.db.repository import Repository
+from imagemill.domain import JobStatus
 from imagemill.events.bus import Event, EventBus, Subscription
 
 RECHECK_SECONDS = 5.0  # with nothing on the bus, read the log again this often
@@ -80,6 +82,41 @@ async def owner_events(
                 yield fresh
                 if fresh:
                     last = fresh[-1]["id"]
+
+
+async def batch_events(
+    repo: Repository,
+    bus: EventBus,
+    batch_id: str,
+    job_ids: set[str],
+    tally: Callable[[], Awaitable[dict[str, Any]]],
+    after_id: int = 0,
+    recheck: float = RECHECK_SECONDS,
+) -> AsyncIterator[list[Event]]:
+    """Every event of a batch's items after log position ``after_id``, each change of the
+    batch's tally as a ``batch`` event (no ``id``: not in the log), and a final ``done``
+    (``batch_id``, ``status``) once every item ended."""
+    with bus.subscribe(job_ids) as live:
+        last = after_id
+        shown: dict[str, Any] | None = None
+        while True:
+            live.resync()
+            while logged := await repo.batch_events_after(batch_id, last):
+                yield logged
+                last = logged[-1]["id"]
+            now = await tally()
+            if now != shown:
+                shown = now
+                yield [{"type": "batch", "data": now}]
+            if JobStatus(now["status"]).terminal:
+                # The last item's own events may have landed after the log was read.
+                while logged := await repo.batch_events_after(batch_id, last):
+                    yield logged
+                    last = logged[-1]["id"]
+                yield [{"type": "done", "data": {"batch_id": batch_id, "status": now["status"]}}]
+                return
+            if await _available(live, recheck) is None:
+                yield []  # a quiet spell: the caller may send a keep-alive
 
 
 async def _available(live: Subscription, recheck: float) -> list[Event] | None:

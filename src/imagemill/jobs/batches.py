@@ -87,6 +87,23 @@ class BatchService:
                     await self.jobs.retry(owner_id, job.id)
         return await self.get(owner_id, batch_id)
 
+    async def tally(self, batch_id: str) -> dict[str, object]:
+        """The batch's ``counts``, ``progress`` (as shown: never lower) and ``status``, as
+        its event stream reports them."""
+        counts, running, shown = await self.repo.batch_tally(batch_id)
+        total = sum(counts.values())
+        finished = total - counts["queued"] - counts["running"]
+        measured = (finished + running) / total if total else 1.0
+        if measured > shown:
+            await self.repo.raise_batch_progress(batch_id, measured)
+        status = _status(counts)
+        return {
+            "batch_id": batch_id,
+            "status": status,
+            "counts": counts,
+            "progress": round(max(measured, shown), 6),
+        }
+
     async def _shown(self, batch: Batch) -> Batch:
         """The batch with its progress as high as it was ever shown."""
         measured = batch.measured_progress()
@@ -94,3 +111,16 @@ class BatchService:
             await self.repo.raise_batch_progress(batch.id, measured)
             batch.progress = measured
         return batch
+
+
+def _status(counts: dict[str, int]) -> str:
+    """As ``Batch.status``, from the counts alone (queued: nothing started yet, which the
+    counts tell only as "nothing but queued")."""
+    if counts["queued"] or counts["running"]:
+        only_queued = counts["queued"] == sum(counts.values())
+        return JobStatus.QUEUED.value if only_queued else JobStatus.RUNNING.value
+    if counts["failed"]:
+        return JobStatus.FAILED.value
+    if counts["canceled"]:
+        return JobStatus.CANCELED.value
+    return JobStatus.SUCCEEDED.value

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
+from httpx_sse import aconnect_sse
 
 from api.conftest import JobWaiter
 
@@ -112,3 +114,40 @@ async def test_another_owners_batch_is_404(owners: Any) -> None:
         response = await owners.bob.post(f"/v1/batches/{batch['id']}/{action}")
         assert response.status_code == 404
     assert (await owners.bob.get("/v1/batches")).json()["data"] == []
+
+
+async def test_the_batch_stream_carries_its_jobs_its_progress_and_one_done(
+    client: httpx.AsyncClient,
+) -> None:
+    quick = {"model": "placeholder", "size": "32x32", "params": {"latency_ms": 200}}
+    batch = await _batch(
+        client, {"requests": [{**quick, "prompt": f"p{i}"} for i in range(3)], "concurrency": 2}
+    )
+    frames: list[tuple[str, dict[str, Any], str | None]] = []
+    async with aconnect_sse(client, "GET", f"/v1/batches/{batch['id']}/events") as source:
+        async for event in source.aiter_sse():
+            frames.append((event.event, json.loads(event.data), event.id or None))
+
+    kinds = [kind for kind, _, _ in frames]
+    assert kinds[-1] == "done" and kinds.count("done") == 4, "each job's, then the batch's"
+    assert frames[-1][1] == {"batch_id": batch["id"], "status": "succeeded"}
+    tallies = [data for kind, data, _ in frames if kind == "batch"]
+    progress = [t["progress"] for t in tallies]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert max(t["counts"]["running"] for t in tallies) <= 2
+    job_events = [(data, frame_id) for _, data, frame_id in frames if "job_id" in data]
+    assert {data["job_id"] for data, _ in job_events} == set(batch["job_ids"])
+    positions = [int(frame_id or 0) for _, frame_id in job_events]
+    assert positions == sorted(positions) and len(set(positions)) == len(positions)
+
+    # Resumed after the first job event: the rest of the log, then the tally and done.
+    resumed: list[tuple[str, dict[str, Any]]] = []
+    headers = {"Last-Event-ID": str(positions[0])}
+    async with aconnect_sse(
+        client, "GET", f"/v1/batches/{batch['id']}/events", headers=headers
+    ) as source:
+        async for event in source.aiter_sse():
+            resumed.append((event.event, json.loads(event.data)))
+    again = [data["id"] for _, data in resumed if "job_id" in data]
+    assert again == positions[1:], "every later job event, once, in order"
+    assert [kind for kind, _ in resumed[-2:]] == ["batch", "done"]

@@ -1,8 +1,9 @@
-"""Server-sent events: ``GET /v1/jobs/{id}/events`` (one job, ending after ``done``) and
-``GET /v1/events`` (every job of the caller, including ones submitted later).
+"""Server-sent events: ``GET /v1/jobs/{id}/events`` (one job, ending after ``done``),
+``GET /v1/events`` (every job of the caller, including ones submitted later) and
+``GET /v1/batches/{id}/events`` (a batch's jobs, its tally, ending after its ``done``).
 
 Each event's SSE ``id`` is its position: the job's sequence number on a job stream,
-the log-wide position on ``/v1/events``. A client reconnecting with ``Last-Event-ID``
+the log-wide position on the others (a batch's own events carry none). A client reconnecting with ``Last-Event-ID``
 (browsers do it on their own) gets every later event exactly once, in order. Streams
 are never compressed or buffered (``text/event-stream``, ``X-Accel-Buffering: no``)
 and carry keep-alive comments when quiet.
@@ -24,7 +25,7 @@ from imagemill.api.schemas import ErrorOut
 from imagemill.domain import Job
 from imagemill.errors import InvalidInput
 from imagemill.events.bus import Event
-from imagemill.events.stream import job_events, owner_events
+from imagemill.events.stream import batch_events, job_events, owner_events
 
 router = APIRouter(tags=["events"], route_class=CheckedRoute)
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -102,6 +103,26 @@ async def stream_events(
     return _streaming(_encoded(batches, by="id"))
 
 
+@router.get("/v1/batches/{batch_id}/events", responses=STREAM)
+async def stream_batch_events(
+    batch_id: str, owner: CurrentOwner, runtime: RuntimeDep, position: Position
+) -> EventSourceResponse:
+    """Every event of the batch's jobs (from the start, or after `Last-Event-ID`), a
+    `batch` event whenever its `counts`, `progress` or `status` change (it carries no
+    id), and a final `done` (`batch_id`, `status`) once every item ended; then the stream
+    ends. Reconnecting with `Last-Event-ID` resumes the jobs' events without a gap."""
+    batch = await runtime.batches.get(owner.id, batch_id)  # 404 unless yours
+    batches = batch_events(
+        runtime.repo,
+        runtime.bus,
+        batch.id,
+        {job.id for job in batch.jobs},
+        lambda: runtime.batches.tally(batch.id),
+        position or 0,
+    )
+    return _streaming(_encoded(batches, by="id"))
+
+
 def _streaming(body: AsyncIterator[bytes]) -> EventSourceResponse:
     # Bytes straight to the response: one write per batch of events, each event encoded
     # once for every subscriber (FastAPI's per-item SSE path costs several hand-offs a
@@ -126,6 +147,9 @@ async def _encoded(batches: AsyncIterator[list[Event]], by: str) -> AsyncIterato
 def _frame(event: Event, by: str) -> bytes:
     """The event as an SSE message with ``by`` (``seq`` or ``id``) as its id; encoded once
     per event and shared by every stream that sends it."""
+    if "id" not in event:  # the batch's own: not in the log, no position to resume from
+        data = json.dumps(event["data"], separators=(",", ":"))
+        return f"event: {event['type']}\ndata: {data}\n\n".encode()
     key = f"_sse_{by}"
     framed: bytes | None = event.get(key)
     if framed is None:
