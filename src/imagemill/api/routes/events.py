@@ -3,10 +3,11 @@
 ``GET /v1/batches/{id}/events`` (a batch's jobs, its tally, ending after its ``done``).
 
 Each event's SSE ``id`` is its position: the job's sequence number on a job stream,
-the log-wide position on the others (a batch's own events carry none). A client reconnecting with ``Last-Event-ID``
-(browsers do it on their own) gets every later event exactly once, in order. Streams
-are never compressed or buffered (``text/event-stream``, ``X-Accel-Buffering: no``)
-and carry keep-alive comments when quiet.
+the log-wide position on the others (a batch's own events carry none). A client
+reconnecting with ``Last-Event-ID`` (browsers do it on their own) gets every later
+event exactly once, in order. Streams are never compressed or buffered
+(``text/event-stream``, ``X-Accel-Buffering: no``) and carry keep-alive comments when
+quiet.
 """
 
 from __future__ import annotations
