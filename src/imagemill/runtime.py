@@ -131,7 +131,7 @@ class Runtime:
 
     async def _deliver(self, job_id: str) -> None:
         if self.run_workers:
-            await self.worker.handle(job_id)
+            self.worker.wake(job_id)
 
     async def start(self, *, migrate: bool = True) -> None:
         if migrate:

@@ -90,7 +90,7 @@ async def test_an_expired_lease_on_the_last_attempt_fails_the_job_as_worker_lost
     ]
 
 
-async def test_an_expired_lease_with_attempts_left_is_resent_and_reclaimed(
+async def test_an_expired_lease_with_attempts_left_is_queued_again_and_resent(
     stepped: Runtime,
 ) -> None:
     job_id = await _queued(stepped)
@@ -105,7 +105,10 @@ async def test_an_expired_lease_with_attempts_left_is_resent_and_reclaimed(
     assert await Sweeper(stepped.repo, dispatch, 60, 1).sweep() == 1
 
     assert dispatch.sent == [job_id]
-    assert (await stepped.repo.get_job(job_id)).status is JobStatus.RUNNING
+    lapsed = await stepped.repo.get_job(job_id)
+    assert (lapsed.status, lapsed.lease_owner) == (JobStatus.QUEUED, None), "its worker died"
+    last = (await stepped.repo.events_after(job_id, 0))[-1]
+    assert last["data"] == {"status": "queued", "lapsed": True}
     assert await stepped.worker.run_one(job_id) is JobStatus.SUCCEEDED
     assert (await stepped.repo.get_job(job_id)).attempt == 2
 

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -147,3 +148,57 @@ def test_sigkill_mid_run_loses_and_duplicates_nothing(server: Server) -> None:
     assert sorted(p.name for p in blob_files) == sorted(asset_shas), (
         "a blob was stored twice or orphaned"
     )
+
+
+@pytest.mark.slow
+def test_a_batch_survives_a_sigkill_with_its_limit_and_progress(server: Server) -> None:
+    """A 12-page story, 5 at a time, the server killed mid-run: after the restart the
+    batch goes on, never more than 5 running, its progress never going back, to 12
+    pages, each made once."""
+    pages = [
+        {
+            "model": "placeholder",
+            "prompt": f"page {i}",
+            "size": "32x32",
+            "seed": i,
+            "params": {"latency_ms": 1500},
+        }
+        for i in range(12)
+    ]
+    seen: list[dict[str, Any]] = []
+
+    def look(http: httpx.Client, batch_id: str) -> dict[str, Any]:
+        batch: dict[str, Any] = http.get(f"/v1/batches/{batch_id}").json()
+        seen.append(batch)
+        return batch
+
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        created = http.post("/v1/batches", json={"requests": pages, "concurrency": 5})
+        assert created.status_code == 202, created.text
+        batch_id = created.json()["id"]
+        deadline = time.monotonic() + 60
+        while look(http, batch_id)["counts"]["succeeded"] < 3:
+            assert time.monotonic() < deadline, "the batch is not progressing"
+            time.sleep(0.05)
+    server.kill()
+    server.start()
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        deadline = time.monotonic() + 120
+        while look(http, batch_id)["status"] not in ("succeeded", "failed", "canceled"):
+            assert time.monotonic() < deadline, f"the batch did not finish: {seen[-1]}"
+            time.sleep(0.05)
+
+    assert seen[-1]["status"] == "succeeded" and seen[-1]["counts"]["succeeded"] == 12
+    assert max(b["counts"]["running"] for b in seen) <= 5
+    progress = [b["progress"] for b in seen]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    with sqlite3.connect(server.data_dir / "imagemill.db") as db:
+        outputs = Counter(
+            job_id
+            for (job_id,) in db.execute(
+                "SELECT job_id FROM outputs"
+                " WHERE job_id IN (SELECT id FROM jobs WHERE batch_id = ?)",
+                (batch_id,),
+            )
+        )
+    assert sorted(outputs) == sorted(seen[-1]["job_ids"]) and set(outputs.values()) == {1}

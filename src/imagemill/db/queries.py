@@ -87,6 +87,14 @@ class Scheduled:
     batch: tuple[str, int] | None = None  # its batch's id and concurrency
 
 
+@dataclass(frozen=True, slots=True)
+class BatchTally:
+    counts: dict[str, int]  # items per status
+    running_progress: float  # the sum of the progress of the items not finished
+    started: bool  # any item ran (or is running)
+    shown: float  # the highest progress shown so far
+
+
 class Queries:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -207,24 +215,26 @@ class Queries:
             lambda conn: [dict(r._mapping) for r in conn.execute(query).all()]
         )
 
-    async def batch_tally(self, batch_id: str) -> tuple[dict[str, int], float, float]:
-        """A batch's items per status, the sum of the progress of those not finished, and
-        the highest progress shown so far: what its progress events need, cheaply."""
+    async def batch_tally(self, batch_id: str) -> BatchTally:
+        """A batch's items per status, the sum of the progress of those not finished,
+        whether any item started, and the highest progress shown so far: what its
+        progress events need, cheaply."""
         query = (
-            select(jobs.c.status, func.count(), func.sum(jobs.c.progress))
+            select(jobs.c.status, func.count(), func.sum(jobs.c.progress), func.max(jobs.c.attempt))
             .where(jobs.c.batch_id == batch_id)
             .group_by(jobs.c.status)
         )
         shown = select(batches.c.progress).where(batches.c.id == batch_id)
 
-        def work(conn: Connection) -> tuple[dict[str, int], float, float]:
+        def work(conn: Connection) -> BatchTally:
             counts = dict.fromkeys((s.value for s in JobStatus), 0)
-            running = 0.0
-            for status, count, progress in conn.execute(query).all():
+            running, started = 0.0, False
+            for status, count, progress, attempt in conn.execute(query).all():
                 counts[status] = count
+                started |= status != JobStatus.QUEUED.value or bool(attempt)
                 if not JobStatus(status).terminal:
                     running += float(progress or 0.0)
-            return counts, running, float(conn.execute(shown).scalar_one())
+            return BatchTally(counts, running, started, float(conn.execute(shown).scalar_one()))
 
         return await self.db.read(work)
 

@@ -467,6 +467,16 @@ class Repository(Queries):
             new_events=_failure_events(error),
         )
 
+    async def lapse(self, job_id: str, now: datetime) -> bool:
+        """Queue again a running job whose lease expired with attempts left (its worker
+        died); ``False`` if it had moved on."""
+        return await self._transition(
+            states.LAPSE,
+            job_id,
+            now=now,
+            new_events=[("status", {"status": Q.value, "lapsed": True})],
+        )
+
     async def expire(self, job_id: str, error: ImagemillError, now: datetime) -> bool:
         """Fail a running job whose lease expired with no attempts left."""
         return await self._transition(

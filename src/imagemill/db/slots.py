@@ -71,6 +71,7 @@ class ProviderSlots:
         self.lease = timedelta(seconds=lease_seconds)
         self._local: dict[str, FairLine] = {}
         self._made: set[str] = set()  # providers whose slot rows exist
+        self._leased: set[str] = set()  # limits given per call (batches): rows even on SQLite
 
     @contextlib.asynccontextmanager
     async def hold(
@@ -83,6 +84,8 @@ class ProviderSlots:
         """Wait for a slot of ``provider`` (if it has a limit) and hold it meanwhile;
         ``key`` (a job id) waits in ``lane``'s turn (see ``position``). ``limit``: one
         given here, not configured (a batch's concurrency: ``batch:<id>``)."""
+        if limit is not None:
+            self._leased.add(provider)
         limit = limit if limit is not None else self.limits.get(provider)
         if limit is None:
             yield
@@ -90,12 +93,20 @@ class ProviderSlots:
         # This process never holds more than the limit: its own line first (fair, and
         # where a job's place is known); then, shared with other processes, a slot row.
         line = self._local.setdefault(provider, FairLine(limit))
-        async with line.slot(key or new_id("slot"), lane):
-            if self.db.is_sqlite:  # one process owns the database: its line is enough
-                yield
-                return
-            async with self._row(provider, limit):
-                yield
+        try:
+            async with line.slot(key or new_id("slot"), lane):
+                # One process owns a SQLite database: its line is enough for a provider. A
+                # batch's items that were running when a process died still read
+                # running until their leases run out: its slot rows (leased alike) count
+                # them, so a restart never runs more than its concurrency.
+                if self.db.is_sqlite and provider not in self._leased:
+                    yield
+                    return
+                async with self._row(provider, limit):
+                    yield
+        finally:
+            if line.idle and self._local.get(provider) is line and provider not in self.limits:
+                del self._local[provider]  # a batch's, done with for now: no line kept
 
     @contextlib.asynccontextmanager
     async def _row(self, provider: str, limit: int) -> AsyncIterator[None]:

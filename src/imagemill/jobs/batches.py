@@ -90,18 +90,18 @@ class BatchService:
     async def tally(self, batch_id: str) -> dict[str, object]:
         """The batch's ``counts``, ``progress`` (as shown: never lower) and ``status``, as
         its event stream reports them."""
-        counts, running, shown = await self.repo.batch_tally(batch_id)
+        tally = await self.repo.batch_tally(batch_id)
+        counts = tally.counts
         total = sum(counts.values())
         finished = total - counts["queued"] - counts["running"]
-        measured = (finished + running) / total if total else 1.0
-        if measured > shown:
+        measured = (finished + tally.running_progress) / total if total else 1.0
+        if measured > tally.shown:
             await self.repo.raise_batch_progress(batch_id, measured)
-        status = _status(counts)
         return {
             "batch_id": batch_id,
-            "status": status,
+            "status": _status(counts, tally.started),
             "counts": counts,
-            "progress": round(max(measured, shown), 6),
+            "progress": round(max(measured, tally.shown), 6),
         }
 
     async def _shown(self, batch: Batch) -> Batch:
@@ -113,12 +113,10 @@ class BatchService:
         return batch
 
 
-def _status(counts: dict[str, int]) -> str:
-    """As ``Batch.status``, from the counts alone (queued: nothing started yet, which the
-    counts tell only as "nothing but queued")."""
+def _status(counts: dict[str, int], started: bool) -> str:
+    """As ``Batch.status``, from the counts and whether any item started."""
     if counts["queued"] or counts["running"]:
-        only_queued = counts["queued"] == sum(counts.values())
-        return JobStatus.QUEUED.value if only_queued else JobStatus.RUNNING.value
+        return JobStatus.RUNNING.value if started else JobStatus.QUEUED.value
     if counts["failed"]:
         return JobStatus.FAILED.value
     if counts["canceled"]:

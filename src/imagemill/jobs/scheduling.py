@@ -48,6 +48,11 @@ class FairLine:
         self._keys: dict[str, _Waiter] = {}
 
     @property
+    def idle(self) -> bool:
+        """Nothing held, nobody waiting."""
+        return self.used == 0 and not self._owners
+
+    @property
     def free(self) -> bool:
         """A slot is free and nobody waits: the next comer takes it at once."""
         return self.used < self.capacity and not self._owners

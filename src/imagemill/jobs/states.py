@@ -218,6 +218,14 @@ REQUEUE = Transition(
         **_UNLEASED,
     },
 )
+#: The sweeper takes back a job whose worker stopped renewing its lease (it died): queued
+#: again, so running means running somewhere, and its next claim waits its turn.
+LAPSE = Transition(
+    (R,),
+    Q,
+    where=and_(jobs.c.lease_expires_at < NOW, jobs.c.attempt < jobs.c.max_attempts),
+    values={"run_after": NOW, **_UNLEASED},
+)
 #: The sweeper fails a job whose lease expired with no attempts left.
 EXPIRE = Transition(
     (R,),

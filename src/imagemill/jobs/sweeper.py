@@ -1,9 +1,9 @@
 """The sweeper: finds jobs whose wake-up was lost and sends it again.
 
 It runs at start-up and every ``sweep_interval_seconds``. Queued jobs due for longer
-than ``requeue_after_seconds`` and running jobs whose lease expired get a new message;
-a running job that expired on its last attempt is failed, and so is a job past its
-deadline that no worker is running. Running it in many
+than ``requeue_after_seconds`` get a new message; a running job whose lease expired (its
+worker died) is queued again and gets one, or is failed if that was its last attempt;
+and a job past its deadline that no worker is running is failed. Running it in many
 processes at once is safe: messages are idempotent (the claim decides) and the
 expiry is a compare-and-set.
 """
@@ -54,8 +54,10 @@ class Sweeper:
             if row.status == JobStatus.RUNNING and row.attempt >= row.max_attempts:
                 error = WorkerLost(f"the worker running attempt {row.attempt} stopped responding")
                 await self.repo.expire(row.id, error, now)
-            else:
-                await self.dispatch(row.id)
+                continue
+            if row.status == JobStatus.RUNNING and not await self.repo.lapse(row.id, now):
+                continue  # its worker renewed the lease after all, or it ended
+            await self.dispatch(row.id)
         if stale or overdue:
             log.info(
                 "sweeper failed %d overdue jobs, re-sent or expired %d", len(overdue), len(stale)

@@ -75,6 +75,27 @@ def _chain_error(failures: list[tuple[str, ProviderError]]) -> ProviderError:
     return combined
 
 
+MAX_WAITING = 10_000  # jobs whose wake-up waits in one process's line
+
+
+class Held:
+    """A provider slot the job waited for while queued; ``release`` lets it go early."""
+
+    def __init__(self, provider: str, release: Callable[[], Awaitable[object]]) -> None:
+        self.provider = provider
+        self._release = release
+        self.released = False
+
+    def covers(self, provider: str) -> bool:
+        """Whether this is ``provider``'s slot, still held."""
+        return provider == self.provider and not self.released
+
+    async def release(self) -> None:
+        if not self.released:
+            self.released = True
+            await self._release()
+
+
 class InternalError(ImagemillError):
     """An unexpected exception in imagemill or a provider adapter: a bug, retried once more."""
 
@@ -111,12 +132,38 @@ class Worker:
         self._handling: set[asyncio.Task[Any]] = set()  # wake-ups being handled
         self._waiting: set[str] = set()  # jobs whose wake-up waits here for their turn
         self._stopping = False
-        self.slots = slots or ProviderSlots(
-            repo.db, settings.provider_concurrency, settings.lease_seconds
-        )
+        # A slot row outlives its holder's jobs by a sweep, so the sweeper has queued a
+        # dead holder's jobs again (no longer running) before their slots go to others.
+        slot_lease = settings.lease_seconds + settings.sweep_interval_seconds
+        self.slots = slots or ProviderSlots(repo.db, settings.provider_concurrency, slot_lease)
         self._canceled: set[str] = set()  # jobs whose owner canceled them, while running
 
     # -- entry points ---------------------------------------------------------------------
+
+    def wake(self, job_id: str) -> None:
+        """A message arrived for ``job_id``: handle it in the background and return, so
+        the broker hands over every message at once and the line here, not the order of
+        the broker's queue, decides who runs next. Past ``MAX_WAITING`` waiting here, the
+        message is dropped: the sweeper sends it again while the job stays queued."""
+        if self._stopping or job_id in self._waiting:
+            return
+        if len(self._waiting) >= MAX_WAITING:
+            log.debug(
+                "%d jobs wait here already; job %s is left to the sweeper", MAX_WAITING, job_id
+            )
+            return
+        self._waiting.add(job_id)  # at once: a second message finds it waiting
+        handling = asyncio.create_task(self._handle_waiting(job_id))
+        self._handling.add(handling)
+        handling.add_done_callback(self._handling.discard)
+
+    async def _handle_waiting(self, job_id: str) -> None:
+        try:
+            await self._when_its_turn(job_id)
+        except Exception:
+            log.exception("job %s: could not be run from its wake-up", job_id)
+        finally:
+            self._waiting.discard(job_id)
 
     async def handle(self, job_id: str) -> None:
         """A message arrived for ``job_id``: run it once a worker slot and its provider's
@@ -146,12 +193,12 @@ class Worker:
             if batch_id
             else contextlib.nullcontext()
         )
-        async with in_batch, self._slots.slot(job_id, lane):
+        async with in_batch, self._slots.slot(job_id, lane), contextlib.AsyncExitStack() as held:
             provider = self._first_provider(job)
-            async with self.slots.hold(provider, job_id, lane):
-                self._waiting.discard(job_id)
-                if not self._stopping:
-                    await self.run_one(job_id, holding=provider)
+            await held.enter_async_context(self.slots.hold(provider, job_id, lane))
+            self._waiting.discard(job_id)
+            if not self._stopping:
+                await self.run_one(job_id, holding=Held(provider, held.aclose))
 
     def position(self, job_id: str) -> int | None:
         """Where the job waits in this worker's line for a slot, or its provider's (1:
@@ -168,9 +215,9 @@ class Worker:
         available = [provider for provider, spec in found if spec.available]
         return (available or [found[0][0]])[0].name
 
-    async def run_one(self, job_id: str, *, holding: str | None = None) -> JobStatus | None:
+    async def run_one(self, job_id: str, *, holding: Held | None = None) -> JobStatus | None:
         """Claim and run one job now. ``None`` if it was not ours to run. ``holding``: the
-        provider whose slot the caller holds for it already."""
+        provider slot the caller holds for it already."""
         now = utcnow()
         job = await self.repo.claim(job_id, self.id, now + self._lease, now)
         if job is None:
@@ -189,8 +236,9 @@ class Worker:
             return None
         finally:
             heartbeat.cancel()
-            self._attempts.pop(job.id, None)
-            self._canceled.discard(job.id)
+            if self._attempts.get(job.id) is attempt:  # not a newer run of a retried job
+                del self._attempts[job.id]
+                self._canceled.discard(job.id)
 
     def on_event(self, event: Event) -> None:
         """Bus listener: stop an attempt at once when its job is canceled."""
@@ -225,7 +273,7 @@ class Worker:
     def _lease(self) -> timedelta:
         return timedelta(seconds=self.settings.lease_seconds)
 
-    async def _attempt(self, job: Job, holding: str | None = None) -> JobStatus | None:
+    async def _attempt(self, job: Job, holding: Held | None = None) -> JobStatus | None:
         """Run the job's model (then its fallbacks) and record the outcome.
 
         The job's new status, or ``None`` when it was not ours to record.
@@ -269,7 +317,7 @@ class Worker:
         timeout = self.settings.job_timeout_seconds
         return ProviderTimeout(f"no result within {timeout:g} s")
 
-    async def _run_chain(self, job: Job, holding: str | None = None) -> list[StoredOutput]:
+    async def _run_chain(self, job: Job, holding: Held | None = None) -> list[StoredOutput]:
         """The job's model, then each fallback in order, until one succeeds."""
         chain = [
             (job.model, job.request.params),
@@ -309,7 +357,7 @@ class Worker:
         params: dict[str, Any],
         *,
         fallback_reason: str | None,
-        holding: str | None = None,
+        holding: Held | None = None,
     ) -> list[StoredOutput]:
         """The outputs of one model of the chain (a fallback when ``fallback_reason``
         says why the model asked for did not make them), stored."""
@@ -317,7 +365,12 @@ class Worker:
         # Waiting for the provider's slot counts against the job's deadline, not against
         # the attempt's time: that starts once the provider is actually called.
         deadline = asyncio.timeout(self._until_deadline(job))
-        held = provider.name == holding  # the caller waited for it, the job still queued
+        held = holding is not None and holding.covers(provider.name)
+        if holding is not None and not held:
+            # A fallback elsewhere: let the first provider's slot go before waiting for
+            # this one's (two jobs falling back into each other's provider would each
+            # hold what the other waits for).
+            await holding.release()
         slot = contextlib.nullcontext() if held else self.slots.hold(provider.name)
         async with deadline, slot:
             async with asyncio.timeout(self._time_left(job)):
