@@ -142,7 +142,7 @@ def state(document: Schema, specs: list[ModelSpec]) -> None:
     for name, schema in schemas.items():
         if name != "JsonValue":
             _without_nul(schema)
-    for name in ("Submission", "PresetIn", "PresetPatch", "FallbackModel"):
+    for name in ("Submission", "PresetIn", "PresetPatch", "FallbackModel", "BatchIn"):
         if name in schemas:
             _free_form(schemas[name])
     if "PresetPatch" in schemas:  # left out keeps a field; null is refused

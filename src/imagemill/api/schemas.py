@@ -31,6 +31,7 @@ from imagemill.fields import (
     Params,
     SizeText,
     WebhookUrl,
+    json_integer,
 )
 from imagemill.jobs.batches import MAX_CONCURRENCY, MAX_REQUESTS
 
@@ -238,9 +239,12 @@ class BatchIn(BaseModel):
         "it, with one `model` (not `models`: a comparison is its own request): the items, "
         "in this order.",
     )
-    concurrency: int = Field(
-        5, ge=1, le=MAX_CONCURRENCY, strict=True, description="How many items run at once."
-    )
+    concurrency: Annotated[
+        int,
+        BeforeValidator(json_integer),  # 5 or 5.0, as JSON Schema has an integer; not "5"
+        Field(ge=1, le=MAX_CONCURRENCY),
+        WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_CONCURRENCY}),
+    ] = Field(5, description="How many items run at once.")
     metadata: Metadata = Field(default_factory=dict)
 
 

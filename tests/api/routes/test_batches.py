@@ -89,6 +89,8 @@ async def test_a_batch_is_checked_whole_before_anything_is_created(
     for body, field in (
         ({"requests": []}, "requests"),
         ({"requests": [{**SLOW, "prompt": "x"}], "concurrency": 0}, "concurrency"),
+        ({"requests": [{**SLOW, "prompt": "x"}], "concurrency": "5"}, "concurrency"),
+        ({"requests": [{**SLOW, "prompt": "x"}], "concurrency": 2.5}, "concurrency"),
         ({"requests": [{"models": ["placeholder"], "prompt": "x"}]}, "requests.0.models"),
     ):
         refused = await client.post("/v1/batches", json=body)
@@ -151,3 +153,12 @@ async def test_the_batch_stream_carries_its_jobs_its_progress_and_one_done(
     again = [data["id"] for _, data in resumed if "job_id" in data]
     assert again == positions[1:], "every later job event, once, in order"
     assert [kind for kind, _ in resumed[-2:]] == ["batch", "done"]
+
+
+async def test_a_concurrency_written_as_json_schema_allows_it_is_taken(
+    client: httpx.AsyncClient,
+) -> None:
+    """`"concurrency": 83.0` is an integer to JSON Schema (the contract run sent it):
+    it was a 422."""
+    batch = await _batch(client, {"requests": [{**SLOW, "prompt": "x"}], "concurrency": 3.0})
+    assert batch["concurrency"] == 3
