@@ -127,7 +127,12 @@ async def test_a_delivery_is_retried_after_two_500s_and_verifies(
     with pytest.raises(WebhookVerificationError):
         Webhook(await _secret(api)).verify(third.body.replace(b"done", b"dune"), third.headers)
 
-    [delivery] = (await api.get(f"/v1/jobs/{job_id}/deliveries")).json()["data"]
+    # The receiver has answered; the sender records it just after: wait for the record.
+    for _ in range(1000):  # 10 s
+        [delivery] = (await api.get(f"/v1/jobs/{job_id}/deliveries")).json()["data"]
+        if delivery["status"] != "pending":
+            break
+        await asyncio.sleep(0.01)
     assert delivery["status"] == "delivered"
     assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 200]
     assert delivery["id"] == ids.pop()
