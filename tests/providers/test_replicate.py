@@ -207,8 +207,9 @@ async def test_a_transient_fault_on_create_is_retried(
     fake: FakeReplicate,
     fault: str,
 ) -> None:
+    # 2 s: a hang must time out, and no call of a busy machine's second attempt may.
     runtime = await provider_runtime(
-        replicate_api_token=TOKEN, replicate_base_url=served[1], provider_timeout_seconds=0.5
+        replicate_api_token=TOKEN, replicate_base_url=served[1], provider_timeout_seconds=2.0
     )
     fake.faults = Faults(only={"create"})
     fake.faults.queue(fault)
