@@ -338,6 +338,19 @@ class JobOutput:
     flagged: bool = False
 
 
+def batch_status(counts: dict[str, int], started: bool) -> JobStatus:
+    """A batch's status from its items per status: queued while none has started (or
+    run before), running until every item ended; then succeeded if all did, else failed
+    if any failed, else canceled."""
+    if counts[JobStatus.QUEUED.value] or counts[JobStatus.RUNNING.value]:
+        return JobStatus.RUNNING if started else JobStatus.QUEUED
+    if counts[JobStatus.FAILED.value]:
+        return JobStatus.FAILED
+    if counts[JobStatus.CANCELED.value]:
+        return JobStatus.CANCELED
+    return JobStatus.SUCCEEDED
+
+
 @dataclass(slots=True)
 class Batch:
     """Job requests submitted as one; ``jobs`` are its items, in request order."""
@@ -360,15 +373,8 @@ class Batch:
 
     @property
     def status(self) -> JobStatus:
-        """Running until every item ended; then succeeded if all did, else failed if any
-        failed, else canceled. Queued while no item has started."""
-        if any(not job.status.terminal for job in self.jobs):
-            started = any(job.status is not JobStatus.QUEUED or job.attempt for job in self.jobs)
-            return JobStatus.RUNNING if started else JobStatus.QUEUED
-        ends = {job.status for job in self.jobs}
-        if ends == {JobStatus.SUCCEEDED}:
-            return JobStatus.SUCCEEDED
-        return JobStatus.FAILED if JobStatus.FAILED in ends else JobStatus.CANCELED
+        started = any(job.status is not JobStatus.QUEUED or job.attempt for job in self.jobs)
+        return batch_status(self.counts, started)
 
     @property
     def finished_at(self) -> datetime | None:

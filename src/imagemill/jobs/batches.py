@@ -18,7 +18,7 @@ import builtins
 import contextlib
 
 from imagemill.db.repository import Repository
-from imagemill.domain import Batch, JobStatus, Submission
+from imagemill.domain import Batch, JobStatus, Submission, batch_status
 from imagemill.errors import Conflict, InvalidInput
 from imagemill.ids import new_id
 from imagemill.jobs.service import JobService, utcnow
@@ -99,7 +99,7 @@ class BatchService:
             await self.repo.raise_batch_progress(batch_id, measured)
         return {
             "batch_id": batch_id,
-            "status": _status(counts, tally.started),
+            "status": batch_status(counts, tally.started).value,
             "counts": counts,
             "progress": round(max(measured, tally.shown), 6),
         }
@@ -111,14 +111,3 @@ class BatchService:
             await self.repo.raise_batch_progress(batch.id, measured)
             batch.progress = measured
         return batch
-
-
-def _status(counts: dict[str, int], started: bool) -> str:
-    """As ``Batch.status``, from the counts and whether any item started."""
-    if counts["queued"] or counts["running"]:
-        return JobStatus.RUNNING.value if started else JobStatus.QUEUED.value
-    if counts["failed"]:
-        return JobStatus.FAILED.value
-    if counts["canceled"]:
-        return JobStatus.CANCELED.value
-    return JobStatus.SUCCEEDED.value
