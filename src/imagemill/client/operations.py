@@ -199,20 +199,15 @@ def _wait_batch(
     """Poll the batch until every item finished and return it; ``WaitTimeout`` after
     ``timeout`` s (``None``: as long as it takes). ``on_update(batch)`` is called with
     the first state seen and whenever its counts or progress change."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    seen: tuple[object, ...] | None = None
-    while True:
-        batch = yield from _get_batch(batch_id)
-        state = (batch.status, batch.progress, tuple(sorted(batch.counts.items())))
-        if on_update is not None and state != seen:
-            yield Notify(functools.partial(on_update, batch))
-        seen = state
-        if batch.done:
-            return batch
-        remaining = float("inf") if deadline is None else deadline - time.monotonic()
-        if remaining <= 0:
-            raise WaitTimeout(batch)
-        yield Pause(min(poll_interval, remaining))
+    return (
+        yield from _poll(
+            lambda: _get_batch(batch_id),
+            lambda b: (b.status, b.progress, tuple(sorted(b.counts.items()))),
+            timeout,
+            poll_interval,
+            on_update,
+        )
+    )
 
 
 def _wait_job(
@@ -227,19 +222,43 @@ def _wait_job(
     ``on_update(job)`` is called with the first state seen and whenever the status or
     progress changes. ``timeout=None`` waits for as long as it takes.
     """
+    return (
+        yield from _poll(
+            lambda: _get_job(job_id),
+            lambda j: (j.status, j.progress, j.progress_message),
+            timeout,
+            poll_interval,
+            on_update,
+        )
+    )
+
+
+Polled = TypeVar("Polled", Job, Batch)
+
+
+def _poll(
+    get: Callable[[], Op[Polled]],
+    state: Callable[[Polled], object],
+    timeout: float | None,
+    poll_interval: float,
+    on_update: Callable[[Polled], object] | None,
+) -> Op[Polled]:
+    """Get the thing until it is ``done``; ``on_update`` with the first state seen and
+    each change of ``state``; ``WaitTimeout`` after ``timeout`` s (``None``: no limit)."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    seen: tuple[object, ...] | None = None
+    seen: object = None
+    first = True
     while True:
-        job = yield from _get_job(job_id)
-        state = (job.status, job.progress, job.progress_message)
-        if on_update is not None and state != seen:
-            yield Notify(functools.partial(on_update, job))
-        seen = state
-        if job.done:
-            return job
+        current = yield from get()
+        now = state(current)
+        if on_update is not None and (first or now != seen):
+            yield Notify(functools.partial(on_update, current))
+        seen, first = now, False
+        if current.done:
+            return current
         remaining = float("inf") if deadline is None else deadline - time.monotonic()
         if remaining <= 0:
-            raise WaitTimeout(job)
+            raise WaitTimeout(current)
         yield Pause(min(poll_interval, remaining))
 
 
