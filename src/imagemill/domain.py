@@ -53,6 +53,39 @@ class TaskKind(StrEnum):
     EDIT = "edit"
     UPSCALE = "upscale"
     VIDEO = "video"
+    CAPTION = "caption"  # product text and/or images -> captions in tones
+    ENHANCE = "enhance"  # prompt -> richer prompt
+    DESCRIBE = "describe"  # image -> prompt
+
+    @property
+    def rules(self) -> KindRules:
+        return KIND_RULES[self]
+
+
+@dataclass(frozen=True, slots=True)
+class KindRules:
+    """What a kind of task takes and makes."""
+
+    prompt: Literal["required", "optional"]
+    inputs: Literal["required", "optional", "none"]  # input images
+    makes: Literal["image", "video", "text"]
+
+    @property
+    def sized(self) -> bool:
+        """Whether a size applies (it makes pixels)."""
+        return self.makes != "text"
+
+
+KIND_RULES = {
+    TaskKind.IMAGE: KindRules("required", "none", "image"),
+    TaskKind.EDIT: KindRules("optional", "required", "image"),
+    TaskKind.UPSCALE: KindRules("optional", "required", "image"),
+    TaskKind.VIDEO: KindRules("optional", "required", "video"),
+    # A caption is written from product text, images, or both: one of them at least.
+    TaskKind.CAPTION: KindRules("optional", "optional", "text"),
+    TaskKind.ENHANCE: KindRules("required", "none", "text"),
+    TaskKind.DESCRIBE: KindRules("optional", "required", "text"),
+}
 
 
 EventType = Literal["status", "progress", "preview", "output", "log", "error", "done"]
@@ -120,6 +153,24 @@ class FallbackModel(BaseModel):
     params: Params = Field(default_factory=dict)
 
 
+class Enhancement(BaseModel):
+    """Enhance the prompt with a text model before rendering: both are recorded."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field(
+        max_length=200,
+        description="A model that does `enhance`, e.g. `openai/gpt-4o-mini` or `placeholder`.",
+    )
+    style: str | None = Field(
+        None,
+        min_length=1,
+        max_length=300,
+        description="Style modifiers to work in, e.g. 'cinematic, golden hour'.",
+    )
+    params: Params = Field(default_factory=dict, description="The text model's params.")
+
+
 class Request(BaseModel):
     """One generation request for one model, after preset expansion: what a job runs."""
 
@@ -141,10 +192,17 @@ class Request(BaseModel):
     webhook_url: str | None = None
     webhook_events: list[str] | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    enhance: Enhancement | None = None
 
     @property
     def dimensions(self) -> Size | None:
         return Size.parse(self.size) if self.size else None
+
+
+def output_count(kind: TaskKind, n: int, params: dict[str, Any]) -> int:
+    """How many outputs a task makes: ``n``, or ``n`` per tone for a caption."""
+    tones = params.get("tones") if kind is TaskKind.CAPTION else None
+    return n * (len(tones) if isinstance(tones, list) and tones else 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +236,12 @@ class Task:
 
 @dataclass(frozen=True, slots=True)
 class Output:
-    """One image (or video) a provider produced: bytes, or a URL to download at once."""
+    """One image (or video) a provider produced: bytes, or a URL to download at once; or,
+    for the text kinds, ``text``."""
 
     data: bytes | None = None
+    text: str | None = None
+    tone: str | None = None  # a caption's tone, when tones were asked for
     url: str | None = None
     content_type: str | None = None
     seed: int | None = None
@@ -263,6 +324,18 @@ class Pricing(BaseModel):
     by_quality: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="Overrides per quality, then per 'WxH' (or '*')."
     )
+    per_million_input_tokens: float = Field(
+        0.0, ge=0, description="Text models: USD per million tokens read (text and images)."
+    )
+    per_million_output_tokens: float = Field(
+        0.0, ge=0, description="Text models: USD per million tokens written."
+    )
+
+    def tokens(self, read: int, written: int) -> float:
+        """What a text model's call cost, from the tokens it read and wrote."""
+        return (
+            read * self.per_million_input_tokens + written * self.per_million_output_tokens
+        ) / 1_000_000
 
     def price(self, size: Size, quality: str | None = None) -> float:
         flat = self.by_size.get(str(size), self.per_image)
@@ -332,6 +405,8 @@ class JobOutput:
     cost_usd: float
     revised_prompt: str | None = None
     fallback_reason: str | None = None  # why the model asked for did not make it
+    text: str | None = None  # what a text kind wrote (also the asset's bytes, UTF-8)
+    tone: str | None = None  # a caption's tone, when tones were asked for
     generated_width: int | None = None  # what the model made, before fitting the requested size
     generated_height: int | None = None
     nsfw_score: float | None = None  # the safety check's, when it is on
@@ -426,6 +501,8 @@ class Job:
     deadline_at: datetime | None = None
     request_fingerprint: str | None = None  # of the request as submitted
     batch_id: str | None = None  # the batch it is an item of
+    enhanced_prompt: str | None = None  # the prompt rendered, when the request enhanced it
+    enhance_cost_usd: float = 0.0  # what enhancing it cost (in ``cost_usd`` once it succeeds)
 
 
 def check_event_types(types: list[str]) -> list[str]:
@@ -449,7 +526,10 @@ class Submission(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: TaskKind = Field(
-        TaskKind.IMAGE, description="What to make: image, edit, upscale or video."
+        TaskKind.IMAGE,
+        description="What to make: image, edit, upscale or video; or text: caption "
+        "(product text and/or images → captions), enhance (prompt → richer prompt) or "
+        "describe (image → prompt).",
     )
     model: str | None = Field(
         None, description="Model id, e.g. `placeholder` or `openai/gpt-image-1`."
@@ -508,6 +588,11 @@ class Submission(BaseModel):
         description=f"Which events to send: any of {', '.join(EVENT_TYPES)}. Default: done.",
     )
     metadata: Metadata = Field(default_factory=dict)
+    enhance: Enhancement | None = Field(
+        None,
+        description="Enhance the prompt with a text model first (`kind` image, edit or "
+        "video): the job records both prompts, and costs both calls.",
+    )
 
     @field_validator("webhook_events")
     @classmethod

@@ -1,14 +1,19 @@
 """Running jobs step by step in provider tests: ``run`` submits a job and ``finish`` runs
-its attempts in turn (waiting out retry delays) until it ends."""
+its attempts in turn (waiting out retry delays) until it ends; ``Recorded`` is a
+``RunContext`` for calling a provider directly that writes down what it reported."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
+
 from imagemill.domain import Job, JobStatus, Submission
 from imagemill.jobs.service import utcnow
+from imagemill.providers.base import RunContext
 from imagemill.runtime import Runtime
 
 ProviderRuntime = Callable[..., Awaitable[Runtime]]
@@ -41,3 +46,32 @@ async def run(runtime: Runtime, **fields: Any) -> Job:
 def succeeded(job: Job) -> Job:
     assert job.status is JobStatus.SUCCEEDED, job.error
     return job
+
+
+class Recorded:
+    """A RunContext whose callbacks write down what the provider reported."""
+
+    def __init__(self) -> None:
+        self.progress: list[tuple[float, str | None]] = []
+        self.refs: list[str] = []
+        self.previews: list[bytes] = []
+
+    def context(self, attempt: int = 1) -> RunContext:
+        async def on_progress(fraction: float, message: str | None) -> None:
+            self.progress.append((fraction, message))
+
+        async def on_ref(ref: str) -> None:
+            self.refs.append(ref)
+
+        async def on_preview(image: bytes) -> None:
+            self.previews.append(image)
+
+        return RunContext(
+            http=httpx.AsyncClient(),
+            deadline=time.monotonic() + 60,
+            attempt=attempt,
+            provider_ref=None,
+            on_progress=on_progress,
+            on_provider_ref=on_ref,
+            on_preview=on_preview,
+        )

@@ -6,45 +6,17 @@ import io
 import time
 from typing import Any
 
-import httpx
 import pytest
 from jsonschema import Draft202012Validator
 from PIL import Image
 
+from imagemill import writing
 from imagemill.domain import Task, TaskKind
 from imagemill.errors import ProviderError, ProviderUnavailable
-from imagemill.providers.base import Provider, RunContext
+from imagemill.providers.base import Provider
 from imagemill.providers.placeholder import PlaceholderProvider, render
 from imagemill.storage.images import probe
-
-
-class Recorded:
-    """A RunContext whose callbacks write down what the provider reported."""
-
-    def __init__(self) -> None:
-        self.progress: list[tuple[float, str | None]] = []
-        self.refs: list[str] = []
-        self.previews: list[bytes] = []
-
-    def context(self, attempt: int = 1) -> RunContext:
-        async def on_progress(fraction: float, message: str | None) -> None:
-            self.progress.append((fraction, message))
-
-        async def on_ref(ref: str) -> None:
-            self.refs.append(ref)
-
-        async def on_preview(image: bytes) -> None:
-            self.previews.append(image)
-
-        return RunContext(
-            http=httpx.AsyncClient(),
-            deadline=time.monotonic() + 60,
-            attempt=attempt,
-            provider_ref=None,
-            on_progress=on_progress,
-            on_provider_ref=on_ref,
-            on_preview=on_preview,
-        )
+from providers.running import Recorded
 
 
 def _task(**fields: Any) -> Task:
@@ -76,11 +48,17 @@ def test_it_is_a_provider(provider: PlaceholderProvider) -> None:
 def test_its_model_spec(provider: PlaceholderProvider) -> None:
     [spec] = provider.models()
     assert (spec.id, spec.provider, spec.name) == ("placeholder", "placeholder", "placeholder")
-    assert spec.kinds == [TaskKind.IMAGE]
+    assert spec.kinds == [TaskKind.IMAGE, TaskKind.CAPTION, TaskKind.ENHANCE, TaskKind.DESCRIBE]
     assert spec.pricing.per_image == 0.0
     assert spec.sizes.default == "512x512"
     Draft202012Validator.check_schema(spec.params_schema)
-    assert set(spec.params_schema["properties"]) == {"latency_ms", "fail", "fail_attempts"}
+    assert set(spec.params_schema["properties"]) == {
+        "latency_ms",
+        "fail",
+        "fail_attempts",
+        *writing.TEXT_PARAMS,  # for its text kinds only
+    }
+    assert spec.limits.param_kinds == writing.TEXT_PARAM_KINDS
     assert spec.params_schema["additionalProperties"] is False
 
 

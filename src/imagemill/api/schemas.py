@@ -121,6 +121,12 @@ class OutputOut(BaseModel):
     cached: bool
     cost_usd: float
     revised_prompt: str | None = None
+    text: str | None = Field(
+        None,
+        description="What a text kind wrote (caption, enhanced prompt, description); the "
+        "asset holds the same text as UTF-8.",
+    )
+    tone: str | None = Field(None, description="A caption's tone, when tones were asked for.")
     nsfw_score: float | None = Field(
         None, description="The safety check's score, 0 to 1 (IMAGEMILL_SAFETY_THRESHOLD)."
     )
@@ -169,6 +175,11 @@ class JobOut(BaseModel):
     error: JobErrorOut | None
     cached: bool
     cost_usd: float
+    enhanced_prompt: str | None = Field(
+        None,
+        description="The prompt rendered, when the request asked to `enhance` it (the "
+        "original stays in `request.prompt`).",
+    )
     outputs: list[OutputOut]
     metadata: dict[str, Any]
     created_at: datetime
@@ -204,6 +215,7 @@ class JobOut(BaseModel):
             else None,
             cached=job.cached,
             cost_usd=job.cost_usd,
+            enhanced_prompt=job.enhanced_prompt,
             outputs=[OutputOut.of(o, links) for o in job.outputs],
             metadata=job.request.metadata,
             created_at=job.created_at,

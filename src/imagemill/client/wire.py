@@ -16,7 +16,13 @@ from pydantic import BaseModel, ConfigDict
 from imagemill.domain import JobStatus, ModelSpec, Request, TaskKind
 
 T = TypeVar("T")
-EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "video/mp4": ".mp4"}
+EXTENSIONS = {
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/webp": ".webp",
+    "video/mp4": ".mp4",
+    "text/plain; charset=utf-8": ".txt",
+}
 
 
 class _Wire(BaseModel):
@@ -25,7 +31,7 @@ class _Wire(BaseModel):
 
 
 class Output(_Wire):
-    """One stored image (or video) of a job."""
+    """One stored image (or video, or text) of a job."""
 
     index: int
     asset_id: str
@@ -45,6 +51,8 @@ class Output(_Wire):
     cached: bool = False
     cost_usd: float = 0.0
     revised_prompt: str | None = None
+    text: str | None = None  # what a text kind (caption, enhance, describe) wrote
+    tone: str | None = None  # a caption's tone, when tones were asked for
     nsfw_score: float | None = None
     flagged: bool = False
 
@@ -103,6 +111,7 @@ class Job(_Wire):
     error: JobError | None = None
     cached: bool = False
     cost_usd: float = 0.0
+    enhanced_prompt: str | None = None  # the prompt rendered, when the request enhanced it
     outputs: list[Output] = []
     metadata: dict[str, Any] = {}
     created_at: datetime

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Integer, Select, bindparam, cast, func, select
+from sqlalchemy import Connection, Integer, Select, bindparam, cast, exists, func, or_, select
 
 from imagemill.boundary import quoted
 from imagemill.db.engine import Database
@@ -154,7 +154,18 @@ class Queries:
             conditions.append(jobs.c.batch_id == where.batch_id)
         if where.text:
             pattern = "%" + where.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            conditions.append(jobs.c.prompt.ilike(pattern + "%", escape="\\"))
+            contains = pattern + "%"
+            # A text kind's outputs are searched too (captions, descriptions), by job.
+            written = exists().where(
+                outputs.c.job_id == jobs.c.id, outputs.c.text.ilike(contains, escape="\\")
+            )
+            conditions.append(
+                or_(
+                    jobs.c.prompt.ilike(contains, escape="\\"),
+                    jobs.c.enhanced_prompt.ilike(contains, escape="\\"),
+                    written,
+                )
+            )
         if where.created_after:
             conditions.append(jobs.c.created_at >= where.created_after)
         if where.created_before:

@@ -49,6 +49,8 @@ class StoredOutput:
     nsfw_score: float | None = None
     flagged: bool = False
     fallback_reason: str | None = None  # why the model asked for did not make it
+    text: str | None = None  # a text kind's output (its bytes, as text)
+    tone: str | None = None  # a caption's tone, when tones were asked for
 
 
 @dataclass(frozen=True, slots=True)

@@ -273,10 +273,22 @@ class Repository(Queries):
         )
 
     async def record_event(
-        self, job_id: str, worker: str, kind: str, data: dict[str, Any], now: datetime
+        self,
+        job_id: str,
+        worker: str,
+        kind: str,
+        data: dict[str, Any],
+        now: datetime,
+        *,
+        also: dict[str, Any] | None = None,
     ) -> None:
-        """Append a ``progress``, ``preview`` or ``log`` event of a running job (fenced)."""
-        values: dict[str, Any] = {"event_seq": jobs.c.event_seq + 1, "updated_at": now}
+        """Append a ``progress``, ``preview`` or ``log`` event of a running job (fenced),
+        setting the columns in ``also`` with it."""
+        values: dict[str, Any] = {
+            "event_seq": jobs.c.event_seq + 1,
+            "updated_at": now,
+            **(also or {}),
+        }
         if kind == "progress":
             values.update(progress=data["progress"], progress_message=data.get("message"))
         statement = (
@@ -300,6 +312,15 @@ class Repository(Queries):
 
         await self._write(work)
 
+    async def save_enhanced_prompt(
+        self, job_id: str, worker: str, prompt: str, cost_usd: float, now: datetime
+    ) -> None:
+        """Record the prompt the request's was enhanced into, and what that cost (fenced;
+        ``LeaseLost`` if the job moved on), with a ``log`` event showing it."""
+        also = {"enhanced_prompt": prompt, "enhance_cost_usd": cost_usd}
+        event = {"message": "prompt enhanced", "enhanced_prompt": prompt}
+        await self.record_event(job_id, worker, "log", event, now, also=also)
+
     async def save_provider_ref(self, job_id: str, worker: str, ref: str) -> None:
         values = {"job_id": job_id, "worker": worker, "ref": ref}
         saved = await self._write(
@@ -315,8 +336,11 @@ class Repository(Queries):
         stored: Sequence[StoredOutput],
         cache_key: str | None,
         now: datetime,
+        *,
+        extra_cost: float = 0.0,
     ) -> Job | None:
-        """Record outputs and mark the job succeeded, fenced on the lease. ``None``: lease lost."""
+        """Record outputs and mark the job succeeded, fenced on the lease. ``None``: lease
+        lost. ``extra_cost``: what the job cost besides its outputs (enhancing its prompt)."""
 
         def work(conn: Connection, published: Published) -> Job:
             owner_id = conn.execute(_OWNER_OF_JOB, {"job_id": job_id}).scalar_one()
@@ -331,7 +355,7 @@ class Repository(Queries):
                 now=now,
                 published=published,
                 lease_owner=worker,
-                params={"cost_usd": sum(o.cost_usd for o in stored)},
+                params={"cost_usd": sum(o.cost_usd for o in stored) + extra_cost},
                 new_events=[
                     *(("output", output_event(o.index, o.asset_id, o)) for o in job_outputs),
                     ("status", {"status": S.value}),
@@ -545,6 +569,7 @@ def _insert_job(
         "webhook_events": draft.webhook_events,
         "cached": source is not None,
         "cost_usd": 0.0,
+        "enhanced_prompt": source.enhanced_prompt if source else None,
         "idempotency_key": draft.idempotency_key,
         "request_fingerprint": draft.fingerprint,
         "event_seq": len(new_events),

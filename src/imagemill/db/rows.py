@@ -62,6 +62,8 @@ def load_outputs(conn: Connection, job_ids: list[str]) -> dict[str, list[JobOutp
                 sha256=r.sha256,
                 cost_usd=r.cost_usd,
                 revised_prompt=r.revised_prompt,
+                text=r.text,
+                tone=r.tone,
                 nsfw_score=r.nsfw_score,
                 flagged=r.flagged,
             )
@@ -100,6 +102,8 @@ def job_from_row(row: Row[Any], job_outputs: list[JobOutput]) -> Job:
         deadline_at=row.deadline_at,
         request_fingerprint=row.request_fingerprint,
         batch_id=row.batch_id,
+        enhanced_prompt=row.enhanced_prompt,
+        enhance_cost_usd=row.enhance_cost_usd or 0.0,
     )
 
 
@@ -134,6 +138,8 @@ def stored_job_output(index: int, asset_id: str, o: StoredOutput) -> JobOutput:
         sha256=o.sha256,
         cost_usd=o.cost_usd,
         revised_prompt=o.revised_prompt,
+        text=o.text,
+        tone=o.tone,
     )
 
 
@@ -186,6 +192,8 @@ def output_row(
         "generated_height": o.generated_height,
         "cost_usd": o.cost_usd,
         "revised_prompt": o.revised_prompt,
+        "text": o.text,
+        "tone": o.tone,
         "created_at": now,
     }
 
@@ -200,4 +208,5 @@ def output_event(index: int, asset_id: str, o: StoredOutput | JobOutput) -> dict
         "width": o.width,
         "height": o.height,
         "content_type": o.content_type,
+        **({"text": o.text, "tone": o.tone} if o.text is not None else {}),
     }

@@ -109,6 +109,8 @@ jobs = Table(
     Column("cache_key", String(64)),
     Column("cached", Boolean, nullable=False, default=False),
     Column("cost_usd", Float, nullable=False, default=0.0),
+    Column("enhanced_prompt", Text),  # the prompt rendered, when the request enhanced it
+    Column("enhance_cost_usd", Float, nullable=False, default=0.0, server_default="0"),
     Column("idempotency_key", String(300)),
     # sha256 of the request as submitted: an Idempotency-Key reused with another body is
     # refused, and a retried OpenAI-compatible call finds the job its first try made.
@@ -161,6 +163,8 @@ outputs = Table(
     Column("generated_height", Integer),
     Column("cost_usd", Float, nullable=False, default=0.0),
     Column("revised_prompt", Text),
+    Column("text", Text),  # what a text kind wrote
+    Column("tone", String(40)),  # a caption's tone
     Column("created_at", UTCDateTime, nullable=False),
 )
 

@@ -24,11 +24,13 @@ from imagemill.db.repository import Repository
 from imagemill.domain import (
     Asset,
     CachePolicy,
+    Enhancement,
     FallbackModel,
     Job,
     ModelSpec,
     Request,
     Submission,
+    TaskKind,
 )
 from imagemill.errors import Conflict, InvalidInput, NotFound
 from imagemill.events.bus import EventBus
@@ -36,10 +38,12 @@ from imagemill.ids import new_id
 from imagemill.jobs import validation
 from imagemill.providers.registry import Registry
 from imagemill.styles import find_preset
+from imagemill.writing import TEXT_PARAMS
 
 log = logging.getLogger(__name__)
 
 Dispatch = Callable[[str], Awaitable[None]]
+ENHANCEABLE = (TaskKind.IMAGE, TaskKind.EDIT, TaskKind.VIDEO)  # kinds that render a prompt
 
 
 class WebhookTargeting(Protocol):
@@ -203,8 +207,33 @@ class JobService:
                 own, spec, field, inputs=inputs, max_pixels=self.max_pixels
             )
             fallback = self._fallback(submission, request, inputs, preset_negative)
-            requests.append(request.model_copy(update={"fallback": fallback}))
+            update = {"fallback": fallback, "enhance": self._enhancement(submission)}
+            requests.append(request.model_copy(update=update))
         return requests
+
+    def _enhancement(self, submission: Submission) -> Enhancement | None:
+        """The request's ``enhance``, checked: a model that enhances, with its params."""
+        enhance = submission.enhance
+        if enhance is None:
+            return None
+        if submission.kind not in ENHANCEABLE:
+            raise InvalidInput(
+                f"enhance is for {', '.join(ENHANCEABLE)} requests, not {submission.kind}",
+                field="enhance",
+            )
+        spec = self.registry.resolve(enhance.model, "enhance.model")[1]
+        params = {**enhance.params, **({"style": enhance.style} if enhance.style else {})}
+        text = Submission(kind=TaskKind.ENHANCE, model=spec.id, prompt=submission.prompt)
+        try:
+            validation.resolve(text.model_copy(update={"params": params}), spec)
+        except InvalidInput as exc:
+            field = exc.field or ""
+            if field == "params.style":
+                field = "style"
+            elif field in ("model", "kind"):
+                field = "model"
+            raise InvalidInput(exc.message, field=f"enhance.{field}") from exc
+        return Enhancement(model=spec.id, params=params)
 
     def _fallback(
         self,
@@ -222,10 +251,14 @@ class JobService:
             if spec.id == request.model or spec.id in (f.model for f in chain):
                 raise InvalidInput(f"{quoted(spec.id)} is already in the chain", field=field)
             own = _for_model(submission, spec, preset_negative)
+            # What a text kind is asked (tones, hashtags, ...) is the request's, not one
+            # model's: a fallback writes to the same brief unless its params say otherwise.
+            shared = {k: v for k, v in submission.params.items() if k in TEXT_PARAMS}
+            params = (
+                {**shared, **target.params} if not submission.kind.rules.sized else target.params
+            )
             chain.append(
-                validation.resolve_fallback(
-                    own, size, spec, target.params, field, inputs, self.max_pixels
-                )
+                validation.resolve_fallback(own, size, spec, params, field, inputs, self.max_pixels)
             )
         return chain
 

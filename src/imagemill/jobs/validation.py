@@ -37,7 +37,7 @@ from imagemill.fields import MAX_PROMPT_CHARS, MAX_SIDE, MIN_SIDE
 from imagemill.providers.sizes import fit_within
 
 PROMPT_PLACEHOLDER = "{prompt}"
-NEEDS_INPUT = (TaskKind.EDIT, TaskKind.UPSCALE, TaskKind.VIDEO)
+TAKES_INPUT = [kind for kind in TaskKind if kind.rules.inputs != "none"]
 
 
 def expand_preset(submission: Submission, preset: Preset | None) -> Submission:
@@ -62,6 +62,7 @@ def expand_preset(submission: Submission, preset: Preset | None) -> Submission:
         submission.size is None
         and submission.aspect_ratio is None
         and submission.kind is not TaskKind.UPSCALE  # which makes the size of its image
+        and submission.kind.rules.sized
         and preset.size
     ):
         update["size"] = preset.size
@@ -107,6 +108,9 @@ def resolve(
     _check_model(submission, spec, field, covered=bool(submission.fallback))
     if submission.kind is TaskKind.UPSCALE:
         size = _upscaled_size(submission, spec, inputs)
+    elif not submission.kind.rules.sized:
+        _no_size(submission)
+        size = None
     else:
         size = _size(submission, spec, max_pixels)
     check_limits(submission, spec, inputs, field, max_pixels)
@@ -124,6 +128,7 @@ def resolve(
         mask=submission.mask,
         cache=submission.cache,
         fallback=list(fallback),
+        enhance=submission.enhance,
         deadline_seconds=submission.deadline_seconds,
         webhook_url=submission.webhook_url,
         webhook_events=submission.webhook_events,
@@ -151,7 +156,7 @@ def resolve_fallback(
                 f"not the {size} the request makes; fall back to a model of the same scale",
                 field=field,
             )
-    elif size is not None:
+    elif size is not None and submission.kind.rules.sized:
         _check_bounds(size, spec, field)
     check_limits(submission.model_copy(update={"params": params}), spec, inputs, field, max_pixels)
     try:
@@ -179,11 +184,17 @@ def _check_model(
             f"model {quoted(spec.id)} does not do {quoted(submission.kind)} (it does: {kinds})",
             "kind" if main else field,
         )
-    if submission.kind is TaskKind.IMAGE and not has_words(submission.prompt):
+    rules = submission.kind.rules
+    if rules.prompt == "required" and not has_words(submission.prompt):
         raise InvalidInput("a prompt is required", field="prompt")
-    if submission.kind in NEEDS_INPUT and not submission.input_assets:
+    if rules.inputs == "required" and not submission.input_assets:
         raise InvalidInput(
             f"{submission.kind} needs at least one input image", field="input_assets"
+        )
+    if not has_words(submission.prompt) and not submission.input_assets:
+        raise InvalidInput(
+            f"{submission.kind} needs a prompt (the product text) or input images, or both",
+            field="prompt",
         )
     if submission.n > spec.max_n:
         raise InvalidInput(
@@ -242,11 +253,11 @@ def check_limits(
                 f"{tokens:,} at least",
                 "prompt",
             )
-    if submission.kind not in NEEDS_INPUT:
+    if submission.kind.rules.inputs == "none":
         if submission.input_assets:
             raise refuse(
-                f"makes {submission.kind}s from the prompt alone; input images are for "
-                "edit, upscale and video",
+                f"does {submission.kind} from the prompt alone; input images are for "
+                f"{', '.join(TAKES_INPUT)}",
                 "input_assets",
             )
     elif len(submission.input_assets) > limits.max_inputs:
@@ -405,6 +416,15 @@ def _upscaled_size(submission: Submission, spec: ModelSpec, inputs: Inputs) -> S
     return made
 
 
+def _no_size(submission: Submission) -> None:
+    """A text kind makes no pixels: a size asked of it is a mistake, said so."""
+    for name in ("size", "aspect_ratio"):
+        if getattr(submission, name) is not None:
+            raise InvalidInput(
+                f"{submission.kind} makes text, not images; leave {name} out", field=name
+            )
+
+
 def _size(submission: Submission, spec: ModelSpec, max_pixels: int | None = None) -> Size:
     field = "size"
     if submission.size is not None and submission.aspect_ratio is not None:
@@ -556,5 +576,7 @@ def cache_key(request: Request, input_hashes: Sequence[str]) -> str:
         "params": request.params,
         "inputs": list(input_hashes),
     }
+    if request.enhance is not None:  # the prompt rendered is the enhanced one
+        canonical["enhance"] = request.enhance.model_dump(mode="json")
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import dataclasses
 import logging
 import os
 import random
@@ -24,12 +25,22 @@ from typing import Any
 
 import httpx
 
+from imagemill.boundary import storable_text
 from imagemill.config import Settings
 from imagemill.db.queries import Scheduled
 from imagemill.db.records import StoredOutput
 from imagemill.db.repository import Repository
 from imagemill.db.slots import ProviderSlots
-from imagemill.domain import InputImage, Job, JobStatus, ModelSpec, Size, Task
+from imagemill.domain import (
+    InputImage,
+    Job,
+    JobStatus,
+    ModelSpec,
+    Size,
+    Task,
+    TaskKind,
+    output_count,
+)
 from imagemill.errors import (
     DeadlineExceeded,
     ImagemillError,
@@ -42,6 +53,7 @@ from imagemill.errors import (
     describe,
 )
 from imagemill.events.bus import Event
+from imagemill.fields import MAX_PROMPT_CHARS
 from imagemill.jobs.scheduling import FairLine
 from imagemill.jobs.service import utcnow
 from imagemill.providers.base import Provider, RunContext
@@ -281,6 +293,7 @@ class Worker:
         try:
             if self._time_left(job) <= 0:
                 raise DeadlineExceeded("the job's deadline passed before it could run")
+            job = await self._enhanced(job)
             stored = await self._run_chain(job, holding)
         except (asyncio.CancelledError, LeaseLost):
             return None  # canceled by its owner, or the lease moved on: nothing to record
@@ -291,10 +304,15 @@ class Worker:
         except Exception as exc:
             log.exception("job %s: unexpected error in %s", job.id, job.model)
             return await self._failed(job, InternalError(f"unexpected error: {describe(exc)}"))
-        if len(stored) != job.request.n:
-            error = InternalError(f"asked for {job.request.n} outputs, got {len(stored)}")
+        request = job.request
+        expected = output_count(request.kind, request.n, request.params)
+        if len(stored) != expected:
+            error = InternalError(f"asked for {expected} outputs, got {len(stored)}")
             return await self._failed(job, error)
-        if await self.repo.complete(job.id, self.id, stored, job.cache_key, utcnow()) is None:
+        completed = await self.repo.complete(
+            job.id, self.id, stored, job.cache_key, utcnow(), extra_cost=job.enhance_cost_usd
+        )
+        if completed is None:
             log.info("job %s finished elsewhere or was canceled; result dropped", job.id)
             return None
         return JobStatus.SUCCEEDED
@@ -316,6 +334,42 @@ class Worker:
             return DeadlineExceeded("the job did not finish by its deadline")
         timeout = self.settings.job_timeout_seconds
         return ProviderTimeout(f"no result within {timeout:g} s")
+
+    async def _enhanced(self, job: Job) -> Job:
+        """The job with its prompt enhanced, if its request asks for that: by the text
+        model named, once (recorded, so a later attempt renders the same prompt)."""
+        enhance = job.request.enhance
+        if enhance is None or job.enhanced_prompt is not None:
+            return job
+        provider, spec = self.registry.resolve(enhance.model)
+        if not spec.available:
+            raise ProviderUnavailable(
+                f"{spec.id} (enhance) is unavailable: {spec.unavailable_reason}", retryable=False
+            )
+        task = Task(
+            job_id=job.id,
+            kind=TaskKind.ENHANCE,
+            model=spec.name,
+            prompt=job.request.prompt,
+            negative_prompt=None,
+            n=1,
+            width=0,
+            height=0,
+            seed=job.request.seed,
+            params=enhance.params,
+        )
+        deadline = asyncio.timeout(self._until_deadline(job))
+        async with deadline, self.slots.hold(provider.name):
+            async with asyncio.timeout(self._time_left(job)):
+                results = await provider.run(task, self._context(job, spec.id, deadline))
+        text = storable_text(results[0].text or "", MAX_PROMPT_CHARS) if results else None
+        if not text:
+            raise ProviderError(f"{spec.id} answered with no enhanced prompt")
+        cost = results[0].cost_usd
+        if cost is None:
+            cost = spec.pricing.per_image
+        await self.repo.save_enhanced_prompt(job.id, self.id, text, cost, utcnow())
+        return dataclasses.replace(job, enhanced_prompt=text, enhance_cost_usd=cost)
 
     async def _run_chain(self, job: Job, holding: Held | None = None) -> list[StoredOutput]:
         """The job's model, then each fallback in order, until one succeeds."""
@@ -395,7 +449,7 @@ class Worker:
             job_id=job.id,
             kind=request.kind,
             model=spec.name,
-            prompt=request.prompt,
+            prompt=job.enhanced_prompt or request.prompt,
             # A style's negative prompt, kept for a model that takes one, reaches no other.
             negative_prompt=request.negative_prompt if spec.limits.negative_prompt else None,
             n=request.n,

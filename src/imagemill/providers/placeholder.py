@@ -1,10 +1,11 @@
 """The built-in ``placeholder`` provider: deterministic, clearly labelled images, offline.
 
 It exists for development, tests and explicitly configured fallbacks. Every image says
-PLACEHOLDER with the prompt, model, seed and size, so nobody mistakes it for the work
-of a real model. Two params make it a test double for real providers: ``latency_ms``
-(simulated provider time, with progress along the way and a blurred preview halfway)
-and ``fail``.
+PLACEHOLDER with the prompt, model, seed and size, and every text (caption, enhanced
+prompt, description: ``placeholder_text.py``) starts with ``[placeholder …]``, so nobody
+mistakes either for the work of a real model. Two params make it a test double for real
+providers: ``latency_ms`` (simulated provider time, with progress along the way and a
+blurred preview halfway) and ``fail``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,20 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from imagemill import writing
 from imagemill.config import Settings
-from imagemill.domain import ModelSpec, Output, Pricing, SizeRange, Task, TaskKind, seeds
+from imagemill.domain import (
+    InputLimits,
+    ModelSpec,
+    Output,
+    Pricing,
+    SizeRange,
+    Task,
+    TaskKind,
+    seeds,
+)
 from imagemill.errors import ProviderError, ProviderUnavailable
+from imagemill.providers import placeholder_text
 from imagemill.providers.base import RunContext
 
 MODEL_ID = "placeholder"
@@ -50,6 +62,7 @@ PARAMS_SCHEMA = {
     },
     "additionalProperties": False,
 }
+PARAMS_SCHEMA["properties"].update(writing.text_params())  # type: ignore[attr-defined]
 
 
 class PlaceholderProvider:
@@ -66,11 +79,14 @@ class PlaceholderProvider:
                 name=MODEL_ID,
                 title="Placeholder",
                 description=(
-                    "Deterministic labelled images, rendered offline: for development and tests."
+                    "Deterministic labelled images, and template text marked as placeholder "
+                    "for captions, enhanced prompts and descriptions, made offline: for "
+                    "development, tests and fallbacks."
                 ),
-                kinds=[TaskKind.IMAGE],
+                kinds=[TaskKind.IMAGE, *writing.TEXT_KINDS],
                 params_schema=PARAMS_SCHEMA,
                 sizes=SizeRange(min_side=16, max_side=4096, default="512x512"),
+                limits=InputLimits(max_inputs=4, param_kinds=writing.TEXT_PARAM_KINDS),
                 pricing=Pricing(per_image=0.0),
             )
         ]
@@ -90,6 +106,8 @@ class PlaceholderProvider:
             if failure == "transient":
                 raise ProviderUnavailable("placeholder: simulated transient failure")
             raise ProviderError("placeholder: simulated permanent failure", retryable=False)
+        if not task.kind.rules.sized:
+            return await asyncio.to_thread(placeholder_text.write, task)
         image_seeds = seeds(base_seed, task.n)
 
         def render_all() -> list[bytes]:

@@ -19,11 +19,13 @@ from imagemill.errors import InvalidInput, NotFound, ProviderError, ProviderUnav
 from imagemill.safety import SafetyCheck
 from imagemill.storage import images
 from imagemill.storage.blobs import BlobStore
+from imagemill.writing import TEXT_CONTENT_TYPE
 
 DOWNLOAD_ATTEMPTS = 3
 DOWNLOAD_BACKOFF_SECONDS = 0.5
 DECODE_BUDGET_PIXELS = 64_000_000  # about 250 MB of pixels being decoded at once, at most
 THUMBNAILED = ("image/png", "image/jpeg", "image/webp", "image/gif")
+MAX_TEXT_CHARS = 32_000  # of one text output, as of a prompt
 
 
 class AssetWriter:
@@ -57,6 +59,8 @@ class AssetWriter:
     ) -> StoredOutput:
         """Store one output for good; the job may only succeed once this has returned.
         ``fallback_reason``: why the model asked for did not make it (a fallback's output)."""
+        if output.text is not None:
+            return await self._store_text(output, model_id, pricing, fallback_reason)
         data = output.data if output.data is not None else await self.download(output.url or "")
         try:
             info = images.probe(data)
@@ -98,6 +102,33 @@ class AssetWriter:
             generated_height=generated[1],
             nsfw_score=verdict.score if verdict else None,
             flagged=verdict.flagged if verdict else False,
+        )
+
+    async def _store_text(
+        self, output: Output, model_id: str, pricing: Pricing, fallback_reason: str | None
+    ) -> StoredOutput:
+        """A text kind's output: its UTF-8 bytes stored as an asset like any image's, its
+        text recorded with it (searchable, shown without a download)."""
+        text = storable_text(output.text or "", MAX_TEXT_CHARS)
+        data = text.encode()
+        sha256, key = await self.blobs.put_content(data)
+        return StoredOutput(
+            sha256=sha256,
+            content_type=TEXT_CONTENT_TYPE,
+            width=None,
+            height=None,
+            byte_size=len(data),
+            storage_key=key,
+            model=model_id,
+            fallback=fallback_reason is not None,
+            fallback_reason=fallback_reason,
+            seed=output.seed,
+            requested_width=None,
+            requested_height=None,
+            cost_usd=output.cost_usd if output.cost_usd is not None else pricing.per_image,
+            revised_prompt=None,
+            text=text,
+            tone=output.tone,
         )
 
     async def ingest(self, data: bytes, field: str = "file") -> StoredBlob:

@@ -80,7 +80,12 @@ async def list_jobs(
     model: str | None = None,
     kind: TaskKind | None = None,
     q: Annotated[
-        str | None, Query(max_length=500, description="Text the prompt starts with or contains.")
+        str | None,
+        Query(
+            max_length=500,
+            description="Text the prompt contains, or the enhanced prompt, or a text the job "
+            "wrote (a caption, a description).",
+        ),
     ] = None,
     group_id: str | None = None,
     batch_id: Annotated[str | None, Query(description="The items of one batch.")] = None,

@@ -4,6 +4,8 @@
   holding a ``model_index.json``), for ``image`` and ``edit``; see ``diffusion``.
 - ``local/realesrgan-x4`` and variants: Real-ESRGAN ``upscale``; see ``upscale``.
 - ``local/motion``: a still image into an mp4 with camera motion, ``video``; see ``motion``.
+- ``local/<folder>``: every transformers text-generation folder (a ``config.json`` naming
+  a ``…ForCausalLM``), for ``caption`` and ``enhance``; see ``writing``.
 
 A device runs one batch at a time; requests queue for it. torch, diffusers and ncnn
 are imported only when a local model runs, so a server without them pays nothing.
@@ -15,8 +17,9 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from importlib.util import find_spec
-from typing import Any
+from typing import Any, TypeVar
 
 from imagemill.config import Settings
 from imagemill.domain import (
@@ -30,11 +33,13 @@ from imagemill.domain import (
     seeds,
 )
 from imagemill.providers.base import RunContext
-from imagemill.providers.local import diffusion, motion, upscale
+from imagemill.providers.local import diffusion, motion, upscale, writing
 from imagemill.providers.local.batching import BatchQueue
 from imagemill.providers.local.pipelines import MARKER, Pipelines
+from imagemill.writing import text_outputs
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 MOTION = "motion"
 INPUT_ONLY = SizeRange(min_side=16, max_side=4096, default="1024x1024")  # size from the input
 
@@ -53,26 +58,39 @@ class LocalModels:
         self.queue: BatchQueue[diffusion.Request, list[tuple[int, bytes]]] = BatchQueue(
             lambda batch: diffusion.run_batch(self.pipelines, batch), settings.local_batch_size
         )
-        self._cpu = asyncio.Lock()  # upscaling and video encoding: one at a time
+        self._cpu = asyncio.Lock()  # upscaling, video encoding and writing: one at a time
         self._upscalers: dict[str, Any] = {}
-        self._seen: tuple[str, ...] = ()
+        self.texts = writing.TextModels(self.directory, settings.local_device)
+        self._text_folders: set[str] = set()
+        self._seen: tuple[tuple[str, bool], ...] = ()
 
-    def _folders(self) -> list[str]:
+    def _folders(self) -> list[tuple[str, bool]]:
+        """Each model folder's name, and whether it holds a text model (else diffusers)."""
         if not self.directory.is_dir():
             return []
-        return sorted(p.name for p in self.directory.iterdir() if (p / MARKER).is_file())
+        found = []
+        for path in sorted(self.directory.iterdir()):
+            if (path / MARKER).is_file():
+                found.append((path.name, False))
+            elif writing.is_text_model(path):
+                found.append((path.name, True))
+        return found
 
     def changed(self) -> bool:
         """Whether model folders came or went since the last ``models()`` (a cheap scan)."""
         return tuple(self._folders()) != self._seen
 
     def models(self) -> list[ModelSpec]:
-        folders = self._folders()
+        folders = [(name, text) for name, text in self._folders() if name not in _BUILT_IN]
         self._seen = tuple(folders)
+        self._text_folders = {name for name, text in folders if text}
         missing = "install imagemill[local] ({})"
-        diffusers = [_diffusers_spec(name) for name in folders if name not in _BUILT_IN]
+        diffusers = [_diffusers_spec(name) for name, text in folders if not text]
         if not _installed("torch", "diffusers", "transformers"):
             diffusers = [s.unavailable(missing.format("torch, diffusers")) for s in diffusers]
+        texts = [writing.spec(name, self.name) for name in sorted(self._text_folders)]
+        if not _installed("torch", "transformers"):
+            texts = [s.unavailable(missing.format("torch, transformers")) for s in texts]
         upscalers = [_upscaler_spec(name, upscaler) for name, upscaler in upscale.UPSCALERS.items()]
         if upscale.weights_dir() is None or not _installed("ncnn"):
             upscalers = [
@@ -81,14 +99,26 @@ class LocalModels:
         video = _motion_spec()
         if not _installed("av"):
             video = video.unavailable(missing.format("av"))
-        return [*diffusers, *upscalers, video]
+        return [*diffusers, *texts, *upscalers, video]
 
     async def run(self, task: Task, ctx: RunContext) -> list[Output]:
         if task.model in upscale.UPSCALERS:
             return [await self._upscale(task, ctx)]
         if task.model == MOTION:
             return [await self._motion(task, ctx)]
+        if task.model in self._text_folders:
+            return await self._write(task, ctx)
         return await self._diffuse(task, ctx)
+
+    async def _write(self, task: Task, ctx: RunContext) -> list[Output]:
+        seed = task.seed if task.seed is not None else random.randrange(2**31)
+
+        def work(progress: Callable[[float], None], stopped: Callable[[], bool]) -> list[str]:
+            return self.texts.write(task, seed, progress, stopped)
+
+        texts = await self._on_cpu(work, ctx)
+        outputs = text_outputs(task, texts, 0.0)
+        return [replace(o, seed=seed + index) for index, o in enumerate(outputs)]
 
     async def _diffuse(self, task: Task, ctx: RunContext) -> list[Output]:
         loop = asyncio.get_running_loop()
@@ -135,8 +165,8 @@ class LocalModels:
         return Output(data=await self._on_cpu(work, ctx), content_type="video/mp4")
 
     async def _on_cpu(
-        self, work: Callable[[Callable[[float], None], Callable[[], bool]], bytes], ctx: RunContext
-    ) -> bytes:
+        self, work: Callable[[Callable[[float], None], Callable[[], bool]], T], ctx: RunContext
+    ) -> T:
         """Run ``work`` in a thread, one at a time, with progress; a cancel stops it at its
         next check (between tiles or frames)."""
         loop = asyncio.get_running_loop()
