@@ -114,6 +114,29 @@ def test_generate_upscales_and_animates_an_input_file(data_dir: Path, tmp_path: 
     assert video.suffix == ".mp4" and video.read_bytes()[4:12] == b"ftypisom"
 
 
+def test_generate_prints_text_kinds_and_saves_no_files(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    tones = 'tones=["playful","elegant"]'
+    result = ok(
+        "generate", "--kind", "caption", "Linen dress", "-p", tones, "-p", "hashtags=3", "-o", out
+    )
+    captions = result.stdout.strip().split("\n\n#")
+    assert result.stdout.count("[placeholder caption, playful] Linen dress") == 1
+    assert result.stdout.count("[placeholder caption, elegant] Linen dress") == 1
+    assert len(captions) == 3  # two captions, each followed by its hashtags
+    assert "[1 · playful]" in result.stderr and "[2 · elegant]" in result.stderr
+    assert not out.exists()
+
+
+def test_generate_can_enhance_the_prompt_first(data_dir: Path, tmp_path: Path) -> None:
+    result = ok(
+        "generate", "a red fox", "--enhance", "placeholder", "--style", "watercolour",
+        "--size", "32x32", "-o", tmp_path,
+    )  # fmt: skip
+    assert "enhanced prompt: [placeholder enhancement] a red fox, watercolour," in result.stderr
+    assert len(generated(result)) == 1
+
+
 def test_an_input_file_that_does_not_exist_is_refused(data_dir: Path, tmp_path: Path) -> None:
     result = imagemill("generate", "--kind", "upscale", "-i", tmp_path / "nope.png")
     assert result.exit_code == 2 and "nope.png" in result.output

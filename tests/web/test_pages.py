@@ -20,6 +20,7 @@ SECOND_MODEL = "local/tiny"  # saved by this folder's conftest
 
 async def _finished_job(http: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
     request = {"model": "placeholder", "size": "64x48", "prompt": "a red fox", **body}
+    request = {k: v for k, v in request.items() if v is not None}
     response = await http.post("/v1/jobs", json=request, headers={"Prefer": "wait=10"})
     assert response.status_code == 200, response.text
     job: dict[str, Any] = response.json()
@@ -206,6 +207,29 @@ async def test_a_job_page_shows_what_made_the_image(client: httpx.AsyncClient) -
     assert 'width="64" height="48"' in text, "the box is reserved before the image loads"
     for action in ["rerun", "vary", "delete"]:
         assert f'data-action="{action}"' in text
+
+
+async def test_text_outputs_are_shown_as_text_on_the_job_page_and_in_the_gallery(
+    client: httpx.AsyncClient,
+) -> None:
+    caption = await _finished_job(
+        client,
+        kind="caption",
+        size=None,
+        prompt="Linen dress <b>sage</b>",
+        params={"tones": ["playful"], "hashtags": 2},
+    )
+    enhanced = await _finished_job(client, prompt="a fox", enhance={"model": "placeholder"})
+
+    page = (await client.get(f"/gallery/{caption['id']}")).text
+    assert '<blockquote class="text" data-tone="playful">[placeholder caption, playful]' in page
+    assert "Linen dress &lt;b&gt;sage&lt;/b&gt;" in page  # text, never markup
+    assert "#Linen #dress" in page
+    assert "?edit=" not in page  # a text is no image to edit
+    page = (await client.get(f"/gallery/{enhanced['id']}")).text
+    assert "<dt>Enhanced prompt</dt><dd>[placeholder enhancement] a fox, " in page
+    gallery = (await client.get("/gallery")).text
+    assert '<blockquote class="text">[placeholder caption, playful]' in gallery
 
 
 async def test_the_comparison_shows_each_model_with_its_time_and_cost(

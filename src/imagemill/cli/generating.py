@@ -59,7 +59,11 @@ def generate(
     ] = "",
     kind: Annotated[
         TaskKind,
-        typer.Option(help="image: from the prompt; edit, upscale, video: from --input."),
+        typer.Option(
+            help="image: from the prompt; edit, upscale, video: from --input; text: caption "
+            "(the prompt is the product text, and/or --input images), enhance (a richer "
+            "prompt), describe (--input image -> prompt)."
+        ),
     ] = TaskKind.IMAGE,
     input_file: Annotated[
         list[Path] | None,
@@ -113,6 +117,23 @@ def generate(
     negative_prompt: Annotated[
         str | None, typer.Option(help="What to keep out of the image.", show_default=False)
     ] = None,
+    enhance: Annotated[
+        str | None,
+        typer.Option(
+            metavar="MODEL",
+            help="Enhance the prompt with this text model first (e.g. placeholder, "
+            "openai/gpt-4o-mini); both prompts are recorded.",
+            show_default=False,
+        ),
+    ] = None,
+    style: Annotated[
+        str | None,
+        typer.Option(
+            help="Style modifiers to enhance with, e.g. 'cinematic, golden hour' (with "
+            "--enhance, or --kind enhance).",
+            show_default=False,
+        ),
+    ] = None,
     cache: Annotated[
         CachePolicy,
         typer.Option(
@@ -134,14 +155,20 @@ def generate(
     data_dir: DataDirOption = None,
 ) -> None:
     """Generate images (or edit, upscale, animate one) and save the outputs as
-    DIR/<job_id>-<index>.<ext>.
+    DIR/<job_id>-<index>.<ext>; or write text (captions, an enhanced prompt, a
+    description) and print it.
 
     \b
     imagemill generate "a red fox in snow" -m placeholder -n 2
+    imagemill generate "a red fox" --enhance placeholder --style "watercolour"
     imagemill generate --kind upscale -i photo.png -m local/realesrgan-x4
     imagemill generate --kind video -i still.png -m local/motion --size 1280x720 -p motion=zoom_in
+    imagemill generate --kind caption "Linen dress" -p 'tones=["playful","elegant"]' -p hashtags=3
+    imagemill generate --kind describe -i photo.png -m placeholder
     """
     params = _parse_params(param or [])
+    if style is not None and kind is TaskKind.ENHANCE:
+        params.setdefault("style", style)
 
     async def run() -> list[Path]:
         async with _connect(server, api_key, data_dir, run_workers=True) as client:
@@ -163,6 +190,8 @@ def generate(
                 fields["input_assets"] = [(await client.assets.upload(p)).id for p in input_file]
             if mask is not None:
                 fields["mask"] = (await client.assets.upload(mask)).id
+            if enhance is not None:
+                fields["enhance"] = {"model": enhance, **({"style": style} if style else {})}
             job = await client.jobs.create(**fields)
             with Bars(err_console, transient=True) as bars:
                 try:
@@ -173,11 +202,19 @@ def generate(
             job = await client.jobs.get(job.id)
             if job.status is not JobStatus.SUCCEEDED:
                 raise JobFailed(job)
-            paths = await client.jobs.save_outputs(job, output)
+            written = [o for o in job.outputs if o.text is not None]
+            paths = [] if written else await client.jobs.save_outputs(job, output)
+        if job.enhanced_prompt:
+            err_console.print(f"enhanced prompt: {job.enhanced_prompt}", markup=False)
         err_console.print(
             f"job {job.id} {job.status} in {_seconds(job.timings.total_seconds)}, "
             f"cost ${job.cost_usd:.4f}" + (" (cached)" if job.cached else "")
         )
+        for index, out in enumerate(written):  # text goes to stdout, one block each
+            if len(written) > 1:
+                tone = f" · {out.tone}" if out.tone else ""
+                err_console.print(f"[{index + 1}{tone}]", markup=False, highlight=False)
+            console.print(out.text, highlight=False, soft_wrap=True, markup=False)
         return paths
 
     for path in _run(run()):

@@ -216,6 +216,11 @@ class SubmissionFields(TypedDict, total=False):
     input_assets: list[str]
     mask: str
     cache: str
+    fallback: list[str | dict[str, Any]]
+    enhance: dict[str, Any]  # {"model": ..., "style": ...}: enhance the prompt first
+    deadline_seconds: float
+    webhook_url: str
+    webhook_events: list[str]
     metadata: dict[str, Any]
 
 

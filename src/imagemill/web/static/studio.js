@@ -39,6 +39,14 @@ function outputLink(jobId, output, prompt, full = false) {
   const link = document.createElement("a");
   link.className = "output";
   link.href = `/gallery/${jobId}#output-${output.index}`;
+  if (output.text != null) {  // a caption, an enhanced prompt, a description
+    const text = document.createElement("blockquote");
+    text.className = "text";
+    if (output.tone) text.dataset.tone = output.tone;
+    text.textContent = output.text;
+    link.append(text);
+    return link;
+  }
   const video = (output.content_type || "").startsWith("video/");
   const media = document.createElement(video ? "video" : "img");
   if (video) {
