@@ -108,6 +108,16 @@ class Settings(BaseSettings):
     )
     retry_max_seconds: float = Field(60.0, ge=0, description="Cap of the retry delay.")
     job_timeout_seconds: float = Field(600.0, gt=0, description="Deadline of one job attempt.")
+    circuit_failure_threshold: int = Field(
+        5,
+        ge=0,
+        le=1000,
+        description="Calls in a row a provider may fail (down, timed out, 5xx) before its "
+        "circuit opens and jobs skip it to their fallback; 0 never opens.",
+    )
+    circuit_cooldown_seconds: float = Field(
+        30.0, gt=0, description="How long an open circuit skips its provider before a trial call."
+    )
     max_wait_seconds: float = Field(
         120.0, ge=0, description="Longest `Prefer: wait=N` or OpenAI-compatible call the API holds."
     )

@@ -345,6 +345,16 @@ class Pricing(BaseModel):
         return table.get(str(size), table.get("*", flat))
 
 
+class CircuitView(BaseModel):
+    """A provider's circuit breaker as the serving process sees it."""
+
+    state: Literal["closed", "open", "half_open"] = Field(
+        description="closed: called as usual; open: skipped (to the fallback) after failing "
+        "too often; half_open: one trial call is let through."
+    )
+    retry_after_seconds: float = Field(0.0, description="While open: until the trial call.")
+
+
 class ModelSpec(BaseModel):
     """A model as imagemill presents it: identity, capabilities, params, pricing."""
 
@@ -365,6 +375,11 @@ class ModelSpec(BaseModel):
     aliases: list[str] = Field(default_factory=list)
     available: bool = True
     unavailable_reason: str | None = None
+    circuit: CircuitView | None = Field(
+        None,
+        description="Its provider's circuit breaker, where this process runs jobs (null in "
+        "an API-only process of a distributed deployment).",
+    )
 
     def unavailable(self, reason: str) -> ModelSpec:
         """This model, listed but not usable here, and why (e.g. a missing key)."""

@@ -19,6 +19,7 @@ they occur, always with ``raise ... from exc``.
         ├── RateLimited(retry_after)  rate_limited    429    yes
         ├── ProviderTimeout           provider_timeout 504   yes
         ├── ProviderUnavailable       provider_unavailable 503 yes
+        │   └── CircuitOpen(retry_after) circuit_open   503    yes  (skipped: failing lately)
         ├── AuthError                 provider_auth   502    no
         ├── ContentRejected           content_rejected 422   no
         └── ProviderInputError(field) provider_invalid_input 422 no
@@ -154,6 +155,17 @@ class ProviderUnavailable(ProviderError):
 
     def __init__(self, message: str, *, retryable: bool = True) -> None:
         super().__init__(message, retryable=retryable)
+
+
+class CircuitOpen(ProviderUnavailable):
+    """The provider failed too often lately; it is not called for ``retry_after`` seconds
+    (``providers/circuits.py``)."""
+
+    code = "circuit_open"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, retryable=True)
+        self.retry_after = retry_after
 
 
 class AuthError(ProviderError):

@@ -33,6 +33,7 @@ from imagemill.domain import (
 from imagemill.errors import ContentRejected, ProviderError, ProviderUnavailable, RateLimited
 from imagemill.jobs.service import utcnow
 from imagemill.providers.base import RunContext
+from imagemill.providers.circuits import CircuitState
 from imagemill.providers.local import LocalModels
 from imagemill.providers.placeholder import PlaceholderProvider, render
 from imagemill.providers.registry import Registry
@@ -486,6 +487,46 @@ async def _stored_bytes(runtime: Runtime, asset_id: str) -> bytes:
 async def _logged(runtime: Runtime, job_id: str) -> list[str]:
     events = await runtime.repo.events_after(job_id, 0)
     return [e["data"]["message"] for e in events if e["type"] == "log"]
+
+
+async def test_a_failing_provider_opens_its_circuit_and_jobs_skip_it_until_the_cooldown(
+    settings: Settings, scripted: Any, backup: Backup
+) -> None:
+    tuned = settings.model_copy(
+        update={"circuit_failure_threshold": 2, "circuit_cooldown_seconds": 0.5}
+    )
+    registry = Registry([PlaceholderProvider(), scripted, backup], PRICES)
+    async with Runtime(tuned, registry=registry, run_workers=False, sweep=False) as runtime:
+        scripted.script = _fails(lambda: ProviderUnavailable("upstream returned 503"))
+        for _ in range(2):  # each falls back; the circuit counts the provider's failures
+            job_id = await _submit(runtime, model=SCRIPTED, fallback=[BACKUP])
+            assert await runtime.worker.run_one(job_id) is JobStatus.SUCCEEDED
+        called = len(scripted.calls)
+        assert runtime.worker.circuits.state("scripted")[0] is CircuitState.OPEN
+
+        job_id = await _submit(runtime, model=SCRIPTED, fallback=[BACKUP])
+        assert await runtime.worker.run_one(job_id) is JobStatus.SUCCEEDED
+        job = await runtime.repo.get_job(job_id)
+        assert len(scripted.calls) == called, "an open circuit is not called"
+        [output] = job.outputs
+        assert (output.model, output.fallback) == (BACKUP, True)
+        assert "scripted failed 2 times in a row; its circuit is open" in (
+            output.fallback_reason or ""
+        )
+        # Without a fallback the job waits: retried once the circuit may let it through.
+        alone = await _submit(runtime, model=SCRIPTED)
+        assert await runtime.worker.run_one(alone) is JobStatus.QUEUED
+        waiting = await runtime.repo.get_job(alone)
+        assert waiting.error is not None and waiting.error.code == "circuit_open"
+        assert len(scripted.calls) == called
+
+        await asyncio.sleep(0.5)  # the cool-down itself, not a race
+        scripted.script = _renders(SCRIPTED)
+        job_id = await _submit(runtime, model=SCRIPTED, fallback=[BACKUP])
+        assert await runtime.worker.run_one(job_id) is JobStatus.SUCCEEDED
+        [output] = (await runtime.repo.get_job(job_id)).outputs
+        assert (output.model, output.fallback) == (SCRIPTED, False)  # the trial call
+        assert runtime.worker.circuits.state("scripted")[0] is CircuitState.CLOSED
 
 
 async def test_a_failed_model_falls_back_to_the_next_which_makes_the_outputs(

@@ -36,12 +36,14 @@ from imagemill.domain import (
     Job,
     JobStatus,
     ModelSpec,
+    Output,
     Size,
     Task,
     TaskKind,
     output_count,
 )
 from imagemill.errors import (
+    CircuitOpen,
     DeadlineExceeded,
     ImagemillError,
     InvalidInput,
@@ -57,6 +59,7 @@ from imagemill.fields import MAX_PROMPT_CHARS
 from imagemill.jobs.scheduling import FairLine
 from imagemill.jobs.service import utcnow
 from imagemill.providers.base import Provider, RunContext
+from imagemill.providers.circuits import Circuits, CircuitState
 from imagemill.providers.registry import Registry
 from imagemill.storage import masks
 from imagemill.storage.assets import AssetWriter
@@ -129,6 +132,7 @@ class Worker:
         http: httpx.AsyncClient,
         dispatch: Callable[[str], Awaitable[None]],
         slots: ProviderSlots | None = None,
+        circuits: Circuits | None = None,
     ) -> None:
         self.settings = settings
         self.repo = repo
@@ -149,6 +153,9 @@ class Worker:
         slot_lease = settings.lease_seconds + settings.sweep_interval_seconds
         self.slots = slots or ProviderSlots(repo.db, settings.provider_concurrency, slot_lease)
         self._canceled: set[str] = set()  # jobs whose owner canceled them, while running
+        self.circuits = circuits or Circuits(
+            settings.circuit_failure_threshold, settings.circuit_cooldown_seconds
+        )
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -225,7 +232,8 @@ class Worker:
         except InvalidInput:
             return ""  # a model gone from this server: the attempt fails it, no slot needed
         available = [provider for provider, spec in found if spec.available]
-        return (available or [found[0][0]])[0].name
+        closed = [p for p in available if self.circuits.state(p.name)[0] is not CircuitState.OPEN]
+        return (closed or available or [found[0][0]])[0].name
 
     async def run_one(self, job_id: str, *, holding: Held | None = None) -> JobStatus | None:
         """Claim and run one job now. ``None`` if it was not ours to run. ``holding``: the
@@ -359,9 +367,10 @@ class Worker:
             params=enhance.params,
         )
         deadline = asyncio.timeout(self._until_deadline(job))
+        self.circuits.check(provider.name)
         async with deadline, self.slots.hold(provider.name):
             async with asyncio.timeout(self._time_left(job)):
-                results = await provider.run(task, self._context(job, spec.id, deadline))
+                results = await self._call(provider, task, self._context(job, spec.id, deadline))
         text = storable_text(results[0].text or "", MAX_PROMPT_CHARS) if results else None
         if not text:
             raise ProviderError(f"{spec.id} answered with no enhanced prompt")
@@ -386,6 +395,7 @@ class Worker:
                     raise ProviderUnavailable(
                         f"{spec.id} is unavailable: {spec.unavailable_reason}", retryable=False
                     )
+                self.circuits.check(provider.name)  # failing lately: skip it
                 return await self._run_model(
                     job, provider, spec, params, fallback_reason=reason, holding=holding
                 )
@@ -393,7 +403,8 @@ class Worker:
                 failures.append((spec.id, exc))
                 reason = (
                     exc.message
-                    if isinstance(exc, ProviderUnavailable) and not exc.retryable
+                    if isinstance(exc, CircuitOpen)
+                    or (isinstance(exc, ProviderUnavailable) and not exc.retryable)
                     else f"{spec.id} failed ({exc.code}: {exc.message})"
                 )
                 if position + 1 < len(chain):
@@ -428,7 +439,7 @@ class Worker:
         slot = contextlib.nullcontext() if held else self.slots.hold(provider.name)
         async with deadline, slot:
             async with asyncio.timeout(self._time_left(job)):
-                results = await provider.run(task, self._context(job, spec.id, deadline))
+                results = await self._call(provider, task, self._context(job, spec.id, deadline))
                 return [
                     await self.assets.store(
                         out,
@@ -439,6 +450,16 @@ class Worker:
                     )
                     for out in results
                 ]
+
+    async def _call(self, provider: Provider, task: Task, ctx: RunContext) -> list[Output]:
+        """``provider.run``, its outcome counted by the provider's circuit."""
+        try:
+            results = await provider.run(task, ctx)
+        except Exception as exc:
+            self.circuits.failed(provider.name, exc)
+            raise
+        self.circuits.succeeded(provider.name)
+        return results
 
     async def _task(self, job: Job, spec: ModelSpec, params: dict[str, Any]) -> Task:
         request = job.request
@@ -533,7 +554,7 @@ class Worker:
             self.settings.retry_max_seconds, self.settings.retry_base_seconds * 2 ** (attempt - 1)
         )
         delay = random.uniform(ceiling / 2, ceiling)
-        if isinstance(error, RateLimited) and error.retry_after is not None:
+        if isinstance(error, RateLimited | CircuitOpen) and error.retry_after is not None:
             delay = max(delay, min(error.retry_after, self.settings.retry_max_seconds))
         return delay
 

@@ -87,6 +87,11 @@ class Registry:
         self._rescan()
         return [spec for _, spec in self._models.values()]
 
+    def providers_of_models(self) -> list[tuple[Provider, ModelSpec]]:
+        """Every model with the provider that serves it."""
+        self._rescan()
+        return list(self._models.values())
+
     def resolve(self, model_id: str, field: str = "model") -> tuple[Provider, ModelSpec]:
         """The provider and spec of ``model_id`` (or an alias); ``InvalidInput`` if unknown."""
         self._rescan()
