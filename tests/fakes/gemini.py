@@ -1,4 +1,5 @@
-"""A fake of Google's Gemini API (Generative Language API) for image generation.
+"""A fake of Google's Gemini API (Generative Language API) for image generation, and for
+text (``fakes.gemini_text``).
 
 It answers what the official ``google-genai`` SDK sends, on a real socket (see
 ``fakes.server.serve``):
@@ -9,6 +10,10 @@ It answers what the official ``google-genai`` SDK sends, on a real socket (see
   ``generationConfig.imageConfig.aspectRatio``. With an input image the output is that
   image resized and blended half-and-half with the drawing, so an edit visibly derives
   from its input (and, with no aspect ratio, takes the nearest size to its shape).
+- The same ``generateContent`` for the text models ``gemini-2.5-flash`` and
+  ``gemini-2.5-flash-lite`` (``fakes.gemini_text``): text and inline images in, text out,
+  JSON that conforms to a ``responseSchema`` or ``responseJsonSchema`` when asked for;
+  a request for an image from them is the API's 400.
 - ``POST /{version}/models/{model}:predict`` for Imagen (``imagen-3.0-generate-002``,
   ``imagen-4.0-generate-001``): ``instances[0].prompt`` and ``parameters`` in,
   ``predictions[].bytesBase64Encoded`` out. The Gemini API rejects the Vertex-only
@@ -28,8 +33,9 @@ Auth is the ``x-goog-api-key`` header or ``?key=``: a wrong key is 400
 Safety is driven by words in the prompt: ``BLOCK_WORD`` blocks the prompt (Gemini:
 ``promptFeedback.blockReason``, no candidates; Imagen: every image dropped) and
 ``FILTER_WORD`` filters the output (Gemini: a candidate with ``finishReason:
-IMAGE_SAFETY`` and no content; Imagen: samples 1 and 3, counting from 0, dropped). Dropped Imagen
-images are reported with ``raiFilteredReason`` when ``includeRaiReason`` is set.
+IMAGE_SAFETY``, or ``SAFETY`` from a text model, and no content; Imagen: samples 1 and
+3, counting from 0, dropped). Dropped Imagen images are reported with
+``raiFilteredReason`` when ``includeRaiReason`` is set.
 
 Faults (``fakes.faults.Faults``) are injected on the endpoint names ``generate_content``
 and ``predict``, after auth and the model lookup. A hang ends when the client
@@ -44,17 +50,29 @@ import hashlib
 import io
 import json
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, ImageDraw
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fakes.faults import Faults, inject_fault
+from fakes.gemini_requests import (
+    BLOCK_WORD,
+    FILTER_WORD,
+    INPUT_IMAGE_TOKENS,
+    RequestRejected,
+    decode_bytes,
+    get_field,
+    invalid,
+    one_of,
+    read_contents,
+    text_tokens,
+)
+from fakes.gemini_text import TEXT_MODELS, generate_text
 
 API_VERSIONS = frozenset({"v1", "v1beta", "v1alpha", "v1beta1"})
 GEMINI_IMAGE_MODELS = frozenset({"gemini-2.5-flash-image", "gemini-2.5-flash-image-preview"})
@@ -83,6 +101,7 @@ IMAGEN_SIZES: dict[str, tuple[int, int]] = {
 }
 IMAGEN_MAX_SAMPLES = 4
 PERSON_GENERATION = ("dont_allow", "allow_adult", "allow_all")
+OUTPUT_IMAGE_TOKENS = 1290  # every gemini-2.5-flash-image output image costs this many
 # Parameters only Vertex AI accepts; the SDK's own tests mark them "not supported in Gemini API".
 VERTEX_ONLY_PARAMETERS = (
     "negativePrompt",
@@ -92,14 +111,6 @@ VERTEX_ONLY_PARAMETERS = (
     "language",
     "storageUri",
 )
-INPUT_IMAGE_MIME_TYPES = frozenset(
-    {"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"}
-)
-
-BLOCK_WORD = "forbidden"
-FILTER_WORD = "unsafe"
-OUTPUT_IMAGE_TOKENS = 1290  # every gemini-2.5-flash-image output image costs this many
-INPUT_IMAGE_TOKENS = 258
 
 STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -132,16 +143,6 @@ class GeminiCall:
     headers: dict[str, str]
 
 
-class RequestRejected(Exception):
-    """A request the real API would refuse; becomes a Google error response."""
-
-    def __init__(self, status: int, message: str, details: list[dict[str, Any]] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.details = details
-
-
 def google_error(
     status: int, message: str, details: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
@@ -153,16 +154,6 @@ def google_error(
     if details:
         error["details"] = details
     return {"error": error}
-
-
-def _invalid(field: str, problem: str) -> RequestRejected:
-    """A 400 naming the field, in the shape of the API's validation messages."""
-    return RequestRejected(400, f"* {field}: {problem}")
-
-
-def _one_of(value: Any, allowed: Iterable[str], field: str) -> None:
-    if not isinstance(value, str) or value not in allowed:
-        raise _invalid(field, f"unsupported value {value!r}; supported: {', '.join(allowed)}")
 
 
 class FakeGemini:
@@ -198,6 +189,8 @@ class FakeGemini:
             fault = await inject_fault(self.faults, endpoint, request, self._fault_body)
             if fault is not None:
                 return fault
+            if endpoint == "generate_content" and model in TEXT_MODELS:
+                return JSONResponse(generate_text(model, body))
             if endpoint == "generate_content":
                 return JSONResponse(_generate_content(model, body))
             return JSONResponse(_predict(model, body, vertex=vertex))
@@ -267,7 +260,7 @@ def _route(version: str, model: str, method: str) -> str:
     """The fault-endpoint name that serves ``model:method``, or the 404/501 the API gives."""
     if method not in ("generateContent", "predict"):
         raise RequestRejected(501, f"The fake Gemini API does not implement {method}.")
-    served = GEMINI_IMAGE_MODELS if method == "generateContent" else IMAGEN_MODELS
+    served = GEMINI_IMAGE_MODELS | TEXT_MODELS if method == "generateContent" else IMAGEN_MODELS
     if version not in API_VERSIONS or model not in served:
         raise RequestRejected(
             404,
@@ -276,11 +269,6 @@ def _route(version: str, model: str, method: str) -> str:
             "supported methods.",
         )
     return "generate_content" if method == "generateContent" else "predict"
-
-
-def _get(obj: dict[str, Any], camel: str, snake: str) -> Any:
-    """A field by its JSON name or its proto name: the API accepts both."""
-    return obj[camel] if camel in obj else obj.get(snake)
 
 
 def _redact(value: Any) -> Any:
@@ -307,33 +295,24 @@ def _decoded_length(data: Any) -> Any:
         return data
 
 
-def decode_bytes(data: str) -> bytes:
-    """A proto ``bytes`` field from JSON: standard or URL-safe base64, padded or not.
-
-    The SDK sends URL-safe base64 (pydantic's encoding); the API accepts both alphabets.
-    """
-    standard = data.replace("-", "+").replace("_", "/")
-    return base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
-
-
 # -- generateContent (Gemini 2.5 Flash Image) ------------------------------------------
 
 
 def _generate_content(model: str, body: dict[str, Any]) -> dict[str, Any]:
     contents = body.get("contents")
     if not contents or not isinstance(contents, list):
-        raise _invalid("GenerateContentRequest.contents", "contents is not specified")
-    config = _get(body, "generationConfig", "generation_config") or {}
+        raise invalid("GenerateContentRequest.contents", "contents is not specified")
+    config = get_field(body, "generationConfig", "generation_config") or {}
     modalities = _response_modalities(config)
-    count = _get(config, "candidateCount", "candidate_count")
+    count = get_field(config, "candidateCount", "candidate_count")
     if count not in (None, 1):
-        raise _invalid(
+        raise invalid(
             "GenerateContentRequest.generation_config.candidate_count",
             f"multiple candidates is not enabled for models/{model}",
         )
-    prompt, images = _read_contents(contents)
-    size = _output_size(_get(config, "imageConfig", "image_config") or {}, images)
-    prompt_tokens = _text_tokens(prompt) + INPUT_IMAGE_TOKENS * len(images)
+    prompt, images = read_contents(contents)
+    size = _output_size(get_field(config, "imageConfig", "image_config") or {}, images)
+    prompt_tokens = text_tokens(prompt) + INPUT_IMAGE_TOKENS * len(images)
     reply: dict[str, Any] = {
         "modelVersion": model,
         "responseId": hashlib.sha256(f"{model}\0{prompt}".encode()).hexdigest()[:22],
@@ -380,54 +359,15 @@ def _generate_content(model: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _response_modalities(config: dict[str, Any]) -> set[str]:
-    requested = _get(config, "responseModalities", "response_modalities") or ["TEXT", "IMAGE"]
+    requested = get_field(config, "responseModalities", "response_modalities") or ["TEXT", "IMAGE"]
     modalities = {str(modality).upper() for modality in requested}
     unsupported = modalities - {"TEXT", "IMAGE"}
     if unsupported:
-        raise _invalid(
+        raise invalid(
             "GenerateContentRequest.generation_config.response_modalities",
             f"the model does not support the response modalities {sorted(unsupported)}",
         )
     return modalities
-
-
-def _read_contents(contents: list[Any]) -> tuple[str, list[Image.Image]]:
-    """The prompt (text of the last turn) and every inline input image, in order."""
-    images: list[Image.Image] = []
-    last_text: list[str] = []
-    for turn, content in enumerate(contents):
-        texts: list[str] = []
-        for index, part in enumerate(content.get("parts") or []):
-            if "text" in part:
-                texts.append(str(part["text"]))
-            inline = _get(part, "inlineData", "inline_data")
-            if inline is not None:
-                images.append(_decode_input_image(inline, f"contents[{turn}].parts[{index}]"))
-        last_text = texts or last_text
-    return " ".join(last_text), images
-
-
-def _decode_input_image(inline: dict[str, Any], where: str) -> Image.Image:
-    mime_type = _get(inline, "mimeType", "mime_type")
-    if mime_type not in INPUT_IMAGE_MIME_TYPES:
-        raise RequestRejected(400, f"Unsupported MIME type: {mime_type} at '{where}.inline_data'")
-    try:
-        raw = decode_bytes(inline.get("data") or "")
-    except (binascii.Error, TypeError, ValueError):
-        raise RequestRejected(
-            400,
-            f"Invalid value at '{where}.inline_data.data' (TYPE_BYTES), Base64 decoding failed",
-        ) from None
-    try:
-        image = Image.open(io.BytesIO(raw))
-        image.load()
-    except (UnidentifiedImageError, OSError):
-        raise RequestRejected(
-            400,
-            "Unable to process input image. Please retry or report in "
-            "https://developers.generativeai.google/guide/troubleshooting",
-        ) from None
-    return image
 
 
 def _output_size(image_config: dict[str, Any], images: list[Image.Image]) -> tuple[int, int]:
@@ -439,24 +379,20 @@ def _output_size(image_config: dict[str, Any], images: list[Image.Image]) -> tup
             "'generation_config.image_config': Cannot find field.",
         )
     field = "GenerateContentRequest.generation_config.image_config"
-    image_size = _get(image_config, "imageSize", "image_size")
+    image_size = get_field(image_config, "imageSize", "image_size")
     if image_size is not None:
-        _one_of(image_size, ["1K"], f"{field}.image_size")  # 2.5 Flash Image is 1K only
-    ratio = _get(image_config, "aspectRatio", "aspect_ratio")
+        one_of(image_size, ["1K"], f"{field}.image_size")  # 2.5 Flash Image is 1K only
+    ratio = get_field(image_config, "aspectRatio", "aspect_ratio")
     if ratio is None:
         # The model matches its input image's shape, otherwise it draws a square.
         return _nearest_size(images[-1].size) if images else GEMINI_SIZES["1:1"]
-    _one_of(ratio, GEMINI_SIZES, f"{field}.aspect_ratio")
+    one_of(ratio, GEMINI_SIZES, f"{field}.aspect_ratio")
     return GEMINI_SIZES[ratio]
 
 
 def _nearest_size(size: tuple[int, int]) -> tuple[int, int]:
     shape = math.log(size[0] / size[1])
     return min(GEMINI_SIZES.values(), key=lambda wh: abs(math.log(wh[0] / wh[1]) - shape))
-
-
-def _text_tokens(text: str) -> int:
-    return max(1, math.ceil(len(text) / 4))  # roughly four characters a token
 
 
 def _usage(prompt_tokens: int, output_tokens: int) -> dict[str, Any]:
@@ -475,21 +411,21 @@ def _usage(prompt_tokens: int, output_tokens: int) -> dict[str, Any]:
 def _predict(model: str, body: dict[str, Any], *, vertex: bool) -> dict[str, Any]:
     instances = body.get("instances")
     if not isinstance(instances, list) or len(instances) != 1:
-        raise _invalid("instances", "exactly one instance is required")
+        raise invalid("instances", "exactly one instance is required")
     prompt = instances[0].get("prompt") if isinstance(instances[0], dict) else None
     if not isinstance(prompt, str) or not prompt.strip():
-        raise _invalid("instances[0].prompt", "a non-empty prompt is required")
+        raise invalid("instances[0].prompt", "a non-empty prompt is required")
     parameters = body.get("parameters") or {}
     for name in () if vertex else VERTEX_ONLY_PARAMETERS:
         if name in parameters:
-            raise _invalid(f"parameters.{name}", "is not supported in Gemini API")
+            raise invalid(f"parameters.{name}", "is not supported in Gemini API")
     sample_count = parameters.get("sampleCount", IMAGEN_MAX_SAMPLES)
     if type(sample_count) is not int or not 1 <= sample_count <= IMAGEN_MAX_SAMPLES:
-        raise _invalid("parameters.sampleCount", f"must be between 1 and {IMAGEN_MAX_SAMPLES}")
+        raise invalid("parameters.sampleCount", f"must be between 1 and {IMAGEN_MAX_SAMPLES}")
     ratio = parameters.get("aspectRatio", "1:1")
-    _one_of(ratio, IMAGEN_SIZES, "parameters.aspectRatio")
+    one_of(ratio, IMAGEN_SIZES, "parameters.aspectRatio")
     person = str(parameters.get("personGeneration", "allow_adult")).lower()
-    _one_of(person, PERSON_GENERATION, "parameters.personGeneration")
+    one_of(person, PERSON_GENERATION, "parameters.personGeneration")
     width, height = IMAGEN_SIZES[ratio]
     scale = _imagen_scale(model, parameters.get("sampleImageSize"))
     mime_type, quality = _output_options(parameters.get("outputOptions") or {})
@@ -528,19 +464,19 @@ def _imagen_scale(model: str, sample_image_size: Any) -> int:
     if sample_image_size is None:
         return 1
     if model.startswith("imagen-3.0"):
-        raise _invalid("parameters.sampleImageSize", f"not supported by {model}")
+        raise invalid("parameters.sampleImageSize", f"not supported by {model}")
     scales = {"1K": 1, "2K": 2}
     size = str(sample_image_size).upper()  # the API takes "2k" as well
-    _one_of(size, scales, "parameters.sampleImageSize")
+    one_of(size, scales, "parameters.sampleImageSize")
     return scales[size]
 
 
 def _output_options(options: dict[str, Any]) -> tuple[str, int]:
     mime_type = options.get("mimeType", "image/png")
-    _one_of(mime_type, ["image/png", "image/jpeg"], "parameters.outputOptions.mimeType")
+    one_of(mime_type, ["image/png", "image/jpeg"], "parameters.outputOptions.mimeType")
     quality = options.get("compressionQuality", 75)
     if type(quality) is not int or not 0 <= quality <= 100:
-        raise _invalid("parameters.outputOptions.compressionQuality", "must be between 0 and 100")
+        raise invalid("parameters.outputOptions.compressionQuality", "must be between 0 and 100")
     return mime_type, quality
 
 

@@ -1,9 +1,12 @@
-"""A fake of the OpenAI Images API, written from OpenAI's public API reference.
+"""A fake of the OpenAI API (Images, and Chat Completions for the text kinds), written
+from OpenAI's public API reference.
 
 Owns ``FakeOpenAI``: an ASGI app serving ``POST /v1/images/generations`` (JSON) and
 ``POST /v1/images/edits`` (multipart) for ``gpt-image-1``, ``dall-e-3`` and ``dall-e-2``,
 with OpenAI's bearer auth and error bodies, real decodable images (an edit repaints its
-input), token usage, and DALL·E style signed download URLs that expire.
+input), token usage, and DALL·E style signed download URLs that expire; and
+``POST /v1/chat/completions`` for ``gpt-4o-mini`` and ``gpt-4.1-mini`` (``fakes.openai_chat``:
+vision, structured outputs, refusals), so one base URL serves an SDK client for both.
 
 What each model accepts, and the checks a request goes through, are in
 ``fakes.openai_models``; the plumbing shared with the other image fakes is in
@@ -31,6 +34,8 @@ from fakes.calls import RecordedCall, UploadedFile, bearer_token
 from fakes.faults import Faults, inject_fault
 from fakes.hosted import ServesImageUrls
 from fakes.images import encode_image, render_image, seed_colours
+from fakes.openai_chat import complete
+from fakes.openai_messages import redacted
 from fakes.openai_models import (
     ImageRequest,
     OpenAIError,
@@ -100,7 +105,9 @@ class FakeOpenAI(ServesImageUrls):
     ``calls`` records every request; ``blobs`` holds the files behind issued URLs and
     ``downloads`` counts their successful GETs by blob id (``downloads_of(url)``).
     ``clock`` is the fake's time, for URL expiry and ``created``. ``faults`` may fail
-    the endpoints named ``"generations"``, ``"edits"`` and ``"files"`` (URL downloads).
+    the endpoints named ``"generations"``, ``"edits"``, ``"chat"`` (chat completions) and
+    ``"files"`` (URL downloads). A chat call is recorded with its images' sizes in place
+    of their data URLs.
     """
 
     def __init__(
@@ -120,6 +127,7 @@ class FakeOpenAI(ServesImageUrls):
             routes=[
                 Route("/v1/images/generations", self._generations, methods=["POST"]),
                 Route("/v1/images/edits", self._edits, methods=["POST"]),
+                Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
                 Route("/private/{org}/{user}/{name}", self._download, methods=["GET"]),
             ],
             exception_handlers={HTTPException: self._http_error},
@@ -166,6 +174,20 @@ class FakeOpenAI(ServesImageUrls):
             return self._respond(edit, request)
         except OpenAIError as error:
             return error.response()
+
+    async def _chat_completions(self, request: Request) -> Response:
+        fields = _json_object(await request.body())
+        self._record("chat", request, redacted(fields or {}), {})
+        try:
+            self._authorize(request)
+            if (fault := await inject_fault(self.faults, "chat", request)) is not None:
+                return fault
+            if fields is None:
+                raise OpenAIError(UNPARSABLE_JSON)
+            body = complete(fields, int(self._clock()))
+        except OpenAIError as error:
+            return error.response()
+        return JSONResponse(body, headers={"x-request-id": f"req_{body['id'][9:]}"})
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         # Unknown paths and wrong methods alike: OpenAI's 404 "Invalid URL"
