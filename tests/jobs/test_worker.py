@@ -513,7 +513,12 @@ async def test_a_failing_provider_opens_its_circuit_and_jobs_skip_it_until_the_c
         assert "scripted failed 2 times in a row; its circuit is open" in (
             output.fallback_reason or ""
         )
-        # Without a fallback the job waits: retried once the circuit may let it through.
+        # Without a fallback the job waits for the circuit, queued, spending no attempt.
+        waits = await _submit(runtime, model=SCRIPTED)
+        await runtime.worker.handle(waits)
+        still = await runtime.repo.get_job(waits)
+        assert (still.status, still.attempt) == (JobStatus.QUEUED, 0)
+        # One claimed anyway (its wake-up came before the circuit opened) is retried later.
         alone = await _submit(runtime, model=SCRIPTED)
         assert await runtime.worker.run_one(alone) is JobStatus.QUEUED
         waiting = await runtime.repo.get_job(alone)

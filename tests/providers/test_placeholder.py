@@ -56,6 +56,7 @@ def test_its_model_spec(provider: PlaceholderProvider) -> None:
         "latency_ms",
         "fail",
         "fail_attempts",
+        "fail_until",
         *writing.TEXT_PARAMS,  # for its text kinds only
     }
     assert spec.limits.param_kinds == writing.TEXT_PARAM_KINDS
@@ -154,6 +155,15 @@ async def test_fail_attempts_fails_only_the_first_attempts(provider: Placeholder
             await provider.run(task, Recorded().context(attempt=attempt))
     [output] = await provider.run(task, Recorded().context(attempt=3))
     assert output.data is not None
+
+
+async def test_fail_until_is_an_outage_that_ends(provider: PlaceholderProvider) -> None:
+    ended = _task(params={"fail": "permanent", "fail_until": time.time() - 1})
+    [output] = await provider.run(ended, Recorded().context())
+    assert output.data is not None
+    ongoing = _task(params={"fail": "permanent", "fail_until": time.time() + 60})
+    with pytest.raises(ProviderError, match="simulated permanent failure"):
+        await provider.run(ongoing, Recorded().context(attempt=5))
 
 
 def test_render_labels_tiny_and_large_sizes() -> None:

@@ -22,7 +22,13 @@ from imagemill.runtime import Runtime
 JOBS = 100
 DEADLINE_SECONDS = 25.0
 MODELS = ("openai/gpt-image-1", "openai/dall-e-3", "gemini/gemini-2.5-flash-image")
-CLEAR_ERRORS = {"provider_error", "rate_limited", "provider_timeout", "provider_unavailable"}
+CLEAR_ERRORS = {
+    "provider_error",
+    "rate_limited",
+    "provider_timeout",
+    "provider_unavailable",
+    "circuit_open",
+}
 
 
 def _faults(seed: int) -> Faults:
@@ -53,6 +59,7 @@ async def test_every_job_ends_cleanly_before_its_deadline(
             "max_attempts": 4,
             "retry_base_seconds": 0.05,
             "retry_max_seconds": 0.5,
+            "circuit_cooldown_seconds": 1.0,  # every timing here is scaled down alike
             "worker_concurrency": 16,
             "job_deadline_seconds": DEADLINE_SECONDS,
         }

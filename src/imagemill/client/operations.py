@@ -6,6 +6,7 @@ the steps its own way. Event streams are described here too (``_Stream``).
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -141,8 +142,13 @@ def _get_job(job_id: str) -> Op[Job]:
 
 
 def _list_jobs(*, cursor: str | None = None, **filters: Unpack[JobFilters]) -> Op[Page[Job]]:
-    """One page of your jobs, newest first; pass ``next_cursor`` as ``cursor`` for the next."""
+    """One page of your jobs, newest first; pass ``next_cursor`` as ``cursor`` for the next.
+    ``metadata={"story_id": 42}``: jobs whose metadata has each of those top-level values."""
+    metadata = filters.pop("metadata", None) or {}
     params = _given(cursor=cursor, **filters)
+    for key, value in metadata.items():
+        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        params[f"metadata.{key}"] = text
     return (yield from _fetch(JobPage, "GET", "/v1/jobs", params=params))
 
 

@@ -231,6 +231,7 @@ class JobFilters(TypedDict, total=False):
     q: str
     group_id: str
     batch_id: str
+    metadata: dict[str, Any]  # top-level key -> value, all to match
     limit: int
 
 

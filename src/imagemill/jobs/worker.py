@@ -204,6 +204,10 @@ class Worker:
         job = await self.repo.to_schedule(job_id)
         if job is None:
             return  # finished, or deleted meanwhile
+        wait = self._circuit_wait(job)
+        if wait:  # every provider it could use is failing lately: it waits, still queued,
+            self._later(wait, job_id)  # and spends no attempt on a call that is skipped
+            return
         batch_id, concurrency = job.batch or (None, None)
         lane = (job.owner_id, batch_id)
         # A batch's limit first: its items waiting for it hold no worker slot meanwhile.
@@ -223,6 +227,18 @@ class Worker:
         """Where the job waits in this worker's line for a slot, or its provider's (1:
         next), if it waits here."""
         return self._slots.position(job_id) or self.slots.position(job_id)
+
+    def _circuit_wait(self, job: Scheduled) -> float:
+        """Seconds until one of the job's providers (its model's, its fallbacks') may be
+        called again, if every available one has its circuit open; else 0."""
+        try:
+            found = [self.registry.resolve(model) for model in job.models]
+        except InvalidInput:
+            return 0.0
+        states = [self.circuits.state(p.name) for p, spec in found if spec.available]
+        if not states or any(state is not CircuitState.OPEN for state, _ in states):
+            return 0.0
+        return min(wait for _, wait in states)
 
     def _first_provider(self, job: Scheduled) -> str:
         """The provider the job's attempt starts with: its model's, or the first available

@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import math
 import random
 import textwrap
+import time
 from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -59,6 +61,12 @@ PARAMS_SCHEMA = {
             "minimum": 1,
             "description": "With 'fail', fail only the first N attempts (default: every attempt).",
         },
+        "fail_until": {
+            "type": "number",
+            "minimum": 0,
+            "description": "With 'fail', fail only before this Unix time (seconds): an outage "
+            "that ends, after which a retry succeeds.",
+        },
     },
     "additionalProperties": False,
 }
@@ -102,7 +110,8 @@ class PlaceholderProvider:
                 if step == steps // 2 and steps > 1:  # halfway: a blurry look at the first
                     await ctx.preview(preview(task.prompt, base_seed, task.width, task.height))
         failure = task.params.get("fail")
-        if failure and ctx.attempt <= task.params.get("fail_attempts", ctx.attempt):
+        outage = time.time() < task.params.get("fail_until", math.inf)
+        if failure and outage and ctx.attempt <= task.params.get("fail_attempts", ctx.attempt):
             if failure == "transient":
                 raise ProviderUnavailable("placeholder: simulated transient failure")
             raise ProviderError("placeholder: simulated permanent failure", retryable=False)

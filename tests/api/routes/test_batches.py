@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import httpx
@@ -72,6 +73,24 @@ async def test_a_failed_item_is_retried_through_the_batch(
     assert retried["progress"] == 1.0, "progress does not go back for a retry"
     assert (await finished(client, bad))["attempt"] == 1
     assert (await client.get(f"/v1/jobs/{good}")).json()["attempt"] == 1
+
+
+async def test_an_item_that_failed_in_an_outage_succeeds_when_the_batch_is_retried(
+    client: httpx.AsyncClient, finished: JobWaiter
+) -> None:
+    outage_ends = time.time() + 1.0
+    down = {"fail": "permanent", "fail_until": outage_ends}  # not retried by itself
+    requests = [{**SLOW, "prompt": "page 1"}, {**SLOW, "prompt": "page 2", "params": down}]
+    batch = await _batch(client, {"requests": requests, "concurrency": 5})
+    ended = (await _until_done(client, batch["id"]))[-1]
+    assert (ended["status"], ended["counts"]["failed"]) == ("failed", 1)
+
+    await asyncio.sleep(max(0.0, outage_ends - time.time()))  # past the outage, by the clock
+    await client.post(f"/v1/batches/{batch['id']}/retry")
+    again = (await _until_done(client, batch["id"]))[-1]
+
+    assert (again["status"], again["counts"]["succeeded"]) == ("succeeded", 2)
+    assert (await finished(client, batch["job_ids"][1]))["outputs"]
 
 
 async def test_a_batch_is_checked_whole_before_anything_is_created(
