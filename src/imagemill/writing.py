@@ -28,7 +28,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagemill import domain
-from imagemill.domain import InputImage, Output, Task, TaskKind
+from imagemill.domain import (
+    InputImage,
+    InputLimits,
+    ModelSpec,
+    Output,
+    Pricing,
+    Task,
+    TaskKind,
+)
 from imagemill.errors import ProviderError
 
 TEXT_KINDS = [TaskKind.CAPTION, TaskKind.ENHANCE, TaskKind.DESCRIBE]
@@ -79,6 +87,12 @@ TEXT_PARAM_KINDS = {
     "emojis": [TaskKind.CAPTION],
     "style": [TaskKind.ENHANCE],
 }
+TEMPERATURE = {
+    "type": "number",
+    "minimum": 0,
+    "maximum": 2,
+    "description": "Sampling temperature: lower is plainer, higher more varied.",
+}
 STRUCTURED_ONLY = ("hashtags",)  # asked of models that answer in a JSON Schema only
 
 
@@ -86,6 +100,33 @@ def text_params(*, structured: bool = True) -> dict[str, dict[str, Any]]:
     """The params every text model takes (``structured``: it answers in a JSON Schema, so
     it can be held to a count of hashtags)."""
     return {k: v for k, v in TEXT_PARAMS.items() if structured or k not in STRUCTURED_ONLY}
+
+
+def text_model(
+    provider: str,
+    name: str,
+    title: str,
+    description: str,
+    pricing: Pricing,
+    limits: InputLimits,
+) -> ModelSpec:
+    """A hosted model of the text kinds, answering in a JSON Schema (so it takes every
+    text param, and ``temperature``); ``limits``: the images it reads."""
+    return ModelSpec(
+        id=f"{provider}/{name}",
+        provider=provider,
+        name=name,
+        title=title,
+        description=description,
+        kinds=list(TEXT_KINDS),
+        params_schema={
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {**text_params(), "temperature": TEMPERATURE},
+        },
+        limits=limits.model_copy(update={"param_kinds": TEXT_PARAM_KINDS}),
+        pricing=pricing,
+    )
 
 
 def tones(task: Task) -> list[str | None]:

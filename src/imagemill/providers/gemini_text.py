@@ -10,8 +10,6 @@ Errors are translated as for the Gemini image models (``gemini.translated_errors
 
 from __future__ import annotations
 
-from typing import Any
-
 from google import genai
 from google.genai import types
 
@@ -35,30 +33,11 @@ VISION_LIMITS = InputLimits(
     max_input_bytes=7 * MB,
     max_total_input_bytes=15 * MB,
     negative_prompt=False,
-    param_kinds=writing.TEXT_PARAM_KINDS,
 )
-PARAMS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        **writing.text_params(),
-        "temperature": {"type": "number", "minimum": 0, "maximum": 2, "default": 1},
-    },
-}
 
 
 def _spec(name: str, title: str, description: str, pricing: Pricing) -> ModelSpec:
-    return ModelSpec(
-        id=f"gemini/{name}",
-        provider="gemini",
-        name=name,
-        title=title,
-        description=description,
-        kinds=list(writing.TEXT_KINDS),
-        params_schema=PARAMS_SCHEMA,
-        limits=VISION_LIMITS,
-        pricing=pricing,
-    )
+    return writing.text_model("gemini", name, title, description, pricing, VISION_LIMITS)
 
 
 # USD per million tokens (text and image input; output), from Google's pricing page.

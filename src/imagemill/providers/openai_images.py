@@ -143,21 +143,26 @@ DALL_E_3 = ModelSpec(
 )
 
 
+def openai_client(settings: Settings) -> tuple[str | None, AsyncOpenAI | None]:
+    """The configured key and an SDK client on it (its own retries off: the worker
+    retries), or ``(None, None)`` without a key."""
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    if not key:
+        return None, None
+    client = AsyncOpenAI(
+        api_key=key,
+        base_url=settings.openai_base_url,
+        timeout=settings.provider_timeout_seconds,
+        max_retries=0,
+    )
+    return key, client
+
+
 class OpenAIImages:
     name = "openai"
 
     def __init__(self, settings: Settings) -> None:
-        self._key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-        self._client = (
-            AsyncOpenAI(
-                api_key=self._key,
-                base_url=settings.openai_base_url,
-                timeout=settings.provider_timeout_seconds,
-                max_retries=0,
-            )
-            if self._key
-            else None
-        )
+        self._key, self._client = openai_client(settings)
 
     def models(self) -> list[ModelSpec]:
         if self._client is not None:

@@ -11,10 +11,8 @@ Errors are translated as for OpenAI's images (``openai_images.translated_errors`
 from __future__ import annotations
 
 import base64
-from typing import Any
 
 import openai
-from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 
@@ -23,7 +21,7 @@ from imagemill.config import Settings
 from imagemill.domain import InputImage, InputLimits, ModelSpec, Output, Pricing, Task
 from imagemill.errors import AuthError, ContentRejected, ProviderError, ProviderInputError
 from imagemill.providers.base import RunContext
-from imagemill.providers.openai_images import translated_errors
+from imagemill.providers.openai_images import openai_client, translated_errors
 
 MB = 1024 * 1024
 # OpenAI's vision guide: PNG, JPEG, WebP and non-animated GIF, up to 50 MB per request.
@@ -33,30 +31,11 @@ VISION_LIMITS = InputLimits(
     max_input_bytes=20 * MB,
     max_total_input_bytes=50 * MB,
     negative_prompt=False,
-    param_kinds=writing.TEXT_PARAM_KINDS,
 )
-PARAMS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        **writing.text_params(),
-        "temperature": {"type": "number", "minimum": 0, "maximum": 2, "default": 1},
-    },
-}
 
 
 def _spec(name: str, title: str, description: str, pricing: Pricing) -> ModelSpec:
-    return ModelSpec(
-        id=f"openai/{name}",
-        provider="openai",
-        name=name,
-        title=title,
-        description=description,
-        kinds=list(writing.TEXT_KINDS),
-        params_schema=PARAMS_SCHEMA,
-        limits=VISION_LIMITS,
-        pricing=pricing,
-    )
+    return writing.text_model("openai", name, title, description, pricing, VISION_LIMITS)
 
 
 # USD per million tokens, from OpenAI's pricing page.
@@ -81,17 +60,7 @@ class OpenAIText:
     name = "openai-text"
 
     def __init__(self, settings: Settings) -> None:
-        self._key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-        self._client = (
-            AsyncOpenAI(
-                api_key=self._key,
-                base_url=settings.openai_base_url,
-                timeout=settings.provider_timeout_seconds,
-                max_retries=0,
-            )
-            if self._key
-            else None
-        )
+        self._key, self._client = openai_client(settings)
 
     def models(self) -> list[ModelSpec]:
         if self._client is not None:
