@@ -86,6 +86,8 @@ KIND_RULES = {
     TaskKind.ENHANCE: KindRules("required", "none", "text"),
     TaskKind.DESCRIBE: KindRules("optional", "required", "text"),
 }
+# The kinds that render a prompt, which a request may have enhanced first.
+ENHANCEABLE = (TaskKind.IMAGE, TaskKind.EDIT, TaskKind.VIDEO)
 
 
 EventType = Literal["status", "progress", "preview", "output", "log", "error", "done"]
@@ -380,6 +382,13 @@ class ModelSpec(BaseModel):
         description="Its provider's circuit breaker, where this process runs jobs (null in "
         "an API-only process of a distributed deployment).",
     )
+
+    def params_for(self, kind: TaskKind) -> dict[str, Any]:
+        """The params (name → JSON Schema) it takes for ``kind``: those for some kinds only
+        (``limits.param_kinds``) left out of the others."""
+        taken = self.params_schema.get("properties", {})
+        only = self.limits.param_kinds
+        return {name: rule for name, rule in taken.items() if kind in only.get(name, [kind])}
 
     def unavailable(self, reason: str) -> ModelSpec:
         """This model, listed but not usable here, and why (e.g. a missing key)."""

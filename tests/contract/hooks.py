@@ -8,8 +8,9 @@
   validity depends on what the server has stored, which no schema can state: an asset
   or preset id that does not exist (or what that asset or preset holds), an
   Idempotency-Key already used for another request, and what a webhook host resolves
-  to; and, for a comparison group or a fallback chain, whether each model listed suits
-  the request (each model's own rules are stated, per model, for ``model``). And one
+  to; and, for a comparison group, a fallback chain or the model that enhances the
+  prompt, whether each model listed suits the request (each model's own rules are
+  stated, per model, for ``model``). And one
   rule the schema states in words only: ``size`` and ``aspect_ratio`` together (as a
   rule of its own it takes schemathesis' generator for the job request past what it
   can read). A batch's items are job requests, held to the same (and run one model each,
@@ -106,7 +107,7 @@ def _decided_by_stored_data(case: Any, response: Any) -> bool:
     if operation == "POST /v1/jobs" and body.get("preset") is not None:
         return True  # a preset's stored template, size, model and params join the request
     if operation == "POST /v1/jobs" and (
-        (body.get("models") and field != "models") or field.startswith("fallback")
+        (body.get("models") and field != "models") or field.startswith(("fallback", "enhance."))
     ):
-        return True  # a group's or chain's models suit the request each: GET /v1/models
+        return True  # a group's, chain's or enhancer's models suit the request each: GET /v1/models
     return any(field == name or field.startswith(f"{name}.") for name in STORED.get(operation, ()))

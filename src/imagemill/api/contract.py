@@ -26,7 +26,8 @@ appears, a provider's schemas arrive).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from fastapi import FastAPI
@@ -36,6 +37,7 @@ from imagemill.api.patterns import size_pattern
 from imagemill.api.routes.openai_compat import NO_REQUEST, OPENAI_OPTIONS
 from imagemill.boundary import BLANK, MAX_SAFE_INTEGER
 from imagemill.domain import (
+    ENHANCEABLE,
     EVENT_TYPES,
     ModelSpec,
     TaskKind,
@@ -263,7 +265,6 @@ def _job_request_rules(submission: Schema) -> None:
     def given(**fields: Schema) -> Schema:
         return {"properties": fields, "required": list(fields)}
 
-    image = {"properties": {"kind": {"const": TaskKind.IMAGE.value}}}  # also when left out
     rules = [
         # A model, or several; neither only when a preset names one.
         {"anyOf": [given(model=string), given(models=array), given(preset=string)]},
@@ -277,23 +278,8 @@ def _job_request_rules(submission: Schema) -> None:
         },
         # Which events to send needs where to send them.
         {"if": given(webhook_events=array), "then": given(webhook_url=string)},
-        # An image is made from its prompt: one with words in it, unless a preset adds some.
-        {
-            "if": {"allOf": [image, {"not": given(preset=string)}]},
-            "then": {
-                "properties": {"prompt": {"pattern": WORDS_WITHOUT_NUL}},
-                "required": ["prompt"],
-            },
-        },
-        {
-            "if": image,
-            "then": {"properties": {"input_assets": {"maxItems": 0}, "mask": {"type": "null"}}},
-            "else": {"properties": {"input_assets": {"minItems": 1}}, "required": ["input_assets"]},
-        },
-        {
-            "if": {"properties": {"kind": {"const": TaskKind.EDIT.value}}, "required": ["kind"]},
-            "else": {"properties": {"mask": {"type": "null"}}},
-        },
+        # What each kind takes (a prompt, input images, a mask, a size) is stated with
+        # each model's kinds, in the variants of ``_job_request_models``.
     ]
     submission["allOf"] = submission.get("allOf", []) + rules
 
@@ -371,20 +357,42 @@ def _job_request_models(submission: Schema, specs: list[ModelSpec], ids: list[st
                     "additionalProperties": False,
                     "allOf": [
                         {
-                            "if": {"properties": {"model": {"enum": _names(spec)}}},
-                            "then": {"properties": {"params": _params_of(spec)}},
+                            "if": {"properties": {"model": {"enum": names}}},
+                            "then": {"properties": {"params": params}},
                         }
-                        for spec in specs
+                        for names, params in _grouped((_names(s), _params_of(s)) for s in specs)
                     ],
                 },
             ]
         },
         "description": _described(properties, "fallback"),
     }
+    enhancers = sorted(
+        {name for spec in specs if TaskKind.ENHANCE in spec.kinds for name in _names(spec)}
+    )
+    enhance: Schema = {
+        "type": "object",
+        "properties": {
+            "model": {"enum": enhancers},
+            "style": _nullable({"type": "string", "minLength": 1, "maxLength": 300}),
+            "params": _free_object(),
+        },
+        "required": ["model"],
+        "additionalProperties": False,
+    }
+    properties["enhance"] = {
+        **(_nullable(enhance) if enhancers else {"type": "null"}),
+        "description": _described(properties, "enhance"),
+    }
     # One request is for one model, a group of them, or a preset's: one of these, each
-    # with what its model takes (a group must suit every model listed, and a fallback the
-    # request: those GET /v1/models states per model, and the server checks).
-    one_of_them = [variant for spec in specs for variant in _for_the_model(spec)]
+    # with what its model takes for its kind (a group must suit every model listed, and
+    # a fallback the request: those GET /v1/models states per model, and the server
+    # checks). Models that take the same are one variant.
+    variants = [(_names(spec), variant) for spec in specs for variant in _for_the_model(spec)]
+    one_of_them = [
+        {**variant, "properties": {**variant["properties"], "model": {"enum": names}}}
+        for names, variant in _grouped(variants)
+    ]
     one_of_them.append({"properties": {"models": {"type": "array"}}, "required": ["models"]})
     one_of_them.append(
         {
@@ -401,55 +409,76 @@ def _job_request_models(submission: Schema, specs: list[ModelSpec], ids: list[st
     ]
 
 
+def _grouped(pairs: Iterable[tuple[list[str], Schema]]) -> list[tuple[list[str], Schema]]:
+    """Schemas that are the same, once, each with every name that had it."""
+    groups: dict[str, tuple[list[str], Schema]] = {}
+    for names, schema in pairs:
+        key = json.dumps(schema, sort_keys=True)
+        groups.setdefault(key, ([], schema))[0].extend(names)
+    return [(sorted(set(names)), schema) for names, schema in groups.values()]
+
+
 def _for_the_model(spec: ModelSpec) -> list[Schema]:
-    """A request whose ``model`` is ``spec``'s, as that model takes it: one schema, or one
-    per kind where some params are for some kinds only."""
-    names = _names(spec)
-    itself = {"type": "object", "properties": {"model": {"enum": names}}, "required": ["model"]}
-    others = {"not": {"anyOf": [{"enum": names}, itself]}}
-    split = spec.limits.param_kinds
+    """What a request for ``spec`` may hold, one schema per group of its kinds that take
+    the same (params, prompt, input images, size): ``model`` is added by the caller."""
+    by_kind: dict[str, tuple[list[TaskKind], Schema]] = {}
+    for kind in spec.kinds:
+        takes = _what_it_takes(spec, kind)
+        key = json.dumps(takes, sort_keys=True)
+        by_kind.setdefault(key, ([], takes))[0].append(kind)
     variants = []
-    for kinds in [[kind] for kind in spec.kinds] if split else [list(spec.kinds)]:
-        takes = _what_it_takes(spec)
-        takes["properties"] |= {
-            "model": {"enum": names},
-            "models": {"type": "null"},
-            "params": _params_of(spec, kinds[0] if split else None),
-            "fallback": {"items": others},  # the model itself is no fallback
-        }
+    for kinds, takes in by_kind.values():
+        takes = copy.deepcopy(takes)
         takes["properties"]["kind"] = {"enum": [kind.value for kind in kinds]}
-        takes["required"] = [*takes.get("required", []), "model"]
-        if TaskKind.IMAGE not in kinds and "kind" not in takes["required"]:
-            takes["required"].append("kind")  # left out, the kind is an image
+        takes["properties"]["models"] = {"type": "null"}
+        required = {*takes.get("required", []), "model"}
+        if TaskKind.IMAGE not in kinds:
+            required.add("kind")  # left out, the kind is an image
+        takes["required"] = sorted(required)
         variants.append(takes)
     return variants
 
 
-def _what_it_takes(spec: ModelSpec) -> Schema:
-    """What a request to ``spec`` (as the model or in the fallback chain) may ask."""
-    kinds = [kind.value for kind in spec.kinds]
-    properties: Schema = {"kind": {"enum": kinds}, "n": {"maximum": spec.max_n}}
+def _what_it_takes(spec: ModelSpec, kind: TaskKind) -> Schema:
+    """What a request of ``kind`` for ``spec`` may ask (its ``kind`` and ``model`` aside)."""
+    rules = kind.rules
+    properties: Schema = {"n": {"maximum": spec.max_n}, "params": _params_of(spec, kind)}
+    required: list[str] = []
     limit = spec.limits.max_prompt_chars
     if limit is not None:
         properties["prompt"] = {"maxLength": limit}
         properties["negative_prompt"] = {"anyOf": [{"maxLength": limit}, {"type": "null"}]}
-    if (
-        TaskKind.EDIT in spec.kinds
-        or TaskKind.UPSCALE in spec.kinds
-        or TaskKind.VIDEO in spec.kinds
-    ):
-        properties["input_assets"] = {"maxItems": max(spec.limits.max_inputs, 0)}
-    if not spec.limits.mask:
-        properties["mask"] = {"type": "null"}
     if not spec.limits.negative_prompt:
         properties["negative_prompt"] = copy.deepcopy(NO_NEGATIVE_PROMPT)
+    if rules.prompt == "required":  # words in it
+        properties["prompt"] = {**properties.get("prompt", {}), "pattern": WORDS_WITHOUT_NUL}
+        required.append("prompt")
+    if rules.inputs == "none":
+        properties["input_assets"] = {"maxItems": 0}
+    else:
+        properties["input_assets"] = {"maxItems": max(spec.limits.max_inputs, 0)}
+        if rules.inputs == "required":
+            properties["input_assets"]["minItems"] = 1
+            required.append("input_assets")
+    takes: Schema = {"properties": properties}
+    if rules.prompt == "optional" and rules.inputs == "optional":  # one or the other
+        takes["anyOf"] = [
+            {"properties": {"prompt": {"pattern": WORDS_WITHOUT_NUL}}, "required": ["prompt"]},
+            {"properties": {"input_assets": {"minItems": 1}}, "required": ["input_assets"]},
+        ]
+    if kind is not TaskKind.EDIT or not spec.limits.mask:
+        properties["mask"] = {"type": "null"}
+    if kind not in ENHANCEABLE:
+        properties["enhance"] = {"type": "null"}
     sides = spec.sizes
-    if (sides.min_side, sides.max_side, sides.multiple_of) != (MIN_SIDE, MAX_SIDE, 1):
+    if not rules.sized:
+        properties["size"] = {"type": "null"}
+        properties["aspect_ratio"] = {"type": "null"}
+    elif (sides.min_side, sides.max_side, sides.multiple_of) != (MIN_SIDE, MAX_SIDE, 1):
         pattern = size_pattern(sides.min_side, sides.max_side, sides.multiple_of)
         properties["size"] = _nullable({"type": "string", "pattern": pattern})
-    takes: Schema = {"properties": properties}
-    if TaskKind.IMAGE not in spec.kinds:
-        takes["required"] = ["kind"]  # the kind left out is an image, which it does not make
+    if required:
+        takes["required"] = required
     return takes
 
 

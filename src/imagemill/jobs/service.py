@@ -22,6 +22,7 @@ from imagemill.db.queries import JobFilter
 from imagemill.db.records import JobDraft
 from imagemill.db.repository import Repository
 from imagemill.domain import (
+    ENHANCEABLE,
     Asset,
     CachePolicy,
     Enhancement,
@@ -43,7 +44,6 @@ from imagemill.writing import TEXT_PARAMS
 log = logging.getLogger(__name__)
 
 Dispatch = Callable[[str], Awaitable[None]]
-ENHANCEABLE = (TaskKind.IMAGE, TaskKind.EDIT, TaskKind.VIDEO)  # kinds that render a prompt
 
 
 class WebhookTargeting(Protocol):

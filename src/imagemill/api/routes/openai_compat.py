@@ -169,7 +169,7 @@ async def create_images(
         prompt=body.prompt,
         n=body.n,
         size=body.size,
-        params=_params(options, spec),
+        params=_params(options, spec, TaskKind.IMAGE),
         metadata={"openai_user": body.user} if body.user else {},
     )
     job = await _run(runtime, owner, request, submission, "openai.generations", idempotency_key)
@@ -246,7 +246,7 @@ async def edit_images(
         size=fields.get("size"),
         input_assets=inputs,
         mask=mask,
-        params=_params({k: fields.get(k) for k in EDIT_OPTIONS}, spec),
+        params=_params({k: fields.get(k) for k in EDIT_OPTIONS}, spec, TaskKind.EDIT),
         metadata={"openai_user": fields["user"]} if fields.get("user") else {},
     )
     response_format = fields.get("response_format")
@@ -315,11 +315,12 @@ async def _upload(
 NO_REQUEST = {"quality": {"auto", "standard"}, "background": {"auto"}, "moderation": {"auto"}}
 
 
-def _params(options: dict[str, Any], spec: ModelSpec) -> dict[str, Any]:
-    """The OpenAI options given, as the model's params (typed as its schema has them). One
-    it does not take is a 400 naming it, as OpenAI answers, unless its value asks for
-    nothing (``quality: auto``): a request is never quietly made without what it asked."""
-    accepted = spec.params_schema.get("properties", {})
+def _params(options: dict[str, Any], spec: ModelSpec, kind: TaskKind) -> dict[str, Any]:
+    """The OpenAI options given, as the model's params for ``kind`` (typed as its schema
+    has them). One it does not take is a 400 naming it, as OpenAI answers, unless its
+    value asks for nothing (``quality: auto``): a request is never quietly made without
+    what it asked."""
+    accepted = spec.params_for(kind)
     params = {}
     for key, value in options.items():
         if value is None or (key not in accepted and value in NO_REQUEST.get(key, ())):

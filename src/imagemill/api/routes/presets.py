@@ -14,8 +14,8 @@ from imagemill.api.schemas import ErrorOut, PresetCopyIn, PresetIn, PresetOut, P
 from imagemill.boundary import has_words, quoted
 from imagemill.db.accounts import Preset
 from imagemill.errors import Forbidden, InvalidInput, NotFound
+from imagemill.jobs.params import check_params
 from imagemill.jobs.service import utcnow
-from imagemill.jobs.validation import check_params
 from imagemill.runtime import Runtime
 from imagemill.styles import BUILTIN_STYLES, builtin_style, find_preset
 
