@@ -8,15 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, insert, inspect
+from sqlalchemy import Connection, insert, inspect, select
 
 from imagemill.db.engine import Database
 from imagemill.db.migrate import alembic_config, current_revision, upgrade
 from imagemill.db.queries import JobFilter, Queries
-from imagemill.db.tables import jobs, metadata, owners
+from imagemill.db.tables import deliveries, delivery_attempts, events, jobs, metadata, owners
 
 
 @pytest.fixture
@@ -100,3 +101,71 @@ async def test_jobs_stored_before_their_metadata_was_indexed_are_found_by_it(
     found = await Queries(db).list_jobs("own_1", JobFilter(metadata=(("story_id", "42"),)), 10)
     assert [job.id for job in found] == ["job_old"]
     assert await Queries(db).list_jobs("own_1", JobFilter(metadata=(("p", "y"),)), 10) == []
+
+
+async def test_deliveries_and_their_attempts_survive_0011_both_ways(db: Database) -> None:
+    """0011 rebuilds ``deliveries`` on SQLite (job_id becomes optional) while attempts
+    point at it: every delivery and attempt is there after the upgrade and after the
+    downgrade."""
+    await upgrade(db, "0010")
+    now = datetime.now(UTC)
+
+    def delivered_job(conn: Connection) -> None:
+        conn.execute(insert(owners).values(id="own_1", name="old", secret="s", created_at=now))
+        conn.execute(
+            insert(jobs).values(
+                id="job_old",
+                owner_id="own_1",
+                kind="image",
+                model="placeholder",
+                status="succeeded",
+                request={"model": "placeholder"},
+                prompt="",
+                max_attempts=1,
+                run_after=now,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        conn.execute(
+            insert(events).values(
+                id=1,
+                job_id="job_old",
+                seq=1,
+                owner_id="own_1",
+                type="done",
+                data={},
+                created_at=now,
+            )
+        )
+        conn.execute(
+            insert(deliveries).values(
+                id="dlv_1",
+                owner_id="own_1",
+                job_id="job_old",
+                event_id=1,
+                event_type="done",
+                url="https://example.com/hook",
+                status="delivered",
+                attempts=1,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+        conn.execute(
+            insert(delivery_attempts).values(
+                delivery_id="dlv_1", attempt=1, at=now, status_code=200, duration_ms=5
+            )
+        )
+
+    def kept(conn: Connection) -> tuple[list[str], list[int]]:
+        ids = list(conn.execute(select(deliveries.c.id)).scalars())
+        tries = list(conn.execute(select(delivery_attempts.c.attempt)).scalars())
+        return ids, tries
+
+    await db.write(delivered_job)
+    await upgrade(db)
+    assert await db.read(kept) == (["dlv_1"], [1])
+    await db.write(lambda conn: command.downgrade(alembic_config(conn), "0010"))
+    assert await db.read(kept) == (["dlv_1"], [1])
+    assert await current_revision(db) == "0010"
