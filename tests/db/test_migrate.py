@@ -12,12 +12,20 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, insert, inspect, select
+from sqlalchemy import JSON, Connection, column, insert, inspect, select, table
+from sqlalchemy.sql.expression import ColumnClause
 
 from imagemill.db.engine import Database
 from imagemill.db.migrate import alembic_config, current_revision, upgrade
 from imagemill.db.queries import JobFilter, Queries
-from imagemill.db.tables import deliveries, delivery_attempts, events, jobs, metadata, owners
+from imagemill.db.tables import (
+    UTCDateTime,
+    deliveries,
+    delivery_attempts,
+    jobs,
+    metadata,
+    owners,
+)
 
 
 @pytest.fixture
@@ -111,51 +119,60 @@ async def test_deliveries_and_their_attempts_survive_0011_both_ways(db: Database
     now = datetime.now(UTC)
 
     def delivered_job(conn: Connection) -> None:
-        conn.execute(insert(owners).values(id="own_1", name="old", secret="s", created_at=now))
-        conn.execute(
-            insert(jobs).values(
-                id="job_old",
-                owner_id="own_1",
-                kind="image",
-                model="placeholder",
-                status="succeeded",
-                request={"model": "placeholder"},
-                prompt="",
-                max_attempts=1,
-                run_after=now,
-                created_at=now,
-                updated_at=now,
-            )
+        _insert_as_then(conn, "owners", id="own_1", name="old", secret="s", created_at=now)
+        _insert_as_then(
+            conn,
+            "jobs",
+            id="job_old",
+            owner_id="own_1",
+            kind="image",
+            model="placeholder",
+            status="succeeded",
+            request={"model": "placeholder"},
+            prompt="",
+            progress=1.0,
+            attempt=1,
+            max_attempts=1,
+            run_after=now,
+            cached=False,
+            cost_usd=0.0,
+            event_seq=1,
+            created_at=now,
+            updated_at=now,
         )
-        conn.execute(
-            insert(events).values(
-                id=1,
-                job_id="job_old",
-                seq=1,
-                owner_id="own_1",
-                type="done",
-                data={},
-                created_at=now,
-            )
+        _insert_as_then(
+            conn,
+            "events",
+            id=1,
+            job_id="job_old",
+            seq=1,
+            owner_id="own_1",
+            type="done",
+            data={},
+            created_at=now,
         )
-        conn.execute(
-            insert(deliveries).values(
-                id="dlv_1",
-                owner_id="own_1",
-                job_id="job_old",
-                event_id=1,
-                event_type="done",
-                url="https://example.com/hook",
-                status="delivered",
-                attempts=1,
-                next_attempt_at=now,
-                created_at=now,
-            )
+        _insert_as_then(
+            conn,
+            "deliveries",
+            id="dlv_1",
+            owner_id="own_1",
+            job_id="job_old",
+            event_id=1,
+            event_type="done",
+            url="https://example.com/hook",
+            status="delivered",
+            attempts=1,
+            next_attempt_at=now,
+            created_at=now,
         )
-        conn.execute(
-            insert(delivery_attempts).values(
-                delivery_id="dlv_1", attempt=1, at=now, status_code=200, duration_ms=5
-            )
+        _insert_as_then(
+            conn,
+            "delivery_attempts",
+            delivery_id="dlv_1",
+            attempt=1,
+            at=now,
+            status_code=200,
+            duration_ms=5,
         )
 
     def kept(conn: Connection) -> tuple[list[str], list[int]]:
@@ -169,3 +186,18 @@ async def test_deliveries_and_their_attempts_survive_0011_both_ways(db: Database
     await db.write(lambda conn: command.downgrade(alembic_config(conn), "0010"))
     assert await db.read(kept) == (["dlv_1"], [1])
     assert await current_revision(db) == "0010"
+
+
+def _insert_as_then(conn: Connection, table_name: str, /, **values: Any) -> None:
+    """Insert a row of only the columns given: today's ``tables.py`` would add its columns'
+    defaults, naming columns an older revision does not have."""
+
+    def typed(key: str, value: object) -> ColumnClause[Any]:
+        if isinstance(value, dict):
+            return column(key, JSON)
+        if isinstance(value, datetime):
+            return column(key, UTCDateTime())
+        return column(key)
+
+    columns = (typed(k, v) for k, v in values.items())
+    conn.execute(insert(table(table_name, *columns)).values(**values))
