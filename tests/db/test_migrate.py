@@ -111,11 +111,11 @@ async def test_jobs_stored_before_their_metadata_was_indexed_are_found_by_it(
     assert await Queries(db).list_jobs("own_1", JobFilter(metadata=(("p", "y"),)), 10) == []
 
 
-async def test_deliveries_and_their_attempts_survive_0011_both_ways(db: Database) -> None:
-    """0011 rebuilds ``deliveries`` on SQLite (job_id becomes optional) while attempts
+async def test_deliveries_and_their_attempts_survive_0012_both_ways(db: Database) -> None:
+    """0012 rebuilds ``deliveries`` on SQLite (job_id becomes optional) while attempts
     point at it: every delivery and attempt is there after the upgrade and after the
     downgrade."""
-    await upgrade(db, "0010")
+    await upgrade(db, "0011")
     now = datetime.now(UTC)
 
     def delivered_job(conn: Connection) -> None:
@@ -183,9 +183,9 @@ async def test_deliveries_and_their_attempts_survive_0011_both_ways(db: Database
     await db.write(delivered_job)
     await upgrade(db)
     assert await db.read(kept) == (["dlv_1"], [1])
-    await db.write(lambda conn: command.downgrade(alembic_config(conn), "0010"))
+    await db.write(lambda conn: command.downgrade(alembic_config(conn), "0011"))
     assert await db.read(kept) == (["dlv_1"], [1])
-    assert await current_revision(db) == "0010"
+    assert await current_revision(db) == "0011"
 
 
 def _insert_as_then(conn: Connection, table_name: str, /, **values: Any) -> None:
