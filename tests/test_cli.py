@@ -254,6 +254,27 @@ def test_a_batch_from_a_jsonl_file(data_dir: Path, tmp_path: Path) -> None:
     assert broken.exit_code == 2 and "line 1" in broken.output
 
 
+def test_a_batch_with_a_webhook_url_and_a_deadline(data_dir: Path, tmp_path: Path) -> None:
+    story = tmp_path / "story.jsonl"
+    page = {"model": "placeholder", "prompt": "page", "size": "32x32"}
+    story.write_text(json.dumps(page) + "\n" + json.dumps({**page, "deadline_seconds": 5}) + "\n")
+    hooked = imagemill("batch", story, "--webhook-url", "http://127.0.0.1:9/hook")
+    assert hooked.exit_code == 1 and "webhook_url" in hooked.output, hooked.output
+    assert imagemill("batch", story, "--deadline", "0").exit_code == 2
+
+    result = ok("batch", story, "--deadline", "90")
+
+    assert "2 succeeded" in result.stderr
+
+    async def deadlines() -> list[float | None]:
+        async with Runtime(Settings(), run_workers=False, sweep=False) as runtime:
+            owner = await runtime.local_owner()
+            [batch] = await runtime.batches.list(owner.id, None, 10)
+            return [batch.deadline_seconds] + [j.request.deadline_seconds for j in batch.jobs]
+
+    assert asyncio.run(deadlines()) == [90, 90, 5]
+
+
 def test_jobs_cancel(data_dir: Path) -> None:
     async def queue_one() -> str:
         # Submitted but never run: no workers in this runtime.

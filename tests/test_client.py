@@ -550,3 +550,18 @@ async def test_a_batch_through_the_sdk(sdk: AsyncClient) -> None:
     with pytest.raises(InvalidRequestError) as refused:
         await sdk.batches.create([{"model": "placeholder", "prompt": "x", "size": "1x1"}])
     assert refused.value.field == "requests.0.size"
+
+
+async def test_a_batch_with_a_webhook_and_a_deadline_through_the_sdk(sdk: AsyncClient) -> None:
+    page = {"model": "placeholder", "prompt": "page", "size": "32x32"}
+    with pytest.raises(InvalidRequestError) as refused:  # a private address, not allowed here
+        await sdk.batches.create([page], webhook_url="http://127.0.0.1:9/hook")
+    assert refused.value.field == "webhook_url"
+
+    batch = await sdk.batches.create([page], deadline_seconds=90)
+
+    assert (batch.deadline_seconds, batch.webhook_url, batch.completions) == (90, None, 0)
+    [item] = batch.job_ids
+    assert (await sdk.jobs.get(item)).request.deadline_seconds == 90
+    done = await sdk.batches.wait(batch.id, timeout=30, poll_interval=0.02)
+    assert done.completions == 1

@@ -25,6 +25,7 @@ from imagemill.fields import (
     RATIO_PATTERN,
     RATIO_TERM,
     Count,
+    DeadlineSeconds,
     Metadata,
     Params,
     Seed,
@@ -461,6 +462,9 @@ class Batch:
     progress: float  # 0 to 1, never lower than it was shown
     created_at: datetime
     jobs: list[Job]
+    webhook_url: str | None = None  # where each completion is sent (``batch.done``)
+    deadline_seconds: float | None = None  # of each item that gives none of its own
+    completions: int = 0  # how many times every item had ended (a retry re-opens it)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -591,12 +595,8 @@ class Submission(BaseModel):
         description="Models to try in order if the model fails: ids, or {model, params}. "
         "Their outputs are marked `fallback: true` with the model that made them.",
     )
-    deadline_seconds: float | None = Field(
+    deadline_seconds: DeadlineSeconds | None = Field(
         None,
-        gt=0,
-        le=86_400,
-        strict=True,
-        allow_inf_nan=False,
         description="Give up (fail the job) if not done this long after submit, retries "
         "included. Default: the server's `IMAGEMILL_JOB_DEADLINE_SECONDS`.",
     )

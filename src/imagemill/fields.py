@@ -1,6 +1,7 @@
 """What a field of a request may hold: the bounds of counts, seeds, sizes and prompts, and
-the field types the wire schemas are made of (strict integers, sizes in ASCII, webhook
-URLs, free-form JSON within limits), each stating in the OpenAPI document what it takes.
+the field types the wire schemas are made of (strict integers, deadlines, sizes in ASCII,
+webhook URLs, free-form JSON within limits), each stating in the OpenAPI document what it
+takes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ MAX_SIDE = 8192
 MAX_SEED = 2**32 - 1
 MAX_PROMPT_CHARS = 32_000
 MAX_INPUTS = 16
+MAX_DEADLINE_SECONDS = 86_400
 # ASCII only (Python's ``\d`` would take any script's digits, full-width ones included);
 # the patterns go into the OpenAPI schema as they are.
 # A side: 16 to 8192, no leading zero. A ratio's term: 1 to 999, with up to 3 decimals
@@ -56,6 +58,11 @@ Seed = Annotated[
     BeforeValidator(json_integer),
     Field(ge=0, le=MAX_SEED),
     WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_SEED}),
+]
+
+# How long a job may take, retries included: a number (strictly: not "60" or true), finite.
+DeadlineSeconds = Annotated[
+    float, Field(gt=0, le=MAX_DEADLINE_SECONDS, strict=True, allow_inf_nan=False)
 ]
 
 # Free-form JSON objects, checked against their limits (``boundary``).

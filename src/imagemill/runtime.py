@@ -116,6 +116,7 @@ class Runtime:
             self.accounts,
             self.webhook_http,
             settings,
+            self.batches,
             self.webhook_targets,
         )
         self.bus.add_listener(self.sender.on_event)

@@ -34,6 +34,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 # Per operation: the fields whose validity depends on the server's stored data.
 STORED: dict[str, tuple[str, ...]] = {
     "POST /v1/jobs": ("input_assets", "mask", "preset", "webhook_url", "Idempotency-Key"),
+    "POST /v1/batches": ("webhook_url",),  # the batch's own; its items' are a job's
     "PUT /v1/webhooks/default": ("url",),
     "PATCH /v1/presets/{preset}": ("model", "params", "size"),  # merged with the stored one
     "POST /v1/images/generations": ("Idempotency-Key",),

@@ -1,6 +1,7 @@
 """Outgoing webhooks against a real receiver: signed per Standard Webhooks (verified with
 the ``standardwebhooks`` library), retried on 5xx and 429 (Retry-After), 410 disabling
-the target, every attempt visible, private targets refused unless allowed."""
+the target, every attempt visible, private targets refused unless allowed; a batch's
+completion sent once per round, after a restart too."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from starlette.routing import Route
 
 from fakes.server import serve
 from imagemill.api.app import create_app
+from imagemill.auth import webhook_secret
 from imagemill.config import Settings
+from imagemill.domain import Submission
 from imagemill.runtime import Runtime
 
 
@@ -281,3 +284,144 @@ async def test_any_failure_while_delivering_is_an_attempt_toward_the_limit(
     for attempt in delivery["attempts"]:
         assert attempt["status_code"] is None
         assert "boom" in attempt["error"] and "0x" not in attempt["error"]
+
+
+# -- a batch's completion -----------------------------------------------------------------------
+
+QUICK = {"model": "placeholder", "size": "32x32"}
+COUNTS = ("queued", "running", "succeeded", "failed", "canceled")
+
+
+async def _batch(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+    response = await api.post("/v1/batches", json=body)
+    assert response.status_code == 202, response.text
+    batch: dict[str, Any] = response.json()
+    return batch
+
+
+async def _settled(api: httpx.AsyncClient, path: str, count: int) -> list[dict[str, Any]]:
+    """``GET {path}/deliveries`` once it lists ``count`` and none is pending (10 s at most):
+    the receiver has answered before the sender records it."""
+    deadline = time.monotonic() + 10
+    while True:
+        found: list[dict[str, Any]] = (await api.get(f"{path}/deliveries")).json()["data"]
+        if len(found) >= count and all(d["status"] != "pending" for d in found):
+            return found
+        assert time.monotonic() < deadline, found
+        await asyncio.sleep(0.02)
+
+
+async def test_a_batch_sends_one_signed_batch_done_once_every_item_ended(
+    api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    """Items that succeed, fail and send their own job webhook: when the last ends, one
+    ``batch.done`` (verified), with the batch's counts as it completed and the batch as
+    ``GET /v1/batches/{id}`` shows it."""
+    requests = [
+        {**QUICK, "prompt": "page 1"},
+        {**QUICK, "prompt": "page 2", "params": {"fail": "permanent"}},
+        {**QUICK, "prompt": "page 3", "webhook_url": f"{receiver.url}?item=3"},
+    ]
+    batch = await _batch(api, requests=requests, webhook_url=receiver.url)
+    assert batch["webhook_url"] == receiver.url and batch["completions"] == 0
+
+    received = await receiver.wait_for(2)
+
+    secret = await _secret(api)
+    verified = [(Webhook(secret).verify(r.body, r.headers), r.headers) for r in received]
+    (done, headers), (item, _) = sorted(verified, key=lambda pair: str(pair[0]["type"]))
+    assert (item["type"], item["data"]["job_id"]) == ("job.done", batch["job_ids"][2])
+    assert done["type"] == "batch.done"
+    assert (done["data"]["batch_id"], done["data"]["round"]) == (batch["id"], 1)
+    counts = dict(zip(COUNTS, (0, 0, 2, 1, 0), strict=True))
+    assert done["data"]["event"] == {"status": "failed", "counts": counts}
+    shown = (await api.get(f"/v1/batches/{batch['id']}")).json()
+    assert done["data"]["batch"] == shown
+    assert (shown["status"], shown["completions"], shown["progress"]) == ("failed", 1, 1.0)
+    [delivery] = await _settled(api, f"/v1/batches/{batch['id']}", 1)
+    assert (delivery["status"], delivery["round"], delivery["event_id"]) == ("delivered", 1, None)
+    assert delivery["id"] == headers["webhook-id"]
+    assert len(receiver.received) == 2, "one batch.done, one job.done of the item"
+
+
+async def test_a_retry_sends_the_next_round_and_a_cancel_sends_one(
+    api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    failing = {**QUICK, "prompt": "bad page", "params": {"fail": "permanent"}}
+    retried = await _batch(api, requests=[failing], webhook_url=receiver.url)
+    await receiver.wait_for(1)
+
+    assert (await api.post(f"/v1/batches/{retried['id']}/retry")).status_code == 200
+    await receiver.wait_for(2)
+    endless = {**QUICK, "prompt": "slow page", "params": {"latency_ms": 60_000}}
+    canceled = await _batch(api, requests=[endless, endless], webhook_url=receiver.url)
+    stopped = (await api.post(f"/v1/batches/{canceled['id']}/cancel")).json()
+    assert (stopped["status"], stopped["completions"]) == ("canceled", 1)
+    received = await receiver.wait_for(3)
+
+    secret = await _secret(api)
+    first, second, third = (Webhook(secret).verify(r.body, r.headers) for r in received)
+    assert [p["data"]["round"] for p in (first, second)] == [1, 2]
+    assert {p["data"]["batch_id"] for p in (first, second)} == {retried["id"]}
+    assert second["data"]["event"]["status"] == "failed"
+    assert second["data"]["batch"]["completions"] == 2
+    assert (third["data"]["batch_id"], third["data"]["round"]) == (canceled["id"], 1)
+    assert third["data"]["event"]["counts"]["canceled"] == 2
+    rounds = await _settled(api, f"/v1/batches/{retried['id']}", 2)
+    assert [d["round"] for d in rounds] == [1, 2]
+    assert len(await _settled(api, f"/v1/batches/{canceled['id']}", 1)) == 1
+    assert len(receiver.received) == 3
+
+
+async def test_a_completion_stored_by_a_stopped_process_is_sent_by_the_next_one(
+    settings: Settings, receiver: Receiver
+) -> None:
+    """The items end in a process that sends nothing (no sender runs there) and stops;
+    the completion is a row committed with the last item, so the next process sends it,
+    once."""
+    configured = settings.model_copy(
+        update={"allowed_private_networks": ["127.0.0.0/8"], "webhook_retry_base_seconds": 0.05}
+    )
+    async with Runtime(configured, run_workers=False, sweep=False) as first:
+        owner = await first.local_owner()
+        requests = [Submission(**QUICK, prompt=f"page {i}") for i in range(2)]
+        batch = await first.batches.create(
+            owner.id, requests, concurrency=1, metadata={}, webhook_url=receiver.url
+        )
+        await first.batches.cancel(owner.id, batch.id)
+        [(delivery, attempts)] = await first.webhooks.of_batch(batch.id)
+        assert (delivery.status, attempts) == ("pending", [])
+    assert receiver.received == []
+
+    async with Runtime(configured) as second:
+        [received] = await receiver.wait_for(1)
+        deadline = time.monotonic() + 10
+        while (await second.webhooks.of_batch(batch.id))[0][0].status == "pending":
+            assert time.monotonic() < deadline, "the attempt was never recorded"
+            await asyncio.sleep(0.02)
+        [(delivery, attempts)] = await second.webhooks.of_batch(batch.id)
+        secret = webhook_secret((await second.accounts.get_owner(owner.id)).secret)
+
+    payload = Webhook(secret).verify(received.body, received.headers)
+    assert (payload["type"], payload["data"]["batch_id"]) == ("batch.done", batch.id)
+    assert (delivery.status, [a.status_code for a in attempts]) == ("delivered", [200])
+    assert len(receiver.received) == 1
+
+
+async def test_a_batch_webhook_url_is_checked_as_a_jobs_is(
+    strict_api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    requests = [{**QUICK, "prompt": "x"}]
+    for url, says in (
+        (receiver.url, "private address"),
+        ("http://169.254.169.254/latest", "private address"),
+        ("ftp://example.com/hook", "http"),
+        ("https://example.com/a hook", "spaces"),
+    ):
+        body = {"requests": requests, "webhook_url": url}
+        response = await strict_api.post("/v1/batches", json=body)
+        assert response.status_code == 422, url
+        error = response.json()["error"]
+        assert error["field"] == "webhook_url" and says in error["message"], error
+    assert (await strict_api.get("/v1/batches")).json()["data"] == []
+    assert (await strict_api.get("/v1/jobs")).json()["data"] == []

@@ -15,25 +15,20 @@ from imagemill.db.accounts import PRESET_ID_PREFIX, Preset
 from imagemill.domain import (
     DEFAULT_WEBHOOK_EVENTS,
     EVENT_TYPES,
-    Batch,
     EventType,
     Job,
     JobOutput,
     JobStatus,
     Request,
     Size,
-    Submission,
     TaskKind,
     check_event_types,
 )
 from imagemill.fields import (
-    Metadata,
     Params,
     SizeText,
     WebhookUrl,
-    json_integer,
 )
-from imagemill.jobs.batches import MAX_CONCURRENCY, MAX_REQUESTS
 
 # Times in query strings: an RFC 3339 date, or date and time with its zone (what JSON
 # Schema's `date` and `date-time` formats mean), nothing looser (a bare number is not a time).
@@ -241,72 +236,6 @@ class JobPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
 
 
-class BatchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    requests: list[Submission] = Field(
-        min_length=1,
-        max_length=MAX_REQUESTS,
-        description=f"Up to {MAX_REQUESTS:,} job requests, each as `POST /v1/jobs` takes "
-        "it, with one `model` (not `models`: a comparison is its own request): the items, "
-        "in this order.",
-    )
-    concurrency: Annotated[
-        int,
-        BeforeValidator(json_integer),  # 5 or 5.0, as JSON Schema has an integer; not "5"
-        Field(ge=1, le=MAX_CONCURRENCY),
-        WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_CONCURRENCY}),
-    ] = Field(5, description="How many items run at once.")
-    metadata: Metadata = Field(default_factory=dict)
-
-
-class BatchCounts(BaseModel):
-    queued: int
-    running: int
-    succeeded: int
-    failed: int
-    canceled: int
-
-
-class BatchOut(BaseModel):
-    object: Literal["batch"] = "batch"
-    id: str
-    status: JobStatus = Field(
-        description="queued until an item starts, running until every item ended; then "
-        "succeeded if all did, failed if any failed, else canceled."
-    )
-    counts: BatchCounts
-    progress: float = Field(
-        description="0 to 1: each item's share, 1 once it ended. It never goes back."
-    )
-    concurrency: int
-    total: int
-    job_ids: list[str] = Field(description="The items, in the order of the requests.")
-    metadata: dict[str, Any]
-    created_at: datetime
-    finished_at: datetime | None
-
-    @classmethod
-    def of(cls, batch: Batch) -> BatchOut:
-        return cls(
-            id=batch.id,
-            status=batch.status,
-            counts=BatchCounts(**batch.counts),
-            progress=round(batch.progress, 6),
-            concurrency=batch.concurrency,
-            total=len(batch.jobs),
-            job_ids=[job.id for job in batch.jobs],
-            metadata=batch.metadata,
-            created_at=batch.created_at,
-            finished_at=batch.finished_at,
-        )
-
-
-class BatchPage(BaseModel):
-    data: list[BatchOut]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
-
-
 # A preset's name: letters, digits, spaces and ``_.-``, and never what its id looks like
 # (``pre_…``), so a name or an id given in its place always means one preset.
 PRESET_NAME = r"^[A-Za-z0-9](?:[A-Za-z0-9_.\- ]*[A-Za-z0-9_.\-])?$"  # no space at the end
@@ -482,7 +411,12 @@ class DeliveryOut(BaseModel):
     object: Literal["delivery"] = "delivery"
     id: str = Field(description="Also the `webhook-id` header, the same on every attempt.")
     event_type: str
-    event_id: int
+    event_id: int | None = Field(
+        None, description="The job's event it carries; null for a batch's completion."
+    )
+    round: int | None = Field(
+        None, description="A batch's completion: which one (its `completions` then)."
+    )
     url: str
     status: str = Field(description="pending, delivered, failed or canceled (410 Gone).")
     next_attempt_at: datetime | None

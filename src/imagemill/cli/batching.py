@@ -22,6 +22,7 @@ from imagemill.cli.common import (
 )
 from imagemill.client import Batch, SubmissionFields
 from imagemill.domain import JobStatus
+from imagemill.fields import MAX_DEADLINE_SECONDS
 
 
 def read_requests(path: Path) -> list[SubmissionFields]:
@@ -43,6 +44,12 @@ def read_requests(path: Path) -> list[SubmissionFields]:
     if not requests:
         raise typer.BadParameter("the file holds no requests", param_hint="FILE")
     return requests
+
+
+def _positive(value: float | None) -> float | None:
+    if value is not None and not value > 0:
+        raise typer.BadParameter("must be more than 0 seconds")
+    return value
 
 
 def _counts(batch: Batch) -> str:
@@ -88,6 +95,26 @@ def batch(
             min=0, help="Seconds to wait before giving up (default: no limit).", show_default=False
         ),
     ] = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook-url",
+            metavar="URL",
+            help="POST one signed batch.done here once every job has ended.",
+            show_default=False,
+        ),
+    ] = None,
+    deadline: Annotated[
+        float | None,
+        typer.Option(
+            max=MAX_DEADLINE_SECONDS,
+            callback=_positive,
+            metavar="SECONDS",
+            help="Fail each job not done this long after submit (retries included), unless "
+            "its line sets its own deadline_seconds.",
+            show_default=False,
+        ),
+    ] = None,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
     data_dir: DataDirOption = None,
@@ -97,6 +124,7 @@ def batch(
 
     \b
     imagemill batch story.jsonl --concurrency 5 -o pages/
+    imagemill batch story.jsonl --webhook-url https://example.com/hooks --deadline 600
     (story.jsonl:  {"model": "placeholder", "prompt": "page 1", "size": "1024x576"}  …)
     """
     requests = read_requests(file)
@@ -109,7 +137,13 @@ def batch(
 
     async def run() -> Batch:
         async with _connect(server, api_key, data_dir, run_workers=True) as client:
-            created = await client.batches.create(requests, concurrency=concurrency, metadata=extra)
+            created = await client.batches.create(
+                requests,
+                concurrency=concurrency,
+                metadata=extra,
+                webhook_url=webhook_url,
+                deadline_seconds=deadline,
+            )
             columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
             with Progress(*columns, TimeElapsedColumn(), console=err_console) as progress:
                 bar = progress.add_task(created.id, total=1.0)

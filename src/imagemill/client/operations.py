@@ -167,10 +167,19 @@ def _create_batch(
     *,
     concurrency: int = 5,
     metadata: dict[str, Any] | None = None,
+    webhook_url: str | None = None,
+    deadline_seconds: float | None = None,
 ) -> Op[Batch]:
     """Submit job requests as one, at most ``concurrency`` running at once; every request
-    is checked first (``InvalidRequestError`` naming ``requests.N.<field>``)."""
-    body = {"requests": list(requests), "concurrency": concurrency, "metadata": metadata or {}}
+    is checked first (``InvalidRequestError`` naming ``requests.N.<field>``, or
+    ``webhook_url``). ``webhook_url`` gets one signed ``batch.done`` each time every item
+    has ended; ``deadline_seconds`` is the deadline of each item that gives none."""
+    body: dict[str, Any] = {
+        "requests": list(requests),
+        "concurrency": concurrency,
+        "metadata": metadata or {},
+        **_given(webhook_url=webhook_url, deadline_seconds=deadline_seconds),
+    }
     return (yield from _fetch(Batch, "POST", "/v1/batches", json=body))
 
 

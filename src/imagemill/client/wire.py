@@ -147,6 +147,9 @@ class Batch(_Wire):
     total: int
     job_ids: list[str]
     metadata: dict[str, Any] = {}
+    webhook_url: str | None = None  # where each completion is sent (``batch.done``)
+    deadline_seconds: float | None = None  # of each item that gave none of its own
+    completions: int = 0  # times every item had ended; the ``round`` of its ``batch.done``
     created_at: datetime
     finished_at: datetime | None = None
 

@@ -398,6 +398,9 @@ def batches_with_items(conn: Connection, query: Select[Any]) -> list[Batch]:
             progress=r.progress,
             created_at=r.created_at,
             jobs=by_batch.get(r.id, []),
+            webhook_url=r.webhook_url,
+            deadline_seconds=r.deadline_seconds,
+            completions=r.completions,
         )
         for r in rows
     ]

@@ -1,9 +1,10 @@
-"""What callers hand the repository to write: a job about to be inserted, and outputs
-and blobs already in storage, ready to be recorded."""
+"""What callers hand the repository to write: a job or a batch about to be inserted, and
+outputs and blobs already in storage, ready to be recorded."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from imagemill.domain import Request
 
@@ -25,6 +26,18 @@ class JobDraft:
     webhook_url: str | None = None
     webhook_events: list[str] | None = None
     batch_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchDraft:
+    """A batch about to be inserted, with its items (``JobDraft`` each, ``batch_id`` set)."""
+
+    id: str
+    owner_id: str
+    concurrency: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    webhook_url: str | None = None  # where its completions go (``batch.done``)
+    deadline_seconds: float | None = None  # of each item that gives none of its own
 
 
 @dataclass(frozen=True, slots=True)

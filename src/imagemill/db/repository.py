@@ -18,10 +18,11 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from imagemill.db import batch_completion
 from imagemill.db.deletion import delete_finished_job
 from imagemill.db.engine import Database
 from imagemill.db.queries import Queries, cached_job_of
-from imagemill.db.records import JobDraft, StoredBlob, StoredOutput
+from imagemill.db.records import BatchDraft, JobDraft, StoredBlob, StoredOutput
 from imagemill.db.rows import (
     job_from_row,
     metadata_rows,
@@ -171,28 +172,29 @@ class Repository(Queries):
             raise Conflict("a request with this Idempotency-Key is being created") from exc
 
     async def create_batch(
-        self,
-        batch_id: str,
-        owner_id: str,
-        concurrency: int,
-        metadata: dict[str, Any],
-        drafts: Sequence[JobDraft],
-        now: datetime,
+        self, batch: BatchDraft, drafts: Sequence[JobDraft], now: datetime
     ) -> list[Job]:
-        """Insert a batch and its items (``drafts``, in order) in one transaction."""
+        """Insert a batch and its items (``drafts``, in order) in one transaction; if every
+        item is a cache hit, the batch is complete at once (``db/batch_completion.py``)."""
         row = {
-            "id": batch_id,
-            "owner_id": owner_id,
-            "concurrency": concurrency,
+            "id": batch.id,
+            "owner_id": batch.owner_id,
+            "concurrency": batch.concurrency,
             "total": len(drafts),
-            "metadata": metadata,
+            "metadata": batch.metadata,
             "progress": 0.0,
             "created_at": now,
+            "webhook_url": batch.webhook_url,
+            "deadline_seconds": batch.deadline_seconds,
+            "completions": 0,
         }
 
         def work(conn: Connection, published: Published) -> list[Job]:
             conn.execute(_INSERT_BATCH, [row])
-            return _insert_drafts(conn, drafts, now, published)
+            items = _insert_drafts(conn, drafts, now, published)
+            if all(item.status.terminal for item in items):
+                batch_completion.item_ended(conn, batch.id, now, published)
+            return items
 
         return await self._write(work)
 

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Dialect,
@@ -213,6 +214,12 @@ batches = Table(
     Column("metadata", JSON, nullable=False),
     Column("progress", Float, nullable=False, default=0.0),  # the highest shown: never back
     Column("created_at", UTCDateTime, nullable=False),
+    Column("webhook_url", String(2000)),  # where its completions are sent (``batch.done``)
+    Column("deadline_seconds", Float),  # of each item that gives none of its own
+    # How many times every item had ended: a retry re-opens the batch for one more. Counted
+    # under a lock on this row, in the transaction that ended the last item
+    # (``db/batch_completion.py``).
+    Column("completions", Integer, nullable=False, default=0, server_default="0"),
     Index("ix_batches_owner_id_id", "owner_id", "id"),
 )
 
@@ -251,13 +258,24 @@ webhook_endpoints = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# What a delivery carries: a job's logged event (``job_id``, ``event_id``), or a batch's
+# completion (``batch_id``, ``batch_round``: its ``completions`` then, unique, so no round
+# is ever sent twice; ``payload``: the batch's status and counts as it completed).
+DELIVERY_SUBJECT = (
+    "(job_id IS NOT NULL AND event_id IS NOT NULL AND batch_id IS NULL AND batch_round IS NULL)"
+    " OR (job_id IS NULL AND event_id IS NULL AND batch_id IS NOT NULL"
+    " AND batch_round IS NOT NULL)"
+)
 deliveries = Table(
     "deliveries",
     metadata,
     _id(),  # also the webhook-id header: the same on every attempt
     Column("owner_id", String(40), ForeignKey("owners.id"), nullable=False),
-    Column("job_id", String(40), ForeignKey("jobs.id"), nullable=False),
-    Column("event_id", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
+    Column("job_id", String(40), ForeignKey("jobs.id")),
+    Column("event_id", BigInteger().with_variant(Integer, "sqlite")),
+    Column("batch_id", String(40), ForeignKey("batches.id")),
+    Column("batch_round", Integer),
+    Column("payload", JSON),
     Column("event_type", String(20), nullable=False),
     Column("url", String(2000), nullable=False),
     Column("status", String(20), nullable=False),  # pending, delivered, failed, canceled
@@ -270,6 +288,8 @@ deliveries = Table(
     Column("finished_at", UTCDateTime),
     Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
     Index("ix_deliveries_job_id", "job_id"),
+    UniqueConstraint("batch_id", "batch_round"),
+    CheckConstraint(DELIVERY_SUBJECT, name="ck_deliveries_one_subject"),
 )
 
 delivery_attempts = Table(

@@ -1,8 +1,9 @@
 """Webhook queries: owners' default endpoints, deliveries and their attempts.
 
-Deliveries are created in the same transaction as the events they carry (see
-``jobs/states.append_events``); here they are claimed by senders (compare-and-set with
-a lease, like jobs), and each attempt and outcome is recorded.
+Deliveries are created in the same transaction as what they carry: a job's events (see
+``jobs/states.append_events``) or a batch's completion (``db/batch_completion.py``);
+here they are claimed by senders (compare-and-set with a lease, like jobs), and each
+attempt and outcome is recorded.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, or_, select, update
+from sqlalchemy import Connection, Select, and_, delete, or_, select, update
 
 from imagemill.db.engine import Database
 from imagemill.db.tables import deliveries, delivery_attempts, events, webhook_endpoints
@@ -31,10 +32,17 @@ class Endpoint:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
+    """One webhook message and its state: a job's logged event (``job_id``,
+    ``event_id``), or a batch's completion (``batch_id``, ``batch_round``, and
+    ``payload``: the batch's status and counts as it completed)."""
+
     id: str
     owner_id: str
-    job_id: str
-    event_id: int
+    job_id: str | None
+    event_id: int | None
+    batch_id: str | None
+    batch_round: int | None
+    payload: dict[str, Any] | None
     event_type: str
     url: str
     status: str
@@ -185,26 +193,36 @@ class Webhooks:
 
     async def of_job(self, job_id: str) -> list[tuple[Delivery, list[Attempt]]]:
         """A job's deliveries, oldest first, each with its attempts."""
+        query = (
+            select(deliveries)
+            .where(deliveries.c.job_id == job_id)
+            .order_by(deliveries.c.event_id, deliveries.c.id)
+        )
+        return await self.db.read(lambda conn: _with_attempts(conn, query))
 
-        def work(conn: Connection) -> list[tuple[Delivery, list[Attempt]]]:
-            rows = conn.execute(
-                select(deliveries)
-                .where(deliveries.c.job_id == job_id)
-                .order_by(deliveries.c.event_id, deliveries.c.id)
-            ).all()
-            tried = conn.execute(
-                select(delivery_attempts)
-                .where(delivery_attempts.c.delivery_id.in_([r.id for r in rows]))
-                .order_by(delivery_attempts.c.delivery_id, delivery_attempts.c.attempt)
-            ).all()
-            by_delivery: dict[str, list[Attempt]] = {}
-            for a in tried:
-                by_delivery.setdefault(a.delivery_id, []).append(
-                    Attempt(a.attempt, a.at, a.status_code, a.error, a.duration_ms)
-                )
-            return [(_delivery(r), by_delivery.get(r.id, [])) for r in rows]
+    async def of_batch(self, batch_id: str) -> list[tuple[Delivery, list[Attempt]]]:
+        """A batch's completion deliveries (one per round), oldest first, with attempts."""
+        query = (
+            select(deliveries)
+            .where(deliveries.c.batch_id == batch_id)
+            .order_by(deliveries.c.batch_round)
+        )
+        return await self.db.read(lambda conn: _with_attempts(conn, query))
 
-        return await self.db.read(work)
+
+def _with_attempts(conn: Connection, query: Select[Any]) -> list[tuple[Delivery, list[Attempt]]]:
+    rows = conn.execute(query).all()
+    tried = conn.execute(
+        select(delivery_attempts)
+        .where(delivery_attempts.c.delivery_id.in_([r.id for r in rows]))
+        .order_by(delivery_attempts.c.delivery_id, delivery_attempts.c.attempt)
+    ).all()
+    by_delivery: dict[str, list[Attempt]] = {}
+    for a in tried:
+        by_delivery.setdefault(a.delivery_id, []).append(
+            Attempt(a.attempt, a.at, a.status_code, a.error, a.duration_ms)
+        )
+    return [(_delivery(r), by_delivery.get(r.id, [])) for r in rows]
 
 
 def _delivery(row: Any) -> Delivery:

@@ -1,11 +1,12 @@
 """Outgoing webhooks: where a job's events go, and the sender that delivers them.
 
 A job's target is its request's ``webhook_url`` or else its owner's default endpoint,
-fixed at submit. Deliveries are rows written with the events they carry, so none is
-lost to a restart. The sender claims due deliveries (with a lease: several senders
-never send one twice at once), signs each per Standard Webhooks with the owner's
-secret (``webhook-id`` = the delivery id, the same on every attempt), POSTs it, and
-records the attempt:
+fixed at submit; a batch's completions go to the batch's own ``webhook_url`` (as
+``batch.done``; see ``db/batch_completion.py``). Deliveries are rows written with the
+events or the completion they carry, so none is lost to a restart. The sender claims
+due deliveries (with a lease: several senders never send one twice at once), signs each
+per Standard Webhooks with the owner's secret (``webhook-id`` = the delivery id, the
+same on every attempt), POSTs it, and records the attempt:
 
 - 2xx: delivered.
 - 410 Gone: canceled, with everything else pending for that target; the target is
@@ -33,6 +34,7 @@ import httpx
 from standardwebhooks import Webhook
 
 from imagemill import __version__
+from imagemill.api.batch_schemas import BatchOut
 from imagemill.auth import webhook_secret
 from imagemill.config import Settings
 from imagemill.db.accounts import Accounts
@@ -41,6 +43,7 @@ from imagemill.db.webhooks import CANCELED, DELIVERED, FAILED, PENDING, Attempt,
 from imagemill.domain import DEFAULT_WEBHOOK_EVENTS, Submission
 from imagemill.errors import ImagemillError, InvalidInput, NotFound, describe
 from imagemill.events.bus import Event
+from imagemill.jobs.batches import BatchService
 from imagemill.jobs.service import utcnow
 from imagemill.net import check_public_url, networks
 from imagemill.providers.base import retry_after_seconds
@@ -73,6 +76,11 @@ class WebhookTargets:
         default = await self._default(owner_id)
         return default if default else (None, None)
 
+    async def check(self, url: str, field: str) -> None:
+        """``InvalidInput`` naming ``field`` unless ``url`` may be called (a public
+        address, or one in ``IMAGEMILL_ALLOWED_PRIVATE_NETWORKS``): a batch's target."""
+        await check_public_url(url, self.allowed, field)
+
     async def _default(self, owner_id: str) -> tuple[str, list[str]] | None:
         cached = self._defaults.get(owner_id)
         if cached is not None and time.monotonic() < cached[0]:
@@ -99,11 +107,13 @@ class WebhookSender:
         accounts: Accounts,
         http: httpx.AsyncClient,
         settings: Settings,
+        batches: BatchService,
         targets: WebhookTargets | None = None,
     ) -> None:
         self.store = store
         self.targets = targets  # told when an owner's default endpoint is disabled
         self.repo = repo
+        self.batches = batches
         self.accounts = accounts
         self.http = http
         self.settings = settings
@@ -236,11 +246,21 @@ class WebhookSender:
         return delay
 
     async def _body(self, delivery: Delivery) -> bytes:
-        event = await self.store.payload_event(delivery.event_id)
+        if delivery.batch_id is not None:
+            payload = await self._batch_payload(delivery.batch_id, delivery)
+        elif delivery.job_id is not None and delivery.event_id is not None:
+            payload = await self._job_payload(delivery.job_id, delivery.event_id)
+        else:  # the schema's check constraint rules this out
+            raise NotFound(f"delivery {delivery.id} carries nothing")
+        return json.dumps(payload, separators=(",", ":"), default=str).encode()
+
+    async def _job_payload(self, job_id: str, event_id: int) -> dict[str, Any]:
+        """``job.<event type>``: the event as logged, and the job as it is now."""
+        event = await self.store.payload_event(event_id)
         if event is None:
-            raise NotFound(f"event {delivery.event_id} is gone")
-        job = await self.repo.get_job(delivery.job_id)
-        payload = {
+            raise NotFound(f"event {event_id} is gone")
+        job = await self.repo.get_job(job_id)
+        return {
             "type": f"job.{event['type']}",
             "timestamp": event["created_at"].isoformat(),
             "data": {
@@ -250,7 +270,21 @@ class WebhookSender:
                 "job": _job_summary(job, self.settings.public_url),
             },
         }
-        return json.dumps(payload, separators=(",", ":"), default=str).encode()
+
+    async def _batch_payload(self, batch_id: str, delivery: Delivery) -> dict[str, Any]:
+        """``batch.done``: which completion (``round``), the batch's status and counts as
+        it completed (``event``), and the batch as ``GET /v1/batches/{id}`` shows it now."""
+        batch = await self.batches.get(delivery.owner_id, batch_id)
+        return {
+            "type": f"batch.{delivery.event_type}",
+            "timestamp": delivery.created_at.isoformat(),
+            "data": {
+                "batch_id": batch.id,
+                "round": delivery.batch_round,
+                "event": delivery.payload,
+                "batch": BatchOut.of(batch).model_dump(mode="json"),
+            },
+        }
 
     async def _headers(self, delivery: Delivery, body: bytes, at: datetime) -> dict[str, str]:
         owner = await self.accounts.get_owner(delivery.owner_id)

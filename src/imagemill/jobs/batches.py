@@ -10,6 +10,10 @@ back take none), and the slots are shared in turn with the owner's other work
 each item's share (1 once it ended) and never goes back, not even when failed items are
 retried. Cancel and retry act on the items: cancel on those not finished, retry on the
 failed and canceled ones.
+
+Each time every item has ended the batch is complete: counted once (``completions``),
+and sent once as ``batch.done`` to its ``webhook_url``, by the transaction that ended
+the last item (``db/batch_completion.py``). A retry re-opens it for another round.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 
+from imagemill.db.records import BatchDraft
 from imagemill.db.repository import Repository
 from imagemill.domain import Batch, JobStatus, Submission, batch_status
 from imagemill.errors import Conflict, InvalidInput
@@ -39,9 +44,13 @@ class BatchService:
         *,
         concurrency: int,
         metadata: dict[str, object],
+        webhook_url: str | None = None,
+        deadline_seconds: float | None = None,
     ) -> Batch:
         """Check every request, then record and enqueue the batch; ``InvalidInput`` naming
-        ``requests.N.<field>`` for the first refused."""
+        ``requests.N.<field>`` for the first refused, or ``webhook_url`` for a target
+        that may not be called. ``deadline_seconds`` becomes the deadline of each item
+        that gives none; ``webhook_url`` gets a ``batch.done`` at each completion."""
         batch_id = new_id("bat")
         drafts = []
         for index, submission in enumerate(requests):
@@ -51,14 +60,19 @@ class BatchService:
                     "a batch item runs one model; submit a comparison on its own",
                     field=f"{field}.models",
                 )
+            if submission.deadline_seconds is None and deadline_seconds is not None:
+                submission = submission.model_copy(update={"deadline_seconds": deadline_seconds})
             try:
                 drafts += await self.jobs.drafts(owner_id, submission, batch_id=batch_id)
             except InvalidInput as exc:
                 inner = f"{field}.{exc.field}" if exc.field else field
                 raise InvalidInput(exc.message, field=inner) from exc
-        jobs = await self.repo.create_batch(
-            batch_id, owner_id, concurrency, dict(metadata), drafts, utcnow()
+        if webhook_url is not None and self.jobs.targets is not None:
+            await self.jobs.targets.check(webhook_url, "webhook_url")
+        batch = BatchDraft(
+            batch_id, owner_id, concurrency, dict(metadata), webhook_url, deadline_seconds
         )
+        jobs = await self.repo.create_batch(batch, drafts, utcnow())
         await self.jobs.enqueue(jobs)
         return await self.get(owner_id, batch_id)
 

@@ -47,11 +47,14 @@ Dispatch = Callable[[str], Awaitable[None]]
 
 
 class WebhookTargeting(Protocol):
-    """Where a new job's events go (``events.webhooks.WebhookTargets``)."""
+    """Where a new job's events go, and whether a URL may be a target
+    (``events.webhooks.WebhookTargets``)."""
 
     async def for_submission(
         self, owner_id: str, submission: Submission
     ) -> tuple[str | None, list[str] | None]: ...
+
+    async def check(self, url: str, field: str) -> None: ...
 
 
 WAIT_POLL_SECONDS = 1.0  # safety net for waiters when events come from another process

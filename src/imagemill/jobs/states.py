@@ -37,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
+from imagemill.db import batch_completion
 from imagemill.db.tables import UTCDateTime, deliveries, events, jobs
 from imagemill.domain import DEFAULT_WEBHOOK_EVENTS, JobStatus
 from imagemill.errors import IllegalTransition, ImagemillError
@@ -133,8 +134,10 @@ def transition(
     """Make ``change`` to ``job_id``, compare-and-set.
 
     ``new_events`` are appended to the job's event log in the same transaction with
-    the next sequence numbers, and to ``published``. Returns the updated row, or
-    ``None`` when the job was not in a state (or lease) this change may start from.
+    the next sequence numbers, and to ``published``. Ending an item of a batch may
+    complete the batch, in the same transaction too (``db/batch_completion.py``).
+    Returns the updated row, or ``None`` when the job was not in a state (or lease)
+    this change may start from.
     """
     if change.fenced and lease_owner is None:
         raise ValueError("a fenced transition needs the lease owner")
@@ -145,6 +148,8 @@ def transition(
     row = conn.execute(change.statement, bound).one_or_none()
     if row is not None:
         append_events(conn, row, new_events, now, published)
+        if change.target.terminal and row.batch_id is not None:
+            batch_completion.item_ended(conn, row.batch_id, now, published)
     return row
 
 

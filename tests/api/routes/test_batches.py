@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -181,3 +182,31 @@ async def test_a_concurrency_written_as_json_schema_allows_it_is_taken(
     it was a 422."""
     batch = await _batch(client, {"requests": [{**SLOW, "prompt": "x"}], "concurrency": 3.0})
     assert batch["concurrency"] == 3
+
+
+async def test_the_batch_deadline_is_each_item_deadline_unless_it_gives_its_own(
+    client: httpx.AsyncClient,
+) -> None:
+    own = {**SLOW, "prompt": "mine", "deadline_seconds": 30}
+    batch = await _batch(
+        client, {"requests": [{**SLOW, "prompt": "theirs"}, own], "deadline_seconds": 120.5}
+    )
+    assert (batch["deadline_seconds"], batch["webhook_url"], batch["completions"]) == (
+        120.5,
+        None,
+        0,
+    )
+
+    theirs, mine = [(await client.get(f"/v1/jobs/{i}")).json() for i in batch["job_ids"]]
+    assert theirs["request"]["deadline_seconds"] == 120.5
+    assert mine["request"]["deadline_seconds"] == 30
+    for job, seconds in ((theirs, 120.5), (mine, 30)):
+        created = datetime.fromisoformat(job["created_at"])
+        assert datetime.fromisoformat(job["deadline_at"]) - created == timedelta(seconds=seconds)
+    ended = (await _until_done(client, batch["id"]))[-1]
+    assert (ended["completions"], ended["deadline_seconds"]) == (1, 120.5)
+    for deadline in ("60", 0, -1, 86_401, True):
+        body = {"requests": [{**SLOW, "prompt": "x"}], "deadline_seconds": deadline}
+        refused = await client.post("/v1/batches", json=body)
+        assert refused.status_code == 422, deadline
+        assert refused.json()["error"]["field"] == "deadline_seconds"

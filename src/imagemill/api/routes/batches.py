@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
+from imagemill.api.batch_schemas import BatchIn, BatchOut, BatchPage
 from imagemill.api.deps import CurrentOwner, RuntimeDep
 from imagemill.api.routing import CheckedRoute
-from imagemill.api.schemas import BatchIn, BatchOut, BatchPage, ErrorOut
+from imagemill.api.schemas import ErrorOut
 from imagemill.ids import id_pattern
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"], route_class=CheckedRoute)
@@ -23,9 +24,15 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 async def create_batch(body: BatchIn, owner: CurrentOwner, runtime: RuntimeDep) -> BatchOut:
     """Submit job requests as one: every request is checked first (a refusal names
     `requests.N.<field>` and nothing is created), then the items are queued, at most
-    `concurrency` running at once. Each item is an ordinary job with `batch_id`."""
+    `concurrency` running at once. Each item is an ordinary job with `batch_id`. With a
+    `webhook_url`, one `batch.done` is sent each time every item has ended."""
     batch = await runtime.batches.create(
-        owner.id, body.requests, concurrency=body.concurrency, metadata=body.metadata
+        owner.id,
+        body.requests,
+        concurrency=body.concurrency,
+        metadata=body.metadata,
+        webhook_url=body.webhook_url,
+        deadline_seconds=body.deadline_seconds,
     )
     return BatchOut.of(batch)
 
@@ -55,11 +62,14 @@ async def get_batch(batch_id: str, owner: CurrentOwner, runtime: RuntimeDep) -> 
 
 @router.post("/{batch_id}/cancel", response_model=BatchOut, responses=ERRORS)
 async def cancel_batch(batch_id: str, owner: CurrentOwner, runtime: RuntimeDep) -> BatchOut:
-    """Cancel every item not finished yet."""
+    """Cancel every item not finished yet: once all have ended, the batch is complete
+    (and its `webhook_url` gets `batch.done`)."""
     return BatchOut.of(await runtime.batches.cancel(owner.id, batch_id))
 
 
 @router.post("/{batch_id}/retry", response_model=BatchOut, responses=ERRORS)
 async def retry_batch(batch_id: str, owner: CurrentOwner, runtime: RuntimeDep) -> BatchOut:
-    """Run the failed and canceled items again (each the same job, queued afresh)."""
+    """Run the failed and canceled items again (each the same job, queued afresh). This
+    re-opens the batch: when every item has ended again, its `webhook_url` gets one more
+    `batch.done`, with the next `round`."""
     return BatchOut.of(await runtime.batches.retry(owner.id, batch_id))

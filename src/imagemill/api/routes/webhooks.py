@@ -1,4 +1,5 @@
-"""Outgoing webhooks: your default endpoint, your signing secret, and what was delivered.
+"""Outgoing webhooks: your default endpoint, your signing secret, and what was delivered
+(of a job, or of a batch's completions).
 
 ``GET /v1/webhooks/default/secret`` answers ``{"key": "whsec_…"}`` (as Replicate does):
 verify deliveries with any Standard Webhooks library, e.g.
@@ -23,7 +24,7 @@ from imagemill.api.schemas import (
     WebhookSecretOut,
 )
 from imagemill.auth import webhook_secret
-from imagemill.db.webhooks import PENDING, Endpoint
+from imagemill.db.webhooks import PENDING, Attempt, Delivery, Endpoint
 from imagemill.errors import NotFound
 from imagemill.jobs.service import utcnow
 from imagemill.net import check_public_url
@@ -76,12 +77,27 @@ async def get_secret(owner: CurrentOwner) -> WebhookSecretOut:
 async def list_deliveries(job_id: str, owner: CurrentOwner, runtime: RuntimeDep) -> DeliveryList:
     """Every webhook delivery of the job, with each attempt: when, the answer, how long."""
     await runtime.service.get(owner.id, job_id)  # 404 unless yours
+    return _delivery_list(await runtime.webhooks.of_job(job_id))
+
+
+@router.get("/v1/batches/{batch_id}/deliveries", response_model=DeliveryList, responses=ERRORS)
+async def list_batch_deliveries(
+    batch_id: str, owner: CurrentOwner, runtime: RuntimeDep
+) -> DeliveryList:
+    """The batch's `batch.done` deliveries (one per completion, by `round`), with each
+    attempt. Its items' own deliveries are listed under each job."""
+    await runtime.batches.get(owner.id, batch_id)  # 404 unless yours
+    return _delivery_list(await runtime.webhooks.of_batch(batch_id))
+
+
+def _delivery_list(found: list[tuple[Delivery, list[Attempt]]]) -> DeliveryList:
     return DeliveryList(
         data=[
             DeliveryOut(
                 id=d.id,
                 event_type=d.event_type,
                 event_id=d.event_id,
+                round=d.batch_round,
                 url=d.url,
                 status=d.status,
                 next_attempt_at=d.next_attempt_at if d.status == PENDING else None,
@@ -100,7 +116,7 @@ async def list_deliveries(job_id: str, owner: CurrentOwner, runtime: RuntimeDep)
                     for a in attempts
                 ],
             )
-            for d, attempts in await runtime.webhooks.of_job(job_id)
+            for d, attempts in found
         ]
     )
 
