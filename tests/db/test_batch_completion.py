@@ -182,8 +182,7 @@ async def two_processes(
     without the event-order lock (``origin=None``), which would otherwise make every
     event-storing transaction wait its turn: only the batch's row lock stands between
     the two last items."""
-    if database_url is None:
-        pytest.skip("SQLite runs one writer at a time: there is no race to lose")
+    assert database_url is not None, "PostgreSQL only: SQLite runs one writer at a time"
     first, second = Database(database_url), Database(database_url)
     try:
         yield Repository(first), Repository(second)
@@ -210,6 +209,7 @@ async def _waiting_on_locks(
         await asyncio.sleep(0.01)
 
 
+@pytest.mark.parametrize("both_databases", ["postgres"], indirect=True)  # SQLite has no race
 @pytest.mark.parametrize("gated", [True, False], ids=["gated", "free"])
 async def test_the_last_two_items_ending_at_once_complete_the_batch_once(
     stepped: Runtime,

@@ -22,9 +22,7 @@ from imagemill.db.tables import (
     UTCDateTime,
     deliveries,
     delivery_attempts,
-    jobs,
     metadata,
-    owners,
 )
 
 
@@ -86,21 +84,26 @@ async def test_jobs_stored_before_their_metadata_was_indexed_are_found_by_it(
     request = {"model": "placeholder", "prompt": "old", "metadata": {"story_id": 42, "p": "x"}}
 
     def old_job(conn: Connection) -> None:
-        conn.execute(insert(owners).values(id="own_1", name="old", secret="s", created_at=now))
-        conn.execute(
-            insert(jobs).values(
-                id="job_old",
-                owner_id="own_1",
-                kind="image",
-                model="placeholder",
-                status="succeeded",
-                request=request,
-                prompt="old",
-                max_attempts=1,
-                run_after=now,
-                created_at=now,
-                updated_at=now,
-            )
+        _insert_as_then(conn, "owners", id="own_1", name="old", secret="s", created_at=now)
+        _insert_as_then(
+            conn,
+            "jobs",
+            id="job_old",
+            owner_id="own_1",
+            kind="image",
+            model="placeholder",
+            status="succeeded",
+            request=request,
+            prompt="old",
+            progress=0.0,
+            attempt=0,
+            max_attempts=1,
+            cached=False,
+            cost_usd=0.0,
+            event_seq=0,
+            run_after=now,
+            created_at=now,
+            updated_at=now,
         )
 
     await db.write(old_job)
