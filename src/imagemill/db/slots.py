@@ -2,8 +2,9 @@
 
 ``provider_concurrency = {"openai": 4}`` means at most 4 jobs call OpenAI at once in
 the whole deployment. Each allowed call is a slot row, leased by compare-and-set like a
-job: the holder renews the lease while it works and frees the slot after; a holder
-that died frees it when the lease runs out. One process alone (SQLite) needs no rows:
+job: the holder (the job, where there is one) renews the lease while it works and frees
+the slot after; a holder that died frees it when the lease runs out and, a job, once it
+no longer reads running. One process alone (SQLite) needs no rows:
 an in-process line does the same, and serves owners in turn (``jobs/scheduling.py``).
 """
 
@@ -15,15 +16,29 @@ import random
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, and_, bindparam, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, or_, select, update
 
 from imagemill.db.engine import Database
-from imagemill.db.tables import UTCDateTime, provider_slots
+from imagemill.db.tables import UTCDateTime, jobs, provider_slots
+from imagemill.domain import JobStatus
 from imagemill.ids import new_id
 from imagemill.jobs.scheduling import FairLine, Lane
 
 POLL_SECONDS = (0.05, 0.25)  # between tries for a slot, at random within
-_free = or_(provider_slots.c.holder.is_(None), provider_slots.c.expires_at < bindparam("now"))
+# A slot is free when nobody holds it, or its holder died (the lease ran out) and, where
+# the holder was a job, that job no longer reads running: a batch's items that were
+# running when their process died count against its limit until the sweeper has queued
+# them again, however the two leases happen to fall. A job may take back its own.
+_holder_runs = exists().where(
+    jobs.c.id == provider_slots.c.holder, jobs.c.status == JobStatus.RUNNING.value
+)
+_free = or_(
+    provider_slots.c.holder.is_(None),
+    and_(
+        provider_slots.c.expires_at < bindparam("now"),
+        or_(provider_slots.c.holder == bindparam("p_holder"), ~_holder_runs),
+    ),
+)
 _TAKE = (
     update(provider_slots)
     .where(
@@ -40,7 +55,8 @@ _FREE_SLOTS = (
         provider_slots.c.slot < bindparam("limit"),
         _free,
     )
-    .order_by(provider_slots.c.slot)
+    # A job's own slot from before its process died first: no other row stays taken by it.
+    .order_by((provider_slots.c.holder == bindparam("p_holder")).desc(), provider_slots.c.slot)
 )
 _RENEW = (
     update(provider_slots)
@@ -102,16 +118,17 @@ class ProviderSlots:
                 if self.db.is_sqlite and provider not in self._leased:
                     yield
                     return
-                async with self._row(provider, limit):
+                async with self._row(provider, limit, key):
                     yield
         finally:
             if line.idle and self._local.get(provider) is line and provider not in self.limits:
                 del self._local[provider]  # a batch's, done with for now: no line kept
 
     @contextlib.asynccontextmanager
-    async def _row(self, provider: str, limit: int) -> AsyncIterator[None]:
-        """A slot row of ``provider``'s, leased while held."""
-        holder = new_id("slot")
+    async def _row(self, provider: str, limit: int, key: str | None) -> AsyncIterator[None]:
+        """A slot row of ``provider``'s, leased while held; its holder is the job
+        (``key``) where there is one."""
+        holder = key or new_id("slot")
         slot = await self._take(provider, limit, holder)
         renewing = asyncio.create_task(self._renew(provider, slot, holder))
         try:
@@ -138,7 +155,8 @@ class ProviderSlots:
         def attempt(conn: Connection) -> int | None:
             now = datetime.now(UTC)
             free = conn.execute(
-                _FREE_SLOTS, {"p_provider": provider, "limit": limit, "now": now}
+                _FREE_SLOTS,
+                {"p_provider": provider, "limit": limit, "now": now, "p_holder": holder},
             ).scalars()
             for slot in free:
                 params = {

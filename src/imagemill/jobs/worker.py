@@ -148,8 +148,8 @@ class Worker:
         self._handling: set[asyncio.Task[Any]] = set()  # wake-ups being handled
         self._waiting: set[str] = set()  # jobs whose wake-up waits here for their turn
         self._stopping = False
-        # A slot row outlives its holder's jobs by a sweep, so the sweeper has queued a
-        # dead holder's jobs again (no longer running) before their slots go to others.
+        # A slot row outlives its holder's lease by a sweep; a job's slot goes to another
+        # only once the job no longer reads running (``db/slots.py``).
         slot_lease = settings.lease_seconds + settings.sweep_interval_seconds
         self.slots = slots or ProviderSlots(repo.db, settings.provider_concurrency, slot_lease)
         self._canceled: set[str] = set()  # jobs whose owner canceled them, while running
