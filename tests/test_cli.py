@@ -296,7 +296,10 @@ def test_jobs_cancel(data_dir: Path) -> None:
 def test_models(data_dir: Path) -> None:
     listing = ok("models").stdout
     [row] = [line.split() for line in listing.splitlines() if line.split()[:1] == ["placeholder"]]
-    assert row == ["placeholder", "image", "free", "yes"]
+    assert row[0] == "placeholder" and row[-2:] == ["free", "yes"]
+    assert "image," in row  # and its text kinds, wrapped onto the lines below
+    text = [line.split() for line in listing.splitlines() if "openai/gpt-4o-mini" in line]
+    assert text[0][-2:] == ["Mtok", "no"] and "$0.15/0.6" in text[0]
 
 
 def test_keys_create(data_dir: Path) -> None:

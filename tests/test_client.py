@@ -258,7 +258,8 @@ async def test_list_pages_and_iterates(sdk: AsyncClient) -> None:
 async def test_models(sdk: AsyncClient) -> None:
     models = await sdk.models.list()
     placeholder = next(m for m in models if m.id == "placeholder")
-    assert placeholder.available and placeholder.kinds == [TaskKind.IMAGE]
+    assert placeholder.available and placeholder.kinds[0] is TaskKind.IMAGE
+    assert TaskKind.CAPTION in placeholder.kinds
     assert "latency_ms" in placeholder.params_schema["properties"]
     assert (await sdk.models.get("placeholder")) == placeholder
     with pytest.raises(NotFoundError):

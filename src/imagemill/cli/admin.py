@@ -35,19 +35,20 @@ def models(
     api_key: ApiKeyOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """List every model: what it can do, whether it is available, and its price."""
+    """List every model: what it can do, whether it is available, and its price (per
+    image; text models per million tokens read / written, as $in/out Mtok)."""
 
     specs = _with_client(server, api_key, data_dir, lambda client: client.models.list())
     table = Table("id", "kinds", "price", "ready", box=None)
     why: dict[str, list[str]] = {}
     for spec in specs:
         table.add_row(
-            spec.id, ",".join(spec.kinds), _price(spec), "yes" if spec.available else "[red]no[/]"
+            spec.id, ", ".join(spec.kinds), _price(spec), "yes" if spec.available else "[red]no[/]"
         )
         if not spec.available:
             why.setdefault(spec.unavailable_reason or "unavailable", []).append(spec.id)
     for column in (table.columns[0], table.columns[2], table.columns[3]):
-        column.no_wrap = True
+        column.no_wrap = True  # the kinds wrap instead, a kind to a line if need be
     console.print(table)
     for reason, ids in why.items():
         console.print(f"[red]not available[/]: {escape(reason)} ({', '.join(ids)})")
@@ -55,6 +56,10 @@ def models(
 
 def _price(spec: ModelSpec) -> str:
     pricing = spec.pricing
+    unit = "" if pricing.currency == "USD" else f" {pricing.currency}"
+    if pricing.per_million_input_tokens or pricing.per_million_output_tokens:  # a text model
+        read, written = pricing.per_million_input_tokens, pricing.per_million_output_tokens
+        return f"${read:g}/{written:g} Mtok{unit}"  # in / out, per million tokens
     prices = [
         pricing.per_image,
         *pricing.by_size.values(),

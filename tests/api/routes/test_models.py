@@ -1,4 +1,5 @@
-"""``/v1/models``: every model with its kinds, params JSON Schema, sizes and pricing."""
+"""``/v1/models``: every model with its kinds, params JSON Schema, sizes, pricing and
+its provider's circuit breaker."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ async def test_list_contains_the_placeholder_with_schema_kinds_and_pricing(
     models = {m["id"]: m for m in response.json()["data"]}
     placeholder = models["placeholder"]
     assert placeholder["provider"] == "placeholder"
-    assert placeholder["kinds"] == ["image"]
+    assert placeholder["kinds"] == ["image", "caption", "enhance", "describe"]
+    assert placeholder["circuit"] == {"state": "closed", "retry_after_seconds": 0.0}
     assert placeholder["available"] is True
     schema = placeholder["params_schema"]
     assert schema["type"] == "object"
@@ -28,6 +30,8 @@ async def test_list_contains_the_placeholder_with_schema_kinds_and_pricing(
         "per_image": 0.0,
         "by_size": {},
         "by_quality": {},
+        "per_million_input_tokens": 0.0,
+        "per_million_output_tokens": 0.0,
     }
     assert placeholder["sizes"]["default"] == "512x512"
     assert placeholder["max_n"] == 10
