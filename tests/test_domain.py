@@ -7,16 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from imagemill.domain import (
-    MAX_N,
-    CachePolicy,
-    JobStatus,
-    Pricing,
-    Request,
-    Size,
-    Submission,
-    TaskKind,
-)
+from imagemill.domain import MAX_N, CachePolicy, JobStatus, Request, Size, Submission, TaskKind
+from imagemill.specs import Pricing
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from imagemill.domain import Pricing
+from imagemill.specs import Pricing
 
 DEFAULT_DATA_DIR = Path.home() / ".imagemill"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}

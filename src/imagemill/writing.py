@@ -28,16 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagemill import domain
-from imagemill.domain import (
-    InputImage,
-    InputLimits,
-    ModelSpec,
-    Output,
-    Pricing,
-    Task,
-    TaskKind,
-)
+from imagemill.domain import InputImage, Output, Task, TaskKind
 from imagemill.errors import ProviderError
+from imagemill.specs import InputLimits, ModelSpec, Pricing
 
 TEXT_KINDS = [TaskKind.CAPTION, TaskKind.ENHANCE, TaskKind.DESCRIBE]
 MAX_TONES = 5

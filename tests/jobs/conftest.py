@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from imagemill.config import Settings
-from imagemill.domain import ModelSpec, Output, SizeRange, Task, TaskKind
+from imagemill.domain import Output, Task, TaskKind
 from imagemill.providers.base import RunContext
 from imagemill.providers.placeholder import PlaceholderProvider, render
 from imagemill.providers.registry import Registry
 from imagemill.runtime import Runtime
+from imagemill.specs import ModelSpec, SizeRange
 
 Script = Callable[[Task, RunContext], Awaitable[list[Output]]]
 SCRIPTED_MODEL = "scripted/model"

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from imagemill.domain import ModelSpec
 from imagemill.errors import InvalidInput
 from imagemill.jobs.params import check_params
 from imagemill.providers.placeholder import PlaceholderProvider
+from imagemill.specs import ModelSpec
 
 
 @pytest.fixture

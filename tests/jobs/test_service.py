@@ -15,7 +15,6 @@ from imagemill.domain import (
     CachePolicy,
     FallbackModel,
     JobStatus,
-    ModelSpec,
     Output,
     Submission,
     Task,
@@ -28,6 +27,7 @@ from imagemill.providers.base import RunContext
 from imagemill.providers.placeholder import PlaceholderProvider
 from imagemill.providers.registry import Registry
 from imagemill.runtime import Runtime
+from imagemill.specs import ModelSpec
 
 SCRIPTED = "scripted/model"
 MakeRuntime = Callable[..., Awaitable[Runtime]]

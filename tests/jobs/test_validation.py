@@ -15,10 +15,8 @@ from imagemill.domain import (
     MAX_PROMPT_CHARS,
     Asset,
     FallbackModel,
-    ModelSpec,
     Request,
     Size,
-    SizeRange,
     Submission,
     TaskKind,
 )
@@ -39,6 +37,7 @@ from imagemill.providers.openai_images import OpenAIImages
 from imagemill.providers.placeholder import PlaceholderProvider
 from imagemill.providers.recraft import Recraft
 from imagemill.providers.replicate import Replicate
+from imagemill.specs import ModelSpec, SizeRange
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -19,17 +19,7 @@ from sqlalchemy import func, select
 from imagemill.config import Settings
 from imagemill.db.records import StoredBlob
 from imagemill.db.tables import assets
-from imagemill.domain import (
-    InputLimits,
-    JobStatus,
-    ModelSpec,
-    Output,
-    Pricing,
-    SizeRange,
-    Submission,
-    Task,
-    TaskKind,
-)
+from imagemill.domain import JobStatus, Output, Submission, Task, TaskKind
 from imagemill.errors import ContentRejected, ProviderError, ProviderUnavailable, RateLimited
 from imagemill.jobs.service import utcnow
 from imagemill.providers.base import RunContext
@@ -38,6 +28,7 @@ from imagemill.providers.local import LocalModels
 from imagemill.providers.placeholder import PlaceholderProvider, render
 from imagemill.providers.registry import Registry
 from imagemill.runtime import Runtime
+from imagemill.specs import InputLimits, ModelSpec, Pricing, SizeRange
 from imagemill.storage.images import png_params, probe
 
 SCRIPTED = "scripted/model"

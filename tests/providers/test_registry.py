@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from imagemill.config import Settings
-from imagemill.domain import ModelSpec, Output, Pricing, Size, Task
+from imagemill.domain import Output, Size, Task
 from imagemill.errors import InvalidInput
 from imagemill.providers.base import ENTRY_POINT_GROUP, RunContext
 from imagemill.providers.placeholder import PlaceholderProvider
 from imagemill.providers.registry import Registry
+from imagemill.specs import ModelSpec, Pricing
 
 
 class Aliased:

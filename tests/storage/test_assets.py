@@ -10,8 +10,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from imagemill.domain import Output, Pricing, Task, TaskKind
+from imagemill.domain import Output, Task, TaskKind
 from imagemill.errors import InvalidInput, ProviderError, ProviderUnavailable
+from imagemill.specs import Pricing
 from imagemill.storage.assets import AssetWriter
 from imagemill.storage.blobs import BlobStore, sha256_hex
 from imagemill.storage.images import png_params, probe

@@ -20,12 +20,13 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 from fakes.server import serve_here
 from imagemill.api.app import create_app
 from imagemill.config import Settings
-from imagemill.domain import JobStatus, ModelSpec, Output, Submission, Task
+from imagemill.domain import JobStatus, Output, Submission, Task
 from imagemill.jobs import service
 from imagemill.providers.base import RunContext
 from imagemill.providers.placeholder import render
 from imagemill.providers.registry import Registry
 from imagemill.runtime import Runtime
+from imagemill.specs import ModelSpec
 
 BROKERS = {
     "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672/", 5672),

@@ -36,17 +36,13 @@ from fastapi.openapi.utils import get_openapi
 from imagemill.api.patterns import size_pattern
 from imagemill.api.routes.openai_compat import NO_REQUEST, OPENAI_OPTIONS
 from imagemill.boundary import BLANK, MAX_SAFE_INTEGER
-from imagemill.domain import (
-    ENHANCEABLE,
-    EVENT_TYPES,
-    ModelSpec,
-    TaskKind,
-)
+from imagemill.domain import ENHANCEABLE, EVENT_TYPES, TaskKind
 from imagemill.fields import (
     MAX_SIDE,
     MIN_SIDE,
 )
 from imagemill.providers.registry import Registry
+from imagemill.specs import ModelSpec
 
 Schema = dict[str, Any]
 NO_NUL = "^[^\\x00]*$"

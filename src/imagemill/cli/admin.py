@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from imagemill.domain import ModelSpec
+from imagemill.specs import ModelSpec
 
 if TYPE_CHECKING:
     from imagemill.db.accounts import KeyInfo

@@ -13,7 +13,8 @@ from typing import (
 
 from pydantic import BaseModel, ConfigDict
 
-from imagemill.domain import JobStatus, ModelSpec, Request, TaskKind
+from imagemill.domain import JobStatus, Request, TaskKind
+from imagemill.specs import ModelSpec
 
 T = TypeVar("T")
 EXTENSIONS = {

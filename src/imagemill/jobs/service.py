@@ -28,7 +28,6 @@ from imagemill.domain import (
     Enhancement,
     FallbackModel,
     Job,
-    ModelSpec,
     Request,
     Submission,
     TaskKind,
@@ -38,6 +37,7 @@ from imagemill.events.bus import EventBus
 from imagemill.ids import new_id
 from imagemill.jobs import validation
 from imagemill.providers.registry import Registry
+from imagemill.specs import ModelSpec
 from imagemill.styles import find_preset
 from imagemill.writing import TEXT_PARAMS
 

@@ -19,20 +19,12 @@ from typing import Any
 
 from imagemill.boundary import PARAMS_LIMITS, BoundaryError, escaped, has_words, quoted
 from imagemill.db.accounts import Preset
-from imagemill.domain import (
-    Asset,
-    FallbackModel,
-    InputLimits,
-    ModelSpec,
-    Request,
-    Size,
-    Submission,
-    TaskKind,
-)
+from imagemill.domain import Asset, FallbackModel, Request, Size, Submission, TaskKind
 from imagemill.errors import InvalidInput
 from imagemill.fields import MAX_PROMPT_CHARS, MAX_SIDE, MIN_SIDE
 from imagemill.jobs.params import check_params
 from imagemill.providers.sizes import fit_within
+from imagemill.specs import InputLimits, ModelSpec
 
 PROMPT_PLACEHOLDER = "{prompt}"
 TAKES_INPUT = [kind for kind in TaskKind if kind.rules.inputs != "none"]

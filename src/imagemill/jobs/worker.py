@@ -31,17 +31,7 @@ from imagemill.db.queries import Scheduled
 from imagemill.db.records import StoredOutput
 from imagemill.db.repository import Repository
 from imagemill.db.slots import ProviderSlots
-from imagemill.domain import (
-    InputImage,
-    Job,
-    JobStatus,
-    ModelSpec,
-    Output,
-    Size,
-    Task,
-    TaskKind,
-    output_count,
-)
+from imagemill.domain import InputImage, Job, JobStatus, Output, Size, Task, TaskKind, output_count
 from imagemill.errors import (
     CircuitOpen,
     DeadlineExceeded,
@@ -61,6 +51,7 @@ from imagemill.jobs.service import utcnow
 from imagemill.providers.base import Provider, RunContext
 from imagemill.providers.circuits import Circuits, CircuitState
 from imagemill.providers.registry import Registry
+from imagemill.specs import ModelSpec
 from imagemill.storage import masks
 from imagemill.storage.assets import AssetWriter
 from imagemill.storage.blobs import BlobStore

@@ -34,7 +34,8 @@ import httpx
 
 from imagemill.boundary import storable_text
 from imagemill.config import Settings
-from imagemill.domain import ModelSpec, Output, Task
+from imagemill.domain import Output, Task
+from imagemill.specs import ModelSpec
 
 ENTRY_POINT_GROUP = "imagemill.providers"
 MAX_PROGRESS_MESSAGE_CHARS = 500

@@ -23,16 +23,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from imagemill.config import Settings
-from imagemill.domain import (
-    InputLimits,
-    ModelSpec,
-    Output,
-    Pricing,
-    Size,
-    SizeRange,
-    Task,
-    TaskKind,
-)
+from imagemill.domain import Output, Size, Task, TaskKind
 from imagemill.errors import (
     AuthError,
     ContentRejected,
@@ -45,6 +36,7 @@ from imagemill.errors import (
 )
 from imagemill.providers.base import RunContext, redact, retry_after_seconds
 from imagemill.providers.sizes import nearest_aspect_ratio
+from imagemill.specs import InputLimits, ModelSpec, Pricing, SizeRange
 
 try:  # the SDK's async transport when aiohttp is installed, httpx otherwise
     from aiohttp import ClientError as _ConnectionError

@@ -15,7 +15,7 @@ from google.genai import types
 
 from imagemill import writing
 from imagemill.config import Settings
-from imagemill.domain import InputLimits, ModelSpec, Output, Pricing, Task
+from imagemill.domain import Output, Task
 from imagemill.errors import AuthError, ContentRejected, ProviderError, ProviderInputError
 from imagemill.providers.base import RunContext
 from imagemill.providers.gemini import (
@@ -24,6 +24,7 @@ from imagemill.providers.gemini import (
     DEFAULT_BASE_URL,
     translated_errors,
 )
+from imagemill.specs import InputLimits, ModelSpec, Pricing
 
 MB = 1024 * 1024
 # Google's guide: PNG, JPEG, WebP (HEIC too); a request carries at most 20 MB inline.

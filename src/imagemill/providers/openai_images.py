@@ -20,16 +20,7 @@ from openai import AsyncOpenAI
 from openai.types import ImagesResponse
 
 from imagemill.config import Settings
-from imagemill.domain import (
-    InputLimits,
-    ModelSpec,
-    Output,
-    Pricing,
-    Size,
-    SizeRange,
-    Task,
-    TaskKind,
-)
+from imagemill.domain import Output, Size, Task, TaskKind
 from imagemill.errors import (
     AuthError,
     ContentRejected,
@@ -42,6 +33,7 @@ from imagemill.errors import (
 )
 from imagemill.providers.base import RunContext, redact, retry_after_seconds
 from imagemill.providers.sizes import nearest_size
+from imagemill.specs import InputLimits, ModelSpec, Pricing, SizeRange
 from imagemill.storage import masks
 
 GPT_IMAGE_SIZES = ["1024x1024", "1536x1024", "1024x1536"]

@@ -18,10 +18,11 @@ from openai.types.shared_params import ResponseFormatJSONSchema
 
 from imagemill import writing
 from imagemill.config import Settings
-from imagemill.domain import InputImage, InputLimits, ModelSpec, Output, Pricing, Task
+from imagemill.domain import InputImage, Output, Task
 from imagemill.errors import AuthError, ContentRejected, ProviderError, ProviderInputError
 from imagemill.providers.base import RunContext
 from imagemill.providers.openai_images import openai_client, translated_errors
+from imagemill.specs import InputLimits, ModelSpec, Pricing
 
 MB = 1024 * 1024
 # OpenAI's vision guide: PNG, JPEG, WebP and non-animated GIF, up to 50 MB per request.

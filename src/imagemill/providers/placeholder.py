@@ -23,19 +23,11 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from imagemill import writing
 from imagemill.config import Settings
-from imagemill.domain import (
-    InputLimits,
-    ModelSpec,
-    Output,
-    Pricing,
-    SizeRange,
-    Task,
-    TaskKind,
-    seeds,
-)
+from imagemill.domain import Output, Task, TaskKind, seeds
 from imagemill.errors import ProviderError, ProviderUnavailable
 from imagemill.providers import placeholder_text
 from imagemill.providers.base import RunContext
+from imagemill.specs import InputLimits, ModelSpec, Pricing, SizeRange
 
 MODEL_ID = "placeholder"
 MAX_PROGRESS_STEPS = 20

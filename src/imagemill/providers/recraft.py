@@ -11,20 +11,12 @@ from __future__ import annotations
 from openai import AsyncOpenAI
 
 from imagemill.config import Settings
-from imagemill.domain import (
-    InputLimits,
-    ModelSpec,
-    Output,
-    Pricing,
-    Size,
-    SizeRange,
-    Task,
-    TaskKind,
-)
+from imagemill.domain import Output, Size, Task, TaskKind
 from imagemill.errors import AuthError
 from imagemill.providers.base import RunContext
 from imagemill.providers.openai_images import outputs_of, translated_errors
 from imagemill.providers.sizes import nearest_size
+from imagemill.specs import InputLimits, ModelSpec, Pricing, SizeRange
 
 DEFAULT_BASE_URL = "https://external.api.recraft.ai/v1"
 SIZES = [

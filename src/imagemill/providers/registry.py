@@ -9,9 +9,9 @@ from importlib.metadata import entry_points
 
 from imagemill.boundary import quoted
 from imagemill.config import Settings
-from imagemill.domain import ModelSpec, Pricing
 from imagemill.errors import InvalidInput
 from imagemill.providers.base import ENTRY_POINT_GROUP, Provider
+from imagemill.specs import ModelSpec, Pricing
 
 log = logging.getLogger(__name__)
 RESCAN_SECONDS = 1.0

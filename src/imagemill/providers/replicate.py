@@ -32,7 +32,7 @@ from replicate.exceptions import ReplicateError
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from imagemill.config import Settings
-from imagemill.domain import ModelSpec, Output, Pricing, Size, SizeRange, Task, TaskKind
+from imagemill.domain import Output, Size, Task, TaskKind
 from imagemill.errors import (
     AuthError,
     ContentRejected,
@@ -51,6 +51,7 @@ from imagemill.providers.replicate_models import (
     input_params_schema,
 )
 from imagemill.providers.sizes import fit_within, nearest_aspect_ratio
+from imagemill.specs import ModelSpec, Pricing, SizeRange
 
 log = logging.getLogger(__name__)
 

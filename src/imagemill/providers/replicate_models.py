@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from imagemill.domain import InputLimits, TaskKind
+from imagemill.domain import TaskKind
+from imagemill.specs import InputLimits
 
 
 @dataclass(frozen=True)

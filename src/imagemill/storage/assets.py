@@ -14,9 +14,10 @@ import httpx
 
 from imagemill.boundary import quoted, storable_text
 from imagemill.db.records import StoredBlob, StoredOutput
-from imagemill.domain import Asset, Output, Pricing, Size, Task, TaskKind
+from imagemill.domain import Asset, Output, Size, Task, TaskKind
 from imagemill.errors import InvalidInput, NotFound, ProviderError, ProviderUnavailable, describe
 from imagemill.safety import SafetyCheck
+from imagemill.specs import Pricing
 from imagemill.storage import images
 from imagemill.storage.blobs import BlobStore
 from imagemill.writing import TEXT_CONTENT_TYPE

@@ -14,10 +14,10 @@ from PIL import Image
 
 from imagemill.api.app import create_app
 from imagemill.config import Settings
-from imagemill.domain import ModelSpec
 from imagemill.providers.placeholder import PlaceholderProvider
 from imagemill.providers.registry import Registry
 from imagemill.runtime import Runtime
+from imagemill.specs import ModelSpec
 
 JobWaiter = Any  # the ``finished`` fixture from tests/api/conftest.py
 WAIT = {"Prefer": "wait=10"}

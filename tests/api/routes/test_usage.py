@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from imagemill.domain import Pricing
+from imagemill.specs import Pricing
 
 WAIT = {"Prefer": "wait=10"}
 

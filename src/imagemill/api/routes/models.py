@@ -8,10 +8,10 @@ from pydantic import BaseModel
 from imagemill.api.deps import CurrentOwner, RuntimeDep
 from imagemill.api.routing import CheckedRoute
 from imagemill.api.schemas import ErrorOut
-from imagemill.domain import CircuitView, ModelSpec
 from imagemill.errors import InvalidInput, NotFound
 from imagemill.providers.base import Provider
 from imagemill.runtime import Runtime
+from imagemill.specs import CircuitView, ModelSpec
 
 router = APIRouter(prefix="/v1/models", tags=["models"], route_class=CheckedRoute)
 

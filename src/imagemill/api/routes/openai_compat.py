@@ -41,13 +41,7 @@ from imagemill.api.routing import CheckedRoute, read_form
 from imagemill.api.schemas import OpenAIImage, OpenAIImagesResponse
 from imagemill.boundary import quoted
 from imagemill.db.accounts import Owner
-from imagemill.domain import (
-    Job,
-    JobStatus,
-    ModelSpec,
-    Submission,
-    TaskKind,
-)
+from imagemill.domain import Job, JobStatus, Submission, TaskKind
 from imagemill.errors import InvalidInput
 from imagemill.fields import (
     MAX_PROMPT_CHARS,
@@ -56,6 +50,7 @@ from imagemill.fields import (
 )
 from imagemill.jobs.service import request_fingerprint, utcnow
 from imagemill.runtime import Runtime
+from imagemill.specs import ModelSpec
 
 # The options of OpenAI's two endpoints (its API reference), passed to the model as params.
 GENERATION_OPTIONS = (

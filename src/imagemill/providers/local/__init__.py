@@ -22,20 +22,12 @@ from importlib.util import find_spec
 from typing import Any, TypeVar
 
 from imagemill.config import Settings
-from imagemill.domain import (
-    InputLimits,
-    ModelSpec,
-    Output,
-    Pricing,
-    SizeRange,
-    Task,
-    TaskKind,
-    seeds,
-)
+from imagemill.domain import Output, Task, TaskKind, seeds
 from imagemill.providers.base import RunContext
 from imagemill.providers.local import diffusion, motion, upscale, writing
 from imagemill.providers.local.batching import BatchQueue
 from imagemill.providers.local.pipelines import MARKER, Pipelines
+from imagemill.specs import InputLimits, ModelSpec, Pricing, SizeRange
 from imagemill.writing import text_outputs
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from imagemill import writing
-from imagemill.domain import InputLimits, ModelSpec, Pricing, Task, TaskKind
+from imagemill.domain import Task, TaskKind
 from imagemill.errors import ProviderError
+from imagemill.specs import InputLimits, ModelSpec, Pricing
 
 CONFIG = "config.json"
 CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")  # Llama, Qwen, ...; GPT-2 and kin
