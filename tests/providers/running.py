@@ -1,11 +1,15 @@
 """Running jobs step by step in provider tests: ``run`` submits a job and ``finish`` runs
-its attempts in turn (waiting out retry delays) until it ends."""
+its attempts in turn (waiting out retry delays) until it ends; ``saved_ref`` waits for a
+running attempt to save its provider request id; ``warm_webhooks`` readies a served
+webhook route before a test times what reaches it."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+import httpx
 
 from imagemill.domain import Job, JobStatus, Submission
 from imagemill.jobs.service import utcnow
@@ -41,3 +45,21 @@ async def run(runtime: Runtime, **fields: Any) -> Job:
 def succeeded(job: Job) -> Job:
     assert job.status is JobStatus.SUCCEEDED, job.error
     return job
+
+
+async def saved_ref(runtime: Runtime, job_id: str, within: float = 5.0) -> str:
+    """The provider request id the job's running attempt saved (``model ref``), once it has."""
+    deadline = asyncio.get_running_loop().time() + within
+    while (ref := (await runtime.repo.get_job(job_id)).provider_ref) is None:
+        assert asyncio.get_running_loop().time() < deadline, "no provider request id was saved"
+        await asyncio.sleep(0.02)
+    return ref
+
+
+async def warm_webhooks(url: str, provider: str) -> None:
+    """Call ``provider``'s webhook route on the server at ``url`` once (unsigned: refused).
+    FastAPI builds a route's state on the first request that reaches it, 0.3 to 0.8 s on
+    the test machine; a running server has done so long before a webhook comes."""
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{url}/v1/providers/{provider}/webhook")
+    assert response.status_code == 401, response.text
