@@ -21,19 +21,22 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def imagemill_serve(data_dir: Path, **settings: str) -> AsyncIterator[str]:
-    """``imagemill serve`` on a free loopback port with ``IMAGEMILL_<NAME>`` settings;
-    yields its URL once it answers ``/readyz``, and stops it afterwards."""
-    async with imagemill_server(data_dir, **settings) as (url, _):
+async def imagemill_serve(
+    data_dir: Path, port: int | None = None, **settings: str
+) -> AsyncIterator[str]:
+    """``imagemill serve`` on ``port`` (default: a free one) of loopback with
+    ``IMAGEMILL_<NAME>`` settings; yields its URL once it answers ``/readyz``, and stops
+    it afterwards."""
+    async with imagemill_server(data_dir, port, **settings) as (url, _):
         yield url
 
 
 @asynccontextmanager
 async def imagemill_server(
-    data_dir: Path, **settings: str
+    data_dir: Path, port: int | None = None, **settings: str
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
     """``imagemill_serve``, yielding the process too (its pid, for measuring it)."""
-    port = free_port()
+    port = port or free_port()
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     env = {**os.environ, **{f"IMAGEMILL_{k.upper()}": v for k, v in settings.items()}}
     command = [sys.executable, "-m", "imagemill", "serve", "--port", str(port)]

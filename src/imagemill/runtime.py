@@ -55,9 +55,7 @@ class Runtime:
         self.sweep = sweep
         self.db = Database(settings.resolved_database_url)
         self.bus = EventBus()
-        # Processes sharing a PostgreSQL database tell each other their events.
-        origin = None if self.db.is_sqlite else new_id("proc")
-        self.fanout = None if origin is None else PostgresFanout(self.db.url, self.bus, origin)
+        origin = None if self.db.is_sqlite else new_id("proc")  # names this process
         self.repo = Repository(self.db, on_events=self.bus.publish, origin=origin)
         self.accounts = Accounts(self.db)
         self.blobs = BlobStore.from_url(settings.resolved_storage_url, settings.storage_options)
@@ -105,6 +103,13 @@ class Runtime:
             self.transport.send,
         )
         self.bus.add_listener(self.worker.on_event)
+        # Processes sharing a PostgreSQL database tell each other their events, and pass
+        # on providers' callbacks (``nudge``) to the process running the job.
+        self.fanout = (
+            None
+            if origin is None
+            else PostgresFanout(self.db.url, self.bus, origin, self.worker.nudges.nudge)
+        )
         # Webhook targets are the users' choice: connect only where the check allows.
         allowed = networks(settings.allowed_private_networks)
         self.webhook_http = httpx.AsyncClient(
@@ -133,6 +138,18 @@ class Runtime:
     async def _deliver(self, job_id: str) -> None:
         if self.run_workers:
             self.worker.wake(job_id)
+
+    async def nudge(self, job_id: str) -> None:
+        """A provider called back about ``job_id`` (a verified webhook): wake the job's
+        attempt, which asks the provider at once rather than at its next poll; here if it
+        runs here, else in whichever process runs it (PostgreSQL). Best effort: an
+        attempt's polling covers a nudge lost on the way."""
+        if self.worker.nudges.nudge(job_id):
+            return
+        try:
+            await self.repo.nudge(job_id)
+        except Exception:
+            log.warning("could not pass on the callback about job %s", job_id, exc_info=True)
 
     async def start(self, *, migrate: bool = True) -> None:
         if migrate:

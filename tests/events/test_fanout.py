@@ -1,5 +1,6 @@
 """Notifications between processes: events travel whole when they fit, else marked
-partial (subscribers then read the log), and a receiving bus treats them accordingly."""
+partial (subscribers then read the log), and a receiving bus treats them accordingly;
+nudges reach the receiving process's attempts, never the sender's twice."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from datetime import UTC, datetime
 from sqlalchemy.engine import make_url
 
 from imagemill.events.bus import EventBus
-from imagemill.events.fanout import MAX_PAYLOAD, PostgresFanout, notification
+from imagemill.events.fanout import (
+    MAX_PAYLOAD,
+    NUDGES,
+    PostgresFanout,
+    notification,
+    nudge_notification,
+)
 
 
 def _event(seq: int, data: dict[str, object]) -> dict[str, object]:
@@ -67,3 +74,16 @@ def test_a_partial_event_makes_subscribers_read_the_log() -> None:
     with bus.subscribe({"job_a"}) as subscription:
         bus.publish([{"job_id": "job_a", "owner_id": "own_1", "partial": True}])
         assert subscription.lagged and subscription.queue.empty()
+
+
+def test_a_receiver_passes_on_others_nudges_and_skips_its_own() -> None:
+    nudged: list[str] = []
+    url = make_url("postgresql+asyncpg://u@h/db")
+    fanout = PostgresFanout(url, EventBus(), origin="proc_me", on_nudge=nudged.append)
+
+    fanout._nudged(None, 1, NUDGES, nudge_notification("proc_me", "job_mine"))
+    fanout._nudged(None, 1, NUDGES, nudge_notification("proc_other", "job_theirs"))
+    fanout._nudged(None, 1, NUDGES, "not json")
+    fanout._nudged(None, 1, NUDGES, '{"origin": "proc_other"}')
+
+    assert nudged == ["job_theirs"]

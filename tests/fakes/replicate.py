@@ -303,13 +303,12 @@ class FakeReplicate:
         assert target is not None, "the prediction has no webhook"
         body, webhook_id = json.dumps(self.prediction_json(prediction)), "msg_" + _new_id()
         forger = Webhook(new_secret())
-        status, error = await post_webhook(
+        status, error, sent_at = await post_webhook(
             target, webhook_id, body, forger, self.webhook_timeout_seconds
         )
         forged = WebhookDelivery(
-            prediction_id, "completed", target, webhook_id, 1, status, error, body
+            prediction_id, "completed", target, webhook_id, 1, status, error, body, sent_at, True
         )
-        forged.forged = True
         self.webhook_deliveries.append(forged)
         return status or 0
 

@@ -7,8 +7,9 @@ no ``webhook_events_filter`` it sends ``output`` and ``completed``
 secret: its ``webhook-id`` is one per event and is reused by retries (non-2xx or no
 answer; delays ``webhook_retry_delays``) and by duplicates (``webhook_duplicates``).
 Deliveries of one prediction go in order (they hold its lock), and every POST is logged in
-``webhook_deliveries`` as a ``WebhookDelivery``. The knobs live on the fake
-(``WebhookKnobs``) and are read as each delivery starts.
+``webhook_deliveries`` as a ``WebhookDelivery`` once answered (``sent_at``: when it
+left). The knobs live on the fake (``WebhookKnobs``) and are read as each delivery
+starts.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class WebhookDelivery:
     status_code: int | None  # None: no answer (connection refused, timeout)
     error: str | None
     body: str
+    sent_at: datetime  # when the POST left
     forged: bool = False
 
 
@@ -74,12 +76,12 @@ async def deliver(
         for _ in range(1 + knobs.webhook_duplicates):
             for attempt, delay in enumerate((0.0, *knobs.webhook_retry_delays), start=1):
                 await asyncio.sleep(delay)
-                status, error = await post_webhook(
+                status, error, sent_at = await post_webhook(
                     url, webhook_id, body, signer, knobs.webhook_timeout_seconds
                 )
                 knobs.webhook_deliveries.append(
                     WebhookDelivery(
-                        prediction_id, event, url, webhook_id, attempt, status, error, body
+                        prediction_id, event, url, webhook_id, attempt, status, error, body, sent_at
                     )
                 )
                 if status is not None and 200 <= status < 300:
@@ -88,8 +90,10 @@ async def deliver(
 
 async def post_webhook(
     url: str, webhook_id: str, body: str, signer: Webhook, timeout_seconds: float
-) -> tuple[int | None, str | None]:
-    """One signed POST: the answer's status, or ``None`` and why there was no answer."""
+) -> tuple[int | None, str | None, datetime]:
+    """One signed POST: the answer's status, or ``None`` and why there was no answer; and
+    when the request left (the client ready: its set-up is the fake's cost, not the
+    receiver's)."""
     now = datetime.now(UTC)
     headers = {
         "content-type": "application/json",
@@ -97,9 +101,11 @@ async def post_webhook(
         "webhook-timestamp": str(int(now.timestamp())),
         "webhook-signature": signer.sign(webhook_id, now, body),
     }
+    sent_at = now
     try:
         async with httpx.AsyncClient(timeout=timeout_seconds) as http:
+            sent_at = datetime.now(UTC)
             response = await http.post(url, content=body.encode(), headers=headers)
     except httpx.HTTPError as exc:
-        return None, f"{type(exc).__name__}: {exc}"
-    return response.status_code, None
+        return None, f"{type(exc).__name__}: {exc}", sent_at
+    return response.status_code, None, sent_at

@@ -505,14 +505,17 @@ async def test_the_webhook_races_a_poll(
     await eventually(lambda: len(receiver.requests) == 1)
     assert receiver.bodies()[0]["output"] == polled.output
 
-    fake.webhook_delay_seconds = 0.2  # a late webhook: the poll surely wins
+    fake.webhook_delay_seconds = 0.2  # a late webhook: polls see the end first
     second = await client.models.predictions.async_create(
         model=SCHNELL, input={"prompt": "x"}, webhook=receiver.url, webhook_events_filter=events
     )
     fake.complete_now(second.id)
-    await asyncio.sleep(0.1)
-    assert len(receiver.requests) == 1
-    await eventually(lambda: len(receiver.requests) == 2)
+    assert (await client.predictions.async_get(second.id)).status == "succeeded"
+    await eventually(lambda: any(d.prediction_id == second.id for d in fake.webhook_deliveries))
+    [late] = [d for d in fake.webhook_deliveries if d.prediction_id == second.id]
+    ended = fake.predictions[second.id].completed_at
+    assert ended is not None and (late.sent_at - ended).total_seconds() >= 0.19
+    assert len(receiver.requests) == 2
 
 
 async def test_webhooks_can_be_switched_off(

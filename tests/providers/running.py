@@ -1,6 +1,8 @@
 """Running jobs step by step in provider tests: ``run`` submits a job and ``finish`` runs
-its attempts in turn (waiting out retry delays) until it ends; ``Recorded`` is a
-``RunContext`` for calling a provider directly that writes down what it reported."""
+its attempts in turn (waiting out retry delays) until it ends; ``saved_ref`` waits for a
+running attempt to save its provider request id; ``warm_webhooks`` readies a served
+webhook route before a test times what reaches it; ``Recorded`` is a ``RunContext`` for
+calling a provider directly that writes down what it reported."""
 
 from __future__ import annotations
 
@@ -75,3 +77,21 @@ class Recorded:
             on_provider_ref=on_ref,
             on_preview=on_preview,
         )
+
+
+async def saved_ref(runtime: Runtime, job_id: str, within: float = 5.0) -> str:
+    """The provider request id the job's running attempt saved (``model ref``), once it has."""
+    deadline = asyncio.get_running_loop().time() + within
+    while (ref := (await runtime.repo.get_job(job_id)).provider_ref) is None:
+        assert asyncio.get_running_loop().time() < deadline, "no provider request id was saved"
+        await asyncio.sleep(0.02)
+    return ref
+
+
+async def warm_webhooks(url: str, provider: str) -> None:
+    """Call ``provider``'s webhook route on the server at ``url`` once (unsigned: refused).
+    FastAPI builds a route's state on the first request that reaches it, 0.3 to 0.8 s on
+    the test machine; a running server has done so long before a webhook comes."""
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{url}/v1/providers/{provider}/webhook")
+    assert response.status_code == 401, response.text

@@ -1,4 +1,5 @@
-"""The run context a provider gets: progress clamped, provider ref saved, previews, deadline."""
+"""The run context a provider gets: progress clamped, provider ref saved, previews,
+deadline, and no nudges where nobody can send one."""
 
 from __future__ import annotations
 
@@ -62,3 +63,21 @@ def test_time_left_never_goes_negative() -> None:
         on_preview=nothing,
     )
     assert ctx.time_left() == 0.0
+
+
+async def test_a_context_nobody_nudges_waits_out_the_interval() -> None:
+    async def nothing(*_: object) -> None:
+        return None
+
+    async with httpx.AsyncClient() as http:
+        ctx = RunContext(
+            http=http,
+            deadline=time.monotonic() + 30,
+            attempt=1,
+            provider_ref=None,
+            on_progress=nothing,
+            on_provider_ref=nothing,
+            on_preview=nothing,
+        )
+        assert await ctx.nudged(0.01) is False
+        assert ctx.webhook_url("replicate") is None

@@ -1,29 +1,24 @@
 """The Replicate adapter against the Replicate fake, through the official SDK: every
-catalogued model end to end, schemas from the API, resuming saved predictions, webhooks
-racing polls, cancel, failures and faults."""
+catalogued model end to end, schemas from the API, resuming saved predictions, cancel,
+failures and faults. Its webhooks: ``test_replicate_webhooks.py``."""
 
 from __future__ import annotations
 
 import asyncio
 import io
-import json
 import math
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 
-import httpx
 import pytest
 from PIL import Image
-from standardwebhooks import Webhook
 
 from fakes.faults import Faults
 from fakes.replicate import FakeReplicate
-from fakes.server import free_port, serve, serve_here
-from imagemill.api.app import create_app
-from imagemill.domain import Job, JobStatus, Submission
+from fakes.server import serve
+from imagemill.domain import Job, JobStatus
 from imagemill.errors import InvalidInput
 from imagemill.runtime import Runtime
-from providers.running import ProviderRuntime, run, submit, succeeded
+from providers.running import ProviderRuntime, run, saved_ref, submit, succeeded
 
 TOKEN = "r8_test_7c1e55d0"
 
@@ -224,7 +219,7 @@ async def test_owner_cancel_cancels_the_prediction(replicate: Runtime, fake: Fak
     fake.queue_run_seconds(30)
     job = await submit(replicate, model="replicate/bytedance/seedream-3", prompt="slow")
     running = asyncio.create_task(replicate.worker.run_one(job.id))
-    await _saved_ref(replicate, job.id)
+    await saved_ref(replicate, job.id)
     owner = await replicate.local_owner()
 
     await replicate.service.cancel(owner.id, job.id)
@@ -246,7 +241,7 @@ async def test_progress_reaches_the_job_as_the_prediction_logs_it(
     fake.queue_run_seconds(math.inf)  # it moves only when the test says
     job = await submit(replicate, model="replicate/bytedance/seedream-3", prompt="steps")
     running = asyncio.create_task(replicate.worker.run_one(job.id))
-    await _saved_ref(replicate, job.id)
+    await saved_ref(replicate, job.id)
     prediction = _prediction_of(fake, await replicate.repo.get_job(job.id))
     fake.step_now(prediction)  # processing, at 0 %
     for step, fraction in enumerate((0.25, 0.5, 0.75), start=1):
@@ -283,133 +278,3 @@ async def test_a_deadline_cancels_the_prediction(replicate: Runtime, fake: FakeR
     failed = await replicate.repo.get_job(job.id)
     assert failed.error is not None and failed.error.code == "deadline_exceeded"
     assert fake.predictions[_prediction_of(fake, failed)].status == "canceled", "a cancel"
-
-
-async def _saved_ref(runtime: Runtime, job_id: str) -> str:
-    for _ in range(250):
-        if (ref := (await runtime.repo.get_job(job_id)).provider_ref) is not None:
-            return ref
-        await asyncio.sleep(0.02)
-    raise AssertionError("no prediction was saved")
-
-
-# -- webhooks ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def hooked(
-    provider_runtime: ProviderRuntime, served: tuple[FakeReplicate, str], fake: FakeReplicate
-) -> AsyncIterator[tuple[Runtime, str]]:
-    """A runtime with background workers, served on a socket the fake can call back."""
-    port = free_port()
-    runtime = await provider_runtime(
-        replicate_api_token=TOKEN,
-        replicate_base_url=served[1],
-        public_url=f"http://127.0.0.1:{port}",
-        worker_concurrency=32,
-    )
-    runtime.run_workers = True
-    app = create_app(runtime=runtime)
-    async with app.router.lifespan_context(app), serve_here(app, port) as url:
-        yield runtime, url
-
-
-async def test_webhooks_and_polls_racing_store_each_output_exactly_once(
-    hooked: tuple[Runtime, str], fake: FakeReplicate
-) -> None:
-    runtime, _ = hooked
-    fake.webhook_duplicates = 1
-    owner = await runtime.local_owner()
-    jobs = [(await runtime.service.submit(owner.id, _submission(i)))[0] for i in range(100)]
-
-    finished = await runtime.service.wait(owner.id, [j.id for j in jobs], timeout=60)
-
-    assert all(j.status is JobStatus.SUCCEEDED for j in finished), [j.error for j in finished]
-    predictions = [fake.predictions[_prediction_of(fake, j)] for j in finished]
-    assert all(fake.downloads[f"{p.id}/{p.output.rsplit('/', 1)[1]}"] == 1 for p in predictions)
-    hashes = [o.sha256 for j in finished for o in j.outputs]
-    assert len(hashes) == 100
-    delivered = [
-        d for d in fake.webhook_deliveries if d.prediction_id in {p.id for p in predictions}
-    ]
-    assert delivered and all(d.status_code == 204 for d in delivered)
-
-
-def _submission(i: int) -> Submission:
-    return Submission(model="replicate/ideogram-ai/ideogram-v2", prompt=f"race {i}", seed=i)
-
-
-async def test_a_forged_or_stale_webhook_is_refused(
-    hooked: tuple[Runtime, str], fake: FakeReplicate
-) -> None:
-    runtime, url = hooked
-    owner = await runtime.local_owner()
-    job = await submit(runtime, model="replicate/ideogram-ai/ideogram-v2", prompt="x")
-    [job] = await runtime.service.wait(owner.id, [job.id], timeout=30)
-    prediction_id = _prediction_of(fake, job)
-    webhook = f"{url}/v1/providers/replicate/webhook"
-
-    assert await fake.send_forged_webhook(prediction_id, webhook) == 401
-
-    body = json.dumps({"id": prediction_id, "status": "succeeded"})
-    stale = datetime.now(UTC) - timedelta(hours=1)
-    signature = Webhook(fake.webhook_secret).sign("msg_stale", stale, body)
-    async with httpx.AsyncClient() as http:
-        response = await http.post(
-            webhook,
-            content=body,
-            headers={
-                "webhook-id": "msg_stale",
-                "webhook-timestamp": str(int(stale.timestamp())),
-                "webhook-signature": signature,
-            },
-        )
-    assert response.status_code == 401
-    assert response.json()["error"]["code"] == "unauthorized"
-
-
-def _secret_fetches(fake: FakeReplicate) -> int:
-    return sum(1 for endpoint, _ in fake.faults.log if endpoint == "secret")
-
-
-async def test_an_unsigned_webhook_is_refused_before_any_call_to_replicate(
-    hooked: tuple[Runtime, str], fake: FakeReplicate
-) -> None:
-    """Anyone can call the route: a call without signature headers must cost nothing,
-    least of all a request to Replicate with the operator's token."""
-    _, url = hooked
-    async with httpx.AsyncClient() as http:
-        for _ in range(3):
-            response = await http.post(f"{url}/v1/providers/replicate/webhook")
-            assert response.status_code == 401
-            assert "not signed" in response.json()["error"]["message"]
-    assert _secret_fetches(fake) == 0
-
-
-async def test_a_failed_secret_fetch_is_remembered_for_a_while(
-    hooked: tuple[Runtime, str], fake: FakeReplicate
-) -> None:
-    _, url = hooked
-    fake.faults.queue("500")
-    signed = {"webhook-id": "msg_1", "webhook-timestamp": "1", "webhook-signature": "v1,x"}
-    async with httpx.AsyncClient() as http:
-        answers = [
-            (await http.post(f"{url}/v1/providers/replicate/webhook", headers=signed)).status_code
-            for _ in range(3)
-        ]
-    assert answers == [503, 503, 503], "Replicate retries a webhook that got a 5xx"
-    assert _secret_fetches(fake) == 1, "one fetch, then the failure is remembered"
-
-
-async def test_a_server_without_a_public_url_takes_no_provider_webhooks(
-    replicate: Runtime, fake: FakeReplicate
-) -> None:
-    """Without IMAGEMILL_PUBLIC_URL no provider is given a URL to call: the route is 404."""
-    app = create_app(runtime=replicate)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://im") as http,
-    ):
-        response = await http.post("/v1/providers/replicate/webhook", content=b"{}")
-    assert response.status_code == 404
-    assert _secret_fetches(fake) == 0

@@ -41,7 +41,7 @@ from imagemill.db.tables import (
 )
 from imagemill.domain import Asset, Job, JobStatus
 from imagemill.errors import Conflict, ImagemillError, LeaseLost
-from imagemill.events.fanout import CHANNEL, notification
+from imagemill.events.fanout import CHANNEL, NUDGES, notification, nudge_notification
 from imagemill.ids import new_id
 from imagemill.jobs import states
 from imagemill.jobs.states import NewEvent, Transition, append_events, error_params, transition
@@ -70,6 +70,7 @@ _HEARTBEAT = (
 )
 _SAVE_PROVIDER_REF = update(jobs).where(_HELD_BY).values(provider_ref=bindparam("ref"))
 _NOTIFY = select(func.pg_notify(CHANNEL, bindparam("payload")))
+_NUDGE = select(func.pg_notify(NUDGES, bindparam("payload")))
 _EVENT_ORDER = select(func.pg_advisory_xact_lock(EVENT_ORDER_LOCK))
 
 
@@ -116,6 +117,14 @@ class Repository(Queries):
         outcome.add_done_callback(self._publish)
         result, _ = await asyncio.shield(outcome)
         return result
+
+    async def nudge(self, job_id: str) -> None:
+        """Tell the other processes on this PostgreSQL database that a provider called
+        back about ``job_id`` (``events/fanout.py``); nothing on SQLite (one process)."""
+        if self.origin is None:
+            return
+        payload = {"payload": nudge_notification(self.origin, job_id)}
+        await self.db.write(lambda conn: conn.execute(_NUDGE, payload))
 
     def _publish(self, outcome: asyncio.Future[tuple[Any, Published]]) -> None:
         if outcome.cancelled() or outcome.exception() is not None:

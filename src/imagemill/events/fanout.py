@@ -7,12 +7,18 @@ publishes what other processes wrote on its own bus, so an SSE stream in one pro
 follows a job run by a worker in another, live. An event too big for a notification
 (a preview) travels without its data, marked ``partial``: subscribers then read the
 log, which has it.
+
+Nudges travel the same way, on their own channel (``NOTIFY imagemill_nudges``): a
+provider's callback about a job, received by an API process, wakes the job's attempt in
+whichever worker process runs it (``jobs/contexts.py``). A nudge is never stored: one
+sent while no process runs the job's attempt is lost, and the attempt's polling covers it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +30,7 @@ from imagemill.events.bus import Event, EventBus
 log = logging.getLogger(__name__)
 
 CHANNEL = "imagemill_events"
+NUDGES = "imagemill_nudges"
 MAX_PAYLOAD = 7900  # PostgreSQL refuses notifications of 8000 bytes or more
 
 
@@ -43,17 +50,32 @@ def notification(origin: str, events: list[Event]) -> str:
     return json.dumps({"origin": origin, "events": nudge})
 
 
+def nudge_notification(origin: str, job_id: str) -> str:
+    """The payload of a nudge for ``job_id``'s attempt."""
+    return json.dumps({"origin": origin, "job_id": job_id})
+
+
 class PostgresFanout:
-    def __init__(self, url: URL, bus: EventBus, origin: str) -> None:
+    def __init__(
+        self,
+        url: URL,
+        bus: EventBus,
+        origin: str,
+        on_nudge: Callable[[str], object] | None = None,
+    ) -> None:
+        """``on_nudge(job_id)``: another process received a provider's callback about
+        the job (called for nudges sent by other processes only)."""
         self.dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self.bus = bus
         bus.in_log_order = False
         self.origin = origin
+        self.on_nudge = on_nudge
         self._connection: asyncpg.Connection | None = None
 
     async def start(self) -> None:
         self._connection = await asyncpg.connect(self.dsn)
         await self._connection.add_listener(CHANNEL, self._received)
+        await self._connection.add_listener(NUDGES, self._nudged)
 
     async def stop(self) -> None:
         if self._connection is not None:
@@ -73,6 +95,16 @@ class PostgresFanout:
             if isinstance(event.get("created_at"), str):
                 event["created_at"] = datetime.fromisoformat(event["created_at"])
         self.bus.publish(events)
+
+    def _nudged(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            message = json.loads(payload)
+            origin, job_id = message["origin"], message["job_id"]
+        except (ValueError, TypeError, KeyError):
+            log.warning("a notification on %s was not a nudge", NUDGES)
+            return
+        if origin != self.origin and isinstance(job_id, str) and self.on_nudge is not None:
+            self.on_nudge(job_id)  # this process's own nudges were handled as they were sent
 
 
 def _json(value: Any) -> Any:

@@ -10,7 +10,6 @@ which makes worker tests step-by-step.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import copy
 import dataclasses
@@ -18,7 +17,6 @@ import logging
 import os
 import random
 import socket
-import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -46,6 +44,7 @@ from imagemill.errors import (
 )
 from imagemill.events.bus import Event
 from imagemill.fields import MAX_PROMPT_CHARS
+from imagemill.jobs.contexts import Nudges, run_context
 from imagemill.jobs.scheduling import FairLine
 from imagemill.jobs.service import utcnow
 from imagemill.providers.base import Provider, RunContext
@@ -57,15 +56,6 @@ from imagemill.storage.assets import AssetWriter
 from imagemill.storage.blobs import BlobStore
 
 log = logging.getLogger(__name__)
-
-PROGRESS_MIN_STEP = 0.01  # a progress event is stored per 1% of progress at most
-MAX_PREVIEW_BYTES = 256 * 1024
-
-
-def _ref_for(saved: str | None, model_id: str) -> str | None:
-    """The provider request id a previous attempt saved, if it was this model's."""
-    owner, _, ref = (saved or "").partition(" ")
-    return ref if owner == model_id and ref else None
 
 
 def _chain_error(failures: list[tuple[str, ProviderError]]) -> ProviderError:
@@ -147,6 +137,7 @@ class Worker:
         self.circuits = circuits or Circuits(
             settings.circuit_failure_threshold, settings.circuit_cooldown_seconds
         )
+        self.nudges = Nudges()  # wake-ups of the attempts running here (``jobs/contexts.py``)
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -249,6 +240,10 @@ class Worker:
         job = await self.repo.claim(job_id, self.id, now + self._lease, now)
         if job is None:
             return None  # a duplicate message, or not due yet
+        with self.nudges.attempt(job.id):  # before the provider is called: see contexts.py
+            return await self._run_claimed(job, holding)
+
+    async def _run_claimed(self, job: Job, holding: Held | None) -> JobStatus | None:
         attempt: asyncio.Task[JobStatus | None] = asyncio.create_task(self._attempt(job, holding))
         self._attempts[job.id] = attempt
         heartbeat = asyncio.create_task(self._heartbeat(job.id, attempt))
@@ -502,40 +497,17 @@ class Worker:
         return InputImage(asset_id, data, "image/png", image.width, image.height)
 
     def _context(self, job: Job, model_id: str, deadline: asyncio.Timeout) -> RunContext:
-        last_progress = 0.0
-
-        async def on_progress(fraction: float, message: str | None) -> None:
-            # Every step of a model's own (100 steps at most), but not a flood of tiny ones.
-            nonlocal last_progress
-            if fraction < 1.0 and fraction - last_progress < PROGRESS_MIN_STEP:
-                return
-            last_progress = fraction
-            data = {"progress": fraction, "message": message}
-            await self.repo.record_event(job.id, self.id, "progress", data, utcnow())
-
-        async def on_provider_ref(ref: str) -> None:
-            await self.repo.save_provider_ref(job.id, self.id, f"{model_id} {ref}")
-
-        async def on_preview(image: bytes) -> None:
-            if len(image) <= MAX_PREVIEW_BYTES:
-                data = {"image": base64.b64encode(image).decode()}
-                await self.repo.record_event(job.id, self.id, "preview", data, utcnow())
-
-        return RunContext(
+        return run_context(
+            job,
+            model_id,
+            repo=self.repo,
+            worker_id=self.id,
             http=self.http,
-            deadline=time.monotonic() + self._time_left(job),
-            attempt=job.attempt,
-            provider_ref=_ref_for(job.provider_ref, model_id),
-            on_progress=on_progress,
-            on_provider_ref=on_provider_ref,
-            on_preview=on_preview,
+            seconds=self._time_left(job),
             abandoned=lambda: job.id in self._canceled or deadline.expired(),
-            webhook_url=self._webhook_url,
+            public_url=self.settings.public_url,
+            nudge=self.nudges.of(job.id),
         )
-
-    def _webhook_url(self, provider: str) -> str | None:
-        base = self.settings.public_url
-        return f"{base.rstrip('/')}/v1/providers/{provider}/webhook" if base else None
 
     async def _failed(self, job: Job, error: ImagemillError) -> JobStatus | None:
         """Retry later if the error allows, attempts remain and the deadline is far enough;

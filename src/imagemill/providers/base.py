@@ -14,7 +14,16 @@ imagemill downloads and stores at once. It raises errors from ``imagemill.errors
 (``RateLimited``, ``ProviderTimeout``, ``ContentRejected``, ...), translating the
 foreign ones in one place. ``RunContext`` is all it may touch besides its own
 client: progress, the provider-side request id for resuming, previews, an httpx
-client and the deadline.
+client, the deadline, and wake-ups (``nudged``) when the provider calls back.
+
+A provider that can call back (a webhook when its work ends) asks ``ctx.webhook_url``
+for where to call, and defines ``async def webhook(headers, body)``: it verifies the
+call (signature, age) and raises ``Unauthorized`` when that does not hold. A verified
+call nudges the job the URL names, in whichever process runs it: the adapter's waiting
+loop, ``await ctx.nudged(poll_interval)``, returns ``True`` at once and the adapter
+asks the provider for its work then (a nudge carries no result, so what a job records
+always comes from the provider's own API, once). Polling stays the safety net: a
+nudge is not stored, and one that reaches no running attempt is dropped.
 
 Providers are found through the entry-point group ``imagemill.providers``; each
 entry point names a factory called with the ``Settings``. Built-ins register the
@@ -24,6 +33,7 @@ when the service stops.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import time
 from collections.abc import Awaitable, Callable
@@ -68,6 +78,7 @@ class RunContext:
         on_preview: Callable[[bytes], Awaitable[None]],
         abandoned: Callable[[], bool] = lambda: False,
         webhook_url: Callable[[str], str | None] = lambda provider: None,
+        nudged: Callable[[float], Awaitable[bool]] | None = None,
     ) -> None:
         self.http = http
         self.deadline = deadline  # time.monotonic() value
@@ -78,6 +89,7 @@ class RunContext:
         self._on_preview = on_preview
         self._abandoned = abandoned
         self._webhook_url = webhook_url
+        self._nudged = nudged or _never_nudged
 
     @property
     def provider_ref(self) -> str | None:
@@ -108,12 +120,26 @@ class RunContext:
         return self._abandoned()
 
     def webhook_url(self, provider: str) -> str | None:
-        """Where ``provider`` may call back (``POST /v1/providers/{provider}/webhook``);
-        ``None`` when the server has no public URL to give out (then: poll)."""
+        """Where ``provider`` may call back about this job (``POST
+        /v1/providers/{provider}/webhook?job=…``); ``None`` when the server has no public
+        URL to give out (then: poll)."""
         return self._webhook_url(provider)
+
+    async def nudged(self, within: float) -> bool:
+        """Wait up to ``within`` seconds (the adapter's poll interval) for the provider to
+        call back about this job. ``True`` as soon as it does, or at once if it did since
+        the last call (a callback during a poll is not lost): look at the provider's
+        work now. ``False`` after ``within`` seconds without one: poll as usual."""
+        return await self._nudged(within)
 
     def time_left(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
+
+
+async def _never_nudged(within: float) -> bool:
+    """A context nobody can nudge (no worker behind it): the whole interval passes."""
+    await asyncio.sleep(within)
+    return False
 
 
 def redact(text: str, *secrets: str | None) -> str:

@@ -1,12 +1,14 @@
 """Replicate: FLUX, Ideogram, Seedream, FLUX Kontext (edits), Real-ESRGAN, Kling (video).
 
 Through the official ``replicate`` SDK. A prediction is created without waiting, its id
-saved with the job (``save_provider_ref``) before anything else, then watched until it
-ends: by Replicate's webhook when the server has a public URL, and by polling, whichever
-comes first; the other finds nothing left to do. Progress is the prediction's own, as its
-logs report it. A retried attempt resumes the saved predictions instead of paying for new
-ones; a job that ends without them (its owner canceled it, its deadline passed) cancels
-them.
+saved with the job (``save_provider_ref``) before anything else, then polled until it
+ends. When the server has a public URL, Replicate's webhook (``webhook``: verified only)
+nudges the job's attempt, wherever it runs, and the attempt polls at once: a job ends
+about when its prediction does, however far apart the polls have grown, and its result
+always comes from one poll, never from a webhook's body. Progress is the prediction's
+own, as its logs report it. A retried attempt resumes the saved predictions instead of
+paying for new ones; a job that ends without them (its owner canceled it, its deadline
+passed) cancels them.
 
 Each model's params JSON Schema is its version's OpenAPI ``Input`` schema (fetched,
 cached on disk; see ``replicate_models.py``, which also holds the catalogue).
@@ -19,10 +21,9 @@ import base64
 import json
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,6 @@ from imagemill.specs import ModelSpec, Pricing, SizeRange
 log = logging.getLogger(__name__)
 
 TERMINAL = {"succeeded", "failed", "canceled"}
-POLL_FIRST, POLL_MAX = 0.25, 5.0  # seconds between polls: growing by half each time
-REMEMBERED_WEBHOOKS = 10_000  # finished predictions reported by webhook, kept for waiters
 SECRET_RETRY_SECONDS = 60.0  # after a failed fetch of the webhook secret
 SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
@@ -71,25 +70,22 @@ class _Version:
     inputs: frozenset[str]
 
 
-@dataclass
-class _Arrivals:
-    """Predictions reported finished by webhook, and the attempts waiting on them."""
+@dataclass(frozen=True)
+class Polling:
+    """Seconds between polls of a prediction: ``first``, then half as long again each
+    time the prediction has not moved, up to ``most``. A webhook cuts any wait short."""
 
-    payloads: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
-    waiting: dict[str, asyncio.Event] = field(default_factory=dict)
+    first: float = 0.25
+    most: float = 5.0
 
-    def add(self, prediction: dict[str, Any]) -> None:
-        self.payloads[prediction["id"]] = prediction
-        while len(self.payloads) > REMEMBERED_WEBHOOKS:
-            self.payloads.popitem(last=False)
-        if (waiter := self.waiting.get(prediction["id"])) is not None:
-            waiter.set()
+
+POLLING = Polling()
 
 
 class Replicate:
     name = "replicate"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, polling: Polling = POLLING) -> None:
         token = settings.replicate_api_token
         self._token = token.get_secret_value() if token else None
         self._timeout = settings.provider_timeout_seconds
@@ -110,7 +106,7 @@ class Replicate:
         self._cache = settings.data_dir / "cache" / "replicate"
         self._versions: dict[str, _Version] = {}  # by model ref
         self._load_cache()
-        self._arrivals = _Arrivals()
+        self._polling = polling
         self._secret_lock = asyncio.Lock()
         self._secret_retry_at = 0.0  # a failed fetch of the webhook secret: not before then
 
@@ -193,7 +189,7 @@ class Replicate:
         entry = next(e for e in CATALOGUE if e.ref == task.model)
         try:
             ids = await self._resumed(ctx) or await self._create(entry, task, ctx)
-            finished = await self._wait(ids, ctx)
+            finished = await self._watch(ids, ctx)
         except asyncio.CancelledError:
             if ctx.abandoned and ctx.provider_ref:  # nobody will resume it: stop the billing
                 await asyncio.shield(self._cancel(ctx.provider_ref.split(",")))
@@ -265,41 +261,18 @@ class Replicate:
             inputs["aspect_ratio"] = nearest_aspect_ratio(requested, entry.ratios)
         return inputs
 
-    async def _wait(self, ids: list[str], ctx: RunContext) -> list[dict[str, Any]]:
-        """Each prediction once finished: from a webhook or a poll, whichever comes first."""
-        arrived = asyncio.Event()
-        for prediction_id in ids:
-            self._arrivals.waiting[prediction_id] = arrived
-        try:
-            return await self._watch(ids, arrived, ctx)
-        finally:
-            for prediction_id in ids:
-                self._arrivals.waiting.pop(prediction_id, None)
-
-    async def _watch(
-        self, ids: list[str], arrived: asyncio.Event, ctx: RunContext
-    ) -> list[dict[str, Any]]:
+    async def _watch(self, ids: list[str], ctx: RunContext) -> list[dict[str, Any]]:
+        """Each prediction once finished, polled: when the interval is up, or at once when
+        a webhook nudges the job (one nudge that came meanwhile counts: none is lost)."""
         assert self._client is not None
         done: dict[str, dict[str, Any]] = {}
-        interval = POLL_FIRST
+        interval = self._polling.first
         shown: dict[str, float] = {}  # the progress each prediction last reported
         while True:
-            arrived.clear()  # before looking: a webhook landing after the look wakes us
-            done.update(
-                {i: self._arrivals.payloads[i] for i in ids if i in self._arrivals.payloads}
-            )
-            pending = [i for i in ids if i not in done]
-            if not pending:
-                return [_checked(done[i]) for i in ids]
-            try:
-                async with asyncio.timeout(interval):
-                    await arrived.wait()
-                continue  # a webhook came: look again before polling
-            except TimeoutError:
-                pass
+            nudged = await ctx.nudged(interval)
             moved = False
             with translated_errors(self._token):
-                for prediction_id in pending:
+                for prediction_id in [i for i in ids if i not in done]:
                     async with asyncio.timeout(self._timeout):
                         polled = await self._client.predictions.async_get(prediction_id)
                     if polled.status in TERMINAL:
@@ -311,11 +284,14 @@ class Replicate:
                         if len(ids) == 1:
                             message = f"{progress.current}/{progress.total}"
                             await ctx.progress(progress.percentage, message)
+            if len(done) == len(ids):
+                return [_checked(done[i]) for i in ids]
             if len(ids) > 1 and shown:  # one prediction per image: how far they are together
                 await ctx.progress(sum(shown.values()) / len(ids), f"{len(done)}/{len(ids)} done")
             # While the prediction moves, look as often (a bar that follows it); while it
-            # sits (queued, or a long step), back off.
-            interval = interval if moved else min(POLL_MAX, interval * 1.5)
+            # sits (queued, or a long step), back off. A nudge is no reason to back off.
+            if not (moved or nudged):
+                interval = min(self._polling.most, interval * 1.5)
 
     async def _cancel(self, ids: list[str]) -> None:
         """Stop predictions nobody wants any more (best effort)."""
@@ -331,7 +307,9 @@ class Replicate:
     # -- webhooks -----------------------------------------------------------------------
 
     async def webhook(self, headers: Mapping[str, str], body: bytes) -> None:
-        """A prediction's webhook: verified (signature, timestamp), then handed to its waiter.
+        """A prediction's webhook, verified (signature, timestamp); once this returns, the
+        job named in its URL is nudged and polls. The body is not used: the poll's answer
+        is the result.
 
         A call without the signature headers is refused before anything else: anyone can
         call this route, and only a signed call may cost a request to Replicate (for the
@@ -342,11 +320,9 @@ class Replicate:
             raise Unauthorized(f"the webhook is not signed (no {', '.join(missing)} header)")
         secret = await self._secret()
         try:
-            payload = Webhook(secret).verify(body, dict(headers))
+            Webhook(secret).verify(body, dict(headers))
         except WebhookVerificationError as exc:
             raise Unauthorized(f"the webhook signature is not valid: {exc}") from exc
-        if isinstance(payload, dict) and payload.get("status") in TERMINAL and "id" in payload:
-            self._arrivals.add(payload)
 
     async def _secret(self) -> str:
         """The signing secret: configured, or fetched from Replicate once. A failed fetch
