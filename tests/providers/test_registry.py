@@ -76,7 +76,7 @@ def test_a_broken_plugin_does_not_stop_the_others(
         "def factory(settings):\n    raise RuntimeError('missing API key')\n"
     )
     (tmp_path / "good_imagemill_plugin.py").write_text(
-        "from imagemill.domain import ModelSpec\n"
+        "from imagemill.providers.base import ModelSpec\n"
         "class Good:\n"
         "    name = 'good'\n"
         "    def __init__(self, settings): pass\n"

@@ -44,8 +44,26 @@ import httpx
 
 from imagemill.boundary import storable_text
 from imagemill.config import Settings
-from imagemill.domain import Output, Task
-from imagemill.specs import ModelSpec
+from imagemill.domain import InputImage, Output, Task, TaskKind
+from imagemill.specs import InputLimits, ModelSpec, Pricing, SizeRange
+
+# What a provider module imports, from here: the contract in one place.
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "InputImage",
+    "InputLimits",
+    "ModelSpec",
+    "Output",
+    "Pricing",
+    "Provider",
+    "ProviderFactory",
+    "RunContext",
+    "SizeRange",
+    "Task",
+    "TaskKind",
+    "redact",
+    "retry_after_seconds",
+]
 
 ENTRY_POINT_GROUP = "imagemill.providers"
 MAX_PROGRESS_MESSAGE_CHARS = 500

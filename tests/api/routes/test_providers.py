@@ -17,12 +17,13 @@ import pytest
 
 from imagemill.api.app import create_app
 from imagemill.config import Settings
-from imagemill.domain import JobStatus, ModelSpec, Output, Submission, Task
+from imagemill.domain import JobStatus, Output, Submission, Task
 from imagemill.errors import Unauthorized
 from imagemill.providers.base import RunContext
 from imagemill.providers.placeholder import render
 from imagemill.providers.registry import Registry
 from imagemill.runtime import Runtime
+from imagemill.specs import ModelSpec
 
 BASE_URL = "http://imagemill.test"
 SIGNED = {"x-signed": "yes"}
