@@ -29,7 +29,7 @@ from imagemill.db.queries import Scheduled
 from imagemill.db.records import StoredOutput
 from imagemill.db.repository import Repository
 from imagemill.db.slots import ProviderSlots
-from imagemill.domain import InputImage, Job, JobStatus, Output, Size, Task, TaskKind, output_count
+from imagemill.domain import Job, JobStatus, Output, Task, output_count
 from imagemill.errors import (
     CircuitOpen,
     DeadlineExceeded,
@@ -44,6 +44,7 @@ from imagemill.errors import (
 )
 from imagemill.events.bus import Event
 from imagemill.fields import MAX_PROMPT_CHARS
+from imagemill.jobs import tasks
 from imagemill.jobs.contexts import Nudges, run_context
 from imagemill.jobs.scheduling import FairLine
 from imagemill.jobs.service import utcnow
@@ -51,7 +52,6 @@ from imagemill.providers.base import Provider, RunContext
 from imagemill.providers.circuits import Circuits, CircuitState
 from imagemill.providers.registry import Registry
 from imagemill.specs import ModelSpec
-from imagemill.storage import masks
 from imagemill.storage.assets import AssetWriter
 from imagemill.storage.blobs import BlobStore
 
@@ -356,18 +356,7 @@ class Worker:
             raise ProviderUnavailable(
                 f"{spec.id} (enhance) is unavailable: {spec.unavailable_reason}", retryable=False
             )
-        task = Task(
-            job_id=job.id,
-            kind=TaskKind.ENHANCE,
-            model=spec.name,
-            prompt=job.request.prompt,
-            negative_prompt=None,
-            n=1,
-            width=0,
-            height=0,
-            seed=job.request.seed,
-            params=enhance.params,
-        )
+        task = tasks.enhancing(job, spec, enhance.params)
         deadline = asyncio.timeout(self._until_deadline(job))
         self.circuits.check(provider.name)
         async with deadline, self.slots.hold(provider.name):
@@ -428,7 +417,7 @@ class Worker:
     ) -> list[StoredOutput]:
         """The outputs of one model of the chain (a fallback when ``fallback_reason``
         says why the model asked for did not make them), stored."""
-        task = await self._task(job, spec, params)
+        task = await tasks.for_model(job, spec, params, self.repo, self.blobs)
         # Waiting for the provider's slot counts against the job's deadline, not against
         # the attempt's time: that starts once the provider is actually called.
         deadline = asyncio.timeout(self._until_deadline(job))
@@ -462,39 +451,6 @@ class Worker:
             raise
         self.circuits.succeeded(provider.name)
         return results
-
-    async def _task(self, job: Job, spec: ModelSpec, params: dict[str, Any]) -> Task:
-        request = job.request
-        size = request.dimensions or Size(1024, 1024)
-        inputs = tuple([await self._input(job, asset_id) for asset_id in request.input_assets])
-        mask = await self._mask(job, request.mask, inputs[0]) if request.mask and inputs else None
-        return Task(
-            job_id=job.id,
-            kind=request.kind,
-            model=spec.name,
-            prompt=job.enhanced_prompt or request.prompt,
-            # A style's negative prompt, kept for a model that takes one, reaches no other.
-            negative_prompt=request.negative_prompt if spec.limits.negative_prompt else None,
-            n=request.n,
-            width=size.width,
-            height=size.height,
-            seed=request.seed,
-            params=params,
-            inputs=inputs,
-            mask=mask,
-        )
-
-    async def _input(self, job: Job, asset_id: str) -> InputImage:
-        asset = await self.repo.get_asset(asset_id, job.owner_id)
-        data = await self.blobs.get(asset.storage_key)
-        return InputImage(asset.id, data, asset.content_type, asset.width or 0, asset.height or 0)
-
-    async def _mask(self, job: Job, asset_id: str, image: InputImage) -> InputImage:
-        """The mask in imagemill's one convention (white repaints) at the image's size,
-        whatever form it was uploaded in (``storage/masks.py``)."""
-        uploaded = await self._input(job, asset_id)
-        data = await asyncio.to_thread(masks.canonical, uploaded.data, image.width, image.height)
-        return InputImage(asset_id, data, "image/png", image.width, image.height)
 
     def _context(self, job: Job, model_id: str, deadline: asyncio.Timeout) -> RunContext:
         return run_context(
