@@ -22,6 +22,7 @@ they occur, always with ``raise ... from exc``.
         │   └── CircuitOpen(retry_after) circuit_open   503    yes  (skipped: failing lately)
         ├── AuthError                 provider_auth   502    no
         ├── ContentRejected           content_rejected 422   no
+        ├── UnusableAnswer            unusable_answer 502    yes  (a text breaking its brief)
         └── ProviderInputError(field) provider_invalid_input 422 no
 
 A job that fails records ``error = {code, message, retryable}``; the worker
@@ -173,6 +174,17 @@ class AuthError(ProviderError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retryable=False)
+
+
+class UnusableAnswer(ProviderError):
+    """The provider answered, but not what was asked (too few captions, a caption short
+    of its hashtags, no JSON): another attempt may do better. The provider is up: this
+    counts nothing against its circuit."""
+
+    code = "unusable_answer"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
 
 
 class ContentRejected(ProviderError):

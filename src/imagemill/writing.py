@@ -15,7 +15,7 @@ OpenAI, Gemini, a local model or the placeholder:
 Schema the answer must follow (OpenAI's strict structured outputs and Gemini's response
 schema both take it). ``read_answer(task, answer)`` turns the answer into ``Output``s,
 refusing one that breaks the brief (a caption short of hashtags, too few captions) with a
-retryable ``ProviderError``: another attempt may do better, and nothing half-right is
+retryable ``UnusableAnswer``: another attempt may do better, and nothing half-right is
 reported as done.
 """
 
@@ -29,7 +29,7 @@ from typing import Any
 
 from imagemill import domain
 from imagemill.domain import InputImage, Output, Task, TaskKind
-from imagemill.errors import ProviderError
+from imagemill.errors import UnusableAnswer
 from imagemill.specs import InputLimits, ModelSpec, Pricing
 
 TEXT_KINDS = [TaskKind.CAPTION, TaskKind.ENHANCE, TaskKind.DESCRIBE]
@@ -269,7 +269,7 @@ def _prompts_schema(count: int) -> dict[str, Any]:
 
 def read_answer(task: Task, answer: str, cost_usd: float | None = None) -> list[Output]:
     """The outputs of a structured answer to ``brief(task)``; ``cost_usd``: what the whole
-    call cost, shared evenly. ``ProviderError`` (retryable) if the answer breaks the brief."""
+    call cost, shared evenly. ``UnusableAnswer`` (retryable) if the answer breaks the brief."""
     try:
         document = json.loads(answer)
     except ValueError as exc:
@@ -344,14 +344,35 @@ def hashtag_words(values: Any) -> list[str]:
     return words
 
 
+def fit_prompt(
+    text: str,
+    max_chars: int | None = None,
+    max_bytes: int | None = None,
+    max_tokens: int | None = None,
+) -> str:
+    """``text`` cut at a word boundary to fit a model's prompt limits: characters, UTF-8
+    bytes, and tokens (kept to half as many words, where a word is a token or more)."""
+    words = text.split()
+    if max_tokens is not None:
+        words = words[: max(1, max_tokens // 2)]
+    fitted = " ".join(words)
+    while words and (
+        (max_chars is not None and len(fitted) > max_chars)
+        or (max_bytes is not None and len(fitted.encode()) > max_bytes)
+    ):
+        words.pop()
+        fitted = " ".join(words)
+    return fitted
+
+
 def count_hashtags(text: str) -> int:
     """How many hashtags a text holds (``#`` and a word)."""
     return len(re.findall(r"(?<!\w)#\w+", text))
 
 
-def _broken(message: str) -> ProviderError:
+def _broken(message: str) -> UnusableAnswer:
     """An answer that breaks the brief: another attempt may do better."""
-    return ProviderError(message, retryable=True)
+    return UnusableAnswer(message)
 
 
 def _plain(item: Any) -> str:

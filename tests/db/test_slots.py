@@ -100,3 +100,38 @@ async def test_a_live_holder_keeps_its_slot(stepped: Runtime, slots: ProviderSlo
     leave.set()
     await holding
     assert await _taken(other, "next")
+
+
+async def test_a_job_back_from_a_dead_process_takes_its_own_slot_not_a_free_one(
+    stepped: Runtime, slots: ProviderSlots
+) -> None:
+    """Two slots: one free, one still the job's from before its process died. It takes
+    its own back (on PostgreSQL too, where NULL sorts first), leaving the free one free."""
+    job, other = await _job(stepped), await _job(stepped)
+    until = utcnow() + timedelta(hours=1)
+    assert (await stepped.repo.claim(job, "dead-worker", until, utcnow())) is not None
+    entered, leave = asyncio.Event(), asyncio.Event()
+
+    async def hold(key: str) -> None:
+        async with slots.hold(BATCH, key, limit=2):
+            entered.set()
+            await leave.wait()
+
+    first = asyncio.create_task(hold("someone"))  # make both rows exist
+    await entered.wait()
+    leave.set()
+    await first
+    statement = (
+        update(provider_slots)
+        .where(provider_slots.c.provider == BATCH, provider_slots.c.slot == 1)
+        .values(holder=job, expires_at=utcnow() - timedelta(seconds=1))
+    )
+    await stepped.db.write(lambda conn: conn.execute(statement))
+    entered, leave = asyncio.Event(), asyncio.Event()
+    back = asyncio.create_task(hold(job))
+    await entered.wait()
+    try:
+        assert await _taken(ProviderSlots(stepped.db, {}, lease_seconds=30), other, within=0.6)
+    finally:
+        leave.set()
+        await back

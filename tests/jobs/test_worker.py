@@ -509,11 +509,12 @@ async def test_a_failing_provider_opens_its_circuit_and_jobs_skip_it_until_the_c
         await runtime.worker.handle(waits)
         still = await runtime.repo.get_job(waits)
         assert (still.status, still.attempt) == (JobStatus.QUEUED, 0)
-        # One claimed anyway (its wake-up came before the circuit opened) is retried later.
+        # One claimed anyway (its wake-up came before the circuit opened) is given back,
+        # its attempt not spent: no call was made.
         alone = await _submit(runtime, model=SCRIPTED)
         assert await runtime.worker.run_one(alone) is JobStatus.QUEUED
         waiting = await runtime.repo.get_job(alone)
-        assert waiting.error is not None and waiting.error.code == "circuit_open"
+        assert (waiting.status, waiting.attempt, waiting.error) == (JobStatus.QUEUED, 0, None)
         assert len(scripted.calls) == called
 
         await asyncio.sleep(0.5)  # the cool-down itself, not a race
@@ -523,6 +524,64 @@ async def test_a_failing_provider_opens_its_circuit_and_jobs_skip_it_until_the_c
         [output] = (await runtime.repo.get_job(job_id)).outputs
         assert (output.model, output.fallback) == (SCRIPTED, False)  # the trial call
         assert runtime.worker.circuits.state("scripted")[0] is CircuitState.CLOSED
+
+
+async def test_a_provider_timing_out_counts_against_its_circuit(
+    settings: Settings, scripted: Any
+) -> None:
+    tuned = settings.model_copy(
+        update={
+            "circuit_failure_threshold": 1,
+            "circuit_cooldown_seconds": 60.0,
+            "job_timeout_seconds": 0.3,
+            "max_attempts": 1,
+        }
+    )
+    registry = Registry([PlaceholderProvider(), scripted])
+    async with Runtime(tuned, registry=registry, run_workers=False, sweep=False) as runtime:
+        scripted.script = scripted.block_forever
+        job_id = await _submit(runtime, model=SCRIPTED)
+        assert await runtime.worker.run_one(job_id) is JobStatus.FAILED
+        assert (await runtime.repo.get_job(job_id)).error.code == "provider_timeout"  # type: ignore[union-attr]
+        assert runtime.worker.circuits.state("scripted")[0] is CircuitState.OPEN
+
+
+async def test_a_job_whose_enhancer_is_failing_waits_without_spending_an_attempt(
+    settings: Settings, scripted: Any
+) -> None:
+    tuned = settings.model_copy(
+        update={"circuit_failure_threshold": 1, "circuit_cooldown_seconds": 60.0}
+    )
+    registry = Registry([PlaceholderProvider(), scripted])
+    async with Runtime(tuned, registry=registry, run_workers=False, sweep=False) as runtime:
+        runtime.worker.circuits.failed("placeholder", ProviderUnavailable("down"))
+        job_id = await _submit(runtime, model=SCRIPTED, enhance={"model": "placeholder"})
+        await runtime.worker.handle(job_id)  # the line sees the enhancer's circuit open
+        assert (await runtime.repo.get_job(job_id)).attempt == 0
+        assert await runtime.worker.run_one(job_id) is JobStatus.QUEUED  # claimed anyway
+        job = await runtime.repo.get_job(job_id)
+        assert (job.status, job.attempt, job.error) == (JobStatus.QUEUED, 0, None)
+        assert scripted.calls == []
+
+
+async def test_an_enhanced_prompt_is_fitted_to_the_models_prompt_limit(
+    settings: Settings, scripted: Any
+) -> None:
+    short = scripted.models()[0].model_copy(update={"limits": InputLimits(max_prompt_chars=60)})
+    scripted.models = lambda: [short]
+    registry = Registry([PlaceholderProvider(), scripted])
+    async with Runtime(settings, registry=registry, run_workers=False, sweep=False) as runtime:
+        style = "cinematic, anamorphic lens, golden hour light, film grain, deep shadows"
+        job_id = await _submit(
+            runtime,
+            model=SCRIPTED,
+            prompt="a fox",
+            enhance={"model": "placeholder", "style": style},
+        )
+        assert await runtime.worker.run_one(job_id) is JobStatus.SUCCEEDED
+        [(task, _, _)] = scripted.calls
+        assert len(task.prompt) <= 60 and task.prompt.startswith("[placeholder enhancement] a fox")
+        assert (await runtime.repo.get_job(job_id)).enhanced_prompt == task.prompt
 
 
 async def test_a_failed_model_falls_back_to_the_next_which_makes_the_outputs(

@@ -15,6 +15,7 @@ from imagemill.errors import (
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
+    UnusableAnswer,
 )
 from imagemill.providers.circuits import Circuits, CircuitState, is_providers_fault
 
@@ -116,3 +117,28 @@ def test_a_threshold_of_zero_never_opens(clock: Clock) -> None:
     circuits = Circuits(threshold=0, cooldown=30.0, clock=clock)
     _fail(circuits, 100)
     assert circuits.state("p")[0] is CircuitState.CLOSED
+
+
+def test_a_trial_that_ends_without_an_answer_lets_the_next_call_be_the_trial(
+    circuits: Circuits, clock: Clock
+) -> None:
+    _fail(circuits, 3)
+    clock.now += 30
+    circuits.check("p")
+    assert circuits.wait("p") == 30.0, "the trial is in flight"
+    circuits.abandoned("p")  # canceled by its owner, say
+    assert circuits.wait("p") == 0.0
+    circuits.check("p")
+    circuits.failed("p", RateLimited("slow down", retry_after=1))  # up, but no verdict
+    circuits.check("p")
+
+
+def test_wait_is_the_rest_of_the_cooldown_while_open(circuits: Circuits, clock: Clock) -> None:
+    assert circuits.wait("p") == 0.0
+    _fail(circuits, 3)
+    clock.now += 10
+    assert circuits.wait("p") == 20.0
+
+
+def test_an_answer_that_breaks_its_brief_is_not_the_providers_fault() -> None:
+    assert not is_providers_fault(UnusableAnswer("2 hashtags of the 5 asked"))

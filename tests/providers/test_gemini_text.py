@@ -119,3 +119,14 @@ async def test_server_errors_are_retried(runtime: Runtime, fake: FakeGemini) -> 
         await run(runtime, kind="enhance", model="gemini/gemini-2.5-flash", prompt="a fox")
     )
     assert job.attempt == 3
+
+
+async def test_a_seed_beyond_geminis_int32_is_folded_into_it(
+    runtime: Runtime, fake: FakeGemini
+) -> None:
+    seed = 4_000_000_000  # imagemill takes up to 2**32 - 1; Gemini's seed is an int32
+    succeeded(
+        await run(runtime, kind="enhance", model="gemini/gemini-2.5-flash", prompt="x", seed=seed)
+    )
+    [call] = fake.calls
+    assert call.body["generationConfig"]["seed"] == seed % 2**31

@@ -11,9 +11,10 @@ import pytest
 from fakes.tiny_transformers import save_tiny_text_model
 from imagemill.config import Settings
 from imagemill.domain import TaskKind
+from imagemill.errors import InvalidInput
 from imagemill.providers.local import LocalModels
 from imagemill.providers.local.writing import is_text_model
-from providers.running import ProviderRuntime, run, succeeded
+from providers.running import ProviderRuntime, run, submit, succeeded
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +87,20 @@ async def test_enhance_runs_and_reports_progress_per_text(
     events = await runtime.repo.events_after(job.id, 0)
     fractions = [e["data"]["progress"] for e in events if e["type"] == "progress"]
     assert fractions[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
+
+
+async def test_a_local_fallback_cannot_take_a_brief_with_hashtags(
+    provider_runtime: ProviderRuntime, models_dir: Path
+) -> None:
+    runtime = await provider_runtime(models_dir=models_dir)
+    with pytest.raises(InvalidInput) as refused:
+        await submit(
+            runtime,
+            kind="caption",
+            model="placeholder",
+            prompt="a tote bag",
+            params={"hashtags": 3},
+            fallback=["local/tiny-writer"],
+        )
+    assert refused.value.field == "fallback.0"
+    assert "cannot write to this request's brief: it takes no params.hashtags" in str(refused.value)

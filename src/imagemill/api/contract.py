@@ -309,12 +309,12 @@ def _the_models(document: Schema, available: list[ModelSpec], every: list[ModelS
             _preset_models(schemas[preset], every, known)
     if "OpenAIImageRequest" in schemas:
         makers = [spec for spec in available if TaskKind.IMAGE in spec.kinds]
-        _openai_models(schemas["OpenAIImageRequest"], makers, "placeholder")
+        _openai_models(schemas["OpenAIImageRequest"], makers, "placeholder", TaskKind.IMAGE)
     edits = document.get("paths", {}).get("/v1/images/edits", {}).get("post")
     if edits is not None:
         form = edits["requestBody"]["content"]["multipart/form-data"]["schema"]
         editors = [spec for spec in available if TaskKind.EDIT in spec.kinds]
-        _openai_models(form, editors, "openai/gpt-image-1")
+        _openai_models(form, editors, "openai/gpt-image-1", TaskKind.EDIT)
 
 
 def _nullable(schema: Schema) -> Schema:
@@ -524,7 +524,7 @@ def _preset_takes(spec: ModelSpec) -> Schema:
     return takes
 
 
-def _openai_models(request: Schema, specs: list[ModelSpec], default: str) -> None:
+def _openai_models(request: Schema, specs: list[ModelSpec], default: str, kind: TaskKind) -> None:
     """The OpenAI-compatible bodies: which models, and what each takes (its options, its
     sizes, how many images), one of these per model."""
     properties = request["properties"]
@@ -532,7 +532,7 @@ def _openai_models(request: Schema, specs: list[ModelSpec], default: str) -> Non
     properties["model"] = {"enum": ids, "description": f"The model; default: {default}."}
     variants = []
     for spec in specs:
-        accepted = spec.params_schema.get("properties", {})
+        accepted = spec.params_for(kind)
         takes: Schema = {"model": {"enum": _names(spec)}}
         if "n" in properties:
             takes["n"] = {"maximum": spec.max_n}

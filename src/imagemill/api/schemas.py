@@ -29,6 +29,7 @@ from imagemill.fields import (
     SizeText,
     WebhookUrl,
 )
+from imagemill.storage.assets import THUMBNAILED
 
 # Times in query strings: an RFC 3339 date, or date and time with its zone (what JSON
 # Schema's `date` and `date-time` formats mean), nothing looser (a bare number is not a time).
@@ -91,7 +92,9 @@ class OutputOut(BaseModel):
     index: int
     asset_id: str
     url: str
-    thumbnail_url: str
+    thumbnail_url: str | None = Field(
+        description="A WebP thumbnail; null for what has none (a video, a text)."
+    )
     content_type: str
     width: int | None
     height: int | None
@@ -131,7 +134,9 @@ class OutputOut(BaseModel):
     def of(cls, output: JobOutput, links: Links) -> OutputOut:
         return cls(
             url=links.asset(output.asset_id),
-            thumbnail_url=links.thumbnail(output.asset_id),
+            thumbnail_url=links.thumbnail(output.asset_id)
+            if output.content_type in THUMBNAILED
+            else None,
             **{k: getattr(output, k) for k in JobOutput.__dataclass_fields__},
         )
 

@@ -37,7 +37,7 @@ class Output(_Wire):
     index: int
     asset_id: str
     url: str
-    thumbnail_url: str
+    thumbnail_url: str | None = None  # none for a video or a text
     content_type: str
     width: int | None = None
     height: int | None = None

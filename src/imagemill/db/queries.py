@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +39,7 @@ _TO_SCHEDULE = (
         jobs.c.model,
         jobs.c.request,
         jobs.c.batch_id,
+        jobs.c.enhanced_prompt,
         batches.c.concurrency,
     )
     .outerjoin(batches, batches.c.id == jobs.c.batch_id)
@@ -85,6 +86,7 @@ class Scheduled:
     owner_id: str
     models: tuple[str, ...]  # its model, then its fallbacks
     batch: tuple[str, int] | None = None  # its batch's id and concurrency
+    enhancer: str | None = None  # the model that enhances its prompt first, if still to
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,16 +290,40 @@ class Queries:
             .group_by(day, outputs.c.model)
             .order_by(day, outputs.c.model)
         )
-        rows = await self.db.read(lambda conn: conn.execute(query).all())
-        return [
-            UsageRow(
-                day=str(r.day)[:10],
-                model=r.model,
-                images=r.images,
-                cached=int(r.cached or 0),
-                cost_usd=round(float(r.cost_usd or 0.0), 6),
+        # Prompts enhanced before rendering: the text model's call, a line of its own.
+        started = jobs.c.started_at
+        enhanced_day = func.date(started) if self.db.is_sqlite else func.date_trunc("day", started)
+        enhanced = [jobs.c.owner_id == owner_id, jobs.c.enhance_model.is_not(None)]
+        if since is not None:
+            enhanced.append(started >= since)
+        if until is not None:
+            enhanced.append(started < until)
+        enhancements = (
+            select(
+                enhanced_day.label("day"),
+                jobs.c.enhance_model.label("model"),
+                func.sum(jobs.c.enhance_cost_usd).label("cost_usd"),
             )
-            for r in rows
+            .where(*enhanced)
+            .group_by(enhanced_day, jobs.c.enhance_model)
+        )
+
+        def work(conn: Connection) -> dict[tuple[str, str], UsageRow]:
+            lines: dict[tuple[str, str], UsageRow] = {}
+            for r in conn.execute(query).all():
+                key = (str(r.day)[:10], r.model)
+                cost = float(r.cost_usd or 0.0)
+                lines[key] = UsageRow(key[0], r.model, r.images, int(r.cached or 0), cost)
+            for r in conn.execute(enhancements).all():
+                key = (str(r.day)[:10], r.model)
+                line = lines.get(key, UsageRow(key[0], r.model, 0, 0, 0.0))
+                lines[key] = replace(line, cost_usd=line.cost_usd + float(r.cost_usd or 0.0))
+            return lines
+
+        lines = await self.db.read(work)
+        return [
+            UsageRow(line.day, line.model, line.images, line.cached, round(line.cost_usd, 6))
+            for _, line in sorted(lines.items())
         ]
 
     async def job_status(self, job_id: str) -> tuple[JobStatus, str | None] | None:
@@ -317,7 +343,9 @@ class Queries:
         request = json.loads(row.request) if isinstance(row.request, str) else row.request
         fallback = [f["model"] for f in (request or {}).get("fallback") or ()]
         batch = (row.batch_id, row.concurrency) if row.batch_id else None
-        return Scheduled(row.owner_id, (row.model, *fallback), batch)
+        enhance = (request or {}).get("enhance")
+        enhancer = enhance["model"] if enhance and not row.enhanced_prompt else None
+        return Scheduled(row.owner_id, (row.model, *fallback), batch, enhancer)
 
     async def get_batch(self, batch_id: str, owner_id: str) -> Batch:
         """The owner's batch with its items; ``NotFound`` also when another owner has it."""

@@ -324,11 +324,17 @@ class Repository(Queries):
         await self._write(work)
 
     async def save_enhanced_prompt(
-        self, job_id: str, worker: str, prompt: str, cost_usd: float, now: datetime
+        self, job_id: str, worker: str, prompt: str, model: str, cost_usd: float, now: datetime
     ) -> None:
-        """Record the prompt the request's was enhanced into, and what that cost (fenced;
-        ``LeaseLost`` if the job moved on), with a ``log`` event showing it."""
-        also = {"enhanced_prompt": prompt, "enhance_cost_usd": cost_usd}
+        """Record the prompt the request's was enhanced into by ``model``, and what that
+        cost, the job's cost so far (fenced; ``LeaseLost`` if the job moved on), with a
+        ``log`` event showing it."""
+        also = {
+            "enhanced_prompt": prompt,
+            "enhance_model": model,
+            "enhance_cost_usd": cost_usd,
+            "cost_usd": cost_usd,  # paid, whatever becomes of the render
+        }
         event = {"message": "prompt enhanced", "enhanced_prompt": prompt}
         await self.record_event(job_id, worker, "log", event, now, also=also)
 

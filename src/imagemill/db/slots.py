@@ -16,7 +16,7 @@ import random
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, and_, bindparam, exists, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, exists, or_, select, update
 
 from imagemill.db.engine import Database
 from imagemill.db.tables import UTCDateTime, jobs, provider_slots
@@ -56,7 +56,10 @@ _FREE_SLOTS = (
         _free,
     )
     # A job's own slot from before its process died first: no other row stays taken by it.
-    .order_by((provider_slots.c.holder == bindparam("p_holder")).desc(), provider_slots.c.slot)
+    .order_by(
+        case((provider_slots.c.holder == bindparam("p_holder"), 0), else_=1),  # NULL: 1
+        provider_slots.c.slot,
+    )
 )
 _RENEW = (
     update(provider_slots)

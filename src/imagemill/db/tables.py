@@ -111,6 +111,7 @@ jobs = Table(
     Column("cached", Boolean, nullable=False, default=False),
     Column("cost_usd", Float, nullable=False, default=0.0),
     Column("enhanced_prompt", Text),  # the prompt rendered, when the request enhanced it
+    Column("enhance_model", String(200)),  # the model that enhanced it (its usage line)
     Column("enhance_cost_usd", Float, nullable=False, default=0.0, server_default="0"),
     Column("idempotency_key", String(300)),
     # sha256 of the request as submitted: an Idempotency-Key reused with another body is

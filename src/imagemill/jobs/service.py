@@ -14,9 +14,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
-from imagemill.boundary import quoted
+from imagemill.boundary import escaped, has_words, quoted
 from imagemill.db.accounts import Accounts, Preset
 from imagemill.db.queries import JobFilter
 from imagemill.db.records import JobDraft
@@ -224,6 +224,8 @@ class JobService:
                 f"enhance is for {', '.join(ENHANCEABLE)} requests, not {submission.kind}",
                 field="enhance",
             )
+        if not has_words(submission.prompt):
+            raise InvalidInput("enhance needs a prompt to enhance", field="prompt")
         spec = self.registry.resolve(enhance.model, "enhance.model")[1]
         params = {**enhance.params, **({"style": enhance.style} if enhance.style else {})}
         text = Submission(kind=TaskKind.ENHANCE, model=spec.id, prompt=submission.prompt)
@@ -254,12 +256,9 @@ class JobService:
             if spec.id == request.model or spec.id in (f.model for f in chain):
                 raise InvalidInput(f"{quoted(spec.id)} is already in the chain", field=field)
             own = _for_model(submission, spec, preset_negative)
-            # What a text kind is asked (tones, hashtags, ...) is the request's, not one
-            # model's: a fallback writes to the same brief unless its params say otherwise.
-            shared = {k: v for k, v in submission.params.items() if k in TEXT_PARAMS}
-            params = (
-                {**shared, **target.params} if not submission.kind.rules.sized else target.params
-            )
+            params = target.params
+            if not submission.kind.rules.sized:
+                params = _same_brief(submission, spec, target.params, field)
             chain.append(
                 validation.resolve_fallback(own, size, spec, params, field, inputs, self.max_pixels)
             )
@@ -355,6 +354,30 @@ def _for_model(submission: Submission, spec: ModelSpec, preset_negative: bool) -
     if preset_negative and not spec.limits.negative_prompt:
         return submission.model_copy(update={"negative_prompt": None})
     return submission
+
+
+def _same_brief(
+    submission: Submission, spec: ModelSpec, params: dict[str, Any], field: str
+) -> dict[str, Any]:
+    """A text fallback's params: its own, with the request's brief (tones, hashtags, ...),
+    which is the same for every model of the chain, so each writes what was asked."""
+    for name in params:
+        if name in TEXT_PARAMS:
+            raise InvalidInput(
+                f"params.{name} is the request's, for every model of its chain: give it in "
+                "the request's params, not a fallback's",
+                field=f"{field}.params.{escaped(name)}",
+            )
+    brief = {k: v for k, v in submission.params.items() if k in TEXT_PARAMS}
+    takes = spec.params_for(submission.kind)
+    for name in brief:
+        if name not in takes:
+            raise InvalidInput(
+                f"model {quoted(spec.id)} cannot write to this request's brief: it takes no "
+                f"params.{name}",
+                field=field,
+            )
+    return {**params, **brief}
 
 
 def _from_preset(exc: InvalidInput, submission: Submission, preset: Preset | None) -> InvalidInput:

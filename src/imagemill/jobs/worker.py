@@ -17,19 +17,20 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import httpx
 
+from imagemill import writing
 from imagemill.boundary import storable_text
 from imagemill.config import Settings
 from imagemill.db.queries import Scheduled
 from imagemill.db.records import StoredOutput
 from imagemill.db.repository import Repository
 from imagemill.db.slots import ProviderSlots
-from imagemill.domain import Job, JobStatus, Output, Task, output_count
+from imagemill.domain import Job, JobStatus, output_count
 from imagemill.errors import (
     CircuitOpen,
     DeadlineExceeded,
@@ -49,7 +50,7 @@ from imagemill.jobs.contexts import Nudges, run_context
 from imagemill.jobs.scheduling import FairLine
 from imagemill.jobs.service import utcnow
 from imagemill.providers.base import Provider, RunContext
-from imagemill.providers.circuits import Circuits, CircuitState
+from imagemill.providers.circuits import Circuits
 from imagemill.providers.registry import Registry
 from imagemill.specs import ModelSpec
 from imagemill.storage.assets import AssetWriter
@@ -211,16 +212,19 @@ class Worker:
         return self._slots.position(job_id) or self.slots.position(job_id)
 
     def _circuit_wait(self, job: Scheduled) -> float:
-        """Seconds until one of the job's providers (its model's, its fallbacks') may be
-        called again, if every available one has its circuit open; else 0."""
+        """Seconds until the job could call a provider: 0 unless every available one of
+        its chain (its model's, its fallbacks') has its circuit open (or a trial call in
+        flight), or its prompt's enhancer's has; then the shortest wait."""
         try:
-            found = [self.registry.resolve(model) for model in job.models]
+            chain = [self.registry.resolve(model) for model in job.models]
+            enhancer = self.registry.resolve(job.enhancer) if job.enhancer else None
         except InvalidInput:
-            return 0.0
-        states = [self.circuits.state(p.name) for p, spec in found if spec.available]
-        if not states or any(state is not CircuitState.OPEN for state, _ in states):
-            return 0.0
-        return min(wait for _, wait in states)
+            return 0.0  # a model gone from this server: the attempt fails it
+        waits = [self.circuits.wait(p.name) for p, spec in chain if spec.available]
+        wait = min(waits) if waits else 0.0
+        if enhancer is not None and enhancer[1].available:
+            wait = max(wait, self.circuits.wait(enhancer[0].name))
+        return wait
 
     def _first_provider(self, job: Scheduled) -> str:
         """The provider the job's attempt starts with: its model's, or the first available
@@ -230,7 +234,7 @@ class Worker:
         except InvalidInput:
             return ""  # a model gone from this server: the attempt fails it, no slot needed
         available = [provider for provider, spec in found if spec.available]
-        closed = [p for p in available if self.circuits.state(p.name)[0] is not CircuitState.OPEN]
+        closed = [p for p in available if not self.circuits.wait(p.name)]
         return (closed or available or [found[0][0]])[0].name
 
     async def run_one(self, job_id: str, *, holding: Held | None = None) -> JobStatus | None:
@@ -303,12 +307,17 @@ class Worker:
         try:
             if self._time_left(job) <= 0:
                 raise DeadlineExceeded("the job's deadline passed before it could run")
-            job = await self._enhanced(job)
+            job = await self._enhanced(job, holding)
             stored = await self._run_chain(job, holding)
         except (asyncio.CancelledError, LeaseLost):
             return None  # canceled by its owner, or the lease moved on: nothing to record
         except TimeoutError:
             return await self._failed(job, self._timed_out(job))
+        except CircuitOpen as exc:  # no call was made: the job waits, spending no attempt
+            if not await self.repo.release(job.id, self.id, utcnow()):
+                return None
+            self._later(exc.retry_after, job.id)
+            return JobStatus.QUEUED
         except ImagemillError as exc:
             return await self._failed(job, exc)
         except Exception as exc:
@@ -345,9 +354,10 @@ class Worker:
         timeout = self.settings.job_timeout_seconds
         return ProviderTimeout(f"no result within {timeout:g} s")
 
-    async def _enhanced(self, job: Job) -> Job:
+    async def _enhanced(self, job: Job, holding: Held | None = None) -> Job:
         """The job with its prompt enhanced, if its request asks for that: by the text
-        model named, once (recorded, so a later attempt renders the same prompt)."""
+        model named, once (recorded, so a later attempt renders the same prompt), fitted
+        to the prompt limits of its models."""
         enhance = job.request.enhance
         if enhance is None or job.enhanced_prompt is not None:
             return job
@@ -359,17 +369,34 @@ class Worker:
         task = tasks.enhancing(job, spec, enhance.params)
         deadline = asyncio.timeout(self._until_deadline(job))
         self.circuits.check(provider.name)
-        async with deadline, self.slots.hold(provider.name):
+        async with deadline, self._slot(provider, holding), self._counted(provider.name):
             async with asyncio.timeout(self._time_left(job)):
-                results = await self._call(provider, task, self._context(job, spec.id, deadline))
-        text = storable_text(results[0].text or "", MAX_PROMPT_CHARS) if results else None
+                results = await provider.run(task, self._context(job, spec.id, deadline))
+        text = self._fitted(job, storable_text(results[0].text or "", MAX_PROMPT_CHARS))
         if not text:
             raise ProviderError(f"{spec.id} answered with no enhanced prompt")
         cost = results[0].cost_usd
         if cost is None:
             cost = spec.pricing.per_image
-        await self.repo.save_enhanced_prompt(job.id, self.id, text, cost, utcnow())
+        await self.repo.save_enhanced_prompt(job.id, self.id, text, spec.id, cost, utcnow())
         return dataclasses.replace(job, enhanced_prompt=text, enhance_cost_usd=cost)
+
+    def _fitted(self, job: Job, prompt: str) -> str:
+        """An enhanced ``prompt`` fitted to the prompt limits of every model of the job's
+        chain (checked at submit for the prompt as given, not as it would be enhanced)."""
+        models = [job.model, *(f.model for f in job.request.fallback)]
+        limits = [self.registry.resolve(model)[1].limits for model in models]
+
+        def least(values: list[int | None]) -> int | None:
+            given = [value for value in values if value is not None]
+            return min(given) if given else None
+
+        return writing.fit_prompt(
+            prompt,
+            least([limit.max_prompt_chars for limit in limits]),
+            least([limit.max_prompt_bytes for limit in limits]),
+            least([limit.max_prompt_tokens for limit in limits]),
+        )
 
     async def _run_chain(self, job: Job, holding: Held | None = None) -> list[StoredOutput]:
         """The job's model, then each fallback in order, until one succeeds."""
@@ -403,6 +430,14 @@ class Worker:
                     await self.repo.record_event(
                         job.id, self.id, "log", {"message": message}, utcnow()
                     )
+        skipped = [exc for _, exc in failures if isinstance(exc, CircuitOpen)]
+        uncalled = all(
+            isinstance(exc, CircuitOpen)
+            or (isinstance(exc, ProviderUnavailable) and not exc.retryable)
+            for _, exc in failures
+        )
+        if skipped and uncalled:  # circuits open (or no credentials): nothing was called
+            raise min(skipped, key=lambda exc: exc.retry_after)
         raise _chain_error(failures)
 
     async def _run_model(
@@ -421,36 +456,53 @@ class Worker:
         # Waiting for the provider's slot counts against the job's deadline, not against
         # the attempt's time: that starts once the provider is actually called.
         deadline = asyncio.timeout(self._until_deadline(job))
-        held = holding is not None and holding.covers(provider.name)
-        if holding is not None and not held:
-            # A fallback elsewhere: let the first provider's slot go before waiting for
-            # this one's (two jobs falling back into each other's provider would each
-            # hold what the other waits for).
-            await holding.release()
-        slot = contextlib.nullcontext() if held else self.slots.hold(provider.name)
-        async with deadline, slot:
-            async with asyncio.timeout(self._time_left(job)):
-                results = await self._call(provider, task, self._context(job, spec.id, deadline))
-                return [
-                    await self.assets.store(
-                        out,
-                        task,
-                        model_id=spec.id,
-                        fallback_reason=fallback_reason,
-                        pricing=spec.pricing,
-                    )
-                    for out in results
-                ]
+        async with deadline, self._slot(provider, holding):
+            async with self._counted(provider.name), asyncio.timeout(self._time_left(job)):
+                results = await provider.run(task, self._context(job, spec.id, deadline))
+            return [
+                await self.assets.store(
+                    out,
+                    task,
+                    model_id=spec.id,
+                    fallback_reason=fallback_reason,
+                    pricing=spec.pricing,
+                )
+                for out in results
+            ]
 
-    async def _call(self, provider: Provider, task: Task, ctx: RunContext) -> list[Output]:
-        """``provider.run``, its outcome counted by the provider's circuit."""
+    def _slot(
+        self, provider: Provider, holding: Held | None
+    ) -> contextlib.AbstractAsyncContextManager[object]:
+        """``provider``'s slot: the one the job holds already, or one waited for. A call
+        to another provider (a fallback, an enhancer) lets the held one go first: two jobs
+        calling into each other's provider would each hold what the other waits for."""
+        if holding is not None and holding.covers(provider.name):
+            return contextlib.nullcontext()
+        return self._released_then(holding, self.slots.hold(provider.name))
+
+    @contextlib.asynccontextmanager
+    async def _released_then(
+        self, holding: Held | None, slot: contextlib.AbstractAsyncContextManager[object]
+    ) -> AsyncIterator[None]:
+        if holding is not None:
+            await holding.release()
+        async with slot:
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _counted(self, provider: str) -> AsyncIterator[None]:
+        """A call's outcome, counted by ``provider``'s circuit: a success, or a failure
+        (the attempt's time running out included); a call canceled (by its owner, a
+        shutdown, the job's deadline) counts neither way."""
         try:
-            results = await provider.run(task, ctx)
+            yield
         except Exception as exc:
-            self.circuits.failed(provider.name, exc)
+            self.circuits.failed(provider, exc)
             raise
-        self.circuits.succeeded(provider.name)
-        return results
+        except BaseException:
+            self.circuits.abandoned(provider)
+            raise
+        self.circuits.succeeded(provider)
 
     def _context(self, job: Job, model_id: str, deadline: asyncio.Timeout) -> RunContext:
         return run_context(

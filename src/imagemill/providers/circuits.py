@@ -27,6 +27,7 @@ from imagemill.errors import (
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
+    UnusableAnswer,
 )
 
 
@@ -45,8 +46,8 @@ class _Circuit:
 
 def is_providers_fault(error: BaseException) -> bool:
     """Whether ``error`` says the provider is failing, not the request or its quota."""
-    if isinstance(error, CircuitOpen | RateLimited):
-        return False
+    if isinstance(error, CircuitOpen | RateLimited | UnusableAnswer):
+        return False  # skipped, throttled, or answered badly: the provider is up
     if isinstance(error, ProviderUnavailable | ProviderTimeout | AuthError | TimeoutError):
         return True
     return isinstance(error, ProviderError) and error.retryable
@@ -74,6 +75,18 @@ class Circuits:
         left = circuit.opened_at + self.cooldown - now
         return (CircuitState.OPEN, left) if left > 0 else (CircuitState.HALF_OPEN, 0.0)
 
+    def wait(self, provider: str) -> float:
+        """Seconds until a call to ``provider`` may go through: while its circuit is
+        open, the rest of the cool-down; while a trial call is in flight, until the trial
+        is given up on; else 0."""
+        circuit = self._circuits.get(provider)
+        if circuit is None or circuit.opened_at is None:
+            return 0.0
+        now = self._clock()
+        if circuit.trial_at is not None and now - circuit.trial_at < self.cooldown:
+            return circuit.trial_at + self.cooldown - now
+        return max(0.0, circuit.opened_at + self.cooldown - now)
+
     def check(self, provider: str) -> None:
         """Let a call to ``provider`` through, or raise ``CircuitOpen`` saying how long
         it stays open. Past the cool-down, the first caller gets through as the trial
@@ -97,10 +110,19 @@ class Circuits:
         """A call went well: the circuit closes."""
         self._circuits.pop(provider, None)
 
+    def abandoned(self, provider: str) -> None:
+        """A call ended without an answer either way (canceled): were it the trial, the
+        next call may be the trial instead."""
+        circuit = self._circuits.get(provider)
+        if circuit is not None:
+            circuit.trial_at = None
+
     def failed(self, provider: str, error: BaseException) -> None:
         """A call failed: count it if it was the provider's fault, opening the circuit at
-        the threshold (at once again after a failed trial)."""
+        the threshold (at once again after a failed trial); else it says nothing of the
+        provider's health (as a canceled call)."""
         if not self.threshold or not is_providers_fault(error):
+            self.abandoned(provider)
             return
         circuit = self._circuits.setdefault(provider, _Circuit())
         circuit.failures += 1

@@ -104,7 +104,7 @@ class GeminiText:
                     response_mime_type="application/json",
                     response_json_schema=brief.schema,
                     candidate_count=1,
-                    seed=task.seed,
+                    seed=task.seed % 2**31 if task.seed is not None else None,  # an int32
                     temperature=task.params.get("temperature"),
                 ),
             )

@@ -45,7 +45,7 @@ def write(task: Task) -> list[Output]:
         texts = [_enhanced(task, index) for index in range(count)]
     else:
         texts = [_description(task, index) for index in range(count)]
-    return writing.text_outputs(task, texts, 0.0)
+    return writing.text_outputs(task, texts)  # priced by the table (free, unless configured)
 
 
 def _caption(task: Task, index: int) -> str:

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from imagemill import writing
+from imagemill.specs import Pricing
 
 WAIT = {"Prefer": "wait=10"}
 
@@ -49,6 +50,7 @@ async def test_captions_are_text_outputs_stored_as_assets_and_searchable(
         assert writing.count_hashtags(output["text"]) == 4
         assert output["content_type"] == "text/plain; charset=utf-8"
         assert (output["width"], output["height"]) == (None, None)
+        assert output["thumbnail_url"] is None  # a text has none
         served = await client.get(output["url"])
         assert served.status_code == 200
         assert served.text == output["text"]
@@ -193,3 +195,63 @@ async def test_text_kinds_take_no_input_images_where_the_model_reads_none(
     response = await client.post("/v1/jobs", json=body)
     assert response.status_code == 422
     assert response.json()["error"]["field"] == "input_assets"
+
+
+async def test_enhancing_shares_the_provider_slot_the_job_holds(
+    make_client: Any,
+) -> None:
+    """One placeholder call at a time: the job holds that slot when it enhances with the
+    placeholder too, and must not wait for a second one (it would wait forever)."""
+    async with make_client(provider_concurrency={"placeholder": 1}) as http:
+        body = {"prompt": "a fox", "size": "32x32", "enhance": {"model": "placeholder"}}
+        job = await _job(http, {"model": "placeholder", **body})
+        assert job["enhanced_prompt"].startswith("[placeholder enhancement] a fox")
+
+
+async def test_the_enhancement_is_paid_and_counted_in_usage_even_when_the_render_fails(
+    make_client: Any,
+) -> None:
+    prices = {"placeholder": Pricing(per_image=0.01)}
+    async with make_client(prices=prices) as http:
+        body = {"model": "placeholder", "prompt": "a fox", "size": "32x32"}
+        job = await _job(http, {**body, "enhance": {"model": "placeholder"}})
+        assert job["cost_usd"] == pytest.approx(0.02)  # the enhancement and the image
+        failing = {**body, "params": {"fail": "permanent"}, "enhance": {"model": "placeholder"}}
+        response = await http.post("/v1/jobs", json=failing, headers=WAIT)
+        failed = response.json()
+        assert failed["status"] == "failed" and failed["cost_usd"] == pytest.approx(0.01)
+        usage = (await http.get("/v1/usage")).json()
+        [line] = [line for line in usage["data"] if line["model"] == "placeholder"]
+        assert line["cost_usd"] == pytest.approx(0.03)  # two enhancements, one image
+        assert line["images"] == 1
+
+
+async def test_a_text_fallback_writes_to_the_requests_brief_only(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {
+        "kind": "caption",
+        "model": "openai/gpt-4o-mini",
+        "prompt": "x",
+        "fallback": [{"model": "placeholder", "params": {"tones": ["warm", "calm"]}}],
+    }
+    response = await client.post("/v1/jobs", json=body)
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "fallback.0.params.tones"
+
+
+async def test_enhancing_needs_a_prompt(client: httpx.AsyncClient) -> None:
+    asset = await _upload(client)
+    body = {
+        "kind": "video",
+        "model": "local/motion",
+        "input_assets": [asset],
+        "enhance": {"model": "placeholder"},
+    }
+    response = await client.post("/v1/jobs", json=body)
+    assert response.status_code == 422
+    assert response.json()["error"] == {
+        "code": "invalid_input",
+        "message": "enhance needs a prompt to enhance",
+        "field": "prompt",
+    }

@@ -24,7 +24,8 @@ async def get_usage(
     since: Annotated[Day | None, Query(description="First UTC day counted (YYYY-MM-DD).")] = None,
     until: Annotated[Day | None, Query(description="Last UTC day counted, inclusive.")] = None,
 ) -> UsageOut:
-    """Images made and their cost, summed by model and UTC day (cache hits cost 0);
+    """Images (and texts) made and their cost, summed by model and UTC day (cache hits
+    cost 0; a prompt enhanced before rendering is a cost of its text model, with no image);
     `until` before `since` is a 422."""
     if since and until and until < since:
         raise InvalidInput("'until' is before 'since'", field="until")

@@ -21,6 +21,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("tone", sa.String(40), nullable=True))
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("enhanced_prompt", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("enhance_model", sa.String(200), nullable=True))
         batch.add_column(
             sa.Column("enhance_cost_usd", sa.Float(), nullable=False, server_default="0")
         )
@@ -29,6 +30,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.drop_column("enhance_cost_usd")
+        batch.drop_column("enhance_model")
         batch.drop_column("enhanced_prompt")
     with op.batch_alter_table("outputs") as batch:
         batch.drop_column("tone")
