@@ -56,6 +56,14 @@ async def test_an_owners_batches_are_served_in_turn() -> None:
     assert order == ["x0", "b0", "y0", "x1", "y1", "x2"]
 
 
+async def test_within_a_lane_jobs_are_served_in_the_order_submitted_not_arrived() -> None:
+    """Wake-ups arrive in any order (each reads its job first); job ids sort by when the
+    job was submitted, and that is the order served."""
+    waiting = [(f"job_{i}", ("alice", None)) for i in (3, 1, 2)]
+    order = await _served_in_order(FairLine(1), waiting)
+    assert order == ["job_1", "job_2", "job_3"]
+
+
 async def test_a_waiter_canceled_leaves_the_line_and_its_slot_goes_on() -> None:
     line = FairLine(1)
     async with line.slot("held", ("a", None)):

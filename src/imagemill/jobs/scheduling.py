@@ -1,5 +1,5 @@
 """Fair shares of a limited number of slots: round-robin across owners, then across each
-owner's batches, first come first served within one.
+owner's batches, in the order submitted within one.
 
 A worker has ``worker_concurrency`` slots and a provider may have a limit of its own
 (``provider_concurrency``); jobs wait for both while ``queued``. Served in arrival order,
@@ -12,16 +12,19 @@ longest since it was last served: the single job goes next.
 
     owners in rotation:   A ──▶ B ──▶ C          (served: A, then A goes to the end)
     A's batches:          b1 ──▶ b2 ──▶ (none)    (the same, one level down)
-    each batch:           job, job, job …        (first come, first served)
+    each batch:           job, job, job …        (in the order submitted)
 
-One process's line: across processes the job row's claim decides who runs a job, and
+Within a queue, waiters stand in the order of their keys (job ids sort by when the job
+was submitted), not of when their wake-ups happened to arrive here. One process's line:
+across processes the job row's claim decides who runs a job, and
 each worker is fair among the jobs it was told about.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict, deque
+import bisect
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -44,7 +47,7 @@ class FairLine:
         self.capacity = capacity
         self.used = 0
         # Owners in rotation order; for each, its batches in rotation; for each, a queue.
-        self._owners: OrderedDict[str, OrderedDict[str | None, deque[_Waiter]]] = OrderedDict()
+        self._owners: OrderedDict[str, OrderedDict[str | None, list[_Waiter]]] = OrderedDict()
         self._keys: dict[str, _Waiter] = {}
 
     @property
@@ -73,7 +76,8 @@ class FairLine:
     async def _wait(self, key: str, lane: Lane) -> None:
         owner, batch = lane
         waiter = _Waiter(key)
-        self._owners.setdefault(owner, OrderedDict()).setdefault(batch, deque()).append(waiter)
+        queue = self._owners.setdefault(owner, OrderedDict()).setdefault(batch, [])
+        bisect.insort(queue, waiter, key=lambda waiting: waiting.key)
         self._keys[key] = waiter
         try:
             await waiter.granted
@@ -113,7 +117,7 @@ class FairLine:
         if key not in self._keys:
             return None
         owners = OrderedDict(
-            (owner, OrderedDict((b, deque(q)) for b, q in batches.items()))
+            (owner, OrderedDict((b, list(q)) for b, q in batches.items()))
             for owner, batches in self._owners.items()
         )
         place = 0
@@ -124,12 +128,12 @@ class FairLine:
         return None  # pragma: no cover - a waiting key is always found
 
 
-def _next_in_turn(owners: OrderedDict[str, OrderedDict[str | None, deque[_Waiter]]]) -> _Waiter:
+def _next_in_turn(owners: OrderedDict[str, OrderedDict[str | None, list[_Waiter]]]) -> _Waiter:
     """Take the first waiter of the owner and batch whose turn it is, then move them to
     the end of their rotations."""
     owner, batches = next(iter(owners.items()))
     batch, queue = next(iter(batches.items()))
-    waiter = queue.popleft()
+    waiter = queue.pop(0)
     if queue:
         batches.move_to_end(batch)
     else:
