@@ -17,6 +17,7 @@ from imagemill.domain import Asset
 from imagemill.errors import InvalidInput, NotFound, Unauthorized
 from imagemill.jobs.service import utcnow
 from imagemill.runtime import Runtime
+from imagemill.writing import TEXT_CONTENT_TYPE
 
 router = APIRouter(prefix="/v1/assets", tags=["assets"], route_class=UploadRoute)
 IMMUTABLE = "private, max-age=31536000, immutable"
@@ -26,7 +27,8 @@ INERT = {
     "X-Content-Type-Options": "nosniff",
 }
 ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
-# What assets hold: uploads and image outputs, SVG (vector styles) and mp4 (video).
+# What assets hold: uploads and image outputs, SVG (vector styles), mp4 (video) and
+# UTF-8 text (what the text kinds write).
 STORED_TYPES = (
     "image/png",
     "image/jpeg",
@@ -34,6 +36,7 @@ STORED_TYPES = (
     "image/gif",
     "image/svg+xml",
     "video/mp4",
+    TEXT_CONTENT_TYPE,
     "application/octet-stream",
 )
 TokenQuery = Annotated[
