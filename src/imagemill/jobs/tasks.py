@@ -1,12 +1,13 @@
 """What a provider is asked: a job's request resolved for one model of its chain
 (``Task``), with its input images read from storage and its mask made canonical, and the
-task of enhancing the job's prompt first."""
+task of enhancing the job's prompt first, whose answer is fitted to the chain's limits."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+from imagemill import writing
 from imagemill.db.repository import Repository
 from imagemill.domain import InputImage, Job, Size, Task, TaskKind
 from imagemill.specs import ModelSpec
@@ -55,6 +56,23 @@ def enhancing(job: Job, spec: ModelSpec, params: dict[str, Any]) -> Task:
         height=0,
         seed=job.request.seed,
         params=params,
+    )
+
+
+def fitted(prompt: str, chain: list[ModelSpec]) -> str:
+    """An enhanced ``prompt`` fitted to the prompt limits of every model of a job's chain
+    (checked at submit for the prompt as given, not as it would be enhanced)."""
+
+    def least(values: list[int | None]) -> int | None:
+        given = [value for value in values if value is not None]
+        return min(given) if given else None
+
+    limits = [spec.limits for spec in chain]
+    return writing.fit_prompt(
+        prompt,
+        least([limit.max_prompt_chars for limit in limits]),
+        least([limit.max_prompt_bytes for limit in limits]),
+        least([limit.max_prompt_tokens for limit in limits]),
     )
 
 

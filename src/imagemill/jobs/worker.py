@@ -17,13 +17,12 @@ import logging
 import os
 import random
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import httpx
 
-from imagemill import writing
 from imagemill.boundary import storable_text
 from imagemill.config import Settings
 from imagemill.db.queries import Scheduled
@@ -47,6 +46,7 @@ from imagemill.events.bus import Event
 from imagemill.fields import MAX_PROMPT_CHARS
 from imagemill.jobs import tasks
 from imagemill.jobs.contexts import Nudges, run_context
+from imagemill.jobs.holding import Held, slot_for
 from imagemill.jobs.scheduling import FairLine
 from imagemill.jobs.service import utcnow
 from imagemill.providers.base import Provider, RunContext
@@ -73,24 +73,6 @@ def _chain_error(failures: list[tuple[str, ProviderError]]) -> ProviderError:
 
 
 MAX_WAITING = 10_000  # jobs whose wake-up waits in one process's line
-
-
-class Held:
-    """A provider slot the job waited for while queued; ``release`` lets it go early."""
-
-    def __init__(self, provider: str, release: Callable[[], Awaitable[object]]) -> None:
-        self.provider = provider
-        self._release = release
-        self.released = False
-
-    def covers(self, provider: str) -> bool:
-        """Whether this is ``provider``'s slot, still held."""
-        return provider == self.provider and not self.released
-
-    async def release(self) -> None:
-        if not self.released:
-            self.released = True
-            await self._release()
 
 
 class InternalError(ImagemillError):
@@ -369,10 +351,13 @@ class Worker:
         task = tasks.enhancing(job, spec, enhance.params)
         deadline = asyncio.timeout(self._until_deadline(job))
         self.circuits.check(provider.name)
-        async with deadline, self._slot(provider, holding), self._counted(provider.name):
-            async with asyncio.timeout(self._time_left(job)):
-                results = await provider.run(task, self._context(job, spec.id, deadline))
-        text = self._fitted(job, storable_text(results[0].text or "", MAX_PROMPT_CHARS))
+        async with deadline, slot_for(provider.name, holding, self.slots):
+            with self.circuits.counted(provider.name):
+                async with asyncio.timeout(self._time_left(job)):
+                    results = await provider.run(task, self._context(job, spec.id, deadline))
+        models = [job.model, *(f.model for f in job.request.fallback)]
+        chain = [self.registry.resolve(model)[1] for model in models]
+        text = tasks.fitted(storable_text(results[0].text or "", MAX_PROMPT_CHARS), chain)
         if not text:
             raise ProviderError(f"{spec.id} answered with no enhanced prompt")
         cost = results[0].cost_usd
@@ -380,23 +365,6 @@ class Worker:
             cost = spec.pricing.per_image
         await self.repo.save_enhanced_prompt(job.id, self.id, text, spec.id, cost, utcnow())
         return dataclasses.replace(job, enhanced_prompt=text, enhance_cost_usd=cost)
-
-    def _fitted(self, job: Job, prompt: str) -> str:
-        """An enhanced ``prompt`` fitted to the prompt limits of every model of the job's
-        chain (checked at submit for the prompt as given, not as it would be enhanced)."""
-        models = [job.model, *(f.model for f in job.request.fallback)]
-        limits = [self.registry.resolve(model)[1].limits for model in models]
-
-        def least(values: list[int | None]) -> int | None:
-            given = [value for value in values if value is not None]
-            return min(given) if given else None
-
-        return writing.fit_prompt(
-            prompt,
-            least([limit.max_prompt_chars for limit in limits]),
-            least([limit.max_prompt_bytes for limit in limits]),
-            least([limit.max_prompt_tokens for limit in limits]),
-        )
 
     async def _run_chain(self, job: Job, holding: Held | None = None) -> list[StoredOutput]:
         """The job's model, then each fallback in order, until one succeeds."""
@@ -456,9 +424,10 @@ class Worker:
         # Waiting for the provider's slot counts against the job's deadline, not against
         # the attempt's time: that starts once the provider is actually called.
         deadline = asyncio.timeout(self._until_deadline(job))
-        async with deadline, self._slot(provider, holding):
-            async with self._counted(provider.name), asyncio.timeout(self._time_left(job)):
-                results = await provider.run(task, self._context(job, spec.id, deadline))
+        async with deadline, slot_for(provider.name, holding, self.slots):
+            with self.circuits.counted(provider.name):
+                async with asyncio.timeout(self._time_left(job)):
+                    results = await provider.run(task, self._context(job, spec.id, deadline))
             return [
                 await self.assets.store(
                     out,
@@ -469,40 +438,6 @@ class Worker:
                 )
                 for out in results
             ]
-
-    def _slot(
-        self, provider: Provider, holding: Held | None
-    ) -> contextlib.AbstractAsyncContextManager[object]:
-        """``provider``'s slot: the one the job holds already, or one waited for. A call
-        to another provider (a fallback, an enhancer) lets the held one go first: two jobs
-        calling into each other's provider would each hold what the other waits for."""
-        if holding is not None and holding.covers(provider.name):
-            return contextlib.nullcontext()
-        return self._released_then(holding, self.slots.hold(provider.name))
-
-    @contextlib.asynccontextmanager
-    async def _released_then(
-        self, holding: Held | None, slot: contextlib.AbstractAsyncContextManager[object]
-    ) -> AsyncIterator[None]:
-        if holding is not None:
-            await holding.release()
-        async with slot:
-            yield
-
-    @contextlib.asynccontextmanager
-    async def _counted(self, provider: str) -> AsyncIterator[None]:
-        """A call's outcome, counted by ``provider``'s circuit: a success, or a failure
-        (the attempt's time running out included); a call canceled (by its owner, a
-        shutdown, the job's deadline) counts neither way."""
-        try:
-            yield
-        except Exception as exc:
-            self.circuits.failed(provider, exc)
-            raise
-        except BaseException:
-            self.circuits.abandoned(provider)
-            raise
-        self.circuits.succeeded(provider)
 
     def _context(self, job: Job, model_id: str, deadline: asyncio.Timeout) -> RunContext:
         return run_context(

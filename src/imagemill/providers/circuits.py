@@ -15,8 +15,9 @@ serving process sees it.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -109,6 +110,21 @@ class Circuits:
     def succeeded(self, provider: str) -> None:
         """A call went well: the circuit closes."""
         self._circuits.pop(provider, None)
+
+    @contextlib.contextmanager
+    def counted(self, provider: str) -> Iterator[None]:
+        """A call's outcome, counted: a success, or a failure (the attempt's time running
+        out included); a call canceled (by its owner, a shutdown, the job's deadline)
+        counts neither way."""
+        try:
+            yield
+        except Exception as exc:
+            self.failed(provider, exc)
+            raise
+        except BaseException:
+            self.abandoned(provider)
+            raise
+        self.succeeded(provider)
 
     def abandoned(self, provider: str) -> None:
         """A call ended without an answer either way (canceled): were it the trial, the
