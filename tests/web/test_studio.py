@@ -288,6 +288,26 @@ def test_a_preset_shapes_the_request(studio: str, page: Page) -> None:
     expect(card.locator(".status")).to_have_text("succeeded")
 
 
+def test_captions_are_written_from_the_form_in_the_tones_asked(studio: str, page: Page) -> None:
+    page.goto(studio)
+    page.get_by_label("Kind").select_option("caption")
+    page.get_by_label("Prompt", exact=True).fill("Linen summer dress")
+    _choose_only(page, "placeholder")
+    expect(page.locator("#params input[name=latency_ms]")).to_be_visible()
+    expect(page.locator("#params input[name=style]")).to_have_count(0)  # enhance's only
+    page.locator("#params input[name=tones]").fill("playful, elegant")
+    page.locator("#params input[name=hashtags]").fill("2")
+    page.get_by_role("button", name="Generate").click()
+
+    card = _card(page, "Linen summer dress")
+    expect(card.locator(".status")).to_have_text("succeeded")
+    texts = card.locator(".outputs blockquote.text")
+    expect(texts).to_have_count(2)
+    expect(texts.nth(0)).to_contain_text("[placeholder caption, playful] Linen summer dress")
+    expect(texts.nth(1)).to_have_attribute("data-tone", "elegant")
+    expect(texts.nth(1)).to_contain_text("#Linen #summer")
+
+
 def _made_from_an_image(studio: str, page: Page, action: str, media: str) -> Locator:
     """Press ``action`` on a fresh placeholder image's page: the new job's ``media``
     element, once its page shows it (reloaded while the job runs)."""

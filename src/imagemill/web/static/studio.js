@@ -168,6 +168,7 @@ function paramField(name, schema) {
       if (schema.minimum !== undefined) input.min = schema.minimum;
       if (schema.maximum !== undefined) input.max = schema.maximum;
     }
+    if (schema.type === "array") input.placeholder = "comma, separated";
     if (schema.default !== undefined) input.placeholder = String(schema.default);
   }
   input.name = name;
@@ -180,6 +181,9 @@ function paramValue(input) {
   if (input.value === "") return undefined;
   if (input.tagName === "SELECT") return JSON.parse(input.value);
   if (input.dataset.type === "integer" || input.dataset.type === "number") return Number(input.value);
+  if (input.dataset.type === "array") {
+    return input.value.split(",").map((item) => item.trim()).filter((item) => item);
+  }
   return input.value;
 }
 
@@ -193,8 +197,14 @@ function setUpGenerate(form) {
 
   function showParams() {
     const ids = chosen();
-    const properties = ids.length === 1 ? byId[ids[0]].params_schema.properties || {} : {};
-    const fields = Object.entries(properties).map(([name, schema]) => paramField(name, schema));
+    const model = ids.length === 1 ? byId[ids[0]] : null;
+    const properties = model ? model.params_schema.properties || {} : {};
+    // A param for some kinds only (a caption's tones, an enhancement's style) shows with those.
+    const forKinds = model ? model.limits.param_kinds || {} : {};
+    const kind = form.elements.kind.value;
+    const fields = Object.entries(properties)
+      .filter(([name]) => !forKinds[name] || forKinds[name].includes(kind))
+      .map(([name, schema]) => paramField(name, schema));
     params.querySelector(".fields").replaceChildren(...fields);
     params.hidden = fields.length === 0;
   }
