@@ -44,6 +44,7 @@ async def _key(settings: Settings) -> str:
         return key.plaintext
 
 
+@pytest.mark.timeout(RUN_SECONDS + 120)  # its own limit, not the suite's 300 s per test
 def test_schemathesis_finds_no_server_error_and_no_contract_violation(tmp_path: Path) -> None:
     fake = FakeOpenAI(api_key="sk-contract")
     data_dir = tmp_path / "data"
