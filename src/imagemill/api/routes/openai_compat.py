@@ -20,7 +20,6 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -155,7 +154,7 @@ async def create_images(
     runtime: RuntimeDep,
     links: LinksDep,
     idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+) -> Response:
     """Generate images and wait for them, answering in OpenAI's response shape."""
     spec = runtime.registry.resolve(body.model)[1]
     options = {k: getattr(body, k) for k in GENERATION_OPTIONS}
@@ -213,7 +212,7 @@ async def edit_images(
     runtime: RuntimeDep,
     links: LinksDep,
     idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+) -> Response:
     """Edit images (multipart, as OpenAI's): one or several ``image``s, an optional
     ``mask`` (OpenAI's: transparent where to edit), a ``prompt``; waits and answers in
     OpenAI's response shape. A form field OpenAI does not define is a 400 naming it."""
@@ -387,7 +386,7 @@ def _wait_seconds(request: Request, limit: float) -> float:
 
 async def _answer(
     runtime: Runtime, owner: Owner, links: Links, job: Job, response_format: str | None
-) -> JSONResponse:
+) -> Response:
     """The finished job as OpenAI answers; an unfinished or failed one as its error."""
     if job.status is not JobStatus.SUCCEEDED:
         if not job.status.terminal:
@@ -418,7 +417,11 @@ async def _answer(
             encoded = base64.b64encode(await runtime.blobs.get(asset.storage_key)).decode()
             data.append(OpenAIImage(b64_json=encoded, revised_prompt=output.revised_prompt))
     payload = OpenAIImagesResponse(created=int(time.time()), data=data)
-    # base64 of PNG/WebP barely compresses: gzipping it burns CPU for ~25% fewer bytes.
-    return JSONResponse(
-        payload.model_dump(exclude_none=True), headers={"Content-Encoding": "identity"}
+    # Serialized by pydantic-core in one pass (the stdlib encoder took ~7 ms to escape a
+    # 2.7 MB answer it need not touch: base64 is plain ASCII). Base64 of PNG/WebP barely
+    # compresses: gzipping it burns CPU for ~25% fewer bytes.
+    return Response(
+        payload.model_dump_json(exclude_none=True),
+        media_type="application/json",
+        headers={"Content-Encoding": "identity"},
     )
