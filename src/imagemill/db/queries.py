@@ -266,17 +266,20 @@ class Queries:
     async def usage(
         self, owner_id: str, since: datetime | None, until: datetime | None
     ) -> list[UsageRow]:
-        """Images and cost per model and UTC day, from the outputs recorded."""
-        day = (
-            func.date(outputs.c.created_at)
-            if self.db.is_sqlite
-            else func.date_trunc("day", outputs.c.created_at)
-        )
-        conditions = [jobs.c.owner_id == owner_id]
-        if since is not None:
-            conditions.append(outputs.c.created_at >= since)
-        if until is not None:
-            conditions.append(outputs.c.created_at < until)
+        """Images and cost per model and UTC day, from the outputs recorded, and the prompts
+        enhanced before rendering (a cost of the text model, with no image)."""
+
+        def day_of(moment: Any) -> Any:
+            return func.date(moment) if self.db.is_sqlite else func.date_trunc("day", moment)
+
+        def within(moment: Any) -> list[Any]:
+            return [
+                *([moment >= since] if since is not None else []),
+                *([moment < until] if until is not None else []),
+            ]
+
+        day = day_of(outputs.c.created_at)
+        conditions = [jobs.c.owner_id == owner_id, *within(outputs.c.created_at)]
         query = (
             select(
                 day.label("day"),
@@ -291,13 +294,12 @@ class Queries:
             .order_by(day, outputs.c.model)
         )
         # Prompts enhanced before rendering: the text model's call, a line of its own.
-        started = jobs.c.started_at
-        enhanced_day = func.date(started) if self.db.is_sqlite else func.date_trunc("day", started)
-        enhanced = [jobs.c.owner_id == owner_id, jobs.c.enhance_model.is_not(None)]
-        if since is not None:
-            enhanced.append(started >= since)
-        if until is not None:
-            enhanced.append(started < until)
+        enhanced_day = day_of(jobs.c.started_at)
+        enhanced = [
+            jobs.c.owner_id == owner_id,
+            jobs.c.enhance_model.is_not(None),
+            *within(jobs.c.started_at),
+        ]
         enhancements = (
             select(
                 enhanced_day.label("day"),
