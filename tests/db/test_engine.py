@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, event, text
+from sqlalchemy.util import await_only
 
 from imagemill.db.engine import Database
 
@@ -166,3 +167,42 @@ async def test_a_canceled_caller_does_not_stop_its_transaction(db: Database) -> 
     await blocker
     await db.write(lambda _: None)  # runs after the canceled caller's write
     assert await db.read(_bodies) == ["kept"]
+
+
+@pytest.fixture
+async def either(both_databases: str | None, tmp_path: Path) -> AsyncIterator[Database]:
+    """A bare database on SQLite and on PostgreSQL, with one table."""
+    database = Database(both_databases or f"sqlite:///{tmp_path / 'either.db'}")
+    await database.write(lambda conn: conn.execute(text("CREATE TABLE snap (body TEXT)")))
+    yield database
+    await database.dispose()
+
+
+async def test_a_read_sees_one_snapshot_even_when_a_write_commits_halfway(
+    either: Database,
+) -> None:
+    """A batch read before its items, or a job before its outputs, must not mix two moments."""
+    insert = text("INSERT INTO snap (body) VALUES (:b)")
+    await either.write(lambda conn: conn.execute(insert, {"b": "before"}))
+    loop = asyncio.get_running_loop()
+
+    async def write() -> None:
+        await either.write(lambda conn: conn.execute(insert, {"b": "meanwhile"}))
+
+    def commit_meanwhile() -> None:
+        if either.is_sqlite:  # the read runs on a reading thread: the loop is free
+            asyncio.run_coroutine_threadsafe(write(), loop).result(10)
+        else:  # the read runs in a greenlet on the loop
+            await_only(write())
+
+    def read_twice(conn: Connection) -> tuple[list[str], list[str]]:
+        count = text("SELECT body FROM snap ORDER BY body")
+        first = list(conn.execute(count).scalars())
+        commit_meanwhile()
+        return first, list(conn.execute(count).scalars())
+
+    first, second = await either.read(read_twice)
+
+    assert first == second == ["before"]
+    after = await either.read(lambda conn: list(conn.execute(text("SELECT body FROM snap"))))
+    assert len(after) == 2, "the write did commit, after the read's snapshot was taken"

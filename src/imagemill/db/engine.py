@@ -2,7 +2,7 @@
 
 Queries are plain SQLAlchemy Core on a ``Connection``; ``Database.write(fn)`` runs
 ``fn`` in one transaction (committed when it returns, rolled back when it raises) and
-``Database.read(fn)`` runs it on a reading connection. Code inside ``fn`` cannot await
+``Database.read(fn)`` runs it in one read-only snapshot. Code inside ``fn`` cannot await
 anything, so no transaction is ever held open across network I/O.
 
 - SQLite (the embedded default) runs on the standard library driver in threads, the
@@ -77,6 +77,8 @@ class Database:
                 pool_pre_ping=True,
                 json_deserializer=read_json,
             )
+            # The same pool; its transactions see one snapshot from their first statement.
+            self._snapshots = self._async.execution_options(isolation_level="REPEATABLE READ")
 
     def _open_sqlite(self) -> None:
         # The stdlib driver, whatever driver the URL names (``sqlite+aiosqlite://`` too).
@@ -111,7 +113,7 @@ class Database:
             )
         _tune_sqlite(self._writer, begin="BEGIN IMMEDIATE")
         if self._reader is not self._writer:
-            _tune_sqlite(self._reader, begin=None)
+            _tune_sqlite(self._reader, begin="BEGIN")
         self._write_thread = _WriteThread(self._writer)
         self._read_threads = ThreadPoolExecutor(
             SQLITE_READERS, thread_name_prefix="imagemill-db-read"
@@ -131,15 +133,15 @@ class Database:
             return await conn.run_sync(work)
 
     async def read(self, work: Work[T]) -> T:
-        """Run ``work`` for reading. On SQLite each statement is its own snapshot
-        (autocommit): a completion writes a job's status and outputs in one
-        transaction, so reading the job before its outputs stays consistent."""
+        """Run ``work`` for reading, in one snapshot: every statement in ``work`` sees
+        the same committed state (a batch and its items, a job and its outputs), on
+        SQLite (a deferred read transaction in WAL) and on PostgreSQL (repeatable read)."""
         if self.is_sqlite:
             if self._reader is self._writer:  # in memory: one connection, used by one thread
                 return await self._write_thread.submit(work)
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._read_threads, _connected, self._reader, work)
-        async with self._async.connect() as conn:
+        async with self._snapshots.begin() as conn:
             return await conn.run_sync(work)
 
     def insert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
@@ -233,11 +235,11 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
 
 
 def _connected(engine: Engine, work: Work[T]) -> T:
-    with engine.connect() as conn:
+    with engine.begin() as conn:
         return work(conn)
 
 
-def _tune_sqlite(engine: Engine, *, begin: str | None) -> None:
+def _tune_sqlite(engine: Engine, *, begin: str) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take over transaction control from the driver so "begin" below decides.
@@ -251,6 +253,5 @@ def _tune_sqlite(engine: Engine, *, begin: str | None) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        if begin is not None:  # None: autocommit, every statement its own transaction
-            # Straight to the driver: this runs for every transaction.
-            conn.connection.driver_connection.execute(begin)
+        # Straight to the driver: this runs for every transaction.
+        conn.connection.driver_connection.execute(begin)
