@@ -92,7 +92,20 @@ class Settings(BaseSettings):
         description="Level of imagemill's and uvicorn's logs (on standard error, secrets "
         "blanked out); `debug` also shows the libraries' own (httpx, provider SDKs).",
     )
-    worker_concurrency: int = Field(8, ge=1, le=1024, description="Jobs one process runs at once.")
+    worker_concurrency: int = Field(
+        8,
+        ge=1,
+        le=1024,
+        description="Jobs on local devices (local models: CPU or GPU work) one process runs "
+        "at once.",
+    )
+    hosted_concurrency: int = Field(
+        10_000,
+        ge=1,
+        le=100_000,
+        description="Jobs on hosted providers (each mostly waits on the network) one process "
+        "keeps in flight at once; a provider's own limit is IMAGEMILL_PROVIDER_CONCURRENCY.",
+    )
     lease_seconds: float = Field(
         30.0, gt=0, description="How long a claim lasts without heartbeat."
     )

@@ -101,6 +101,7 @@ class Runtime:
             self.assets,
             self.http,
             self.transport.send,
+            bus=self.bus,
         )
         self.bus.add_listener(self.worker.on_event)
         # Processes sharing a PostgreSQL database tell each other their events, and pass

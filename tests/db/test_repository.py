@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from imagemill.db.queries import JobFilter
 from imagemill.db.records import JobDraft, StoredOutput
+from imagemill.db.repository import HEARTBEAT_CHUNK
 from imagemill.db.tables import assets, jobs, outputs
 from imagemill.domain import JobStatus, Request, Submission, TaskKind
 from imagemill.errors import Conflict, LeaseLost, NotFound, ProviderUnavailable
@@ -138,9 +139,26 @@ async def test_heartbeat_is_fenced_on_the_lease_owner(stepped: Runtime) -> None:
     job_id = await _running(stepped)
     until = utcnow() + timedelta(minutes=5)
 
-    assert await stepped.repo.heartbeat(job_id, "w2", until) is False
-    assert await stepped.repo.heartbeat(job_id, "w1", until) is True
+    assert await stepped.repo.heartbeat([job_id], "w2", until) == set()
+    assert await stepped.repo.heartbeat([job_id], "w1", until) == {job_id}
     assert (await stepped.repo.get_job(job_id)).lease_expires_at == until
+
+
+async def test_one_heartbeat_extends_every_lease_the_worker_holds_and_names_them(
+    stepped: Runtime,
+) -> None:
+    """Past the statement chunk, too; a job queued, finished or held by another is left out."""
+    mine = [await _running(stepped) for _ in range(3)]
+    queued = await _queued(stepped)
+    until = utcnow() + timedelta(minutes=5)
+    unknown = [f"job_{i:026d}" for i in range(HEARTBEAT_CHUNK)]  # pushes past one chunk
+
+    held = await stepped.repo.heartbeat([*unknown, *mine, queued], "w1", until)
+
+    assert held == set(mine)
+    for job_id in mine:
+        assert (await stepped.repo.get_job(job_id)).lease_expires_at == until
+    assert await stepped.repo.heartbeat([], "w1", until) == set()
 
 
 async def test_record_event_updates_progress_and_is_fenced(stepped: Runtime) -> None:
@@ -429,7 +447,7 @@ async def test_a_canceled_job_cannot_be_claimed_or_completed(stepped: Runtime) -
     assert (
         await stepped.repo.complete(job_id, "w1", [await _stored(stepped)], None, utcnow()) is None
     )
-    assert await stepped.repo.heartbeat(job_id, "w1", utcnow() + LEASE) is False
+    assert await stepped.repo.heartbeat([job_id], "w1", utcnow() + LEASE) == set()
     later = utcnow() + timedelta(hours=1)
     assert await stepped.repo.claim(job_id, "w2", later + LEASE, later) is None
     assert (await stepped.repo.get_job(job_id)).status is JobStatus.CANCELED

@@ -34,8 +34,18 @@ async def test_a_job_stream_replays_then_follows_to_done(stepped: Runtime) -> No
 
     events = await asyncio.wait_for(follower, 10)
 
-    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    stored = [e for e in events if not e.get("live")]
+    assert [e["seq"] for e in stored] == list(range(1, len(stored) + 1))
     assert events[-1]["type"] == "done"
+    # Progress went live as it came, each report right after the stored event before it.
+    reports = [e for e in events if e.get("live")]
+    assert reports and all(e["type"] == "progress" for e in reports)
+    last = 0
+    for event in events:
+        if event.get("live"):
+            assert event["seq"] == last and event["id"] is None
+        else:
+            last = event["seq"]
 
 
 async def test_events_written_without_the_bus_are_found_in_the_log(stepped: Runtime) -> None:

@@ -88,7 +88,7 @@ async def test_a_big_batch_does_not_starve_another_owners_job(
 ) -> None:
     """Owner A submits 200 jobs, then owner B one: with 4 slots, B's starts at the next
     free slot but one (first come, first served, it started after all 200)."""
-    four = settings.model_copy(update={"worker_concurrency": 4, "data_dir": tmp_path / "fair"})
+    four = settings.model_copy(update={"hosted_concurrency": 4, "data_dir": tmp_path / "fair"})
     async with Runtime(four) as runtime:
         alice = await runtime.accounts.owner_named("alice", utcnow())
         bob = await runtime.accounts.owner_named("bob", utcnow())

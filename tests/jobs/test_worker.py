@@ -96,19 +96,24 @@ async def test_a_second_run_of_a_finished_job_is_dropped(stepped: Runtime) -> No
     assert (await stepped.repo.get_job(job_id)).attempt == 1
 
 
-async def test_progress_events_are_stored_in_order(stepped: Runtime) -> None:
+async def test_progress_goes_live_in_order_and_is_stored_in_order(stepped: Runtime) -> None:
     job_id = await _submit(stepped, model="placeholder", size="64x64", params={"latency_ms": 300})
 
-    assert await stepped.worker.run_one(job_id) is JobStatus.SUCCEEDED
+    with stepped.bus.subscribe({job_id}) as live:
+        assert await stepped.worker.run_one(job_id) is JobStatus.SUCCEEDED
+        events = [live.queue.get_nowait() for _ in range(live.queue.qsize())]
 
-    progress = [
+    reports = [e["data"]["progress"] for e in events if e.get("live")]
+    assert len(reports) >= 2
+    assert reports == sorted(reports)
+    assert reports[-1] == 1.0
+    stored = [
         e["data"]["progress"]
         for e in await stepped.repo.events_after(job_id, 0)
         if e["type"] == "progress"
     ]
-    assert len(progress) >= 2
-    assert progress == sorted(progress)
-    assert progress[-1] == 1.0
+    assert stored == sorted(stored) and set(stored) <= set(reports)
+    assert (await stepped.repo.get_job(job_id)).progress == 1.0
 
 
 async def test_transient_failure_is_retried_after_a_backoff_then_succeeds(
@@ -396,7 +401,7 @@ async def test_an_attempt_past_the_job_timeout_is_a_provider_timeout(
 
 
 async def test_handle_runs_the_job_in_a_slot(make_runtime: MakeRuntime) -> None:
-    runtime = await make_runtime(worker_concurrency=1)
+    runtime = await make_runtime(hosted_concurrency=1)
     job_id = await _submit(runtime, model="placeholder", size="32x32")
 
     await runtime.worker.handle(job_id)
@@ -941,6 +946,29 @@ async def test_without_a_limit_a_providers_jobs_all_run_at_once(
     await _handle_six(runtime, scripted, Gate(), peak=6)
 
 
+async def test_hosted_jobs_are_not_held_to_the_local_device_slots(
+    make_runtime: MakeRuntime, scripted: Any
+) -> None:
+    """A hosted call mostly waits on the network: one local slot does not bound them."""
+    runtime = await make_runtime(worker_concurrency=1)
+    await _handle_six(runtime, scripted, Gate(), peak=6)
+
+
+async def test_hosted_jobs_in_flight_are_bounded_by_hosted_concurrency(
+    make_runtime: MakeRuntime, scripted: Any
+) -> None:
+    runtime = await make_runtime(hosted_concurrency=3, worker_concurrency=8)
+    await _handle_six(runtime, scripted, Gate(), peak=3)
+
+
+async def test_jobs_on_a_local_device_share_the_worker_concurrency_slots(
+    make_runtime: MakeRuntime, scripted: Any
+) -> None:
+    scripted.device = True  # as the local provider says it
+    runtime = await make_runtime(worker_concurrency=2, hosted_concurrency=100)
+    await _handle_six(runtime, scripted, Gate(), peak=2)
+
+
 async def test_waiting_for_a_providers_slot_does_not_use_up_the_attempts_time(
     make_runtime: MakeRuntime, scripted: Any
 ) -> None:
@@ -1106,7 +1134,7 @@ async def test_a_wake_up_returns_at_once_and_the_job_runs_in_its_turn(
 ) -> None:
     """The broker's delivery returns at once, so every message reaches the line here
     (a receiver holding one task per waiting job served them in the broker's order)."""
-    runtime = await make_runtime(worker_concurrency=1)
+    runtime = await make_runtime(hosted_concurrency=1)
     slow = {"model": "placeholder", "size": "16x16", "params": {"latency_ms": 300}}
     job_ids = [await _submit(runtime, **slow) for _ in range(3)]
     for job_id in job_ids:

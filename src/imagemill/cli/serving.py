@@ -93,14 +93,34 @@ async def _active_keys(settings: Settings) -> int:
 def worker(
     concurrency: Annotated[
         int | None,
-        typer.Option(min=1, max=1024, help="Jobs at once (default 8).", show_default=False),
+        typer.Option(
+            min=1,
+            max=1024,
+            help="Jobs on local models at once (default 8; IMAGEMILL_WORKER_CONCURRENCY).",
+            show_default=False,
+        ),
+    ] = None,
+    hosted_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=100_000,
+            help="Jobs on hosted providers in flight at once (default 10000; "
+            "IMAGEMILL_HOSTED_CONCURRENCY).",
+            show_default=False,
+        ),
     ] = None,
     data_dir: DataDirOption = None,
     log_level: LogLevelOption = None,
 ) -> None:
     from imagemill import logs
 
-    settings = _settings(data_dir, worker_concurrency=concurrency, log_level=log_level)
+    settings = _settings(
+        data_dir,
+        worker_concurrency=concurrency,
+        hosted_concurrency=hosted_concurrency,
+        log_level=log_level,
+    )
     logs.configure(settings)
     if settings.broker_url.startswith("memory://"):
         err_console.print(
@@ -120,7 +140,8 @@ async def _work(settings: Settings) -> None:
         loop.add_signal_handler(signal_number, stopping.set)
     async with Runtime(settings, run_workers=True):
         console.print(
-            f"imagemill {__version__} worker: {settings.worker_concurrency} jobs at once "
+            f"imagemill {__version__} worker: {settings.hosted_concurrency} hosted and "
+            f"{settings.worker_concurrency} local jobs at once, "
             f"from {make_url_safe(settings.broker_url)}",
             soft_wrap=True,
         )

@@ -369,7 +369,8 @@ class Client(_BaseClient[Sync, httpx.BaseTransport]):
                     for sse in source.iter_sse():
                         if (event := _parsed(sse)) is None:
                             continue
-                        last, drops = int(sse.id), 0
+                        if not event.live:  # a live report has no position of its own
+                            last, drops = int(sse.id), 0
                         yield event
                         if stream.until_done and event.type == "done":
                             return
@@ -449,7 +450,8 @@ class AsyncClient(_BaseClient[Async, httpx.AsyncBaseTransport]):
                     async for sse in source.aiter_sse():
                         if (event := _parsed(sse)) is None:
                             continue
-                        last, drops = int(sse.id), 0
+                        if not event.live:  # a live report has no position of its own
+                            last, drops = int(sse.id), 0
                         yield event
                         if stream.until_done and event.type == "done":
                             return

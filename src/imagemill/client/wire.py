@@ -129,12 +129,15 @@ class Job(_Wire):
 class Event(_Wire):
     """One event of a job, as the event streams send it."""
 
-    id: int  # its position in the log of all jobs (resume point of ``client.events``)
+    id: int | None  # its position in the log of all jobs (resume point of ``client.events``)
     job_id: str
     seq: int  # its position in its job's log (resume point of ``jobs.events``)
     type: str  # status, progress, preview, output, log, error, done
     data: dict[str, Any]
     created_at: datetime
+    # A progress report sent as it came and not stored (``id`` None): ``seq`` is that of
+    # the job's last stored event; the log keeps each job's latest progress every few s.
+    live: bool = False
 
 
 class Batch(_Wire):

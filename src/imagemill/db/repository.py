@@ -10,7 +10,7 @@ bound parameters: building SQLAlchemy expressions costs more than running them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -65,9 +65,23 @@ _HELD = (jobs.c.id == bindparam("job_id")) & (jobs.c.status == R.value)
 _HELD_BY = _HELD & (jobs.c.lease_owner == bindparam("worker"))
 _HEARTBEAT = (
     update(jobs)
-    .where(_HELD_BY)
+    .where(
+        jobs.c.id.in_(bindparam("job_ids", expanding=True)),
+        jobs.c.status == R.value,
+        jobs.c.lease_owner == bindparam("worker"),
+    )
     .values(lease_expires_at=bindparam("lease_until", type_=UTCDateTime()))
+    .returning(jobs.c.id)
 )
+# What ``append_events`` needs of a job row.
+_EVENT_ROW = (
+    jobs.c.id,
+    jobs.c.owner_id,
+    jobs.c.event_seq,
+    jobs.c.webhook_url,
+    jobs.c.webhook_events,
+)
+HEARTBEAT_CHUNK = 500  # ids per statement (SQLite takes a few thousand parameters)
 _SAVE_PROVIDER_REF = update(jobs).where(_HELD_BY).values(provider_ref=bindparam("ref"))
 _NOTIFY = select(func.pg_notify(CHANNEL, bindparam("payload")))
 _NUDGE = select(func.pg_notify(NUDGES, bindparam("payload")))
@@ -276,12 +290,23 @@ class Repository(Queries):
 
         return await self._write(work)
 
-    async def heartbeat(self, job_id: str, worker: str, lease_until: datetime) -> bool:
-        """Extend the lease; ``False`` means the worker no longer holds the job."""
-        values = {"job_id": job_id, "worker": worker, "lease_until": lease_until}
-        return await self._write(
-            lambda conn, _: bool(conn.execute(_HEARTBEAT, values).rowcount), events=False
-        )
+    async def heartbeat(
+        self, job_ids: Collection[str], worker: str, lease_until: datetime
+    ) -> set[str]:
+        """Extend the leases ``worker`` holds on ``job_ids``, all in one transaction (one
+        worker's heartbeat covers every job it runs); the ids it still holds. One missing
+        is a job the worker lost (canceled, finished, or claimed by another after a stall)."""
+        ids = list(job_ids)
+
+        def work(conn: Connection, _: Published) -> set[str]:
+            held: set[str] = set()
+            for start in range(0, len(ids), HEARTBEAT_CHUNK):
+                chunk = ids[start : start + HEARTBEAT_CHUNK]
+                values = {"job_ids": chunk, "worker": worker, "lease_until": lease_until}
+                held.update(conn.execute(_HEARTBEAT, values).scalars())
+            return held
+
+        return await self._write(work, events=False) if ids else set()
 
     async def record_event(
         self,
@@ -306,13 +331,7 @@ class Repository(Queries):
             update(jobs)
             .where(jobs.c.id == job_id, jobs.c.status == R.value, jobs.c.lease_owner == worker)
             .values(**values)
-            .returning(
-                jobs.c.id,
-                jobs.c.owner_id,
-                jobs.c.event_seq,
-                jobs.c.webhook_url,
-                jobs.c.webhook_events,
-            )
+            .returning(*_EVENT_ROW)
         )
 
         def work(conn: Connection, published: Published) -> None:
@@ -322,6 +341,48 @@ class Repository(Queries):
             append_events(conn, row, [(kind, data)], now, published)
 
         await self._write(work)
+
+    async def record_progress(
+        self, reports: Sequence[tuple[str, str, dict[str, Any]]], now: datetime
+    ) -> None:
+        """Store the latest progress of several running jobs, ``(job_id, worker, data)``
+        each, in one transaction: a ``progress`` event and the job's columns per job still
+        held by its worker (one that is not is skipped: its heartbeat tells the worker)."""
+
+        def work(conn: Connection, published: Published) -> None:
+            for job_id, worker, data in reports:
+                statement = (
+                    update(jobs)
+                    .where(
+                        jobs.c.id == job_id, jobs.c.status == R.value, jobs.c.lease_owner == worker
+                    )
+                    .values(
+                        event_seq=jobs.c.event_seq + 1,
+                        updated_at=now,
+                        progress=data["progress"],
+                        progress_message=data.get("message"),
+                    )
+                    .returning(*_EVENT_ROW)
+                )
+                row = conn.execute(statement).one_or_none()
+                if row is not None:
+                    append_events(conn, row, [("progress", data)], now, published)
+
+        if reports:
+            await self._write(work)
+
+    async def announce(self, events: Sequence[dict[str, Any]]) -> None:
+        """Tell the other processes on this PostgreSQL database of events that are not
+        stored (live progress, ``jobs/progress.py``); nothing on SQLite (one process)."""
+        if self.origin is None or not events:
+            return
+        payloads = [notification(self.origin, list(chunk)) for chunk in _chunks(events, 20)]
+
+        def work(conn: Connection, _: Published) -> None:
+            for payload in payloads:
+                conn.execute(_NOTIFY, {"payload": payload})
+
+        await self._write(work, events=False)
 
     async def save_enhanced_prompt(
         self, job_id: str, worker: str, prompt: str, model: str, cost_usd: float, now: datetime
@@ -604,3 +665,7 @@ def _insert_job(
         )
     append_events(conn, inserted, new_events, now, published)
     return job_from_row(inserted, copied)
+
+
+def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]

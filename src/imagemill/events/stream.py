@@ -12,6 +12,10 @@ several processes feed the bus, each event on it only rings the bell, and the lo
 Streams yield batches: everything available at once (a replay, or what queued up while
 the client was being written to), so a busy stream costs one write per batch, not per
 event. An empty batch means nothing new (after a quiet spell of ``RECHECK_SECONDS``).
+
+Live progress reports (``live``: not stored, ``jobs/progress.py``) are passed on as they
+arrive, never read from the log; they carry the position of the job's last stored
+event, so a job stream knows whether one comes in order.
 """
 
 from __future__ import annotations
@@ -46,14 +50,15 @@ async def job_events(
                 if logged[-1]["type"] == "done":
                     return
             while (batch := await _available(live, recheck)) is not None:
-                fresh = [e for e in batch if e["seq"] > last]
-                if any(e["seq"] != last + 1 + i for i, e in enumerate(fresh)):
-                    break  # one is missing: the log has it
+                fresh, gap = _following(batch, last)
                 yield fresh
-                if fresh:
-                    last = fresh[-1]["seq"]
-                    if fresh[-1]["type"] == "done":
+                stored = [e for e in fresh if not e.get("live")]
+                if stored:
+                    last = stored[-1]["seq"]
+                    if stored[-1]["type"] == "done":
                         return
+                if gap:
+                    break  # one is missing: the log has it
 
 
 async def owner_events(
@@ -77,11 +82,16 @@ async def owner_events(
                     yield logged
             while (batch := await _available(live, recheck)) is not None:
                 if not bus.in_log_order:
-                    break  # 30 may arrive before 29: take the bus as a doorbell, read the log
-                fresh = [e for e in batch if e["id"] > last]
+                    # 30 may arrive before 29: take the bus as a doorbell, read the log
+                    # (live reports are not in it: they go as they come).
+                    if reports := [e for e in batch if e.get("live")]:
+                        yield reports
+                    break
+                fresh = [e for e in batch if e.get("live") or e["id"] > last]
                 yield fresh
-                if fresh:
-                    last = fresh[-1]["id"]
+                stored = [e for e in fresh if not e.get("live")]
+                if stored:
+                    last = stored[-1]["id"]
 
 
 async def batch_events(
@@ -115,8 +125,29 @@ async def batch_events(
                     last = logged[-1]["id"]
                 yield [{"type": "done", "data": {"batch_id": batch_id, "status": now["status"]}}]
                 return
-            if await _available(live, recheck) is None:
-                yield []  # a quiet spell: the caller may send a keep-alive
+            arrived = await _available(live, recheck)
+            # Live reports go as they come; stored events are read from the log, in order.
+            yield [e for e in arrived if e.get("live")] if arrived is not None else []
+
+
+def _following(batch: list[Event], last: int) -> tuple[list[Event], bool]:
+    """The events of ``batch`` that follow position ``last`` of one job's log, in order,
+    and whether one is missing (the log has it). A live report (not stored: ``live``)
+    follows when it was made right after the stored event ``last``; an older one is
+    dropped, a newer one means a stored event was missed."""
+    fresh: list[Event] = []
+    for event in batch:
+        if event.get("live"):
+            if event["seq"] > last:
+                return fresh, True
+            if event["seq"] == last:
+                fresh.append(event)
+        elif event["seq"] == last + 1:
+            fresh.append(event)
+            last += 1
+        elif event["seq"] > last:
+            return fresh, True
+    return fresh, False
 
 
 async def _available(live: Subscription, recheck: float) -> list[Event] | None:

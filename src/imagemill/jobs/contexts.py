@@ -1,8 +1,9 @@
 """The ``RunContext`` a worker hands each provider call, and the callbacks that nudge it.
 
-What an adapter does through its context becomes the job's record: progress (an event
-per 1% at most), small previews, the provider's request id (saved under the attempt's
-lease, with the model it belongs to, so no other model of a fallback chain resumes it).
+What an adapter does through its context becomes the job's record: progress (live per
+1% at most, stored at a bounded rate: ``jobs/progress.py``), small previews, the
+provider's request id (saved under the attempt's lease, with the model it belongs to, so
+no other model of a fallback chain resumes it).
 
 ``Nudges`` holds one wake-up per attempt running in this process. A provider's verified
 callback about a job (``POST /v1/providers/{provider}/webhook?job=…``, received by this
@@ -24,6 +25,7 @@ import httpx
 
 from imagemill.db.repository import Repository
 from imagemill.domain import Job
+from imagemill.jobs.progress import ProgressLog
 from imagemill.jobs.service import utcnow
 from imagemill.providers.base import RunContext
 
@@ -96,6 +98,7 @@ def run_context(
     abandoned: Callable[[], bool],
     public_url: str | None,
     nudge: asyncio.Event,
+    progress: ProgressLog,
 ) -> RunContext:
     """The context of one call of ``model_id``'s provider for ``job``, which has
     ``seconds`` left; ``abandoned`` says whether nobody will resume its work."""
@@ -107,8 +110,7 @@ def run_context(
         if fraction < 1.0 and fraction - last_progress < PROGRESS_MIN_STEP:
             return
         last_progress = fraction
-        data = {"progress": fraction, "message": message}
-        await repo.record_event(job.id, worker_id, "progress", data, utcnow())
+        progress.report(job.id, fraction, message)  # live now, stored in its turn
 
     async def on_provider_ref(ref: str) -> None:
         await repo.save_provider_ref(job.id, worker_id, f"{model_id} {ref}")

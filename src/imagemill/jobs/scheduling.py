@@ -1,8 +1,9 @@
 """Fair shares of a limited number of slots: round-robin across owners, then across each
 owner's batches, in the order submitted within one.
 
-A worker has ``worker_concurrency`` slots and a provider may have a limit of its own
-(``provider_concurrency``); jobs wait for both while ``queued``. Served in arrival order,
+A worker has ``hosted_concurrency`` slots for jobs on hosted providers and
+``worker_concurrency`` for jobs on local devices, and a provider may have a limit of its
+own (``provider_concurrency``); jobs wait for both while ``queued``. Served in arrival order,
 a 1,000-job batch would hold every slot until it was done and someone else's single job
 would wait behind all of it. A ``FairLine`` instead keeps one queue per owner (and per
 batch within an owner) and, each time a slot frees, serves the owner that has waited

@@ -1,6 +1,7 @@
 """The worker: claim a job, run its provider under a lease, store outputs, finish it.
 
-A worker process handles many jobs at once (``worker_concurrency``). For each it
+A worker process handles many jobs at once: up to ``hosted_concurrency`` on hosted
+providers (network calls) and ``worker_concurrency`` on local devices. For each it
 claims the row (compare-and-set), keeps the lease alive with a heartbeat, and
 finishes with a completion fenced on that lease, so a job never completes twice even
 when two workers raced for it after a crash. ``run_one`` processes one job inline,
@@ -42,11 +43,12 @@ from imagemill.errors import (
     RateLimited,
     describe,
 )
-from imagemill.events.bus import Event
+from imagemill.events.bus import Event, EventBus
 from imagemill.fields import MAX_PROMPT_CHARS
 from imagemill.jobs import tasks
 from imagemill.jobs.contexts import Nudges, run_context
 from imagemill.jobs.holding import Held, slot_for
+from imagemill.jobs.progress import ProgressLog
 from imagemill.jobs.scheduling import FairLine
 from imagemill.jobs.service import utcnow
 from imagemill.providers.base import Provider, RunContext
@@ -97,6 +99,8 @@ class Worker:
         dispatch: Callable[[str], Awaitable[None]],
         slots: ProviderSlots | None = None,
         circuits: Circuits | None = None,
+        *,
+        bus: EventBus,
     ) -> None:
         self.settings = settings
         self.repo = repo
@@ -106,8 +110,12 @@ class Worker:
         self.http = http
         self.dispatch = dispatch
         self.id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
-        self._slots = FairLine(settings.worker_concurrency)
+        # Jobs on local devices take a few slots; those on hosted providers, which mostly
+        # wait on the network, take many (each provider's own limit is ``self.slots``).
+        self._device_line = FairLine(settings.worker_concurrency)
+        self._hosted_line = FairLine(settings.hosted_concurrency)
         self._attempts: dict[str, asyncio.Task[JobStatus | None]] = {}
+        self._heart: asyncio.Task[None] | None = None  # the heartbeat of them all
         self._background: set[asyncio.Task[None]] = set()
         self._handling: set[asyncio.Task[Any]] = set()  # wake-ups being handled
         self._waiting: set[str] = set()  # jobs whose wake-up waits here for their turn
@@ -121,6 +129,7 @@ class Worker:
             settings.circuit_failure_threshold, settings.circuit_cooldown_seconds
         )
         self.nudges = Nudges()  # wake-ups of the attempts running here (``jobs/contexts.py``)
+        self.progress = ProgressLog(repo, bus)  # live progress, stored at a bounded rate
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -181,8 +190,9 @@ class Worker:
             if batch_id
             else contextlib.nullcontext()
         )
-        async with in_batch, self._slots.slot(job_id, lane), contextlib.AsyncExitStack() as held:
-            provider = self._first_provider(job)
+        provider = self._first_provider(job)
+        line = self._device_line if self.registry.on_device(provider) else self._hosted_line
+        async with in_batch, line.slot(job_id, lane), contextlib.AsyncExitStack() as held:
             await held.enter_async_context(self.slots.hold(provider, job_id, lane))
             self._waiting.discard(job_id)
             if not self._stopping:
@@ -191,7 +201,11 @@ class Worker:
     def position(self, job_id: str) -> int | None:
         """Where the job waits in this worker's line for a slot, or its provider's (1:
         next), if it waits here."""
-        return self._slots.position(job_id) or self.slots.position(job_id)
+        return (
+            self._device_line.position(job_id)
+            or self._hosted_line.position(job_id)
+            or self.slots.position(job_id)
+        )
 
     def _circuit_wait(self, job: Scheduled) -> float:
         """Seconds until the job could call a provider: 0 unless every available one of
@@ -222,17 +236,20 @@ class Worker:
     async def run_one(self, job_id: str, *, holding: Held | None = None) -> JobStatus | None:
         """Claim and run one job now. ``None`` if it was not ours to run. ``holding``: the
         provider slot the caller holds for it already."""
-        now = utcnow()
-        job = await self.repo.claim(job_id, self.id, now + self._lease, now)
-        if job is None:
-            return None  # a duplicate message, or not due yet
-        with self.nudges.attempt(job.id):  # before the provider is called: see contexts.py
-            return await self._run_claimed(job, holding)
+        # Followed from before the claim: its status event is where live progress starts.
+        with self.progress.track(job_id, self.id):
+            now = utcnow()
+            job = await self.repo.claim(job_id, self.id, now + self._lease, now)
+            if job is None:
+                return None  # a duplicate message, or not due yet
+            with self.nudges.attempt(job.id):  # before the provider is called: contexts.py
+                return await self._run_claimed(job, holding)
 
     async def _run_claimed(self, job: Job, holding: Held | None) -> JobStatus | None:
         attempt: asyncio.Task[JobStatus | None] = asyncio.create_task(self._attempt(job, holding))
         self._attempts[job.id] = attempt
-        heartbeat = asyncio.create_task(self._heartbeat(job.id, attempt))
+        if self._heart is None or self._heart.done():
+            self._heart = asyncio.create_task(self._heartbeat())
         try:
             return await asyncio.shield(attempt)
         except asyncio.CancelledError:
@@ -243,7 +260,6 @@ class Worker:
                 raise
             return None
         finally:
-            heartbeat.cancel()
             if self._attempts.get(job.id) is attempt:  # not a newer run of a retried job
                 del self._attempts[job.id]
                 self._canceled.discard(job.id)
@@ -259,6 +275,8 @@ class Worker:
     async def stop(self) -> None:
         """Stop taking jobs and hand back the ones running (they go back to the queue)."""
         self._stopping = True
+        if self._heart is not None:
+            self._heart.cancel()
         for task in list(self._background):
             task.cancel()
         # A wake-up past its check of ``_stopping`` may be claiming its job right now:
@@ -272,6 +290,7 @@ class Worker:
             attempt.cancel()
         # A canceled attempt may still hold the database writer: let it unwind first.
         await asyncio.gather(*running.values(), return_exceptions=True)
+        await self.progress.stop()
         for job_id in running:
             await self.repo.release(job_id, self.id, utcnow())
 
@@ -450,6 +469,7 @@ class Worker:
             abandoned=lambda: job.id in self._canceled or deadline.expired(),
             public_url=self.settings.public_url,
             nudge=self.nudges.of(job.id),
+            progress=self.progress,
         )
 
     async def _failed(self, job: Job, error: ImagemillError) -> JobStatus | None:
@@ -491,15 +511,19 @@ class Worker:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _heartbeat(self, job_id: str, attempt: asyncio.Task[JobStatus | None]) -> None:
+    async def _heartbeat(self) -> None:
+        """Every third of a lease, extend the leases of all the jobs running here in one
+        write (10,000 jobs in flight are one statement, not 10,000), and stop the attempts
+        whose job is no longer this worker's. Ends when nothing runs here."""
         interval = self.settings.lease_seconds / 3
-        while True:
+        while self._attempts:
             await asyncio.sleep(interval)
+            running = dict(self._attempts)
             try:
-                held = await self.repo.heartbeat(job_id, self.id, utcnow() + self._lease)
-            except Exception:  # a database hiccup: the lease has slack for two more beats
-                log.warning("heartbeat for job %s failed", job_id, exc_info=True)
+                held = await self.repo.heartbeat(running, self.id, utcnow() + self._lease)
+            except Exception:  # a database hiccup: the leases have slack for two more beats
+                log.warning("heartbeat for %d jobs failed", len(running), exc_info=True)
                 continue
-            if not held:
-                attempt.cancel()
-                return
+            for job_id, attempt in running.items():
+                if job_id not in held and self._attempts.get(job_id) is attempt:
+                    attempt.cancel()  # canceled, or claimed by another after a stall

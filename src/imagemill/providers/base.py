@@ -25,6 +25,11 @@ asks the provider for its work then (a nudge carries no result, so what a job re
 always comes from the provider's own API, once). Polling stays the safety net: a
 nudge is not stored, and one that reaches no running attempt is dropped.
 
+A provider whose work runs on this machine (CPU or GPU: local models) sets ``device =
+True``: its jobs share the process's ``worker_concurrency`` slots. Any other is taken for
+a hosted one, whose jobs mostly wait on the network: up to ``hosted_concurrency`` of them
+are in flight at once (and ``provider_concurrency`` bounds each provider).
+
 Providers are found through the entry-point group ``imagemill.providers``; each
 entry point names a factory called with the ``Settings``. Built-ins register the
 same way. A provider holding clients may define ``async def aclose()``; it is called

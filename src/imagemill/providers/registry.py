@@ -83,6 +83,11 @@ class Registry:
         if any(check() for check in changed if check is not None):
             self._index()
 
+    def on_device(self, provider: str) -> bool:
+        """Whether ``provider`` runs on this machine's device (``device = True``: local
+        models, CPU or GPU bound) rather than calling out over the network."""
+        return bool(getattr(self.providers.get(provider), "device", False))
+
     def models(self) -> list[ModelSpec]:
         self._rescan()
         return [spec for _, spec in self._models.values()]

@@ -82,8 +82,19 @@ async def test_reconnecting_with_last_event_id_gets_each_later_event_once(
         async for event in source.aiter_sse():
             after.append(event)
 
-    seqs = [int(e.id) for e in [*before, *after]]
-    assert seqs == list(range(1, len(seqs) + 1)), "every event exactly once, in order"
+    every = [*before, *after]
+    stored = [e for e in every if not e.json().get("live")]
+    seqs = [int(e.id) for e in stored]
+    assert seqs == list(range(1, len(seqs) + 1)), "every stored event exactly once, in order"
+    # Live progress reports (not stored) carry no SSE id of their own, so a client resumes
+    # after the stored event before them, whose position each report carries.
+    last = 0
+    for event in every:
+        if event.json().get("live"):
+            assert event.json()["seq"] == last and event.json()["id"] is None
+        else:
+            last = event.json()["seq"]
+    assert any(e.json().get("live") for e in every)
     assert after[-1].event == "done"
     log = (await http.get(f"/v1/jobs/{job_id}")).json()
     assert log["status"] == "succeeded"
@@ -121,18 +132,20 @@ async def test_the_owner_stream_follows_jobs_submitted_after_connecting(
     await asyncio.wait_for(follower, 10)
 
     assert {e.json()["job_id"] for e in seen} == set(jobs)
-    positions = [int(e.id) for e in seen]
+    assert any(e.json().get("live") for e in seen), "progress went live"
+    stored = [e for e in seen if not e.json().get("live")]  # live reports have no position
+    positions = [int(e.id) for e in stored]
     assert positions == sorted(positions) and len(set(positions)) == len(positions)
 
-    # Resuming the owner stream from the middle replays the rest exactly once.
-    middle = seen[len(seen) // 2]
+    # Resuming the owner stream from the middle replays the rest of the log exactly once.
+    middle = stored[len(stored) // 2]
     resumed: list[ServerSentEvent] = []
     async with aconnect_sse(http, "GET", "/v1/events", headers={"Last-Event-ID": middle.id}) as s:
         async for event in s.aiter_sse():
             resumed.append(event)
-            if len(resumed) == len(seen) - len(seen) // 2 - 1:
+            if len(resumed) == len(stored) - len(stored) // 2 - 1:
                 break
-    assert [e.id for e in resumed] == [e.id for e in seen[len(seen) // 2 + 1 :]]
+    assert [e.id for e in resumed] == [e.id for e in stored[len(stored) // 2 + 1 :]]
 
 
 async def test_another_owners_job_stream_is_404_and_a_bad_position_422(

@@ -430,7 +430,7 @@ async def test_cancel_a_running_job_and_it_stays_canceled(
 @pytest.fixture
 async def one_slot_client(tmp_path: Path, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """A server whose worker runs one job at a time, so the next one waits queued."""
-    one_slot = settings.model_copy(update={"worker_concurrency": 1, "data_dir": tmp_path / "one"})
+    one_slot = settings.model_copy(update={"hosted_concurrency": 1, "data_dir": tmp_path / "one"})
     async with Runtime(one_slot) as runtime:
         app = create_app(runtime=runtime)
         transport = httpx.ASGITransport(app=app)

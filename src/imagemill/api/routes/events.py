@@ -3,7 +3,9 @@
 ``GET /v1/batches/{id}/events`` (a batch's jobs, its tally, ending after its ``done``).
 
 Each event's SSE ``id`` is its position: the job's sequence number on a job stream,
-the log-wide position on the others (a batch's own events carry none). A client
+the log-wide position on the others (a batch's own events carry none, nor do live
+progress reports, ``"live": true``, which are not stored: a job's latest progress is
+stored every few seconds). A client
 reconnecting with ``Last-Event-ID`` (browsers do it on their own) gets every later
 event exactly once, in order. Streams are never compressed or buffered
 (``text/event-stream``, ``X-Accel-Buffering: no``) and carry keep-alive comments when
@@ -151,20 +153,22 @@ def _frame(event: Event, by: str) -> bytes:
     if "id" not in event:  # the batch's own: not in the log, no position to resume from
         data = json.dumps(event["data"], separators=(",", ":"))
         return f"event: {event['type']}\ndata: {data}\n\n".encode()
-    key = f"_sse_{by}"
+    live = bool(event.get("live"))
+    key = "_sse_live" if live else f"_sse_{by}"
     framed: bytes | None = event.get(key)
     if framed is None:
-        data = json.dumps(
-            {
-                "id": event["id"],
-                "job_id": event["job_id"],
-                "seq": event["seq"],
-                "type": event["type"],
-                "data": event["data"],
-                "created_at": event["created_at"].isoformat(),
-            },
-            separators=(",", ":"),
-        )
-        framed = f"id: {event[by]}\nevent: {event['type']}\ndata: {data}\n\n".encode()
+        shown = {
+            "id": event["id"],
+            "job_id": event["job_id"],
+            "seq": event["seq"],
+            "type": event["type"],
+            "data": event["data"],
+            "created_at": event["created_at"].isoformat(),
+        }
+        if live:  # not stored: no SSE id, so a client resumes after the last stored one
+            shown["live"] = True
+        data = json.dumps(shown, separators=(",", ":"))
+        position = "" if live else f"id: {event[by]}\n"
+        framed = f"{position}event: {event['type']}\ndata: {data}\n\n".encode()
         event[key] = framed
     return framed

@@ -38,6 +38,7 @@ INPUT_ONLY = SizeRange(min_side=16, max_side=4096, default="1024x1024")  # size 
 
 class LocalModels:
     name = "local"
+    device = True  # its jobs take the process's local slots (``worker_concurrency``)
 
     def __init__(self, settings: Settings) -> None:
         self.directory = settings.resolved_models_dir
