@@ -6,6 +6,7 @@ import asyncio
 import io
 import struct
 import zlib
+from base64 import b64encode, encodebytes
 
 import pytest
 from PIL import Image
@@ -243,8 +244,9 @@ def test_png_params_round_trip_and_the_image_still_decodes() -> None:
     params = {"prompt": "a café at night — 夜", "seed": 42, "params": {"steps": 30}}
     original = _encode(32, 16, "PNG")
 
-    tagged = with_png_params(original, params)
+    tagged, encoded = with_png_params(original, params)
 
+    assert encoded is None  # no base64 given: none made
     assert tagged != original
     assert png_params(tagged) == params
     assert png_params(original) is None
@@ -255,6 +257,27 @@ def test_png_params_round_trip_and_the_image_still_decodes() -> None:
     assert tagged.endswith(original[-12:])  # IEND stays last
 
 
+@pytest.mark.parametrize("prompt", ["a", "ab", "abc", "a café — 夜", "x" * 1000])
+@pytest.mark.parametrize("side", [1, 2, 3, 17, 64])
+def test_the_providers_base64_is_spliced_to_the_annotated_bytes_exactly(
+    prompt: str, side: int
+) -> None:
+    """Whatever the chunk's and the image's lengths, the spliced base64 is the base64 of
+    the annotated bytes, character for character (so an answer can reuse it)."""
+    original = _encode(side, side + 1, "PNG")
+    tagged, encoded = with_png_params(original, {"prompt": prompt}, b64encode(original).decode())
+    assert encoded == b64encode(tagged).decode()
+    assert png_params(tagged) == {"prompt": prompt}
+
+
+def test_base64_that_is_not_plain_is_not_spliced() -> None:
+    original = _encode(8, 8, "PNG")
+    wrapped = encodebytes(original).decode()  # line-wrapped: decodes, but is no plain base64
+    tagged, encoded = with_png_params(original, {"seed": 1}, wrapped)
+    assert encoded is None and png_params(tagged) == {"seed": 1}
+
+
 def test_png_params_leave_other_formats_alone() -> None:
     jpeg = _encode(16, 16, "JPEG")
-    assert with_png_params(jpeg, {"seed": 1}) is jpeg
+    assert with_png_params(jpeg, {"seed": 1}) == (jpeg, None)
+    assert with_png_params(jpeg, {"seed": 1}, "abcd") == (jpeg, "abcd")

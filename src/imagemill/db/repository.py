@@ -81,6 +81,16 @@ _EVENT_ROW = (
     jobs.c.webhook_url,
     jobs.c.webhook_events,
 )
+# An event of a running job (fenced on its lease), and one of its progress.
+_RECORD = (
+    update(jobs)
+    .where(_HELD_BY)
+    .values(event_seq=jobs.c.event_seq + 1, updated_at=bindparam("now", type_=UTCDateTime()))
+    .returning(*_EVENT_ROW)
+)
+_RECORD_PROGRESS = _RECORD.values(
+    progress=bindparam("progress"), progress_message=bindparam("message")
+)
 HEARTBEAT_CHUNK = 500  # ids per statement (SQLite takes a few thousand parameters)
 _SAVE_PROVIDER_REF = update(jobs).where(_HELD_BY).values(provider_ref=bindparam("ref"))
 _NOTIFY = select(func.pg_notify(CHANNEL, bindparam("payload")))
@@ -320,22 +330,15 @@ class Repository(Queries):
     ) -> None:
         """Append a ``progress``, ``preview`` or ``log`` event of a running job (fenced),
         setting the columns in ``also`` with it."""
-        values: dict[str, Any] = {
-            "event_seq": jobs.c.event_seq + 1,
-            "updated_at": now,
-            **(also or {}),
-        }
+        statement = _RECORD_PROGRESS if kind == "progress" else _RECORD
+        if also:
+            statement = statement.values(**also)
+        params = {"job_id": job_id, "worker": worker, "now": now}
         if kind == "progress":
-            values.update(progress=data["progress"], progress_message=data.get("message"))
-        statement = (
-            update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.status == R.value, jobs.c.lease_owner == worker)
-            .values(**values)
-            .returning(*_EVENT_ROW)
-        )
+            params.update(progress=data["progress"], message=data.get("message"))
 
         def work(conn: Connection, published: Published) -> None:
-            row = conn.execute(statement).one_or_none()
+            row = conn.execute(statement, params).one_or_none()
             if row is None:
                 raise LeaseLost(f"job {job_id} is no longer held by this worker")
             append_events(conn, row, [(kind, data)], now, published)
@@ -351,20 +354,14 @@ class Repository(Queries):
 
         def work(conn: Connection, published: Published) -> None:
             for job_id, worker, data in reports:
-                statement = (
-                    update(jobs)
-                    .where(
-                        jobs.c.id == job_id, jobs.c.status == R.value, jobs.c.lease_owner == worker
-                    )
-                    .values(
-                        event_seq=jobs.c.event_seq + 1,
-                        updated_at=now,
-                        progress=data["progress"],
-                        progress_message=data.get("message"),
-                    )
-                    .returning(*_EVENT_ROW)
-                )
-                row = conn.execute(statement).one_or_none()
+                params = {
+                    "job_id": job_id,
+                    "worker": worker,
+                    "now": now,
+                    "progress": data["progress"],
+                    "message": data.get("message"),
+                }
+                row = conn.execute(_RECORD_PROGRESS, params).one_or_none()
                 if row is not None:
                     append_events(conn, row, [("progress", data)], now, published)
 

@@ -314,17 +314,26 @@ class JobService:
         owner_id: str,
         job_ids: Sequence[str],
         timeout: float,  # noqa: ASYNC109 - on timeout it returns the jobs as they are, no error
+        known: Sequence[Job] | None = None,
     ) -> builtins.list[Job]:
         """The jobs, once all are finished or ``timeout`` seconds have passed.
 
         Done events (from this process) tick jobs off; the log is read again when all
         are ticked, every ``WAIT_POLL_SECONDS`` (events of other processes), and when
-        the subscription fell behind.
+        the subscription fell behind. ``known``: the one job as the caller just submitted
+        it: while its status (read cheaply, once subscribed, so no done event is missed)
+        is the same, it is not read in full first.
         """
         deadline = time.monotonic() + timeout
         with self.bus.subscribe(set(job_ids)) as subscription:
+            if known is not None and len(job_ids) == 1 and [j.id for j in known] == list(job_ids):
+                status = await self.repo.job_status(job_ids[0])
+                jobs = list(known) if status and status[0] is known[0].status else None
+            else:
+                jobs = None
             while True:
-                jobs = await self.repo.get_jobs(job_ids)
+                if jobs is None:
+                    jobs = await self.repo.get_jobs(job_ids)
                 if len(jobs) != len(job_ids) or any(j.owner_id != owner_id for j in jobs):
                     raise NotFound("no such job")
                 remaining = deadline - time.monotonic()
@@ -339,6 +348,7 @@ class JobService:
                     if event["type"] == "done":
                         pending.discard(event["job_id"])
                 subscription.resync()
+                jobs = None
 
 
 def request_fingerprint(endpoint: str, submission: Submission) -> str:

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Iterator, Sequence
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import openai
+import pydantic_core
 from openai import AsyncOpenAI
-from openai.types import ImagesResponse
+from openai._legacy_response import LegacyAPIResponse
+from pydantic import BaseModel, ValidationError
 
 from imagemill.config import Settings
 from imagemill.domain import Output, Size, Task, TaskKind
@@ -173,7 +176,7 @@ class OpenAIImages:
         headers = {"Idempotency-Key": task.job_id}
         with translated_errors("OpenAI", self._key):
             if task.kind is TaskKind.EDIT:
-                response = await self._client.images.edit(
+                response = await self._client.images.with_raw_response.edit(
                     model=task.model,
                     image=[
                         _file(i.data, i.content_type, f"input-{n}")
@@ -188,10 +191,10 @@ class OpenAIImages:
                     extra_headers=headers,
                     **_options(task.params, edit=True),
                 )
-                return outputs_of([response], task.params.get("quality"))
+                return outputs_of([body_of(response)], task.params.get("quality"))
             if task.model == DALL_E_3.name:  # one image per call
                 calls = [
-                    self._client.images.generate(
+                    self._client.images.with_raw_response.generate(
                         model=task.model,
                         prompt=task.prompt,
                         n=1,
@@ -205,7 +208,7 @@ class OpenAIImages:
                 responses = list(await asyncio.gather(*calls))
             else:
                 responses = [
-                    await self._client.images.generate(
+                    await self._client.images.with_raw_response.generate(
                         model=task.model,
                         prompt=task.prompt,
                         n=task.n,
@@ -214,7 +217,21 @@ class OpenAIImages:
                         **_options(task.params),
                     )
                 ]
-        return outputs_of(responses, task.params.get("quality"))
+            bodies = [body_of(response) for response in responses]
+        return outputs_of(bodies, task.params.get("quality"))
+
+
+def body_of(response: LegacyAPIResponse[Any]) -> dict[str, Any]:
+    """An images response's JSON body, parsed once from its bytes (pydantic-core: the SDK
+    would decode 2 MB of text and copy it into its models first); ``ProviderError`` if it
+    is not an object."""
+    try:
+        body = pydantic_core.from_json(response.http_response.content)
+    except ValueError as exc:
+        raise ProviderError("the provider sent a body that is not JSON", retryable=True) from exc
+    if not isinstance(body, dict):
+        raise ProviderError("the provider sent a body that is not a JSON object", retryable=True)
+    return body
 
 
 def _sizes(model: str) -> list[str]:
@@ -235,27 +252,32 @@ def _file(data: bytes, content_type: str, stem: str) -> tuple[str, bytes, str]:
     return (f"{stem}.{extension}", data, content_type)
 
 
-def outputs_of(responses: Sequence[ImagesResponse], quality: str | None) -> list[Output]:
-    """One ``Output`` per image in OpenAI-shaped responses: bytes, or a URL to fetch now."""
+def outputs_of(bodies: Sequence[Mapping[str, Any]], quality: str | None) -> list[Output]:
+    """One ``Output`` per image in OpenAI-shaped response bodies (the images reference's
+    ``ImagesResponse``): bytes (decoded once; the provider's base64 kept, to be reused),
+    or a URL to fetch now. ``ProviderError`` for a body that does not have that shape."""
     outputs = []
-    for response in responses:
-        items = response.data or []
-        if not items:
+    for body in bodies:
+        try:
+            response = _ImagesBody.model_validate(body)
+        except ValidationError as exc:
+            raise ProviderError(
+                "the provider sent a response imagemill could not read", retryable=True
+            ) from exc
+        if not response.data:
             raise ProviderError("the provider answered with no images", retryable=True)
-        cost = _token_cost(response, len(items))
+        cost = _token_cost(response.usage, len(response.data))
         content_type = f"image/{response.output_format}" if response.output_format else None
-        for item in items:
+        for item in response.data:
             if item.b64_json:
-                output = Output(data=base64.b64decode(item.b64_json), content_type=content_type)
+                image = _decoded(item.b64_json, content_type)
             elif item.url:
-                output = Output(url=item.url)
+                image = Output(url=item.url)
             else:
                 raise ProviderError("an image came with neither bytes nor a URL", retryable=True)
             outputs.append(
-                Output(
-                    data=output.data,
-                    url=output.url,
-                    content_type=output.content_type,
+                dataclasses.replace(
+                    image,
                     revised_prompt=item.revised_prompt,
                     cost_usd=cost,
                     quality=response.quality or quality,
@@ -264,14 +286,51 @@ def outputs_of(responses: Sequence[ImagesResponse], quality: str | None) -> list
     return outputs
 
 
-def _token_cost(response: ImagesResponse, images: int) -> float | None:
+def _decoded(encoded: str, content_type: str | None) -> Output:
+    """An image sent as base64, decoded once; the text kept for reuse when it is plain
+    base64 (not, say, wrapped in lines)."""
+    try:
+        return Output(
+            data=base64.b64decode(encoded, validate=True),
+            encoded=encoded,
+            content_type=content_type,
+        )
+    except ValueError:
+        pass
+    try:
+        return Output(data=base64.b64decode(encoded), content_type=content_type)
+    except ValueError as exc:
+        raise ProviderError("an image's base64 is damaged", retryable=True) from exc
+
+
+class _Image(BaseModel):
+    b64_json: str | None = None
+    url: str | None = None
+    revised_prompt: str | None = None
+
+
+class _Usage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    input_tokens_details: dict[str, int] | None = None
+
+
+class _ImagesBody(BaseModel):
+    """What imagemill reads of an images response (fields it does not read are ignored)."""
+
+    data: list[_Image] | None = None
+    output_format: str | None = None
+    quality: str | None = None
+    usage: _Usage | None = None
+
+
+def _token_cost(usage: _Usage | None, images: int) -> float | None:
     """Per image, from the tokens gpt-image-1 reports; ``None`` leaves it to the price table."""
-    usage = response.usage
     if usage is None:
         return None
     details = usage.input_tokens_details
-    text = details.text_tokens if details else usage.input_tokens
-    image = details.image_tokens if details else 0
+    text = details.get("text_tokens", 0) if details else usage.input_tokens
+    image = details.get("image_tokens", 0) if details else 0
     total = (
         text * TOKEN_PRICES["text"]
         + image * TOKEN_PRICES["image"]

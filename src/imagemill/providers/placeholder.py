@@ -128,6 +128,24 @@ class PlaceholderProvider:
 
 def render(prompt: str, model: str, seed: int, width: int, height: int) -> bytes:
     """A PNG whose pixels depend only on the arguments."""
+    image = _picture(prompt, seed, width, height)
+    _label(
+        ImageDraw.Draw(image),
+        width,
+        height,
+        [
+            "PLACEHOLDER",
+            *textwrap.wrap(prompt or "(no prompt)", width=max(8, width // 12))[:4],
+            f"{model} · seed {seed} · {width}x{height}",
+        ],
+    )
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def _picture(prompt: str, seed: int, width: int, height: int) -> Image.Image:
+    """The picture under the label: a gradient and shapes that follow the prompt and seed."""
     digest = hashlib.sha256(f"{prompt}\0{seed}".encode()).digest()
     top, bottom = digest[:3], digest[3:6]
     image = Image.new("RGB", (width, height))
@@ -147,29 +165,17 @@ def render(prompt: str, model: str, seed: int, width: int, height: int) -> bytes
             outline=colour,
             width=max(1, radius // 8),
         )
-    _label(
-        draw,
-        width,
-        height,
-        [
-            "PLACEHOLDER",
-            *textwrap.wrap(prompt or "(no prompt)", width=max(8, width // 12))[:4],
-            f"{model} · seed {seed} · {width}x{height}",
-        ],
-    )
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
+    return image
 
 
 def preview(prompt: str, seed: int, width: int, height: int) -> bytes:
-    """A small, blurred WebP of the first image, as a model shows one midway."""
+    """A small, blurred WebP of the first image, as a model shows one midway (its label
+    left out: the blur would make it unreadable anyway, and drawing text costs most)."""
     scale = min(1.0, PREVIEW_SIDE / max(width, height))
     small = (max(8, round(width * scale)), max(8, round(height * scale)))
-    with Image.open(io.BytesIO(render(prompt, MODEL_ID, seed, *small))) as image:
-        blurred = image.filter(ImageFilter.GaussianBlur(radius=3))
-        buffer = io.BytesIO()
-        blurred.save(buffer, format="WEBP", quality=60)
+    blurred = _picture(prompt, seed, *small).filter(ImageFilter.GaussianBlur(radius=3))
+    buffer = io.BytesIO()
+    blurred.save(buffer, format="WEBP", quality=60)
     return buffer.getvalue()
 
 

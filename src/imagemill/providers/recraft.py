@@ -14,7 +14,7 @@ from imagemill.config import Settings
 from imagemill.domain import Output, Size, Task, TaskKind
 from imagemill.errors import AuthError
 from imagemill.providers.base import RunContext
-from imagemill.providers.openai_images import outputs_of, translated_errors
+from imagemill.providers.openai_images import body_of, outputs_of, translated_errors
 from imagemill.providers.sizes import nearest_size
 from imagemill.specs import InputLimits, ModelSpec, Pricing, SizeRange
 
@@ -108,7 +108,7 @@ class Recraft:
             body["negative_prompt"] = task.negative_prompt
         size = nearest_size(Size(task.width, task.height), SIZES)
         with translated_errors("Recraft", self._key):
-            response = await self._client.images.generate(
+            response = await self._client.images.with_raw_response.generate(
                 model=task.model,
                 prompt=task.prompt,
                 n=task.n,
@@ -117,4 +117,4 @@ class Recraft:
                 extra_body=body,
             )
         tier = "vector" if style in VECTOR_STYLES else None
-        return outputs_of([response], tier)
+        return outputs_of([body_of(response)], tier)

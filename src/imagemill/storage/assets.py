@@ -20,6 +20,7 @@ from imagemill.safety import SafetyCheck
 from imagemill.specs import Pricing
 from imagemill.storage import images
 from imagemill.storage.blobs import BlobStore
+from imagemill.storage.handoff import Handoff
 from imagemill.writing import TEXT_CONTENT_TYPE
 
 DOWNLOAD_ATTEMPTS = 3
@@ -47,6 +48,7 @@ class AssetWriter:
         self.max_pixels = max_pixels
         self.safety = safety
         self.decode_slots = images.DecodeSlots(decode_budget_pixels)
+        self.handoff = Handoff()  # outputs for requests waiting here (``handoff.py``)
         self._thumbnailing: dict[str, asyncio.Future[bytes]] = {}
 
     async def store(
@@ -81,9 +83,12 @@ class AssetWriter:
         if self.safety:
             async with self.decode_slots.hold((info.width or 0) * (info.height or 0)):
                 verdict = await self.safety.judge(data, info.content_type)
+        encoded = output.encoded if data is output.data else None  # unless refitted
         if info.content_type == "image/png":
-            data = images.with_png_params(data, _png_params(task, model_id, output.seed))
+            params = _png_params(task, model_id, output.seed)
+            data, encoded = images.with_png_params(data, params, encoded)
         sha256, key = await self.blobs.put_content(data)
+        self.handoff.offer(task.job_id, sha256, data, encoded)
         return StoredOutput(
             sha256=sha256,
             content_type=info.content_type,

@@ -20,6 +20,7 @@ how many pixels are being decoded at once across a process.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import struct
@@ -207,18 +208,34 @@ def fit_exact(data: bytes, width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
-def with_png_params(data: bytes, params: dict[str, Any]) -> bytes:
-    """Insert an ``iTXt`` chunk carrying ``params`` as JSON, without re-encoding pixels."""
-    if not data.startswith(PNG_SIGNATURE):
-        return data
+IHDR_END = 33  # the signature (8) and IHDR (4 length, 4 type, 13 data, 4 CRC): 3 * 11
+
+
+def with_png_params(
+    data: bytes, params: dict[str, Any], encoded: str | None = None
+) -> tuple[bytes, str | None]:
+    """Insert an ``iTXt`` chunk carrying ``params`` as JSON right after ``IHDR``, without
+    re-encoding pixels; and, given ``encoded`` (``data``'s plain base64), the result's
+    base64 without encoding it all again.
+
+    IHDR ends at byte 33, a multiple of 3, and the chunk is padded (JSON may end in
+    spaces) to a multiple of 3 bytes: base64 maps every 3 bytes to 4 characters on their
+    own, so the result's base64 is ``encoded`` with the chunk's spliced in at character
+    44. ``(data, encoded)`` unchanged if ``data`` is not a PNG.
+    """
+    if not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        return data, encoded
     text = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     body = PARAMS_CHUNK_KEY.encode() + b"\0\0\0\0\0" + text.encode("utf-8")
+    body += b" " * (-(len(body) + 12) % 3)  # length, type and CRC are 12 bytes more
     chunk = struct.pack(">I", len(body)) + b"iTXt" + body
     chunk += struct.pack(">I", zlib.crc32(b"iTXt" + body) & 0xFFFFFFFF)
-    end = data.rfind(b"IEND") - 4  # the IEND chunk starts with its 4-byte length
-    if end < len(PNG_SIGNATURE):
-        return data
-    return data[:end] + chunk + data[end:]
+    annotated = data[:IHDR_END] + chunk + data[IHDR_END:]
+    if encoded is None or len(encoded) != 4 * -(-len(data) // 3):
+        return annotated, None  # no base64, or not plain base64 of these bytes
+    at = IHDR_END // 3 * 4
+    spliced = encoded[:at] + base64.b64encode(chunk).decode("ascii") + encoded[at:]
+    return annotated, spliced
 
 
 def png_params(data: bytes) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from fakes.server import serve
 from imagemill.api.app import create_app
 from imagemill.config import Settings
 from imagemill.runtime import Runtime
+from imagemill.storage.images import png_params
 
 BASE_URL = "http://imagemill.test"
 Decode = Callable[[bytes], Image.Image]
@@ -472,3 +473,33 @@ async def test_an_edits_body_over_its_limit_is_a_413_in_openais_shape(
         response = await http.post("/v1/images/edits", data={"prompt": "x"}, files=files)
     assert response.status_code == 413
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_a_hosted_image_is_answered_from_memory_as_the_very_bytes_stored(
+    openai_backed: OpenAIBacked, openai_fake: tuple[FakeOpenAI, str]
+) -> None:
+    """The provider's bytes, annotated with their parameters and stored, are what the
+    answer's base64 carries, character for character; the answer reads no blob back."""
+    async with openai_backed() as app, default_sdk(app) as client:
+        runtime: Runtime = app.state.runtime
+        reads: list[str] = []
+        original_get = runtime.blobs.get
+
+        async def counted(key: str) -> bytes:
+            reads.append(key)
+            return await original_get(key)
+
+        runtime.blobs.get = counted  # type: ignore[method-assign]
+        result = await client.images.generate(
+            model="openai/gpt-image-1", prompt="a lighthouse", response_format="b64_json"
+        )
+        assert reads == [], "answered from memory"
+        runtime.blobs.get = original_get  # type: ignore[method-assign]
+
+        [job] = await _jobs(app)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=BASE_URL
+        ) as http:
+            stored = (await http.get(f"/v1/assets/{job['outputs'][0]['asset_id']}")).content
+    assert result.data and result.data[0].b64_json == base64.b64encode(stored).decode()
+    assert png_params(stored)["prompt"] == "a lighthouse"

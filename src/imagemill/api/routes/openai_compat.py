@@ -16,7 +16,8 @@ from __future__ import annotations
 import base64
 import re
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request, Response
@@ -50,6 +51,8 @@ from imagemill.fields import (
 from imagemill.jobs.service import request_fingerprint, utcnow
 from imagemill.runtime import Runtime
 from imagemill.specs import ModelSpec
+from imagemill.storage.blobs import content_key
+from imagemill.storage.handoff import Fresh
 
 # The options of OpenAI's two endpoints (its API reference), passed to the model as params.
 GENERATION_OPTIONS = (
@@ -166,8 +169,8 @@ async def create_images(
         params=_params(options, spec, TaskKind.IMAGE),
         metadata={"openai_user": body.user} if body.user else {},
     )
-    job = await _run(runtime, owner, request, submission, "openai.generations", idempotency_key)
-    return await _answer(runtime, owner, links, job, body.response_format)
+    call = _Call(runtime, owner, links, body.response_format)
+    return await call.run(request, submission, "openai.generations", idempotency_key)
 
 
 EDIT_FORM = {
@@ -246,8 +249,8 @@ async def edit_images(
     response_format = fields.get("response_format")
     if response_format not in (None, "url", "b64_json"):
         raise InvalidInput("response_format is 'url' or 'b64_json'", field="response_format")
-    job = await _run(runtime, owner, request, submission, "openai.edits", idempotency_key)
-    return await _answer(runtime, owner, links, job, response_format)
+    call = _Call(runtime, owner, links, response_format)
+    return await call.run(request, submission, "openai.edits", idempotency_key)
 
 
 EDIT_TEXT_FIELDS = {
@@ -343,28 +346,89 @@ def _submission(*, size: str | None, **fields: Any) -> Submission:
         raise InvalidInput(message, field=field) from exc
 
 
-async def _run(
-    runtime: Runtime,
-    owner: Owner,
-    request: Request,
-    submission: Submission,
-    endpoint: str,
-    idempotency_key: str | None,
-) -> Job:
-    """The call's job, finished or as far as it got in the time the client waits: the
-    key's job, the first try's job for a retry, or a new one."""
-    fingerprint = request_fingerprint(endpoint, submission)
-    job = None
-    if not idempotency_key and _retry_count(request) > 0:
-        earlier = await runtime.service.find_retried(owner.id, fingerprint, RETRY_WINDOW_SECONDS)
-        job = earlier[0] if earlier else None
-    if job is None:
-        made = await runtime.service.submit(
-            owner.id, submission, idempotency_key, fingerprint=fingerprint
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One OpenAI-compatible call: its job run (or joined) and waited for, then answered."""
+
+    runtime: Runtime
+    owner: Owner
+    links: Links
+    response_format: str | None
+
+    async def run(
+        self,
+        request: Request,
+        submission: Submission,
+        endpoint: str,
+        idempotency_key: str | None,
+    ) -> Response:
+        """The call's job, finished or as far as it got in the time the client waits (the
+        key's job, the first try's job for a retry, or a new one), as OpenAI answers."""
+        runtime, owner = self.runtime, self.owner
+        fingerprint = request_fingerprint(endpoint, submission)
+        job = None
+        if not idempotency_key and _retry_count(request) > 0:
+            earlier = await runtime.service.find_retried(
+                owner.id, fingerprint, RETRY_WINDOW_SECONDS
+            )
+            job = earlier[0] if earlier else None
+        if job is None:
+            made = await runtime.service.submit(
+                owner.id, submission, idempotency_key, fingerprint=fingerprint
+            )
+            job = made[0]
+        wait = _wait_seconds(request, runtime.settings.openai_wait_seconds)
+        with runtime.assets.handoff.expect(job.id) as fresh:
+            [job] = await runtime.service.wait(owner.id, [job.id], wait, known=[job])
+            return await self.answer(job, fresh)
+
+    async def answer(self, job: Job, fresh: Mapping[str, Fresh]) -> Response:
+        """The finished job as OpenAI answers; an unfinished or failed one as its error.
+        Images stored by this process a moment ago come from ``fresh`` (their bytes, and
+        the provider's own base64 where it was kept), others from storage."""
+        if job.status is not JobStatus.SUCCEEDED:
+            return _unfinished(job)
+        data = []
+        for output in job.outputs:
+            if self.response_format == "url":
+                url = self.links.signed_asset(self.owner, output.asset_id)
+                data.append(OpenAIImage(url=url, revised_prompt=output.revised_prompt))
+                continue
+            made = fresh.get(output.sha256)
+            encoded = made.encoded if made else None
+            if encoded is None:
+                raw = (
+                    made.data if made else await self.runtime.blobs.get(content_key(output.sha256))
+                )
+                encoded = base64.b64encode(raw).decode("ascii")
+            data.append(OpenAIImage(b64_json=encoded, revised_prompt=output.revised_prompt))
+        payload = OpenAIImagesResponse(created=int(time.time()), data=data)
+        # Serialized by pydantic-core in one pass (the stdlib encoder took ~7 ms to escape a
+        # 2.7 MB answer it need not touch: base64 is plain ASCII). Base64 of PNG/WebP barely
+        # compresses: gzipping it burns CPU for ~25% fewer bytes.
+        return Response(
+            payload.model_dump_json(exclude_none=True),
+            media_type="application/json",
+            headers={"Content-Encoding": "identity"},
         )
-        job = made[0]
-    wait = _wait_seconds(request, runtime.settings.openai_wait_seconds)
-    return (await runtime.service.wait(owner.id, [job.id], wait))[0]
+
+
+def _unfinished(job: Job) -> Response:
+    """A job that did not succeed, as OpenAI answers such a call."""
+    if not job.status.terminal:
+        return openai_errors.answer(
+            504,
+            f"job {job.id} is still {job.status}; a retry of this call waits for it "
+            f"again, or follow it at /v1/jobs/{job.id}",
+            kind="server_error",
+            code="timeout",
+            retry=True,
+        )
+    if job.error is None:  # canceled
+        return openai_errors.answer(
+            409, f"job {job.id} was {job.status}", kind="invalid_request_error", retry=False
+        )
+    return openai_errors.for_job_error(job.error)
 
 
 def _retry_count(request: Request) -> int:
@@ -382,46 +446,3 @@ def _wait_seconds(request: Request, limit: float) -> float:
     if client != client or client <= 0:  # NaN or nonsense: the server's own limit
         return limit
     return max(1.0, min(limit, client - ANSWER_MARGIN_SECONDS))
-
-
-async def _answer(
-    runtime: Runtime, owner: Owner, links: Links, job: Job, response_format: str | None
-) -> Response:
-    """The finished job as OpenAI answers; an unfinished or failed one as its error."""
-    if job.status is not JobStatus.SUCCEEDED:
-        if not job.status.terminal:
-            return openai_errors.answer(
-                504,
-                f"job {job.id} is still {job.status}; a retry of this call waits for it "
-                f"again, or follow it at /v1/jobs/{job.id}",
-                kind="server_error",
-                code="timeout",
-                retry=True,
-            )
-        if job.error is None:  # canceled
-            return openai_errors.answer(
-                409, f"job {job.id} was {job.status}", kind="invalid_request_error", retry=False
-            )
-        return openai_errors.for_job_error(job.error)
-    data = []
-    for output in job.outputs:
-        if response_format == "url":
-            data.append(
-                OpenAIImage(
-                    url=links.signed_asset(owner, output.asset_id),
-                    revised_prompt=output.revised_prompt,
-                )
-            )
-        else:
-            asset = await runtime.repo.get_asset(output.asset_id)
-            encoded = base64.b64encode(await runtime.blobs.get(asset.storage_key)).decode()
-            data.append(OpenAIImage(b64_json=encoded, revised_prompt=output.revised_prompt))
-    payload = OpenAIImagesResponse(created=int(time.time()), data=data)
-    # Serialized by pydantic-core in one pass (the stdlib encoder took ~7 ms to escape a
-    # 2.7 MB answer it need not touch: base64 is plain ASCII). Base64 of PNG/WebP barely
-    # compresses: gzipping it burns CPU for ~25% fewer bytes.
-    return Response(
-        payload.model_dump_json(exclude_none=True),
-        media_type="application/json",
-        headers={"Content-Encoding": "identity"},
-    )

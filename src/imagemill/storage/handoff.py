@@ -1,0 +1,45 @@
+"""Outputs handed over in memory to a request waiting in this process for its job.
+
+An OpenAI-compatible call answers with its images' base64. Its job's outputs were bytes
+in this process a moment before (the provider's answer, stored by the worker), so the
+answer takes them from here instead of reading the blob back, and reuses the base64
+text the provider sent when the bytes kept it (``images.with_png_params``). Only jobs a
+request is ``expect``ing are kept, and only until it has its answer; a job run by
+another process, or finished before the request got here, is read from storage as ever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Fresh:
+    """An output just stored: its bytes, and their base64 if the provider's was kept."""
+
+    data: bytes
+    encoded: str | None
+
+
+class Handoff:
+    def __init__(self) -> None:
+        self._expected: dict[str, dict[str, Fresh]] = {}
+
+    @contextmanager
+    def expect(self, job_id: str) -> Iterator[dict[str, Fresh]]:
+        """While in this block, ``job_id``'s outputs stored here arrive in the mapping
+        yielded (by sha256)."""
+        arrived = self._expected.setdefault(job_id, {})
+        try:
+            yield arrived
+        finally:
+            if self._expected.get(job_id) is arrived:
+                del self._expected[job_id]
+
+    def offer(self, job_id: str, sha256: str, data: bytes, encoded: str | None) -> None:
+        """An output of ``job_id`` was stored: kept if a request here expects it."""
+        arrived = self._expected.get(job_id)
+        if arrived is not None:
+            arrived[sha256] = Fresh(data, encoded)
