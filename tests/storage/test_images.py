@@ -265,14 +265,14 @@ def test_the_providers_base64_is_spliced_to_the_annotated_bytes_exactly(
     """Whatever the chunk's and the image's lengths, the spliced base64 is the base64 of
     the annotated bytes, character for character (so an answer can reuse it)."""
     original = _encode(side, side + 1, "PNG")
-    tagged, encoded = with_png_params(original, {"prompt": prompt}, b64encode(original).decode())
-    assert encoded == b64encode(tagged).decode()
+    tagged, encoded = with_png_params(original, {"prompt": prompt}, b64encode(original))
+    assert encoded == b64encode(tagged)
     assert png_params(tagged) == {"prompt": prompt}
 
 
 def test_base64_that_is_not_plain_is_not_spliced() -> None:
     original = _encode(8, 8, "PNG")
-    wrapped = encodebytes(original).decode()  # line-wrapped: decodes, but is no plain base64
+    wrapped = encodebytes(original)  # line-wrapped: decodes, but is no plain base64
     tagged, encoded = with_png_params(original, {"seed": 1}, wrapped)
     assert encoded is None and png_params(tagged) == {"seed": 1}
 
@@ -280,4 +280,4 @@ def test_base64_that_is_not_plain_is_not_spliced() -> None:
 def test_png_params_leave_other_formats_alone() -> None:
     jpeg = _encode(16, 16, "JPEG")
     assert with_png_params(jpeg, {"seed": 1}) == (jpeg, None)
-    assert with_png_params(jpeg, {"seed": 1}, "abcd") == (jpeg, "abcd")
+    assert with_png_params(jpeg, {"seed": 1}, b"abcd") == (jpeg, b"abcd")

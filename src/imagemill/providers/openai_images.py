@@ -10,13 +10,13 @@ provider that speaks the OpenAI images API (see ``recraft.py``).
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import openai
+import pybase64
 import pydantic_core
 from openai import AsyncOpenAI
 from openai._legacy_response import LegacyAPIResponse
@@ -290,15 +290,16 @@ def _decoded(encoded: str, content_type: str | None) -> Output:
     """An image sent as base64, decoded once; the text kept for reuse when it is plain
     base64 (not, say, wrapped in lines)."""
     try:
+        text = encoded.encode("ascii")
         return Output(
-            data=base64.b64decode(encoded, validate=True),
-            encoded=encoded,
+            data=pybase64.b64decode(text, validate=True),
+            encoded=text,
             content_type=content_type,
         )
-    except ValueError:
+    except ValueError:  # UnicodeEncodeError and binascii.Error too
         pass
     try:
-        return Output(data=base64.b64decode(encoded), content_type=content_type)
+        return Output(data=pybase64.b64decode(encoded), content_type=content_type)
     except ValueError as exc:
         raise ProviderError("an image's base64 is damaged", retryable=True) from exc
 

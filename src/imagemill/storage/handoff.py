@@ -20,7 +20,7 @@ class Fresh:
     """An output just stored: its bytes, and their base64 if the provider's was kept."""
 
     data: bytes
-    encoded: str | None
+    encoded: bytes | None  # ASCII
 
 
 class Handoff:
@@ -38,7 +38,7 @@ class Handoff:
             if self._expected.get(job_id) is arrived:
                 del self._expected[job_id]
 
-    def offer(self, job_id: str, sha256: str, data: bytes, encoded: str | None) -> None:
+    def offer(self, job_id: str, sha256: str, data: bytes, encoded: bytes | None) -> None:
         """An output of ``job_id`` was stored: kept if a request here expects it."""
         arrived = self._expected.get(job_id)
         if arrived is not None:
