@@ -60,8 +60,20 @@ async def _submit_all(
                 "size": f"{SIZE}x{SIZE}",
                 "params": {"latency_ms": latency_ms},
             }
-            response = await http.post("/v1/jobs", json=body)
+            # A connection the server closes as the request goes out (its keep-alive
+            # timer, late on a busy loop) is retried: the idempotency key makes it safe.
+            for attempt in range(5):
+                try:
+                    response = await http.post(
+                        "/v1/jobs", json=body, headers={"Idempotency-Key": f"inflight-{i}"}
+                    )
+                    break
+                except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+                    if attempt == 4:
+                        raise
             ids[i] = response.raise_for_status().json()["id"]
+            if i % 1000 == 999:
+                print(f"  {i + 1} submitted", flush=True)
 
     await asyncio.gather(*(submitter() for _ in range(in_flight)))
     return ids
@@ -109,8 +121,20 @@ async def main() -> None:
     parser.add_argument("--in-flight", type=int, default=64, help="concurrent submits")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        try:
+            await _run(args, Path(tmp))
+        except BaseException:
+            log = Path(tmp) / "inflight" / "server.log"
+            lines = log.read_text().splitlines()
+            notable = [line for line in lines if " INFO " not in line][-40:]
+            print("server log, beyond INFO:\n" + "\n".join(notable))
+            raise
+
+
+async def _run(args: argparse.Namespace, tmp: Path) -> None:
+    if True:
         async with (
-            imagemill_server(Path(tmp) / "inflight") as (url, server),
+            imagemill_server(tmp / "inflight") as (url, server),
             httpx.AsyncClient(
                 base_url=url,
                 limits=httpx.Limits(max_connections=args.in_flight),

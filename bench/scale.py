@@ -1,10 +1,14 @@
 """Throughput of the distributed mode with 1, 2 and 4 worker processes.
 
 One ``imagemill serve --no-workers`` and N ``imagemill worker`` processes (each running
-``--concurrency`` jobs at once) on PostgreSQL + Redis; placeholder jobs of
-``latency_ms: 200``, so the work is waiting, like a hosted provider's, and more workers
-should finish it sooner. Each worker count gets a fresh database; one worker is the
-baseline.
+``--concurrency`` jobs at once: its ``hosted_concurrency``) on PostgreSQL + Redis;
+placeholder jobs of ``latency_ms: 200``, so the work is waiting, like a hosted
+provider's, and more workers should finish it sooner. Each worker count gets a fresh
+database; one worker is the baseline.
+
+Throughput is counted over the workers' span, from the first job started to the last
+finished (``started_at``, ``finished_at``), so submitting does not count against them;
+a worker's ideal is ``concurrency`` jobs per ``latency_ms``.
 
     .venv/bin/python bench/scale.py [--workers 1 2 4] [--jobs 400] [--concurrency 4]
 """
@@ -16,8 +20,8 @@ import asyncio
 import os
 import sys
 import tempfile
-import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -26,6 +30,7 @@ from common import imagemill_serve
 
 POSTGRES = os.environ.get("IMAGEMILL_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("IMAGEMILL_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+LATENCY_MS = 200
 
 
 async def _admin(statement: str) -> None:
@@ -44,7 +49,7 @@ async def run(workers: int, jobs: int, concurrency: int, workdir: Path) -> float
         "database_url": f"{POSTGRES.replace('postgresql://', 'postgresql+asyncpg://')}/{database}",
         "broker_url": REDIS,
         "storage_url": (workdir / "blobs").as_uri(),
-        "worker_concurrency": str(concurrency),
+        "hosted_concurrency": str(concurrency),
         "workers": "false",
     }
     env = {**os.environ, **{f"IMAGEMILL_{k.upper()}": v for k, v in settings.items()}}
@@ -61,8 +66,11 @@ async def run(workers: int, jobs: int, concurrency: int, workdir: Path) -> float
                 )
             await asyncio.sleep(2)  # the workers connect to the broker
             async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-                body = {"model": "placeholder", "size": "64x64", "params": {"latency_ms": 200}}
-                started = time.monotonic()
+                body = {
+                    "model": "placeholder",
+                    "size": "64x64",
+                    "params": {"latency_ms": LATENCY_MS},
+                }
                 await asyncio.gather(
                     *(
                         http.post("/v1/jobs", json={**body, "prompt": f"scale {i}"})
@@ -80,13 +88,29 @@ async def run(workers: int, jobs: int, concurrency: int, workdir: Path) -> float
                         await http.get("/v1/jobs", params={"status": "running", "limit": 1})
                     ).json()
                     if page["data"] and not queued["data"] and not running["data"]:
-                        return time.monotonic() - started
+                        break
                     await asyncio.sleep(0.05)
+                return await _span(http)
     finally:
         for process in started_workers:
             process.terminate()
             await process.wait()
         await _admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+async def _span(http: httpx.AsyncClient) -> float:
+    """Seconds from the first job's start to the last one's finish."""
+    starts, ends = [], []
+    params: dict[str, object] = {"limit": 200}
+    while True:
+        page = (await http.get("/v1/jobs", params=params)).raise_for_status().json()
+        for job in page["data"]:
+            assert job["status"] == "succeeded", job
+            starts.append(datetime.fromisoformat(job["started_at"]))
+            ends.append(datetime.fromisoformat(job["finished_at"]))
+        if not page["next_cursor"]:
+            return (max(ends) - min(starts)).total_seconds()
+        params["cursor"] = page["next_cursor"]
 
 
 async def main() -> None:
@@ -102,12 +126,13 @@ async def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             results.append((count, await run(count, args.jobs, args.concurrency, Path(tmp))))
     base = args.jobs / results[0][1]
-    print(f"{args.jobs} placeholder jobs of 200 ms, {args.concurrency} per worker at once")
+    ideal = args.concurrency / (LATENCY_MS / 1000)  # one worker's jobs per second
+    print(f"{args.jobs} placeholder jobs of {LATENCY_MS} ms, {args.concurrency} per worker at once")
     for count, seconds in results:
         rate = args.jobs / seconds
-        speedup = rate / base
         print(
-            f"{count} worker(s): {seconds:6.2f} s  {rate:6.1f} jobs/s  ({speedup:.2f}x one worker)"
+            f"{count} worker(s): {seconds:6.2f} s  {rate:6.1f} jobs/s  "
+            f"({rate / base:.2f}x one worker, {rate / (ideal * count):.0%} of ideal)"
         )
 
 

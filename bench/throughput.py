@@ -66,10 +66,10 @@ async def baseline(jobs: int, workdir: Path) -> float:
     return elapsed / jobs
 
 
-async def served(jobs: int, concurrency: int, in_flight: int, workdir: Path) -> float:
+async def served(jobs: int, in_flight: int, workdir: Path) -> float:
     """Seconds per job, first submit → last job succeeded, against ``imagemill serve``."""
     async with (
-        imagemill_serve(workdir / "served", worker_concurrency=str(concurrency)) as url,
+        imagemill_serve(workdir / "served") as url,
         httpx.AsyncClient(
             base_url=url, limits=httpx.Limits(max_connections=in_flight), timeout=60
         ) as http,
@@ -117,9 +117,9 @@ async def _all_jobs(http: httpx.AsyncClient) -> list[dict[str, object]]:
         params["cursor"] = page["next_cursor"]
 
 
-async def in_process(jobs: int, concurrency: int, workdir: Path) -> float:
+async def in_process(jobs: int, workdir: Path) -> float:
     """Seconds per job, submit → succeeded, through the app in this interpreter."""
-    settings = Settings(data_dir=workdir / "in-process", worker_concurrency=concurrency)
+    settings = Settings(data_dir=workdir / "in-process")
     async with Runtime(settings) as runtime:
         app = create_app(runtime=runtime)
         async with (
@@ -145,7 +145,6 @@ async def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--jobs", type=int, default=500)
-    parser.add_argument("--concurrency", type=int, default=8, help="imagemill worker_concurrency")
     parser.add_argument("--in-flight", type=int, default=8, help="served: concurrent submits")
     parser.add_argument(
         "--rounds", type=int, default=3, help="alternating rounds; medians are reported"
@@ -156,10 +155,8 @@ async def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
             times["baseline"].append(await baseline(args.jobs, workdir))
-            times["served"].append(
-                await served(args.jobs, args.concurrency, args.in_flight, workdir)
-            )
-            times["in-process"].append(await in_process(args.jobs, args.concurrency, workdir))
+            times["served"].append(await served(args.jobs, args.in_flight, workdir))
+            times["in-process"].append(await in_process(args.jobs, workdir))
         print(
             f"round {round_ + 1}: "
             + ", ".join(f"{name} {t[-1] * 1e3:.2f} ms/job" for name, t in times.items())
@@ -167,7 +164,7 @@ async def main() -> None:
     medians = {name: statistics.median(t) for name, t in times.items()}
     print(
         f"\n{args.jobs} jobs, {SIZE}x{SIZE}, placeholder at zero latency, "
-        f"worker_concurrency={args.concurrency}, {args.in_flight} submits in flight (served)"
+        f"default settings, {args.in_flight} submits in flight (served)"
     )
     for name, seconds in medians.items():
         ratio = "" if name == "baseline" else f"  {seconds / medians['baseline']:.2f}x baseline"

@@ -217,7 +217,8 @@ class OpenAIImages:
                         **_options(task.params),
                     )
                 ]
-            bodies = [body_of(response) for response in responses]
+            # Each body parsed as its bytes are let go: megabytes are held once, not twice.
+            bodies = [body_of(responses.pop(0)) for _ in range(len(responses))]
         return outputs_of(bodies, task.params.get("quality"))
 
 

@@ -88,7 +88,7 @@ class AssetWriter:
             params = _png_params(task, model_id, output.seed)
             data, encoded = images.with_png_params(data, params, encoded)
         sha256, key = await self.blobs.put_content(data)
-        self.handoff.offer(task.job_id, sha256, data, encoded)
+        self.handoff.offer(task.job_id, sha256, None if encoded else data, encoded)
         return StoredOutput(
             sha256=sha256,
             content_type=info.content_type,

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Fresh:
-    """An output just stored: its bytes, and their base64 if the provider's was kept."""
+    """An output just stored: its base64 where the provider's was kept (ASCII), else its
+    bytes (the answer encodes them); never both, to hold megabytes once."""
 
-    data: bytes
-    encoded: bytes | None  # ASCII
+    data: bytes | None
+    encoded: bytes | None
 
 
 class Handoff:
@@ -38,7 +39,7 @@ class Handoff:
             if self._expected.get(job_id) is arrived:
                 del self._expected[job_id]
 
-    def offer(self, job_id: str, sha256: str, data: bytes, encoded: bytes | None) -> None:
+    def offer(self, job_id: str, sha256: str, data: bytes | None, encoded: bytes | None) -> None:
         """An output of ``job_id`` was stored: kept if a request here expects it."""
         arrived = self._expected.get(job_id)
         if arrived is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -383,7 +383,7 @@ class _Call:
             [job] = await runtime.service.wait(owner.id, [job.id], wait, known=[job])
             return await self.answer(job, fresh)
 
-    async def answer(self, job: Job, fresh: Mapping[str, Fresh]) -> Response:
+    async def answer(self, job: Job, fresh: dict[str, Fresh]) -> Response:
         """The finished job as OpenAI answers; an unfinished or failed one as its error.
         Images stored by this process a moment ago come from ``fresh`` (their bytes, and
         the provider's own base64 where it was kept), others from storage."""
@@ -402,12 +402,12 @@ class _Call:
                     image["revised_prompt"] = output.revised_prompt
                 parts.append(json.dumps(image).encode())
                 continue
-            made = fresh.get(output.sha256)
+            made = fresh.pop(output.sha256, None)  # let go as soon as it is used
             encoded = made.encoded if made else None
             if encoded is None:
-                raw = (
-                    made.data if made else await self.runtime.blobs.get(content_key(output.sha256))
-                )
+                raw = made.data if made else None
+                if raw is None:
+                    raw = await self.runtime.blobs.get(content_key(output.sha256))
                 encoded = pybase64.b64encode(raw)
             parts += [b'{"b64_json":"', memoryview(encoded), b'"']
             if output.revised_prompt is not None:
