@@ -8,7 +8,7 @@ import asyncio
 import base64
 import io
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -24,14 +24,40 @@ WAIT = {"Prefer": "wait=60"}
 
 
 @pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
+async def served(settings: Settings) -> AsyncIterator[Runtime]:
     async with Runtime(settings) as runtime:
-        app = create_app(runtime=runtime)
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://im") as http,
-        ):
-            yield http, settings
+        yield runtime
+
+
+@pytest.fixture
+async def api(
+    served: Runtime, settings: Settings
+) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
+    app = create_app(runtime=served)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://im") as http,
+    ):
+        yield http, settings
+
+
+Reported = Callable[[str], list[dict[str, Any]]]
+
+
+@pytest.fixture
+def reported(served: Runtime) -> Iterator[Reported]:
+    """``reported(job_id)``: the job's progress reports sent live so far, in order (they
+    are not stored: the log keeps the latest every few seconds)."""
+    with served.bus.subscribe() as everything:
+        seen: list[dict[str, Any]] = []
+
+        def of(job_id: str) -> list[dict[str, Any]]:
+            while not everything.queue.empty():
+                seen.append(everything.queue.get_nowait())
+            assert not everything.lagged
+            return [e for e in seen if e.get("live") and e["job_id"] == job_id]
+
+        yield of
 
 
 async def _listed(http: httpx.AsyncClient, model_id: str) -> dict[str, Any]:
@@ -44,7 +70,7 @@ async def _listed(http: httpx.AsyncClient, model_id: str) -> dict[str, Any]:
 
 
 async def test_a_dropped_model_folder_appears_and_runs_step_by_step(
-    api: tuple[httpx.AsyncClient, Settings],
+    api: tuple[httpx.AsyncClient, Settings], reported: Reported
 ) -> None:
     http, settings = api
     assert "local/tiny-sd" not in {m["id"] for m in (await http.get("/v1/models")).json()["data"]}
@@ -72,7 +98,7 @@ async def test_a_dropped_model_folder_appears_and_runs_step_by_step(
         )
         assert image.size == (64, 48)
     events = await _events(http, job["id"])
-    progress = [e for e in events if e["type"] == "progress"]
+    progress = reported(job["id"])
     assert [e["data"]["message"] for e in progress] == [f"step {i}/4" for i in range(1, 5)]
     previews = [e for e in events if e["type"] == "preview"]
     assert len(previews) == 3  # every step but the last, which the output itself shows
@@ -98,7 +124,7 @@ async def test_bad_params_are_refused_before_loading(
 
 
 async def test_edits_repaint_the_input_image_and_inpainting_keeps_the_unmasked_part(
-    api: tuple[httpx.AsyncClient, Settings],
+    api: tuple[httpx.AsyncClient, Settings], reported: Reported
 ) -> None:
     http, settings = api
     await asyncio.to_thread(save_tiny_stable_diffusion, settings.resolved_models_dir / "tiny-sd")
@@ -118,8 +144,7 @@ async def test_edits_repaint_the_input_image_and_inpainting_keeps_the_unmasked_p
     }
     edited = (await http.post("/v1/jobs", json=body, headers=WAIT)).json()
     assert edited["status"] == "succeeded", edited["error"]
-    events = await _events(http, edited["id"])
-    messages = [e["data"]["message"] for e in events if e["type"] == "progress"]
+    messages = [e["data"]["message"] for e in reported(edited["id"])]
     assert messages == ["step 1/2", "step 2/2"]  # strength 0.5 of 4 steps
 
     # inpainting: two seeds repaint the masked half differently and keep the rest alike

@@ -98,8 +98,20 @@ async def test_the_api_streams_a_job_run_by_another_process_live_and_resumably(
             async for event in s.aiter_sse():
                 rest.append(event)
 
-        seqs = [int(e.id) for e in [*first, *rest]]
-        assert seqs == list(range(1, len(seqs) + 1))
+        every = [*first, *rest]
+        stored = [e for e in every if not e.json().get("live")]
+        assert [int(e.id) for e in stored] == list(range(1, len(stored) + 1))
+        # Progress came live from the worker's process (announced, not stored), each
+        # report carrying the position of the stored event before it.
+        reports = [e.json() for e in every if e.json().get("live")]
+        assert reports and all(r["type"] == "progress" and r["id"] is None for r in reports)
+        last = 0
+        for event in every:
+            data = event.json()
+            if data.get("live"):
+                assert data["seq"] == last
+            else:
+                last = data["seq"]
         assert rest[-1].event == "done"
         job = (await http.get(f"/v1/jobs/{job_id}")).json()
         assert job["status"] == "succeeded" and len(job["outputs"]) == 1
@@ -230,8 +242,8 @@ async def test_the_stream_of_all_jobs_misses_nothing_from_concurrent_processes(
             done = 0
             async with aconnect_sse(http, "GET", "/v1/events") as source:
                 async for event in source.aiter_sse():
-                    if not event.data:
-                        continue
+                    if not event.data or event.json().get("live"):
+                        continue  # live progress has no position of its own
                     received.append(int(event.id))
                     done += event.event == "done"
                     if done == jobs:

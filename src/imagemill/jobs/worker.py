@@ -447,16 +447,21 @@ class Worker:
             with self.circuits.counted(provider.name):
                 async with asyncio.timeout(self._time_left(job)):
                     results = await provider.run(task, self._context(job, spec.id, deadline))
-            return [
-                await self.assets.store(
-                    out,
-                    task,
-                    model_id=spec.id,
-                    fallback_reason=fallback_reason,
-                    pricing=spec.pricing,
+            stored = []
+            results.reverse()
+            while results:  # each output let go once stored: an image's megabytes held once
+                out = results.pop()
+                stored.append(
+                    await self.assets.store(
+                        out,
+                        task,
+                        model_id=spec.id,
+                        fallback_reason=fallback_reason,
+                        pricing=spec.pricing,
+                    )
                 )
-                for out in results
-            ]
+                del out
+            return stored
 
     def _context(self, job: Job, model_id: str, deadline: asyncio.Timeout) -> RunContext:
         return run_context(
