@@ -5,14 +5,16 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 from PIL import Image
 
-from imagemill.domain import Output, Task, TaskKind
+from imagemill.domain import Asset, Output, Task, TaskKind
 from imagemill.errors import InvalidInput, ProviderError, ProviderUnavailable
 from imagemill.specs import Pricing
+from imagemill.storage import images
 from imagemill.storage.assets import AssetWriter
 from imagemill.storage.blobs import BlobStore, sha256_hex
 from imagemill.storage.images import png_params, probe
@@ -316,3 +318,39 @@ async def test_an_output_url_that_cannot_be_fetched_fails_for_good(
         with pytest.raises(ProviderError) as raised:
             await writer.store(Output(url=url), _task(), model_id="p/m", pricing=Pricing())
     assert raised.value.retryable is False
+
+
+async def test_a_request_that_read_its_asset_before_the_thumbnail_was_recorded_reuses_it(
+    make_writer: Callable[..., AssetWriter], blobs: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load a request may read the asset row (no thumbnail yet), then reach the
+    writer only after another request made the thumbnail and finished: it takes that
+    one instead of decoding the image again."""
+    writer = make_writer(_unreachable)
+    data = _image(300, 200)
+    sha256, key = await blobs.put_content(data)
+    stale = Asset(
+        id="ast_1",
+        owner_id="own_1",
+        sha256=sha256,
+        content_type="image/png",
+        width=300,
+        height=200,
+        byte_size=len(data),
+        storage_key=key,
+        thumbnail_key=None,
+        created_at=datetime.now(UTC),
+    )
+    made: list[int] = []
+    real = images.thumbnail
+
+    def counted(source: bytes, side: int = images.THUMBNAIL_SIDE, *, blur: bool = False) -> bytes:
+        made.append(len(source))
+        return real(source, side, blur=blur)
+
+    monkeypatch.setattr(images, "thumbnail", counted)
+    first, recorded = await writer.thumbnail(stale)
+    again, to_record = await writer.thumbnail(stale)  # the same stale row, later
+
+    assert made == [len(data)] and again == first
+    assert recorded is not None and to_record is None

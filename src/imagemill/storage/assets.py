@@ -28,6 +28,7 @@ DOWNLOAD_BACKOFF_SECONDS = 0.5
 DECODE_BUDGET_PIXELS = 64_000_000  # about 250 MB of pixels being decoded at once, at most
 THUMBNAILED = ("image/png", "image/jpeg", "image/webp", "image/gif")
 MAX_TEXT_CHARS = 32_000  # of one text output, as of a prompt
+RECENT_THUMBNAILS = 1024  # thumbnails made lately, remembered by asset id
 
 
 class AssetWriter:
@@ -50,6 +51,9 @@ class AssetWriter:
         self.decode_slots = images.DecodeSlots(decode_budget_pixels)
         self.handoff = Handoff()  # outputs for requests waiting here (``handoff.py``)
         self._thumbnailing: dict[str, asyncio.Future[bytes]] = {}
+        # Thumbnails made here lately, by asset id: a request that read its asset before
+        # the key was recorded takes this one instead of making it again.
+        self._thumbnailed: dict[str, str] = {}
 
     async def store(
         self,
@@ -171,8 +175,9 @@ class AssetWriter:
         Made at most once at a time per asset: requests arriving while it is being made
         wait for that one instead of decoding the image again.
         """
-        if asset.thumbnail_key:
-            return await self.blobs.get(asset.thumbnail_key), None
+        key = asset.thumbnail_key or self._thumbnailed.get(asset.id)
+        if key:  # recorded, or made here a moment ago (the caller read the asset before)
+            return await self.blobs.get(key), None
         if asset.content_type not in THUMBNAILED:
             raise NotFound(f"asset {quoted(asset.id)} has no thumbnail")
         making = self._thumbnailing.get(asset.id)
@@ -185,6 +190,9 @@ class AssetWriter:
             async with self.decode_slots.hold((asset.width or 0) * (asset.height or 0)):
                 data = await asyncio.to_thread(images.thumbnail, source, blur=asset.flagged)
             _, key = await self.blobs.put_content(data, namespace="thumbnails")
+            self._thumbnailed[asset.id] = key
+            while len(self._thumbnailed) > RECENT_THUMBNAILS:
+                self._thumbnailed.pop(next(iter(self._thumbnailed)))
             making.set_result(data)
             return data, key
         except BaseException as exc:
