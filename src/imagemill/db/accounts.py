@@ -7,15 +7,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from imagemill.boundary import quoted
 from imagemill.db.engine import Database
+from imagemill.db.prepared import Prepared
 from imagemill.db.tables import api_keys, owners, presets
 from imagemill.errors import Conflict, NotFound
 from imagemill.ids import new_id
 
+_OWNER_FOR_KEY = Prepared(
+    select(owners)
+    .join(api_keys, api_keys.c.owner_id == owners.c.id)
+    .where(api_keys.c.key_hash == bindparam("key_hash"), api_keys.c.revoked_at.is_(None))
+)
 PRESET_ID_PREFIX = "pre_"  # what a preset's id starts with (and no name may)
 
 
@@ -116,12 +122,9 @@ class Accounts:
         return key_id
 
     async def owner_for_key(self, key_hash: str) -> Owner | None:
-        query = (
-            select(owners)
-            .join(api_keys, api_keys.c.owner_id == owners.c.id)
-            .where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
+        row = await self.db.read(
+            lambda conn: _OWNER_FOR_KEY.one_or_none(conn, {"key_hash": key_hash})
         )
-        row = await self.db.read(lambda conn: conn.execute(query).one_or_none())
         return Owner(row.id, row.name, row.secret) if row else None
 
     async def list_keys(self) -> list[KeyInfo]:

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Integer, Select, bindparam, cast, exists, fun
 
 from imagemill.boundary import quoted
 from imagemill.db.engine import Database
+from imagemill.db.prepared import Prepared
 from imagemill.db.rows import job_from_row, load_outputs, metadata_entry
 from imagemill.db.tables import (
     assets,
@@ -30,9 +31,11 @@ from imagemill.errors import NotFound
 
 Q, R, S = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED
 
-_JOBS_BY_ID = select(jobs).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
-_JOB_STATUS = select(jobs.c.status, jobs.c.lease_owner).where(jobs.c.id == bindparam("job_id"))
-_TO_SCHEDULE = (
+_JOBS_BY_ID = Prepared(select(jobs).where(jobs.c.id.in_(bindparam("ids", expanding=True))))
+_JOB_STATUS = Prepared(
+    select(jobs.c.status, jobs.c.lease_owner).where(jobs.c.id == bindparam("job_id"))
+)
+_TO_SCHEDULE = Prepared(
     select(
         jobs.c.owner_id,
         jobs.c.status,
@@ -45,7 +48,7 @@ _TO_SCHEDULE = (
     .outerjoin(batches, batches.c.id == jobs.c.batch_id)
     .where(jobs.c.id == bindparam("job_id"))
 )
-_CACHED_JOB_ID = (
+_CACHED_JOB_ID = Prepared(
     select(cache_entries.c.job_id)
     .join(jobs, jobs.c.id == cache_entries.c.job_id)
     .where(
@@ -330,16 +333,12 @@ class Queries:
 
     async def job_status(self, job_id: str) -> tuple[JobStatus, str | None] | None:
         """Status and lease owner, cheaply (the heartbeat's and the waiters' check)."""
-        row = await self.db.read(
-            lambda conn: conn.execute(_JOB_STATUS, {"job_id": job_id}).one_or_none()
-        )
+        row = await self.db.read(lambda conn: _JOB_STATUS.one_or_none(conn, {"job_id": job_id}))
         return (JobStatus(row.status), row.lease_owner) if row else None
 
     async def to_schedule(self, job_id: str) -> Scheduled | None:
         """What the worker's line needs of a job, cheaply; ``None`` unless it may run."""
-        row = await self.db.read(
-            lambda conn: conn.execute(_TO_SCHEDULE, {"job_id": job_id}).one_or_none()
-        )
+        row = await self.db.read(lambda conn: _TO_SCHEDULE.one_or_none(conn, {"job_id": job_id}))
         if row is None or JobStatus(row.status).terminal:
             return None
         request = json.loads(row.request) if isinstance(row.request, str) else row.request
@@ -405,7 +404,7 @@ def _jobs_of_request(conn: Connection, query: Select[Any]) -> list[Job]:
 
 
 def jobs_by_id(conn: Connection, job_ids: Sequence[str]) -> list[Job]:
-    rows = conn.execute(_JOBS_BY_ID, {"ids": list(job_ids)}).all()
+    rows = _JOBS_BY_ID.rows(conn, {"ids": list(job_ids)})
     by_job = load_outputs(conn, [r.id for r in rows])
     found = {row.id: job_from_row(row, by_job.get(row.id, [])) for row in rows}
     return [found[i] for i in job_ids if i in found]
@@ -438,5 +437,5 @@ def batches_with_items(conn: Connection, query: Select[Any]) -> list[Batch]:
 
 def cached_job_of(conn: Connection, owner_id: str, cache_key: str) -> Job | None:
     params = {"owner_id": owner_id, "cache_key": cache_key}
-    job_id = conn.execute(_CACHED_JOB_ID, params).scalar_one_or_none()
+    job_id = _CACHED_JOB_ID.scalar(conn, params)
     return jobs_by_id(conn, [job_id])[0] if job_id else None

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from imagemill.db import batch_completion
 from imagemill.db.deletion import delete_finished_job
 from imagemill.db.engine import Database
+from imagemill.db.prepared import Prepared
 from imagemill.db.queries import Queries, cached_job_of
 from imagemill.db.records import BatchDraft, JobDraft, StoredBlob, StoredOutput
 from imagemill.db.rows import (
@@ -58,9 +59,9 @@ Q, R, S, F, C = (
     JobStatus.CANCELED,
 )
 
-_INSERT_JOB = jobs.insert().returning(*jobs.c)
-_INSERT_OUTPUTS = outputs.insert()
-_OWNER_OF_JOB = select(jobs.c.owner_id).where(jobs.c.id == bindparam("job_id"))
+_INSERT_JOB = Prepared(jobs.insert().returning(*jobs.c))
+_INSERT_OUTPUTS = Prepared(outputs.insert())
+_OWNER_OF_JOB = Prepared(select(jobs.c.owner_id).where(jobs.c.id == bindparam("job_id")))
 _HELD = (jobs.c.id == bindparam("job_id")) & (jobs.c.status == R.value)
 _HELD_BY = _HELD & (jobs.c.lease_owner == bindparam("worker"))
 _HEARTBEAT = (
@@ -88,8 +89,8 @@ _RECORD = (
     .values(event_seq=jobs.c.event_seq + 1, updated_at=bindparam("now", type_=UTCDateTime()))
     .returning(*_EVENT_ROW)
 )
-_RECORD_PROGRESS = _RECORD.values(
-    progress=bindparam("progress"), progress_message=bindparam("message")
+_RECORD_PROGRESS = Prepared(
+    _RECORD.values(progress=bindparam("progress"), progress_message=bindparam("message"))
 )
 HEARTBEAT_CHUNK = 500  # ids per statement (SQLite takes a few thousand parameters)
 _SAVE_PROVIDER_REF = update(jobs).where(_HELD_BY).values(provider_ref=bindparam("ref"))
@@ -109,11 +110,13 @@ class Repository(Queries):
         self.origin = origin
         # Known bytes keep their row: the no-op update only makes RETURNING report it.
         upsert = db.insert(assets)
-        self._upsert_asset = upsert.on_conflict_do_update(
-            index_elements=[assets.c.owner_id, assets.c.sha256],
-            set_={"sha256": upsert.excluded.sha256},
-        ).returning(assets.c.sha256, assets.c.id)
-        self._insert_cache_entry = db.insert(cache_entries).on_conflict_do_nothing()
+        self._upsert_asset = Prepared(
+            upsert.on_conflict_do_update(
+                index_elements=[assets.c.owner_id, assets.c.sha256],
+                set_={"sha256": upsert.excluded.sha256},
+            ).returning(assets.c.sha256, assets.c.id)
+        )
+        self._insert_cache_entry = Prepared(db.insert(cache_entries).on_conflict_do_nothing())
 
     async def _write(self, work: Callable[[Connection, Published], T], *, events: bool = True) -> T:
         """Run ``work`` as one write transaction and publish the events it stored.
@@ -263,7 +266,7 @@ class Repository(Queries):
                 "thumbnail_key": blob.thumbnail_key,
                 "created_at": now,
             }
-            [(_, asset_id)] = conn.execute(self._upsert_asset, [row]).all()
+            [(_, asset_id)] = self._upsert_asset.rows(conn, row)
             if blob.thumbnail_key:  # the same bytes uploaded before thumbnails were made here
                 conn.execute(
                     update(assets)
@@ -330,7 +333,7 @@ class Repository(Queries):
     ) -> None:
         """Append a ``progress``, ``preview`` or ``log`` event of a running job (fenced),
         setting the columns in ``also`` with it."""
-        statement = _RECORD_PROGRESS if kind == "progress" else _RECORD
+        statement = _RECORD_PROGRESS.statement if kind == "progress" else _RECORD
         if also:
             statement = statement.values(**also)
         params = {"job_id": job_id, "worker": worker, "now": now}
@@ -361,7 +364,7 @@ class Repository(Queries):
                     "progress": data["progress"],
                     "message": data.get("message"),
                 }
-                row = conn.execute(_RECORD_PROGRESS, params).one_or_none()
+                row = _RECORD_PROGRESS.one_or_none(conn, params)
                 if row is not None:
                     append_events(conn, row, [("progress", data)], now, published)
 
@@ -418,7 +421,7 @@ class Repository(Queries):
         lost. ``extra_cost``: what the job cost besides its outputs (enhancing its prompt)."""
 
         def work(conn: Connection, published: Published) -> Job:
-            owner_id = conn.execute(_OWNER_OF_JOB, {"job_id": job_id}).scalar_one()
+            owner_id = _OWNER_OF_JOB.one(conn, {"job_id": job_id}).owner_id
             asset_ids = self._upsert_assets(conn, owner_id, stored, now)
             job_outputs = [
                 stored_job_output(index, asset_ids[o.sha256], o) for index, o in enumerate(stored)
@@ -439,13 +442,12 @@ class Repository(Queries):
             )
             if row is None:
                 raise LeaseLost(job_id)  # roll the asset rows back too
-            conn.execute(
-                _INSERT_OUTPUTS,
-                [output_row(job_id, o.index, o.asset_id, o, now) for o in job_outputs],
+            _INSERT_OUTPUTS.many(
+                conn, [output_row(job_id, o.index, o.asset_id, o, now) for o in job_outputs]
             )
             if cache_key and not any(o.fallback for o in stored):
                 entry = {"owner_id": owner_id, "cache_key": cache_key, "job_id": job_id}
-                conn.execute(self._insert_cache_entry, [{**entry, "created_at": now}])
+                self._insert_cache_entry.rows(conn, {**entry, "created_at": now})
             return job_from_row(row, job_outputs)
 
         try:
@@ -458,8 +460,8 @@ class Repository(Queries):
     ) -> dict[str, str]:
         """Asset ids by sha256, inserting rows for bytes this owner has not stored before."""
         shas = {o.sha256: o for o in stored}
-        rows = conn.execute(
-            self._upsert_asset,
+        rows = self._upsert_asset.many(
+            conn,
             [
                 {
                     "id": new_id("ast"),
@@ -476,7 +478,7 @@ class Repository(Queries):
                 }
                 for o in shas.values()
             ],
-        ).all()
+        )
         return {r.sha256: r.id for r in rows}
 
     async def retry_later(
@@ -653,12 +655,12 @@ def _insert_job(
         "finished_at": now if source else None,
         "updated_at": now,
     }
-    inserted = conn.execute(_INSERT_JOB, [row]).one()
+    inserted = _INSERT_JOB.one(conn, row)
     if request.metadata:
         conn.execute(_INSERT_METADATA, metadata_rows(draft.id, draft.owner_id, request.metadata))
     if copied:
-        conn.execute(
-            _INSERT_OUTPUTS, [output_row(draft.id, o.index, o.asset_id, o, now) for o in copied]
+        _INSERT_OUTPUTS.many(
+            conn, [output_row(draft.id, o.index, o.asset_id, o, now) for o in copied]
         )
     append_events(conn, inserted, new_events, now, published)
     return job_from_row(inserted, copied)

@@ -9,13 +9,30 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row, bindparam, select
 
+from imagemill.db.prepared import Prepared
 from imagemill.db.tables import assets, outputs
 from imagemill.domain import Job, JobError, JobOutput, JobStatus, Request, TaskKind
 from imagemill.errors import ImagemillError
 
 log = logging.getLogger(__name__)
+
+_OUTPUTS_OF_JOBS = Prepared(
+    select(
+        outputs,
+        assets.c.width,
+        assets.c.height,
+        assets.c.content_type,
+        assets.c.byte_size,
+        assets.c.sha256,
+        assets.c.nsfw_score,
+        assets.c.flagged,
+    )
+    .join(assets, assets.c.id == outputs.c.asset_id)
+    .where(outputs.c.job_id.in_(bindparam("job_ids", expanding=True)))
+    .order_by(outputs.c.job_id, outputs.c.index)
+)
 
 if TYPE_CHECKING:
     from imagemill.db.records import StoredOutput
@@ -25,23 +42,8 @@ def load_outputs(conn: Connection, job_ids: list[str]) -> dict[str, list[JobOutp
     """The outputs of each job, in index order, with their assets' facts."""
     if not job_ids:
         return {}
-    query = (
-        select(
-            outputs,
-            assets.c.width,
-            assets.c.height,
-            assets.c.content_type,
-            assets.c.byte_size,
-            assets.c.sha256,
-            assets.c.nsfw_score,
-            assets.c.flagged,
-        )
-        .join(assets, assets.c.id == outputs.c.asset_id)
-        .where(outputs.c.job_id.in_(job_ids))
-        .order_by(outputs.c.job_id, outputs.c.index)
-    )
     by_job: dict[str, list[JobOutput]] = {}
-    for r in conn.execute(query).all():
+    for r in _OUTPUTS_OF_JOBS.rows(conn, {"job_ids": job_ids}):
         by_job.setdefault(r.job_id, []).append(
             JobOutput(
                 index=r._mapping["index"],

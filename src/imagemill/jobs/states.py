@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeEngine
 
 from imagemill.db import batch_completion
+from imagemill.db.prepared import Prepared
 from imagemill.db.tables import UTCDateTime, deliveries, events, jobs
 from imagemill.domain import DEFAULT_WEBHOOK_EVENTS, JobStatus
 from imagemill.errors import IllegalTransition, ImagemillError
@@ -94,7 +95,7 @@ class Transition:
     fenced: bool = False
     where: ColumnElement[bool] | None = None
     values: Mapping[str, Any] = field(default_factory=dict)
-    statement: Update = field(init=False, repr=False, compare=False)
+    statement: Prepared[Update] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check(self.sources, self.target)
@@ -117,7 +118,7 @@ class Transition:
             )
             .returning(*jobs.c)
         )
-        object.__setattr__(self, "statement", statement)
+        object.__setattr__(self, "statement", Prepared(statement))
 
 
 def transition(
@@ -130,14 +131,14 @@ def transition(
     lease_owner: str | None = None,
     params: Mapping[str, Any] | None = None,
     new_events: Sequence[NewEvent] = (),
-) -> Row[Any] | None:
+) -> Any:
     """Make ``change`` to ``job_id``, compare-and-set.
 
     ``new_events`` are appended to the job's event log in the same transaction with
     the next sequence numbers, and to ``published``. Ending an item of a batch may
     complete the batch, in the same transaction too (``db/batch_completion.py``).
-    Returns the updated row, or ``None`` when the job was not in a state (or lease)
-    this change may start from.
+    Returns the updated row (values by column name), or ``None`` when the job was not
+    in a state (or lease) this change may start from.
     """
     if change.fenced and lease_owner is None:
         raise ValueError("a fenced transition needs the lease owner")
@@ -145,7 +146,7 @@ def transition(
     bound.update(p_job_id=job_id, p_now=now, p_event_count=len(new_events))
     if change.fenced:
         bound["p_lease_owner"] = lease_owner
-    row = conn.execute(change.statement, bound).one_or_none()
+    row = change.statement.one_or_none(conn, bound)
     if row is not None:
         append_events(conn, row, new_events, now, published)
         if change.target.terminal and row.batch_id is not None:
@@ -265,7 +266,7 @@ def error_params(error: ImagemillError) -> dict[str, Any]:
 INSERT_DELIVERIES = insert(deliveries)
 # Each event's log-wide position comes back with its sequence number (in any order: asking
 # for the order given would make it one statement per event).
-INSERT_EVENTS = insert(events).returning(events.c.seq, events.c.id)
+INSERT_EVENTS = Prepared(insert(events).returning(events.c.seq, events.c.id))
 
 
 def append_events(
@@ -291,7 +292,7 @@ def append_events(
         }
         for offset, (kind, data) in enumerate(new_events)
     ]
-    positions = {seq: position for seq, position in conn.execute(INSERT_EVENTS, stored)}
+    positions = {seq: position for seq, position in INSERT_EVENTS.many(conn, stored)}
     for event in stored:
         event["id"] = positions[event["seq"]]
     if row.webhook_url:
