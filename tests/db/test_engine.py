@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Connection, event, text
 from sqlalchemy.util import await_only
 
-from imagemill.db.engine import Database
+from imagemill.db.engine import SQLITE_READERS, Database
 
 
 @pytest.fixture
@@ -206,3 +206,26 @@ async def test_a_read_sees_one_snapshot_even_when_a_write_commits_halfway(
     assert first == second == ["before"]
     after = await either.read(lambda conn: list(conn.execute(text("SELECT body FROM snap"))))
     assert len(after) == 2, "the write did commit, after the read's snapshot was taken"
+
+
+async def test_a_lookup_reads_committed_data_on_the_event_loop(db: Database) -> None:
+    """Lookups run on the loop's own thread (no hand-off) and see what was committed;
+    with every reader thread busy, a lookup still gets a connection at once."""
+    await db.write(_insert("seen"))
+    loop_thread = threading.get_ident()
+
+    def bodies_here(conn: Connection) -> tuple[list[str], bool]:
+        return _bodies(conn), threading.get_ident() == loop_thread
+
+    release = threading.Event()
+
+    def held(conn: Connection) -> list[str]:
+        release.wait(timeout=30)
+        return _bodies(conn)
+
+    busy = [asyncio.ensure_future(db.read(held)) for _ in range(SQLITE_READERS)]
+    try:
+        assert await asyncio.wait_for(db.lookup(bodies_here), timeout=10) == (["seen"], True)
+    finally:
+        release.set()
+    assert await asyncio.gather(*busy) == [["seen"]] * SQLITE_READERS
