@@ -7,12 +7,13 @@ sweeper; a duplicate one loses the claim and is dropped.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -315,6 +316,7 @@ class JobService:
         job_ids: Sequence[str],
         timeout: float,  # noqa: ASYNC109 - on timeout it returns the jobs as they are, no error
         known: Sequence[Job] | None = None,
+        finished: Mapping[str, Job] | None = None,
     ) -> builtins.list[Job]:
         """The jobs, once all are finished or ``timeout`` seconds have passed.
 
@@ -322,7 +324,9 @@ class JobService:
         are ticked, every ``WAIT_POLL_SECONDS`` (events of other processes), and when
         the subscription fell behind. ``known``: the one job as the caller just submitted
         it: while its status (read cheaply, once subscribed, so no done event is missed)
-        is the same, it is not read in full first.
+        is the same, it is not read in full first. ``finished``: jobs as this process's
+        worker recorded them finished (``Handoff``): once every job's done event came,
+        those are the answer, not read again.
         """
         deadline = time.monotonic() + timeout
         with self.bus.subscribe(set(job_ids)) as subscription:
@@ -349,6 +353,13 @@ class JobService:
                         pending.discard(event["job_id"])
                 subscription.resync()
                 jobs = None
+                if not pending and finished is not None:
+                    if not all(i in finished for i in job_ids):
+                        # The worker hands its job over once the commit's events are out:
+                        # on its turn, right after this one.
+                        await asyncio.sleep(0)
+                    if all(i in finished for i in job_ids):
+                        jobs = [finished[i] for i in job_ids]
 
 
 def request_fingerprint(endpoint: str, submission: Submission) -> str:

@@ -335,6 +335,7 @@ class Worker:
         if completed is None:
             log.info("job %s finished elsewhere or was canceled; result dropped", job.id)
             return None
+        self.assets.handoff.finished(completed)
         return JobStatus.SUCCEEDED
 
     def _time_left(self, job: Job) -> float:

@@ -7,7 +7,7 @@ import base64
 import contextlib
 import io
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -21,6 +21,7 @@ from fakes.openai_images import FakeOpenAI
 from fakes.server import serve
 from imagemill.api.app import create_app
 from imagemill.config import Settings
+from imagemill.domain import Job
 from imagemill.runtime import Runtime
 from imagemill.storage.images import png_params
 
@@ -479,22 +480,29 @@ async def test_a_hosted_image_is_answered_from_memory_as_the_very_bytes_stored(
     openai_backed: OpenAIBacked, openai_fake: tuple[FakeOpenAI, str]
 ) -> None:
     """The provider's bytes, annotated with their parameters and stored, are what the
-    answer's base64 carries, character for character; the answer reads no blob back."""
+    answer's base64 carries, character for character; the answer reads no blob back, nor
+    the job again (the worker hands it over as it recorded it finished)."""
     async with openai_backed() as app, default_sdk(app) as client:
         runtime: Runtime = app.state.runtime
         reads: list[str] = []
-        original_get = runtime.blobs.get
+        original_get, original_get_jobs = runtime.blobs.get, runtime.repo.get_jobs
 
         async def counted(key: str) -> bytes:
             reads.append(key)
             return await original_get(key)
 
+        async def counted_jobs(job_ids: Sequence[str]) -> list[Job]:
+            reads.append(f"jobs {job_ids}")
+            return await original_get_jobs(job_ids)
+
         runtime.blobs.get = counted  # type: ignore[method-assign]
+        runtime.repo.get_jobs = counted_jobs  # type: ignore[method-assign]
         result = await client.images.generate(
             model="openai/gpt-image-1", prompt="a lighthouse", response_format="b64_json"
         )
         assert reads == [], "answered from memory"
         runtime.blobs.get = original_get  # type: ignore[method-assign]
+        runtime.repo.get_jobs = original_get_jobs  # type: ignore[method-assign]
 
         [job] = await _jobs(app)
         async with httpx.AsyncClient(

@@ -379,9 +379,11 @@ class _Call:
             )
             job = made[0]
         wait = _wait_seconds(request, runtime.settings.openai_wait_seconds)
-        with runtime.assets.handoff.expect(job.id) as fresh:
-            [job] = await runtime.service.wait(owner.id, [job.id], wait, known=[job])
-            return await self.answer(job, fresh)
+        with runtime.assets.handoff.expect(job.id) as arrived:
+            [job] = await runtime.service.wait(
+                owner.id, [job.id], wait, known=[job], finished=arrived.finished
+            )
+            return await self.answer(job, arrived.outputs)
 
     async def answer(self, job: Job, fresh: dict[str, Fresh]) -> Response:
         """The finished job as OpenAI answers; an unfinished or failed one as its error.
