@@ -10,6 +10,12 @@ to a fake OpenAI, through LiteLLM's proxy, and through imagemill.
   script into its own virtualenv under ``~/.cache/imagemill-bench`` on the first run),
   one worker, ``gpt-image-1`` routed to the fake. If it cannot be installed or started,
   the run says so and goes on without it.
+- **sdk-relay**: the least an SDK-based gateway can do on imagemill's server stack: a
+  bare ASGI app on uvicorn (no framework) whose one route sends the request on through
+  the official ``openai`` SDK (``AsyncOpenAI``, ``with_raw_response``, as imagemill's
+  adapter calls it) and answers the upstream's bytes as they came: no checks, no job, no
+  storage. Its CPU per request is the floor of that stack; imagemill's above it is what
+  imagemill itself costs.
 - **imagemill**: ``imagemill serve`` on a fresh data dir, ``OPENAI_BASE_URL`` the fake,
   called on its OpenAI-compatible route with ``openai/gpt-image-1``, ``b64_json``.
 
@@ -22,6 +28,7 @@ body; every ``--check-every``-th one is decoded down to its PNG.
 
     .venv/bin/python bench/gateway.py [--requests 64] [--rounds 2] [--concurrency 1 16 64]
     .venv/bin/python bench/gateway.py fake --port 8001 --body 2mb     # the fake alone
+    .venv/bin/python bench/gateway.py relay --port 8002 --upstream http://127.0.0.1:8001
 """
 
 from __future__ import annotations
@@ -57,7 +64,8 @@ POOL = 8  # distinct pictures per body size
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 KEY = "sk-bench-" + "0123456789abcdef" * 2  # LiteLLM's master key; the others ignore it
-MODELS = {"direct": "gpt-image-1", "litellm": "gpt-image-1", "imagemill": "openai/gpt-image-1"}
+TARGETS = ("direct", "sdk-relay", "litellm", "imagemill")
+MODELS = dict.fromkeys(TARGETS, "gpt-image-1") | {"imagemill": "openai/gpt-image-1"}
 
 
 # ---------------------------------------------------------------- the fake upstream
@@ -140,6 +148,44 @@ def run_fake(port: int, body: str) -> None:
 
     uvicorn.run(
         FakeImages(body), host="127.0.0.1", port=port, log_level="warning", access_log=False
+    )
+
+
+class SdkRelay:
+    """``POST /v1/images/generations`` sent on through the openai SDK, answered as the
+    upstream's bytes (bare ASGI)."""
+
+    def __init__(self, upstream: str) -> None:
+        from openai import AsyncOpenAI
+
+        self.client = AsyncOpenAI(api_key="sk-bench", base_url=f"{upstream}/v1", max_retries=0)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        status, body = 404, b'{"error":{"message":"not here"}}'
+        if scope["method"] == "POST" and scope["path"] == "/v1/images/generations":
+            request = json.loads(b"".join(chunks))
+            response = await self.client.images.with_raw_response.generate(
+                model=request["model"], prompt=request["prompt"], size=request["size"]
+            )
+            status, body = 200, response.http_response.content
+        headers = [(b"content-type", b"application/json")]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def run_relay(port: int, upstream: str) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        SdkRelay(upstream), host="127.0.0.1", port=port, log_level="warning", access_log=False
     )
 
 
@@ -338,7 +384,7 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--bodies", nargs="+", choices=list(BODY_BYTES), default=list(BODY_BYTES))
     parser.add_argument("--encodings", nargs="+", default=["gzip", "identity"])
-    parser.add_argument("--targets", nargs="+", default=["direct", "litellm", "imagemill"])
+    parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
     parser.add_argument("--litellm-version", default=LITELLM_VERSION)
     parser.add_argument("--check-every", type=int, default=8, help="decode every Nth image")
     args = parser.parse_args()
@@ -357,6 +403,14 @@ async def main() -> None:
                     process([*fake_command, "--body", body], workdir / "fake.log", fake)
                 )
                 targets = {"direct": (fake, fake_proc.pid)}
+                if "sdk-relay" in args.targets:
+                    port = free_port()
+                    relay = f"http://127.0.0.1:{port}"
+                    command = [sys.executable, __file__, "relay", "--port", str(port)]
+                    relay_proc = await stack.enter_async_context(
+                        process([*command, "--upstream", fake], workdir / "relay.log", relay)
+                    )
+                    targets["sdk-relay"] = (relay, relay_proc.pid)
                 if "litellm" in args.targets:
                     try:
                         targets["litellm"] = await stack.enter_async_context(
@@ -408,22 +462,23 @@ def report(
 ) -> None:
     print(
         f"\n{args.requests} requests per cell, medians of {args.rounds} rounds; CPU: the "
-        "target's process tree, ms per request; ratios: imagemill ÷ litellm, imagemill ÷ direct"
+        "target's process tree, ms per request; ratios: imagemill ÷ litellm, imagemill ÷ "
+        "sdk-relay"
     )
     print(
-        "\n| body | Accept-Encoding | c | direct | litellm | imagemill "
-        "| ÷ litellm (req/s, CPU) | ÷ direct (req/s, CPU) |"
+        "\n| body | Accept-Encoding | c | direct | sdk-relay | litellm | imagemill "
+        "| ÷ litellm (req/s, CPU) | ÷ sdk-relay (req/s, CPU) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     keys = sorted({key[:3] for key in cells}, key=lambda k: (k[0] != "8kb", k[1], k[2]))
     for body, accept, concurrency in keys:
         med: dict[str, tuple[float, float]] = {}
-        for target in ("direct", "litellm", "imagemill"):
+        for target in TARGETS:
             cell = cells.get((body, accept, concurrency, target))
             if cell:
                 med[target] = (statistics.median(cell.rates), statistics.median(cell.cpu_ms))
         shown = []
-        for target in ("direct", "litellm", "imagemill"):
+        for target in TARGETS:
             cell = cells.get((body, accept, concurrency, target))
             if cell is None:
                 shown.append("—")
@@ -432,7 +487,7 @@ def report(
             plain = " (identity)" if accept == "gzip" and "gzip" not in cell.answered else ""
             shown.append(f"{med[target][0]:.1f}/s, {med[target][1]:.1f} ms{plain}")
         ratios = []
-        for base in ("litellm", "direct"):
+        for base in ("litellm", "sdk-relay"):
             if base in med and "imagemill" in med:
                 rate = med["imagemill"][0] / med[base][0]
                 cpu = med["imagemill"][1] / med[base][1] if med[base][1] else float("inf")
@@ -457,5 +512,12 @@ if __name__ == "__main__":
         fake_parser.add_argument("--body", choices=list(BODY_BYTES), default="8kb")
         fake_args = fake_parser.parse_args()
         run_fake(fake_args.port, fake_args.body)
+    elif sys.argv[1:2] == ["relay"]:
+        relay_parser = argparse.ArgumentParser()
+        relay_parser.add_argument("relay")
+        relay_parser.add_argument("--port", type=int, required=True)
+        relay_parser.add_argument("--upstream", required=True)
+        relay_args = relay_parser.parse_args()
+        run_relay(relay_args.port, relay_args.upstream)
     else:
         asyncio.run(main())
