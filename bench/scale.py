@@ -28,6 +28,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import redis.asyncio as redis
 from common import imagemill_serve
 
 POSTGRES = os.environ.get("IMAGEMILL_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
@@ -46,10 +47,14 @@ async def _admin(statement: str) -> None:
 async def run(workers: int, jobs: int, concurrency: int, workdir: Path, poll: float) -> float:
     """Seconds from the first submit until every job succeeded."""
     database = f"imagemill_scale_{uuid.uuid4().hex[:8]}"
+    queue = f"imagemill.bench.{database}"
     await _admin(f"CREATE DATABASE {database}")
     settings = {
         "database_url": f"{POSTGRES.replace('postgresql://', 'postgresql+asyncpg://')}/{database}",
         "broker_url": REDIS,
+        # A list of its own: messages left by an earlier run that was stopped (for jobs of
+        # a database since dropped) would otherwise come first, and be drained one by one.
+        "broker_queue": queue,
         "storage_url": (workdir / "blobs").as_uri(),
         "hosted_concurrency": str(concurrency),
         "workers": "false",
@@ -98,6 +103,8 @@ async def run(workers: int, jobs: int, concurrency: int, workdir: Path, poll: fl
             process.terminate()
             await process.wait()
         await _admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        async with redis.from_url(REDIS) as client:
+            await client.delete(queue)
 
 
 async def _span(http: httpx.AsyncClient) -> float:
