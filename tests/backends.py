@@ -1,15 +1,18 @@
-"""The databases the suite runs against: SQLite (the embedded default) and PostgreSQL.
+"""The services the suite runs against: SQLite (the embedded default) and PostgreSQL;
+RabbitMQ and Redis as brokers.
 
 PostgreSQL is taken from ``IMAGEMILL_TEST_POSTGRES`` (default: the local server,
 ``postgres@127.0.0.1:5432``). Each test gets a database of its own, copied from a
-template migrated once per session (fast: a file copy). Without a reachable server
-those tests skip and say why, except with ``CI=true``, where they fail instead.
+template migrated once per session (fast: a file copy). The brokers are the local
+servers. Without a reachable server those tests skip and say why, except with
+``CI=true``, where they fail instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 
@@ -20,6 +23,10 @@ from imagemill.db.migrate import upgrade
 
 POSTGRES = os.environ.get("IMAGEMILL_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 ADMIN_DATABASE = "test"
+BROKERS = {
+    "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672/", 5672),
+    "redis": ("redis://127.0.0.1:6379/0", 6379),
+}
 TEMPLATE = f"imagemill_template_{os.getpid()}"
 
 
@@ -76,3 +83,27 @@ def postgres_url(postgres_template: str) -> Iterator[str]:
     _admin(f"CREATE DATABASE {name} TEMPLATE {postgres_template}")
     yield f"{POSTGRES}/{name}"
     _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _broker(name: str) -> str:
+    """The URL of the local ``name`` broker; skips (fails on CI) when it does not answer."""
+    url, port = BROKERS[name]
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        if sock.connect_ex(("127.0.0.1", port)) != 0:
+            reason = f"no {name} on 127.0.0.1:{port}"
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"CI must run the distributed tests: {reason}")
+            pytest.skip(reason)
+    return url
+
+
+@pytest.fixture(params=sorted(BROKERS))
+def broker_url(request: pytest.FixtureRequest) -> str:
+    """Each broker in turn."""
+    return _broker(request.param)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return _broker("redis")

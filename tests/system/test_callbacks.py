@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -31,7 +29,6 @@ from providers.running import saved_ref, warm_webhooks
 
 TOKEN = "r8_test_callbacks"
 MODEL = "replicate/ideogram-ai/ideogram-v2"
-REDIS = ("redis://127.0.0.1:6379/0", 6379)
 
 
 @pytest.fixture(scope="module")
@@ -39,18 +36,6 @@ def fake() -> Iterator[tuple[FakeReplicate, str]]:
     fake = FakeReplicate(token=TOKEN)
     with serve(fake.app) as url:
         yield fake, url
-
-
-@pytest.fixture
-def redis_url() -> str:
-    url, port = REDIS
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        if sock.connect_ex(("127.0.0.1", port)) != 0:
-            if os.environ.get("CI") == "true":
-                pytest.fail(f"CI must run the distributed tests: no redis on 127.0.0.1:{port}")
-            pytest.skip(f"no redis on 127.0.0.1:{port}")
-    return url
 
 
 @pytest.fixture

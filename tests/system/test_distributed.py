@@ -7,8 +7,6 @@ live, in order, and resumes with Last-Event-ID."""
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,28 +25,6 @@ from imagemill.providers.placeholder import render
 from imagemill.providers.registry import Registry
 from imagemill.runtime import Runtime
 from imagemill.specs import ModelSpec
-
-BROKERS = {
-    "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672/", 5672),
-    "redis": ("redis://127.0.0.1:6379/0", 6379),
-}
-
-
-def _reachable(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-@pytest.fixture(params=sorted(BROKERS))
-def broker_url(request: pytest.FixtureRequest) -> str:
-    url, port = BROKERS[request.param]
-    if not _reachable(port):
-        reason = f"no {request.param} on 127.0.0.1:{port}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the distributed tests: {reason}")
-        pytest.skip(reason)
-    return url
 
 
 @pytest.fixture

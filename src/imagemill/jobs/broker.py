@@ -8,24 +8,31 @@ duplicate loses its claim. Chosen by ``broker_url``:
 - ``redis://`` (a Redis list, through taskiq-redis).
 
 A process that runs workers consumes messages (``start(consume=True)``); an API process
-started with ``--no-workers`` only sends them.
+started with ``--no-workers`` only sends them. A consumer never stops on its own: a
+listener that fails or ends (a broker restarting, a connection lost) is started again
+after a pause, and the log says so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from taskiq import AsyncBroker, InMemoryBroker
 from taskiq.receiver import Receiver
 
 from imagemill.boundary import quoted
-from imagemill.errors import InvalidInput
+from imagemill.errors import InvalidInput, describe
+
+log = logging.getLogger(__name__)
 
 RUN_JOB_TASK = "imagemill.run_job"
 QUEUE = "imagemill.jobs"
+RELISTEN_SECONDS = 1.0  # pause before listening again after the broker failed
+REDIS_BLOCK_SECONDS = 2.0  # longest blocking read of a Redis list; under the socket timeout
 
 
 def make_broker(url: str, prefetch: int = 16, queue: str = QUEUE) -> AsyncBroker:
@@ -37,13 +44,54 @@ def make_broker(url: str, prefetch: int = 16, queue: str = QUEUE) -> AsyncBroker
 
         return AioPikaBroker(url, qos=prefetch, task_queues=[Queue(name=queue)])
     if url.startswith(("redis://", "rediss://")):
-        from taskiq_redis import ListQueueBroker
-
-        return ListQueueBroker(url, queue_name=queue)
+        return _redis_list_broker(url, queue)
     raise InvalidInput(
         f"unsupported broker URL {quoted(url)}; use memory://, amqp:// or redis://",
         field="broker_url",
     )
+
+
+def _redis_list_broker(url: str, queue: str) -> AsyncBroker:
+    """taskiq-redis' list broker, reading in short blocking pops.
+
+    taskiq-redis pops with ``BRPOP`` and no timeout, while redis-py (8.0 on) gives every
+    read 5 s (``socket_timeout``): a worker idle for 5 s had its read time out with an
+    error the broker does not retry, and stopped receiving without a word. Here each
+    pop blocks for at most ``REDIS_BLOCK_SECONDS`` (or half the URL's
+    ``socket_timeout``), an empty answer just pops again, and a lost connection is the
+    transport's to retry (``Transport``)."""
+    from redis.asyncio import Redis
+    from taskiq_redis import ListQueueBroker
+
+    class RedisListBroker(ListQueueBroker):
+        _popping: asyncio.Task[Any] | None = None
+
+        async def listen(self) -> AsyncGenerator[bytes, None]:
+            socket_timeout = self.connection_pool.connection_kwargs.get("socket_timeout")
+            block = REDIS_BLOCK_SECONDS
+            if socket_timeout:
+                block = min(block, float(socket_timeout) / 2)
+            while True:
+                self._popping = asyncio.create_task(self._pop(block))
+                # redis-py cannot cancel a blocking read: the connection's next read
+                # waits forever. A pop is left to end on its own (within ``block``, or at
+                # ``shutdown``); a message it takes then is the sweeper's to send again.
+                popped = await asyncio.shield(self._popping)
+                if popped is not None:
+                    yield popped[1]
+
+        async def _pop(self, block: float) -> Any:
+            async with Redis(connection_pool=self.connection_pool) as redis:
+                return await redis.brpop([self.queue_name], timeout=block)
+
+        async def shutdown(self) -> None:
+            await super().shutdown()  # closes the connections, the popping one's too
+            if self._popping is not None:
+                await asyncio.wait([self._popping], timeout=REDIS_BLOCK_SECONDS)
+                if self._popping.done() and not self._popping.cancelled():
+                    self._popping.exception()  # retrieved: a closed connection's error
+
+    return RedisListBroker(url, queue_name=queue)
 
 
 class Transport:
@@ -79,14 +127,34 @@ class Transport:
         if consuming:
             # Messages are acknowledged when received: a job lost with its worker is the
             # sweeper's to send again, not the broker's.
+            self._finished.clear()
+            self._receiving = asyncio.create_task(self._receive())
+
+    async def _receive(self) -> None:
+        """Hand every message received to the handler until ``stop``; a listener that
+        fails or ends before then is started again after ``RELISTEN_SECONDS``."""
+        while not self._finished.is_set():
             receiver = Receiver(
                 self.broker,
                 max_async_tasks=self.concurrency * 2,
                 propagate_exceptions=False,
                 run_startup=False,
             )
-            self._finished.clear()
-            self._receiving = asyncio.create_task(receiver.listen(self._finished))
+            try:
+                await receiver.listen(self._finished)
+            except Exception as exc:
+                while isinstance(exc, ExceptionGroup):  # the listener's task group's
+                    exc = exc.exceptions[0]
+                log.warning(
+                    "receiving job wake-ups failed: %s; listening again in %g s",
+                    describe(exc),
+                    RELISTEN_SECONDS,
+                )
+            else:
+                if not self._finished.is_set():
+                    log.warning("the broker stopped sending; listening again")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._finished.wait(), RELISTEN_SECONDS)
 
     async def stop(self) -> None:
         if self._receiving is not None:
