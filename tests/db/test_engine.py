@@ -229,3 +229,21 @@ async def test_a_lookup_reads_committed_data_on_the_event_loop(db: Database) -> 
     finally:
         release.set()
     assert await asyncio.gather(*busy) == [["seen"]] * SQLITE_READERS
+
+
+async def test_a_postgres_connection_gone_while_idle_is_replaced_before_use(
+    postgres_url: str,
+) -> None:
+    """Pooled connections are checked only after sitting idle (no round trips spent on
+    every transaction); one the server dropped meanwhile is replaced, and the write
+    that takes it succeeds."""
+    db, admin = Database(postgres_url, ping_after_idle=0.2), Database(postgres_url)
+    try:
+        pid = await db.write(lambda conn: conn.execute(text("SELECT pg_backend_pid()")).scalar())
+        terminate = text("SELECT pg_terminate_backend(:pid)").bindparams(pid=pid)
+        assert await admin.write(lambda conn: conn.execute(terminate).scalar())
+        await asyncio.sleep(0.3)
+        assert await db.write(lambda conn: conn.execute(text("SELECT 1")).scalar()) == 1
+    finally:
+        await db.dispose()
+        await admin.dispose()

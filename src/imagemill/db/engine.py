@@ -28,6 +28,7 @@ import json
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -48,6 +50,7 @@ Work = Callable[[Connection], T]
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_READERS = 4  # reader threads; the pool has one more connection, for lookups
 MAX_GROUP_COMMIT = 64  # write functions sharing one SQLite commit, at most
+PING_AFTER_IDLE_SECONDS = 10.0  # a PostgreSQL connection idle this long is checked first
 
 
 # The escapes a stored JSON value needs to hold text that cannot be sent on: a lone
@@ -64,9 +67,12 @@ def read_json(text: str) -> Any:
 
 
 class Database:
-    """Owns the engines and the threads that run SQLite transactions."""
+    """Owns the engines and the threads that run SQLite transactions.
 
-    def __init__(self, url: str | URL) -> None:
+    ``ping_after_idle``: seconds a pooled PostgreSQL connection may sit unused before it
+    is checked (and replaced if gone) on its next use."""
+
+    def __init__(self, url: str | URL, *, ping_after_idle: float = PING_AFTER_IDLE_SECONDS) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite:
@@ -76,9 +82,9 @@ class Database:
                 self.url,
                 pool_size=10,
                 max_overflow=10,
-                pool_pre_ping=True,
                 json_deserializer=read_json,
             )
+            _ping_after_idle(self._async.sync_engine, ping_after_idle)
             # The same pool; its transactions see one snapshot from their first statement.
             self._snapshots = self._async.execution_options(isolation_level="REPEATABLE READ")
 
@@ -176,6 +182,30 @@ class Database:
         self._writer.dispose()
         if self._reader is not self._writer:
             self._reader.dispose()
+
+
+def _ping_after_idle(engine: Engine, seconds: float) -> None:
+    """Check a pooled PostgreSQL connection before use when it sat idle ``seconds`` or
+    more, and replace it if it is gone (the server restarted, a proxy dropped it).
+
+    SQLAlchemy's ``pool_pre_ping`` checks on every checkout: on asyncpg that is BEGIN, a
+    query and ROLLBACK, three round trips before each transaction (a busy worker's
+    connections are never idle long enough to go stale unnoticed)."""
+    returned_at = "imagemill_returned_at"
+
+    @event.listens_for(engine, "checkin")
+    def returned(dbapi_connection: Any, record: Any) -> None:
+        record.info[returned_at] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def taken(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.get(returned_at)
+        if idle_since is None or time.monotonic() - idle_since < seconds:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:
+            raise DisconnectionError("a pooled connection was gone") from exc  # pool retries
 
 
 class _WriteThread:
