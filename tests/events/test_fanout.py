@@ -4,13 +4,16 @@ nudges reach the receiving process's attempts, never the sender's twice."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 
+import asyncpg
 from sqlalchemy.engine import make_url
 
 from imagemill.events.bus import EventBus
 from imagemill.events.fanout import (
+    CHANNEL,
     MAX_PAYLOAD,
     NUDGES,
     PostgresFanout,
@@ -87,3 +90,31 @@ def test_a_receiver_passes_on_others_nudges_and_skips_its_own() -> None:
     fanout._nudged(None, 1, NUDGES, '{"origin": "proc_other"}')
 
     assert nudged == ["job_theirs"]
+
+
+async def test_a_listener_whose_connection_is_lost_listens_again(postgres_url: str) -> None:
+    """Other processes' events keep arriving after the server dropped the listening
+    connection (a restart, a proxy's idle timeout): it is opened again."""
+    bus = EventBus()
+    arrived: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+    bus.add_listener(arrived.put_nowait)
+    fanout = PostgresFanout(make_url(postgres_url), bus, origin="proc_me")
+    await fanout.start()
+    sender = await asyncpg.connect(fanout.dsn)
+    try:
+        first = fanout._connection
+        assert first is not None
+        await sender.execute("SELECT pg_terminate_backend($1)", first.get_server_pid())
+        for _ in range(200):  # until it listens on a new connection
+            if fanout._connection not in (None, first):
+                break
+            await asyncio.sleep(0.05)
+        assert fanout._connection not in (None, first), "it did not listen again"
+        payload = notification("proc_other", [_event(7, {"progress": 0.5})])
+        await sender.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+        event = await asyncio.wait_for(arrived.get(), 10)
+        assert event["seq"] == 7
+    finally:
+        await sender.close()
+        await fanout.stop()
+    assert fanout._connection is None

@@ -12,10 +12,15 @@ Nudges travel the same way, on their own channel (``NOTIFY imagemill_nudges``): 
 provider's callback about a job, received by an API process, wakes the job's attempt in
 whichever worker process runs it (``jobs/contexts.py``). A nudge is never stored: one
 sent while no process runs the job's attempt is lost, and the attempt's polling covers it.
+
+The listening connection is kept: lost (the server restarted, a proxy dropped it), it
+is opened again, with growing pauses, and the log says so. What was notified meanwhile
+is not heard (the log keeps the events; a stream resumed with ``Last-Event-ID`` has them).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -25,6 +30,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import URL
 
+from imagemill.errors import describe
 from imagemill.events.bus import Event, EventBus
 
 log = logging.getLogger(__name__)
@@ -32,6 +38,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "imagemill_events"
 NUDGES = "imagemill_nudges"
 MAX_PAYLOAD = 7900  # PostgreSQL refuses notifications of 8000 bytes or more
+RECONNECT_SECONDS = (0.5, 30.0)  # the first and the longest pause between tries
 
 
 def notification(origin: str, events: list[Event]) -> str:
@@ -71,13 +78,54 @@ class PostgresFanout:
         self.origin = origin
         self.on_nudge = on_nudge
         self._connection: asyncpg.Connection | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self) -> None:
-        self._connection = await asyncpg.connect(self.dsn)
-        await self._connection.add_listener(CHANNEL, self._received)
-        await self._connection.add_listener(NUDGES, self._nudged)
+        self._stopping = False
+        await self._connect()
+
+    async def _connect(self) -> None:
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            await connection.add_listener(CHANNEL, self._received)
+            await connection.add_listener(NUDGES, self._nudged)
+        except BaseException:
+            await connection.close()
+            raise
+        connection.add_termination_listener(self._lost)
+        self._connection = connection
+
+    def _lost(self, connection: asyncpg.Connection) -> None:
+        if self._stopping or connection is not self._connection:
+            return  # closed by ``stop``
+        self._connection = None
+        log.warning("lost the connection that hears other processes' events; reconnecting")
+        self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        pause, longest = RECONNECT_SECONDS
+        while not self._stopping:
+            try:
+                await self._connect()
+            except Exception as exc:
+                log.warning(
+                    "could not listen to other processes' events again (%s); next try in %g s",
+                    describe(exc),
+                    pause,
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, longest)
+            else:
+                log.info("listening to other processes' events again")
+                return
 
     async def stop(self) -> None:
+        self._stopping = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            await asyncio.gather(self._reconnecting, return_exceptions=True)
+            self._reconnecting = None
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
