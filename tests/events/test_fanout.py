@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 from datetime import UTC, datetime
 
 import asyncpg
+import pytest
 from sqlalchemy.engine import make_url
 
+from imagemill.events import fanout as fanout_module
 from imagemill.events.bus import EventBus
 from imagemill.events.fanout import (
     CHANNEL,
@@ -118,3 +122,28 @@ async def test_a_listener_whose_connection_is_lost_listens_again(postgres_url: s
         await sender.close()
         await fanout.stop()
     assert fanout._connection is None
+
+
+async def test_a_listening_connection_that_stops_answering_is_replaced(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A link that dies without a word (no FIN, no RST) never ends the connection: the
+    periodic check does. The server process behind it is stopped to play that link."""
+    monkeypatch.setattr(fanout_module, "CHECK_SECONDS", 0.2)
+    monkeypatch.setattr(fanout_module, "CHECK_TIMEOUT_SECONDS", 0.5)
+    fanout = PostgresFanout(make_url(postgres_url), EventBus(), origin="proc_me")
+    await fanout.start()
+    first = fanout._connection
+    assert first is not None
+    backend = first.get_server_pid()
+    os.kill(backend, signal.SIGSTOP)
+    try:
+        for _ in range(200):
+            if fanout._connection not in (None, first):
+                break
+            await asyncio.sleep(0.05)
+        assert fanout._connection not in (None, first), "the silent connection was kept"
+        assert await fanout._connection.fetchval("SELECT 1") == 1
+    finally:
+        os.kill(backend, signal.SIGCONT)
+        await fanout.stop()

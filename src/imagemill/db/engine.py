@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -189,8 +189,10 @@ def _ping_after_idle(engine: Engine, seconds: float) -> None:
     more, and replace it if it is gone (the server restarted, a proxy dropped it).
 
     SQLAlchemy's ``pool_pre_ping`` checks on every checkout: on asyncpg that is BEGIN, a
-    query and ROLLBACK, three round trips before each transaction (a busy worker's
-    connections are never idle long enough to go stale unnoticed)."""
+    query and ROLLBACK, three round trips before each transaction. Here only an idle
+    connection is checked: one in use within ``seconds`` of a server restart fails its
+    transaction once (an error to its caller, like any failed write), and the pool then
+    replaces every connection from before."""
     returned_at = "imagemill_returned_at"
 
     @event.listens_for(engine, "checkin")
@@ -205,7 +207,9 @@ def _ping_after_idle(engine: Engine, seconds: float) -> None:
         try:
             dbapi_connection.ping()
         except Exception as exc:
-            raise DisconnectionError("a pooled connection was gone") from exc  # pool retries
+            # The pool takes a fresh connection, and replaces the others of before too:
+            # the server probably restarted.
+            raise InvalidatePoolError("a pooled connection was gone") from exc
 
 
 class _WriteThread:

@@ -13,8 +13,9 @@ provider's callback about a job, received by an API process, wakes the job's att
 whichever worker process runs it (``jobs/contexts.py``). A nudge is never stored: one
 sent while no process runs the job's attempt is lost, and the attempt's polling covers it.
 
-The listening connection is kept: lost (the server restarted, a proxy dropped it), it
-is opened again, with growing pauses, and the log says so. What was notified meanwhile
+The listening connection is kept: lost (the server restarted, a proxy dropped it) or
+silent to a check every ``CHECK_SECONDS`` (a link that died without a word), it is
+opened again, with growing pauses, and the log says so. What was notified meanwhile
 is not heard (the log keeps the events; a stream resumed with ``Last-Event-ID`` has them).
 """
 
@@ -39,6 +40,8 @@ CHANNEL = "imagemill_events"
 NUDGES = "imagemill_nudges"
 MAX_PAYLOAD = 7900  # PostgreSQL refuses notifications of 8000 bytes or more
 RECONNECT_SECONDS = (0.5, 30.0)  # the first and the longest pause between tries
+CHECK_SECONDS = 30.0  # how often the listening connection is asked whether it still answers
+CHECK_TIMEOUT_SECONDS = 10.0
 
 
 def notification(origin: str, events: list[Event]) -> str:
@@ -79,6 +82,7 @@ class PostgresFanout:
         self.on_nudge = on_nudge
         self._connection: asyncpg.Connection | None = None
         self._reconnecting: asyncio.Task[None] | None = None
+        self._checking: asyncio.Task[None] | None = None
         self._stopping = False
 
     async def start(self) -> None:
@@ -91,10 +95,26 @@ class PostgresFanout:
             await connection.add_listener(CHANNEL, self._received)
             await connection.add_listener(NUDGES, self._nudged)
         except BaseException:
-            await connection.close()
+            connection.terminate()
             raise
         connection.add_termination_listener(self._lost)
+        if connection.is_closed():  # lost before the listener was there to hear it
+            raise ConnectionError("the connection closed as it was opened")
         self._connection = connection
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.create_task(self._check())
+
+    async def _check(self) -> None:
+        """Ask the listening connection every ``CHECK_SECONDS`` whether it still answers;
+        one that does not is ended, and so opened again."""
+        while not self._stopping:
+            await asyncio.sleep(CHECK_SECONDS)
+            connection = self._connection
+            if connection is None:
+                continue  # being opened again
+            silent = not await _answers(connection)
+            if silent and connection is self._connection:  # not replaced meanwhile
+                self._connection.terminate()  # its termination listener reconnects
 
     def _lost(self, connection: asyncpg.Connection) -> None:
         if self._stopping or connection is not self._connection:
@@ -122,10 +142,11 @@ class PostgresFanout:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._reconnecting is not None:
-            self._reconnecting.cancel()
-            await asyncio.gather(self._reconnecting, return_exceptions=True)
-            self._reconnecting = None
+        for task in (self._reconnecting, self._checking):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._reconnecting = self._checking = None
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
@@ -153,6 +174,14 @@ class PostgresFanout:
             return
         if origin != self.origin and isinstance(job_id, str) and self.on_nudge is not None:
             self.on_nudge(job_id)  # this process's own nudges were handled as they were sent
+
+
+async def _answers(connection: asyncpg.Connection) -> bool:
+    try:
+        await asyncio.wait_for(connection.fetchval("SELECT 1"), CHECK_TIMEOUT_SECONDS)
+    except Exception:
+        return False
+    return True
 
 
 def _json(value: Any) -> Any:

@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 
 RUN_JOB_TASK = "imagemill.run_job"
 QUEUE = "imagemill.jobs"
-RELISTEN_SECONDS = 1.0  # pause before listening again after the broker failed
-REDIS_BLOCK_SECONDS = 2.0  # longest blocking read of a Redis list; under the socket timeout
+RELISTEN_SECONDS = 1.0  # first pause before listening again after the broker failed
+RELISTEN_MAX_SECONDS = 30.0
+REDIS_BLOCK_SECONDS = 2  # longest blocking pop of a Redis list, well under a read's timeout
 
 
 def make_broker(url: str, prefetch: int = 16, queue: str = QUEUE) -> AsyncBroker:
@@ -68,11 +69,12 @@ def _redis_list_broker(url: str, queue: str) -> AsyncBroker:
 
         async def listen(self) -> AsyncGenerator[bytes, None]:
             socket_timeout = self.connection_pool.connection_kwargs.get("socket_timeout")
-            block = REDIS_BLOCK_SECONDS
-            if socket_timeout:
-                block = min(block, float(socket_timeout) / 2)
+            block: float = REDIS_BLOCK_SECONDS  # whole seconds: Redis before 6 wants them
+            if socket_timeout and float(socket_timeout) < 2 * block:
+                block = float(socket_timeout) / 2
             while True:
                 self._popping = asyncio.create_task(self._pop(block))
+                self._popping.add_done_callback(_retrieved)
                 # redis-py cannot cancel a blocking read: the connection's next read
                 # waits forever. A pop is left to end on its own (within ``block``, or at
                 # ``shutdown``); a message it takes then is the sweeper's to send again.
@@ -85,13 +87,20 @@ def _redis_list_broker(url: str, queue: str) -> AsyncBroker:
                 return await redis.brpop([self.queue_name], timeout=block)
 
         async def shutdown(self) -> None:
-            await super().shutdown()  # closes the connections, the popping one's too
-            if self._popping is not None:
-                await asyncio.wait([self._popping], timeout=REDIS_BLOCK_SECONDS)
-                if self._popping.done() and not self._popping.cancelled():
-                    self._popping.exception()  # retrieved: a closed connection's error
+            try:
+                await super().shutdown()  # closes the connections, the popping one's too
+            finally:
+                if self._popping is not None:
+                    await asyncio.wait([self._popping], timeout=REDIS_BLOCK_SECONDS)
 
     return RedisListBroker(url, queue_name=queue)
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """Mark a finished pop's error as seen: one that failed while nobody awaited it (a
+    connection closed at shutdown) is not an unhandled error."""
+    if not task.cancelled():
+        task.exception()
 
 
 class Transport:
@@ -132,7 +141,10 @@ class Transport:
 
     async def _receive(self) -> None:
         """Hand every message received to the handler until ``stop``; a listener that
-        fails or ends before then is started again after ``RELISTEN_SECONDS``."""
+        fails or ends before then is started again, after ``RELISTEN_SECONDS`` doubling
+        while it keeps failing at once (up to ``RELISTEN_MAX_SECONDS``)."""
+        pause = RELISTEN_SECONDS
+        loop = asyncio.get_running_loop()
         while not self._finished.is_set():
             receiver = Receiver(
                 self.broker,
@@ -140,21 +152,23 @@ class Transport:
                 propagate_exceptions=False,
                 run_startup=False,
             )
+            started = loop.time()
             try:
                 await receiver.listen(self._finished)
             except Exception as exc:
                 while isinstance(exc, ExceptionGroup):  # the listener's task group's
                     exc = exc.exceptions[0]
-                log.warning(
-                    "receiving job wake-ups failed: %s; listening again in %g s",
-                    describe(exc),
-                    RELISTEN_SECONDS,
-                )
+                reason = describe(exc)
             else:
-                if not self._finished.is_set():
-                    log.warning("the broker stopped sending; listening again")
+                reason = "the broker stopped sending"
+            if self._finished.is_set():
+                return
+            if loop.time() - started > RELISTEN_MAX_SECONDS:
+                pause = RELISTEN_SECONDS  # it listened a good while: a fresh failure
+            log.warning("receiving job wake-ups failed: %s; listening again in %g s", reason, pause)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._finished.wait(), RELISTEN_SECONDS)
+                await asyncio.wait_for(self._finished.wait(), pause)
+            pause = min(pause * 2, RELISTEN_MAX_SECONDS)
 
     async def stop(self) -> None:
         if self._receiving is not None:
