@@ -118,7 +118,7 @@ class PostgresFanout:
 
     def _lost(self, connection: asyncpg.Connection) -> None:
         if self._stopping or connection is not self._connection:
-            return  # closed by ``stop``
+            return  # closed by ``stop``, or one replaced already
         self._connection = None
         log.warning("lost the connection that hears other processes' events; reconnecting")
         self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
