@@ -23,6 +23,7 @@ from imagemill.events.fanout import (
     PostgresFanout,
     notification,
     nudge_notification,
+    numbered,
 )
 
 
@@ -60,6 +61,48 @@ def test_many_events_become_one_nudge_per_job() -> None:
     raw = notification("proc_1", many)
     assert len(raw.encode()) <= MAX_PAYLOAD
     assert json.loads(raw)["events"] == [{"job_id": "job_a", "owner_id": "own_1", "partial": True}]
+
+
+def _unnumbered(job_id: str, seq: int, data: dict[str, object]) -> dict[str, object]:
+    event = {**_event(seq, data), "job_id": job_id}
+    del event["id"]
+    return event
+
+
+@pytest.mark.parametrize(
+    ("count", "data", "form"),
+    [
+        (3, {"progress": 0.5}, "whole"),
+        (1, {"image": "x" * MAX_PAYLOAD}, "slim"),
+        (40, {"message": "y" * 150}, "slim"),
+        (199, {"message": "y" * 200}, "nudge"),
+    ],
+)
+def test_a_payload_numbered_later_fits_with_the_longest_ids_and_the_receiver_numbers_them(
+    count: int, data: dict[str, object], form: str
+) -> None:
+    """Stored events' ids are appended by the statement that stores them: the payload
+    leaves room for ids of 19 digits, and a receiver gives each event its own."""
+    events = [_unnumbered(f"job_{'zyx'[i % 3]}", i, data) for i in range(1, count + 1)]
+    head = notification("proc_other", numbered(events), numbered_later=True)
+    ids = [10**18 + index for index in range(count)]
+    raw = head + json.dumps(ids) + "}"
+    assert len(raw.encode()) <= MAX_PAYLOAD
+    message = json.loads(raw)
+    partial = [event.get("partial", False) for event in message["events"]]
+    assert partial == [form != "whole"] * len(message["events"])
+    bus = EventBus()
+    seen: list[dict[str, object]] = []
+    bus.add_listener(seen.append)
+    PostgresFanout(make_url("postgresql+asyncpg://u@h/db"), bus, origin="proc_me")._received(
+        None, 1, CHANNEL, raw
+    )
+    if form == "nudge":
+        assert all("id" not in event and "seq" not in event for event in seen)
+        return
+    # Ids follow the events by job id, byte by byte, then by sequence number.
+    expected = dict(zip([(e["job_id"], e["seq"]) for e in numbered(events)], ids, strict=True))
+    assert {(e["job_id"], e["seq"]): e["id"] for e in seen} == expected
 
 
 def test_a_receiver_publishes_others_events_and_skips_its_own() -> None:

@@ -7,8 +7,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
+from imagemill.db.appending import Appending
 from imagemill.db.tables import jobs
 from imagemill.domain import JobStatus, Submission
 from imagemill.errors import Conflict, IllegalTransition, ProviderError
@@ -91,7 +92,7 @@ def test_every_declared_transition_is_allowed(change: Transition) -> None:
 
 async def test_transition_from_the_wrong_state_changes_nothing(stepped: Runtime) -> None:
     job_id = await _queued(stepped)
-    published: list[dict[str, object]] = []
+    published = Appending()
     changed = await stepped.db.write(
         lambda conn: transition(
             conn,
@@ -105,7 +106,7 @@ async def test_transition_from_the_wrong_state_changes_nothing(stepped: Runtime)
         )
     )
     assert changed is None
-    assert published == []
+    assert not published
     job = await stepped.repo.get_job(job_id)
     assert job.status is Q
     assert [e["type"] for e in await stepped.repo.events_after(job_id, 0)] == ["status"]
@@ -115,26 +116,37 @@ async def test_transition_is_fenced_on_the_lease_owner(stepped: Runtime) -> None
     job_id = await _queued(stepped)
     now = utcnow()
     assert await stepped.repo.claim(job_id, "w1", now + timedelta(seconds=30), now) is not None
-    published: list[dict[str, object]] = []
+    published = Appending()
 
     def fail_as(worker: str) -> Any:
-        return lambda conn: transition(
-            conn,
-            states.FAIL_ATTEMPT,
-            job_id,
-            now=now,
-            published=published,
-            lease_owner=worker,
-            params=error_params(ProviderError("boom")),
-            new_events=[("done", {})],
-        )
+        def work(conn: Connection) -> Any:
+            row = transition(
+                conn,
+                states.FAIL_ATTEMPT,
+                job_id,
+                now=now,
+                published=published,
+                lease_owner=worker,
+                params=error_params(ProviderError("boom")),
+                new_events=[("done", {})],
+            )
+            published.store(conn)
+            return row
+
+        return work
 
     assert await stepped.db.write(fail_as("w2")) is None
-    assert published == []
+    assert not published
     row = await stepped.db.write(fail_as("w1"))
     assert row is not None
     assert (row.status, row.error_code, row.event_seq) == (F.value, "provider_error", 3)
     assert [(e["type"], e["seq"]) for e in published] == [("done", 3)]
+    stored = await stepped.repo.events_after(job_id, 0)
+    assert [(e["type"], e["seq"], e["id"]) for e in stored][-1] == (
+        "done",
+        3,
+        published.events[0]["id"],
+    )
 
 
 def test_a_fenced_transition_needs_the_lease_owner() -> None:
@@ -144,7 +156,7 @@ def test_a_fenced_transition_needs_the_lease_owner() -> None:
             states.SUCCEED,
             "job",
             now=utcnow(),
-            published=[],
+            published=Appending(),
         )
 
 

@@ -27,15 +27,13 @@ Exactly once, when the last two items end at the same moment in two processes:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
+from imagemill.db.appending import Appending
 from imagemill.db.tables import batches, deliveries, jobs
 from imagemill.domain import JobStatus, batch_status
 from imagemill.ids import new_id
-
-Published = list[dict[str, Any]]
 
 _LOCK_BATCH = (
     select(batches.c.owner_id, batches.c.webhook_url, batches.c.completions)
@@ -55,7 +53,7 @@ _COUNT_COMPLETION = (
 _INSERT_DELIVERY = insert(deliveries)
 
 
-def item_ended(conn: Connection, batch_id: str, now: datetime, published: Published) -> int | None:
+def item_ended(conn: Connection, batch_id: str, now: datetime, published: Appending) -> int | None:
     """In the transaction that ended an item of ``batch_id`` (or created it with every
     item ended): if no item is queued or running now, count the batch's completion and
     queue its ``batch.done`` delivery. Returns the completion's round, or ``None`` when
@@ -84,6 +82,5 @@ def item_ended(conn: Connection, batch_id: str, now: datetime, published: Publis
             "created_at": now,
         }
         conn.execute(_INSERT_DELIVERY, [delivery])
-        if published:  # wakes the sender once this commits, as a job's delivery does
-            published[-1]["webhook"] = True
+        published.wake_webhooks()  # once this commits, as a job's delivery does
     return completion

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from imagemill.db import batch_completion
+from imagemill.db.appending import Appending, NewEvent
 from imagemill.db.deletion import delete_finished_job
 from imagemill.db.engine import Database
 from imagemill.db.prepared import Prepared
@@ -45,12 +46,10 @@ from imagemill.errors import Conflict, ImagemillError, LeaseLost
 from imagemill.events.fanout import CHANNEL, NUDGES, notification, nudge_notification
 from imagemill.ids import new_id
 from imagemill.jobs import states
-from imagemill.jobs.states import NewEvent, Transition, append_events, error_params, transition
+from imagemill.jobs.states import Transition, error_params, transition
 
 T = TypeVar("T")
 EventSink = Callable[[list[dict[str, Any]]], None]
-Published = list[dict[str, Any]]
-EVENT_ORDER_LOCK = 0x1A9E_E7E5  # PostgreSQL advisory lock: event-storing transactions in turn
 Q, R, S, F, C = (
     JobStatus.QUEUED,
     JobStatus.RUNNING,
@@ -96,7 +95,6 @@ HEARTBEAT_CHUNK = 500  # ids per statement (SQLite takes a few thousand paramete
 _SAVE_PROVIDER_REF = update(jobs).where(_HELD_BY).values(provider_ref=bindparam("ref"))
 _NOTIFY = select(func.pg_notify(CHANNEL, bindparam("payload")))
 _NUDGE = select(func.pg_notify(NUDGES, bindparam("payload")))
-_EVENT_ORDER = select(func.pg_advisory_xact_lock(EVENT_ORDER_LOCK))
 
 
 class Repository(Queries):
@@ -118,26 +116,19 @@ class Repository(Queries):
         )
         self._insert_cache_entry = Prepared(db.insert(cache_entries).on_conflict_do_nothing())
 
-    async def _write(self, work: Callable[[Connection, Published], T], *, events: bool = True) -> T:
-        """Run ``work`` as one write transaction and publish the events it stored.
+    async def _write(self, work: Callable[[Connection, Appending], T]) -> T:
+        """Run ``work`` as one write transaction and publish the events it appended.
 
-        Once handed to the database the transaction runs to its end even when the
-        caller is canceled, and its events are published all the same, before the
-        caller resumes. ``events=False``: the work stores none (no event lock needed).
+        The events are stored at the end of the transaction, in their owners' turns
+        (``db/appending.py``). Once handed to the database the transaction runs to its end
+        even when the caller is canceled, and its events are published all the same,
+        before the caller resumes.
         """
-        ordered = events and self.origin is not None
 
-        def run(conn: Connection) -> tuple[T, Published]:
-            published: Published = []  # fresh on every run: a group commit may retry
-            if ordered:
-                # Event ids must grow in commit order, or a stream following the log of
-                # all jobs could pass one committed late: transactions that store events
-                # take turns, from their first statement (so none waits holding a row
-                # another waits for) to their commit.
-                conn.execute(_EVENT_ORDER)
+        def run(conn: Connection) -> tuple[T, Appending]:
+            published = Appending()  # fresh on every run: a group commit may retry
             result = work(conn, published)
-            if published and self.origin is not None:  # sent when this commits, if it does
-                conn.execute(_NOTIFY, {"payload": notification(self.origin, published)})
+            published.store(conn, origin=self.origin)  # notified when this commits, if it does
             return result, published
 
         outcome = self.db.write(run)
@@ -153,12 +144,12 @@ class Repository(Queries):
         payload = {"payload": nudge_notification(self.origin, job_id)}
         await self.db.write(lambda conn: conn.execute(_NUDGE, payload))
 
-    def _publish(self, outcome: asyncio.Future[tuple[Any, Published]]) -> None:
+    def _publish(self, outcome: asyncio.Future[tuple[Any, Appending]]) -> None:
         if outcome.cancelled() or outcome.exception() is not None:
             return
         _, published = outcome.result()
         if published and self.on_events is not None:
-            self.on_events(published)
+            self.on_events(published.events)
 
     async def _transition(
         self,
@@ -172,7 +163,7 @@ class Repository(Queries):
     ) -> bool:
         """One ``transition()`` as its own transaction; whether it happened."""
 
-        def work(conn: Connection, published: Published) -> bool:
+        def work(conn: Connection, published: Appending) -> bool:
             row = transition(
                 conn,
                 change,
@@ -196,7 +187,7 @@ class Repository(Queries):
         cache hit: born succeeded, with that job's outputs.
         """
 
-        def work(conn: Connection, published: Published) -> list[Job]:
+        def work(conn: Connection, published: Appending) -> list[Job]:
             return _insert_drafts(conn, drafts, now, published)
 
         try:
@@ -225,7 +216,7 @@ class Repository(Queries):
             "completions": 0,
         }
 
-        def work(conn: Connection, published: Published) -> list[Job]:
+        def work(conn: Connection, published: Appending) -> list[Job]:
             conn.execute(_INSERT_BATCH, [row])
             items = _insert_drafts(conn, drafts, now, published)
             if all(item.status.terminal for item in items):
@@ -241,7 +232,7 @@ class Repository(Queries):
             .where(batches.c.id == batch_id, batches.c.progress < progress)
             .values(progress=progress)
         )
-        await self._write(lambda conn, _: conn.execute(raised), events=False)
+        await self._write(lambda conn, _: conn.execute(raised))
 
     # -- reading --------------------------------------------------------------------------
 
@@ -253,7 +244,7 @@ class Repository(Queries):
     ) -> Asset:
         """The owner's asset for these bytes: an upload, or one they already had."""
 
-        def work(conn: Connection, _: Published) -> Asset:
+        def work(conn: Connection, _: Appending) -> Asset:
             row = {
                 "id": new_id("ast"),
                 "owner_id": owner_id,
@@ -276,11 +267,11 @@ class Repository(Queries):
             found = conn.execute(select(assets).where(assets.c.id == asset_id)).one()
             return Asset(**found._mapping)
 
-        return await self._write(work, events=False)
+        return await self._write(work)
 
     async def set_thumbnail(self, asset_id: str, key: str) -> None:
         statement = update(assets).where(assets.c.id == asset_id).values(thumbnail_key=key)
-        await self._write(lambda conn, _: conn.execute(statement), events=False)
+        await self._write(lambda conn, _: conn.execute(statement))
 
     # -- running --------------------------------------------------------------------------
 
@@ -289,7 +280,7 @@ class Repository(Queries):
     ) -> Job | None:
         """Take the job for ``worker``: queued and due, or running on an expired lease."""
 
-        def work(conn: Connection, published: Published) -> Job | None:
+        def work(conn: Connection, published: Appending) -> Job | None:
             row = transition(
                 conn,
                 states.CLAIM,
@@ -311,7 +302,7 @@ class Repository(Queries):
         is a job the worker lost (canceled, finished, or claimed by another after a stall)."""
         ids = list(job_ids)
 
-        def work(conn: Connection, _: Published) -> set[str]:
+        def work(conn: Connection, _: Appending) -> set[str]:
             held: set[str] = set()
             for start in range(0, len(ids), HEARTBEAT_CHUNK):
                 chunk = ids[start : start + HEARTBEAT_CHUNK]
@@ -319,7 +310,7 @@ class Repository(Queries):
                 held.update(conn.execute(_HEARTBEAT, values).scalars())
             return held
 
-        return await self._write(work, events=False) if ids else set()
+        return await self._write(work) if ids else set()
 
     async def record_event(
         self,
@@ -340,11 +331,11 @@ class Repository(Queries):
         if kind == "progress":
             params.update(progress=data["progress"], message=data.get("message"))
 
-        def work(conn: Connection, published: Published) -> None:
+        def work(conn: Connection, published: Appending) -> None:
             row = conn.execute(statement, params).one_or_none()
             if row is None:
                 raise LeaseLost(f"job {job_id} is no longer held by this worker")
-            append_events(conn, row, [(kind, data)], now, published)
+            published.add(row, [(kind, data)], now)
 
         await self._write(work)
 
@@ -355,7 +346,7 @@ class Repository(Queries):
         each, in one transaction: a ``progress`` event and the job's columns per job still
         held by its worker (one that is not is skipped: its heartbeat tells the worker)."""
 
-        def work(conn: Connection, published: Published) -> None:
+        def work(conn: Connection, published: Appending) -> None:
             for job_id, worker, data in reports:
                 params = {
                     "job_id": job_id,
@@ -366,7 +357,7 @@ class Repository(Queries):
                 }
                 row = _RECORD_PROGRESS.one_or_none(conn, params)
                 if row is not None:
-                    append_events(conn, row, [("progress", data)], now, published)
+                    published.add(row, [("progress", data)], now)
 
         if reports:
             await self._write(work)
@@ -378,11 +369,11 @@ class Repository(Queries):
             return
         payloads = [notification(self.origin, list(chunk)) for chunk in _chunks(events, 20)]
 
-        def work(conn: Connection, _: Published) -> None:
+        def work(conn: Connection, _: Appending) -> None:
             for payload in payloads:
                 conn.execute(_NOTIFY, {"payload": payload})
 
-        await self._write(work, events=False)
+        await self._write(work)
 
     async def save_enhanced_prompt(
         self, job_id: str, worker: str, prompt: str, model: str, cost_usd: float, now: datetime
@@ -401,9 +392,7 @@ class Repository(Queries):
 
     async def save_provider_ref(self, job_id: str, worker: str, ref: str) -> None:
         values = {"job_id": job_id, "worker": worker, "ref": ref}
-        saved = await self._write(
-            lambda conn, _: conn.execute(_SAVE_PROVIDER_REF, values).rowcount, events=False
-        )
+        saved = await self._write(lambda conn, _: conn.execute(_SAVE_PROVIDER_REF, values).rowcount)
         if not saved:
             raise LeaseLost(f"job {job_id} is no longer held by this worker")
 
@@ -420,7 +409,7 @@ class Repository(Queries):
         """Record outputs and mark the job succeeded, fenced on the lease. ``None``: lease
         lost. ``extra_cost``: what the job cost besides its outputs (enhancing its prompt)."""
 
-        def work(conn: Connection, published: Published) -> Job:
+        def work(conn: Connection, published: Appending) -> Job:
             owner_id = _OWNER_OF_JOB.one(conn, {"job_id": job_id}).owner_id
             asset_ids = self._upsert_assets(conn, owner_id, stored, now)
             job_outputs = [
@@ -555,7 +544,7 @@ class Repository(Queries):
 
     async def delete_job(self, job_id: str, owner_id: str) -> None:
         """Remove a finished job from the owner's history (``db/deletion.py``)."""
-        await self._write(lambda conn, _: delete_finished_job(conn, job_id, owner_id), events=False)
+        await self._write(lambda conn, _: delete_finished_job(conn, job_id, owner_id))
 
     # -- sweeping -------------------------------------------------------------------------
 
@@ -602,7 +591,7 @@ _INSERT_BATCH = insert(batches)
 
 
 def _insert_drafts(
-    conn: Connection, drafts: Sequence[JobDraft], now: datetime, published: Published
+    conn: Connection, drafts: Sequence[JobDraft], now: datetime, published: Appending
 ) -> list[Job]:
     """Insert jobs; a draft whose cache key has a succeeded job becomes its cache hit."""
     created = []
@@ -615,7 +604,7 @@ def _insert_drafts(
 
 
 def _insert_job(
-    conn: Connection, draft: JobDraft, source: Job | None, now: datetime, published: Published
+    conn: Connection, draft: JobDraft, source: Job | None, now: datetime, published: Appending
 ) -> Job:
     request = draft.request
     status = S if source else Q
@@ -662,7 +651,7 @@ def _insert_job(
         _INSERT_OUTPUTS.many(
             conn, [output_row(draft.id, o.index, o.asset_id, o, now) for o in copied]
         )
-    append_events(conn, inserted, new_events, now, published)
+    published.add(inserted, new_events, now)
     return job_from_row(inserted, copied)
 
 

@@ -2,7 +2,7 @@
 
 With several API and worker processes on one PostgreSQL database, every write
 transaction that stores events also sends ``NOTIFY imagemill_events`` with them (sent
-on commit, never for a rollback; see ``Repository``). Each process listens and
+on commit, never for a rollback; see ``db/appending.py``). Each process listens and
 publishes what other processes wrote on its own bus, so an SSE stream in one process
 follows a job run by a worker in another, live. An event too big for a notification
 (a preview) travels without its data, marked ``partial``: subscribers then read the
@@ -39,25 +39,39 @@ log = logging.getLogger(__name__)
 CHANNEL = "imagemill_events"
 NUDGES = "imagemill_nudges"
 MAX_PAYLOAD = 7900  # PostgreSQL refuses notifications of 8000 bytes or more
+ID_BYTES = 20  # room for one log position in a payload: up to 19 digits and a comma
+_IDS_KEY = ', "ids": '
 RECONNECT_SECONDS = (0.5, 30.0)  # the first and the longest pause between tries
 CHECK_SECONDS = 30.0  # how often the listening connection is asked whether it still answers
 CHECK_TIMEOUT_SECONDS = 10.0
 
 
-def notification(origin: str, events: list[Event]) -> str:
-    """The payload announcing ``events``: with their data if it fits, else without."""
+def notification(origin: str, events: list[Event], *, numbered_later: bool = False) -> str:
+    """The payload announcing ``events``: with their data if it fits, else without.
+
+    ``numbered_later``: the events have no log position yet; the payload then stops where
+    their ids go, and the statement that stores them appends ``[id, …]}`` (the ids in
+    the order of ``numbered``), so the notification and the rows are one round trip
+    (``db/appending.py``).
+    """
     whole = [{k: v for k, v in e.items() if not k.startswith("_")} for e in events]
-    payload = json.dumps({"origin": origin, "events": whole}, default=_json)
-    if len(payload.encode()) <= MAX_PAYLOAD:
-        return payload
     slim = [{**e, "data": None, "partial": True} for e in whole]
-    payload = json.dumps({"origin": origin, "events": slim}, default=_json)
-    if len(payload.encode()) <= MAX_PAYLOAD:
-        return payload
+    room = MAX_PAYLOAD - (len(events) * ID_BYTES + len(_IDS_KEY) + 2 if numbered_later else 0)
+    for candidate in (whole, slim):
+        payload = json.dumps({"origin": origin, "events": candidate}, default=_json)
+        if len(payload.encode()) <= room:
+            return payload[:-1] + _IDS_KEY if numbered_later else payload
     job_ids = sorted({e["job_id"] for e in whole})
     owners = sorted({e["owner_id"] for e in whole})
     nudge = [{"job_id": j, "owner_id": o, "partial": True} for j in job_ids for o in owners]
-    return json.dumps({"origin": origin, "events": nudge})
+    payload = json.dumps({"origin": origin, "events": nudge})
+    return payload[:-1] + _IDS_KEY if numbered_later else payload
+
+
+def numbered(events: list[Event]) -> list[Event]:
+    """``events`` in the order their ids follow in a notification: by job id, byte by
+    byte (PostgreSQL's ``COLLATE "C"``), then by sequence number."""
+    return sorted(events, key=lambda e: (e["job_id"], e["seq"]))
 
 
 def nudge_notification(origin: str, job_id: str) -> str:
@@ -163,6 +177,11 @@ class PostgresFanout:
         for event in events:
             if isinstance(event.get("created_at"), str):
                 event["created_at"] = datetime.fromisoformat(event["created_at"])
+        ids = message.get("ids")
+        # Stored events' ids follow them (a nudge of partial events has none to number).
+        if ids and len(ids) == len(events) and all("seq" in event for event in events):
+            for event, id_ in zip(numbered(events), ids, strict=True):
+                event["id"] = id_
         self.bus.publish(events)
 
     def _nudged(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:

@@ -18,7 +18,7 @@ per call; building SQLAlchemy expressions costs more than running them on SQLite
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,23 +26,21 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Row,
     Update,
     and_,
     bindparam,
     func,
-    insert,
     or_,
     update,
 )
 from sqlalchemy.types import TypeEngine
 
 from imagemill.db import batch_completion
+from imagemill.db.appending import Appending, NewEvent
 from imagemill.db.prepared import Prepared
-from imagemill.db.tables import UTCDateTime, deliveries, events, jobs
-from imagemill.domain import DEFAULT_WEBHOOK_EVENTS, JobStatus
+from imagemill.db.tables import UTCDateTime, jobs
+from imagemill.domain import JobStatus
 from imagemill.errors import IllegalTransition, ImagemillError
-from imagemill.ids import new_id
 
 Q, R, S, F, C = (
     JobStatus.QUEUED,
@@ -77,9 +75,6 @@ def param(name: str, type_: TypeEngine[Any] | None = None) -> Any:
 
 
 NOW = param("now", UTCDateTime())
-
-# (type, data); data may be a function of the updated row, for values only it knows.
-NewEvent = tuple[str, dict[str, Any] | Callable[[Row[Any]], dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -127,7 +122,7 @@ def transition(
     job_id: str,
     *,
     now: datetime,
-    published: list[dict[str, Any]],
+    published: Appending,
     lease_owner: str | None = None,
     params: Mapping[str, Any] | None = None,
     new_events: Sequence[NewEvent] = (),
@@ -135,7 +130,7 @@ def transition(
     """Make ``change`` to ``job_id``, compare-and-set.
 
     ``new_events`` are appended to the job's event log in the same transaction with
-    the next sequence numbers, and to ``published``. Ending an item of a batch may
+    the next sequence numbers (``published`` stores them at its end). Ending an item of a batch may
     complete the batch, in the same transaction too (``db/batch_completion.py``).
     Returns the updated row (values by column name), or ``None`` when the job was not
     in a state (or lease) this change may start from.
@@ -148,7 +143,7 @@ def transition(
         bound["p_lease_owner"] = lease_owner
     row = change.statement.one_or_none(conn, bound)
     if row is not None:
-        append_events(conn, row, new_events, now, published)
+        published.add(row, new_events, now)
         if change.target.terminal and row.batch_id is not None:
             batch_completion.item_ended(conn, row.batch_id, now, published)
     return row
@@ -261,67 +256,3 @@ def error_params(error: ImagemillError) -> dict[str, Any]:
         "error_message": error.message,
         "error_retryable": error.retryable,
     }
-
-
-INSERT_DELIVERIES = insert(deliveries)
-# Each event's log-wide position comes back with its sequence number (in any order: asking
-# for the order given would make it one statement per event).
-INSERT_EVENTS = Prepared(insert(events).returning(events.c.seq, events.c.id))
-
-
-def append_events(
-    conn: Connection,
-    row: Row[Any],
-    new_events: Sequence[NewEvent],
-    now: datetime,
-    published: list[dict[str, Any]],
-) -> None:
-    """Insert events numbered up to ``row.event_seq`` (already incremented by the caller),
-    and add them to ``published``."""
-    if not new_events:
-        return
-    first = row.event_seq - len(new_events) + 1
-    stored = [
-        {
-            "job_id": row.id,
-            "seq": first + offset,
-            "owner_id": row.owner_id,
-            "type": kind,
-            "data": data(row) if callable(data) else data,
-            "created_at": now,
-        }
-        for offset, (kind, data) in enumerate(new_events)
-    ]
-    positions = {seq: position for seq, position in INSERT_EVENTS.many(conn, stored)}
-    for event in stored:
-        event["id"] = positions[event["seq"]]
-    if row.webhook_url:
-        _queue_deliveries(conn, row, stored, now)
-    published += stored
-
-
-def _queue_deliveries(
-    conn: Connection, row: Row[Any], stored: list[dict[str, Any]], now: datetime
-) -> None:
-    """A pending delivery for each event the job's webhook wants, in the same transaction."""
-    wanted = set(row.webhook_events or DEFAULT_WEBHOOK_EVENTS)
-    queued = [
-        {
-            "id": new_id("dlv"),
-            "owner_id": row.owner_id,
-            "job_id": row.id,
-            "event_id": event["id"],
-            "event_type": event["type"],
-            "url": row.webhook_url,
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-        }
-        for event in stored
-        if event["type"] in wanted
-    ]
-    if queued:
-        conn.execute(INSERT_DELIVERIES, queued)
-        for event in stored:
-            event["webhook"] = event["type"] in wanted  # wakes the sender
