@@ -405,13 +405,15 @@ class Repository(Queries):
         now: datetime,
         *,
         extra_cost: float = 0.0,
+        owner_id: str | None = None,
     ) -> Job | None:
         """Record outputs and mark the job succeeded, fenced on the lease. ``None``: lease
-        lost. ``extra_cost``: what the job cost besides its outputs (enhancing its prompt)."""
+        lost. ``extra_cost``: what the job cost besides its outputs (enhancing its prompt).
+        ``owner_id``: the job's owner, where the caller knows it (one statement less)."""
 
         def work(conn: Connection, published: Appending) -> Job:
-            owner_id = _OWNER_OF_JOB.one(conn, {"job_id": job_id}).owner_id
-            asset_ids = self._upsert_assets(conn, owner_id, stored, now)
+            owner = owner_id or _OWNER_OF_JOB.one(conn, {"job_id": job_id}).owner_id
+            asset_ids = self._upsert_assets(conn, owner, stored, now)
             job_outputs = [
                 stored_job_output(index, asset_ids[o.sha256], o) for index, o in enumerate(stored)
             ]
@@ -435,7 +437,7 @@ class Repository(Queries):
                 conn, [output_row(job_id, o.index, o.asset_id, o, now) for o in job_outputs]
             )
             if cache_key and not any(o.fallback for o in stored):
-                entry = {"owner_id": owner_id, "cache_key": cache_key, "job_id": job_id}
+                entry = {"owner_id": owner, "cache_key": cache_key, "job_id": job_id}
                 self._insert_cache_entry.rows(conn, {**entry, "created_at": now})
             return job_from_row(row, job_outputs)
 

@@ -330,7 +330,13 @@ class Worker:
             error = InternalError(f"asked for {expected} outputs, got {len(stored)}")
             return await self._failed(job, error)
         completed = await self.repo.complete(
-            job.id, self.id, stored, job.cache_key, utcnow(), extra_cost=job.enhance_cost_usd
+            job.id,
+            self.id,
+            stored,
+            job.cache_key,
+            utcnow(),
+            extra_cost=job.enhance_cost_usd,
+            owner_id=job.owner_id,
         )
         if completed is None:
             log.info("job %s finished elsewhere or was canceled; result dropped", job.id)
