@@ -75,6 +75,12 @@ async def _until_waiting(postgres_url: str) -> asyncpg.Record:
     raise AssertionError("nothing waited for a turn")
 
 
+def _row(job_id: str, owner_id: str, seq: int) -> Any:
+    return SimpleNamespace(
+        id=job_id, owner_id=owner_id, event_seq=seq, webhook_url=None, webhook_events=None
+    )
+
+
 async def test_an_owners_events_wait_for_its_turn_and_take_ids_in_commit_order(
     stepped: Runtime, open_turn: AsyncConnection, postgres_url: str
 ) -> None:
@@ -83,10 +89,7 @@ async def test_an_owners_events_wait_for_its_turn_and_take_ids_in_commit_order(
     bob, bob_job = await _queued(stepped, "bob")
     # An event of Alice's first job, stored and not yet committed: Alice's turn is held.
     held = Appending()
-    row = SimpleNamespace(
-        id=alice_first, owner_id=alice, event_seq=100, webhook_url=None, webhook_events=None
-    )
-    held.add(row, [("log", {"message": "held"})], utcnow())  # type: ignore[arg-type]
+    held.add(_row(alice_first, alice, 100), [("log", {"message": "held"})], utcnow())
     await open_turn.begin()
     await open_turn.run_sync(lambda conn: held.store(conn, origin="elsewhere"))
 
@@ -108,6 +111,31 @@ async def test_an_owners_events_wait_for_its_turn_and_take_ids_in_commit_order(
     assert later > held_event["id"]  # the id of the transaction that committed later
     owner_log = [e["id"] for e in await stepped.repo.owner_events_after(alice, 0)]
     assert owner_log == sorted(owner_log) and held_event["id"] in owner_log
+
+
+@pytest.mark.parametrize("held_owner", ["alice", "bob"])
+async def test_events_of_several_owners_wait_for_each_owners_turn(
+    stepped: Runtime, open_turn: AsyncConnection, postgres_url: str, held_owner: str
+) -> None:
+    """A transaction that appends events of two owners (the sweeper's, say) takes both
+    turns, whichever of them is held elsewhere."""
+    jobs = {name: await _queued(stepped, name) for name in ("alice", "bob")}
+    held = Appending()
+    owner_id, job_id = jobs[held_owner]
+    held.add(_row(job_id, owner_id, 100), [("log", {"message": "held"})], utcnow())
+    await open_turn.begin()
+    await open_turn.run_sync(lambda conn: held.store(conn, origin="elsewhere"))
+
+    both = Appending()
+    for owner_id, job_id in jobs.values():
+        both.add(_row(job_id, owner_id, 200), [("log", {"message": "both"})], utcnow())
+    storing = stepped.db.write(lambda conn: both.store(conn, origin="here"))
+    await _until_waiting(postgres_url)
+    assert not storing.done()
+    await open_turn.commit()
+    async with asyncio.timeout(WAIT_SECONDS):
+        await storing
+    assert all(event["id"] > held.events[0]["id"] for event in both)
 
 
 async def test_other_processes_hear_of_stored_events_with_the_ids_they_took(
