@@ -153,9 +153,10 @@ class Appending:
 
 
 def _iso(value: Any) -> str:
-    if isinstance(value, datetime):
+    """A time as PostgreSQL reads it, refusing a naive one as ``UTCDateTime`` does."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
         return value.isoformat()
-    raise TypeError(f"an event cannot hold {type(value).__name__}")
+    raise TypeError(f"an event cannot hold {value!r}")
 
 
 def _deliveries(row: Row[Any], added: list[dict[str, Any]]) -> list[dict[str, Any]]:
