@@ -68,20 +68,11 @@ class Prepared(Generic[Statement]):
 
     def rows(self, conn: Connection, params: Mapping[str, Any] | None = None) -> list[Any]:
         """Run once with ``params``; its rows (none for a statement that returns none)."""
-        if conn.dialect.name != "sqlite":
-            result = conn.execute(self.statement, dict(params or {}))
-            return list(result) if result.returns_rows else []
         params = params or {}
-        plan = self._plan_for(conn.dialect, params)
-        sql, values = _bound(plan, params)
-        cursor = _cursor(conn)
-        try:
-            cursor.execute(sql, values)
-            return _fetched(plan, cursor)
-        except conn.dialect.loaded_dbapi.Error as error:
-            raise _translated(error, sql, values, conn.dialect) from error
-        finally:
-            cursor.close()
+        if conn.dialect.name != "sqlite":
+            result = conn.execute(self.statement, dict(params))
+            return list(result) if result.returns_rows else []
+        return self._on_sqlite(conn, [params])
 
     def one_or_none(self, conn: Connection, params: Mapping[str, Any] | None = None) -> Any:
         found = self.rows(conn, params)
@@ -106,17 +97,19 @@ class Prepared(Generic[Statement]):
         if conn.dialect.name != "sqlite":
             result = conn.execute(self.statement, [dict(r) for r in rows])
             return list(result) if result.returns_rows else []
+        return self._on_sqlite(conn, rows)
+
+    def _on_sqlite(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
         plan = self._plan_for(conn.dialect, rows[0])
         found: list[Any] = []
         cursor = _cursor(conn)
         try:
             if plan.row is None and not plan.expanding:  # no rows back: one driver call
-                values = [_bound(plan, r)[1] for r in rows]
-                cursor.executemany(plan.sql, values)
+                cursor.executemany(plan.sql, [_bound(plan, r)[1] for r in rows])
                 return []
             for params in rows:
-                sql, one = _bound(plan, params)
-                cursor.execute(sql, one)
+                sql, values = _bound(plan, params)
+                cursor.execute(sql, values)
                 found += _fetched(plan, cursor)
             return found
         except conn.dialect.loaded_dbapi.Error as error:
