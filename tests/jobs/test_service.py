@@ -381,6 +381,26 @@ async def test_wait_returns_once_the_job_finishes(stepped: Runtime) -> None:
     assert len(finished.outputs) == 1
 
 
+async def test_wait_answers_with_the_job_the_worker_recorded_without_reading_it(
+    stepped: Runtime,
+) -> None:
+    """A waiting request in the worker's process has its finished job handed over before
+    the done event reaches it: the answer is that job, not a read of the log."""
+    owner = await stepped.local_owner()
+    [job] = await stepped.service.submit(owner.id, _sub(params={"latency_ms": 100}))
+
+    with stepped.assets.handoff.expect(job.id) as arrived:
+        waiting = asyncio.create_task(
+            stepped.service.wait(owner.id, [job.id], timeout=10, finished=arrived.finished)
+        )
+        await asyncio.sleep(0)
+        assert await stepped.worker.run_one(job.id) is JobStatus.SUCCEEDED
+        [answer] = await asyncio.wait_for(waiting, 5)
+
+    assert answer is arrived.finished[job.id]
+    assert answer.status is JobStatus.SUCCEEDED and len(answer.outputs) == 1
+
+
 async def test_wait_gives_up_at_the_timeout(stepped: Runtime) -> None:
     owner = await stepped.local_owner()
     [job] = await stepped.service.submit(owner.id, _sub())

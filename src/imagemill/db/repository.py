@@ -10,6 +10,7 @@ bound parameters: building SQLAlchemy expressions costs more than running them.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -116,13 +117,17 @@ class Repository(Queries):
         )
         self._insert_cache_entry = Prepared(db.insert(cache_entries).on_conflict_do_nothing())
 
-    async def _write(self, work: Callable[[Connection, Appending], T]) -> T:
+    async def _write(
+        self,
+        work: Callable[[Connection, Appending], T],
+        committed: Callable[[T], object] | None = None,
+    ) -> T:
         """Run ``work`` as one write transaction and publish the events it appended.
 
         The events are stored at the end of the transaction, in their owners' turns
         (``db/appending.py``). Once handed to the database the transaction runs to its end
         even when the caller is canceled, and its events are published all the same,
-        before the caller resumes.
+        before the caller resumes; ``committed`` gets the result first.
         """
 
         def run(conn: Connection) -> tuple[T, Appending]:
@@ -132,7 +137,7 @@ class Repository(Queries):
             return result, published
 
         outcome = self.db.write(run)
-        outcome.add_done_callback(self._publish)
+        outcome.add_done_callback(functools.partial(self._publish, committed))
         result, _ = await asyncio.shield(outcome)
         return result
 
@@ -144,10 +149,16 @@ class Repository(Queries):
         payload = {"payload": nudge_notification(self.origin, job_id)}
         await self.db.write(lambda conn: conn.execute(_NUDGE, payload))
 
-    def _publish(self, outcome: asyncio.Future[tuple[Any, Appending]]) -> None:
+    def _publish(
+        self,
+        committed: Callable[[Any], object] | None,
+        outcome: asyncio.Future[tuple[Any, Appending]],
+    ) -> None:
         if outcome.cancelled() or outcome.exception() is not None:
             return
-        _, published = outcome.result()
+        result, published = outcome.result()
+        if committed is not None:
+            committed(result)
         if published and self.on_events is not None:
             self.on_events(published.events)
 
@@ -406,10 +417,12 @@ class Repository(Queries):
         *,
         extra_cost: float = 0.0,
         owner_id: str | None = None,
+        committed: Callable[[Job], object] | None = None,
     ) -> Job | None:
         """Record outputs and mark the job succeeded, fenced on the lease. ``None``: lease
         lost. ``extra_cost``: what the job cost besides its outputs (enhancing its prompt).
-        ``owner_id``: the job's owner, where the caller knows it (one statement less)."""
+        ``owner_id``: the job's owner, where the caller knows it (one statement less).
+        ``committed``: given the succeeded job before its events are published."""
 
         def work(conn: Connection, published: Appending) -> Job:
             owner = owner_id or _OWNER_OF_JOB.one(conn, {"job_id": job_id}).owner_id
@@ -442,7 +455,7 @@ class Repository(Queries):
             return job_from_row(row, job_outputs)
 
         try:
-            return await self._write(work)
+            return await self._write(work, committed)
         except LeaseLost:
             return None
 

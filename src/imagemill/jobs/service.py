@@ -7,7 +7,6 @@ sweeper; a duplicate one loses the claim and is dropped.
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import hashlib
 import json
@@ -353,13 +352,9 @@ class JobService:
                         pending.discard(event["job_id"])
                 subscription.resync()
                 jobs = None
-                if not pending and finished is not None:
-                    if not all(i in finished for i in job_ids):
-                        # The worker hands its job over once the commit's events are out:
-                        # on its turn, right after this one.
-                        await asyncio.sleep(0)
-                    if all(i in finished for i in job_ids):
-                        jobs = [finished[i] for i in job_ids]
+                # The worker hands its job over before the commit's events are out.
+                if not pending and finished is not None and all(i in finished for i in job_ids):
+                    jobs = [finished[i] for i in job_ids]
 
 
 def request_fingerprint(endpoint: str, submission: Submission) -> str:

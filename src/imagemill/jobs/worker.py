@@ -337,11 +337,11 @@ class Worker:
             utcnow(),
             extra_cost=job.enhance_cost_usd,
             owner_id=job.owner_id,
+            committed=self.assets.handoff.finished,  # before a waiting request hears of it
         )
         if completed is None:
             log.info("job %s finished elsewhere or was canceled; result dropped", job.id)
             return None
-        self.assets.handoff.finished(completed)
         return JobStatus.SUCCEEDED
 
     def _time_left(self, job: Job) -> float:
