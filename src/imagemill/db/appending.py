@@ -89,9 +89,6 @@ class Appending:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.events)
 
-    def __len__(self) -> int:
-        return len(self.events)
-
     def __bool__(self) -> bool:
         return bool(self.events)
 
