@@ -51,9 +51,11 @@ def succeeded(job: Job) -> Job:
 
 
 class Recorded:
-    """A RunContext whose callbacks write down what the provider reported."""
+    """A RunContext whose callbacks write down what the provider reported; storing a
+    preview takes ``preview_seconds`` (a slow database)."""
 
-    def __init__(self) -> None:
+    def __init__(self, preview_seconds: float = 0.0) -> None:
+        self.preview_seconds = preview_seconds
         self.progress: list[tuple[float, str | None]] = []
         self.refs: list[str] = []
         self.previews: list[bytes] = []
@@ -66,6 +68,7 @@ class Recorded:
             self.refs.append(ref)
 
         async def on_preview(image: bytes) -> None:
+            await asyncio.sleep(self.preview_seconds)
             self.previews.append(image)
 
         return RunContext(

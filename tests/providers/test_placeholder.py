@@ -112,6 +112,21 @@ async def test_latency_reports_increasing_progress(provider: PlaceholderProvider
     assert recorded.progress[0][1] == "step 1/3"
 
 
+async def test_latency_is_the_whole_call_its_own_reports_included(
+    provider: PlaceholderProvider,
+) -> None:
+    # ``latency_ms`` stands for a hosted call's response time: a preview that takes
+    # 1.5 s to store does not make a 2 s call take 3.5 s.
+    recorded = Recorded(preview_seconds=1.5)
+    started = time.monotonic()
+
+    await provider.run(_task(params={"latency_ms": 2000}), recorded.context())
+
+    assert 1.99 <= time.monotonic() - started < 3.2
+    assert len(recorded.previews) == 1
+    assert recorded.progress[-1] == (1.0, "step 20/20")
+
+
 async def test_no_latency_reports_no_progress(provider: PlaceholderProvider) -> None:
     recorded = Recorded()
     await provider.run(_task(), recorded.context())

@@ -4,8 +4,8 @@ It exists for development, tests and explicitly configured fallbacks. Every imag
 PLACEHOLDER with the prompt, model, seed and size, and every text (caption, enhanced
 prompt, description: ``placeholder_text.py``) starts with ``[placeholder …]``, so nobody
 mistakes either for the work of a real model. Two params make it a test double for real
-providers: ``latency_ms`` (simulated provider time, with progress along the way and a
-blurred preview halfway) and ``fail``.
+providers: ``latency_ms`` (how long the simulated call takes, its own drawing included, with
+progress along the way and a blurred preview halfway) and ``fail``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,10 @@ PARAMS_SCHEMA = {
             "minimum": 0,
             "maximum": 600_000,
             "default": 0,
-            "description": "Simulated provider time; progress is reported along the way.",
+            "description": (
+                "How long the simulated call takes in all, its drawing included; progress "
+                "is reported along the way."
+            ),
         },
         "fail": {
             "type": "string",
@@ -92,21 +95,38 @@ class PlaceholderProvider:
         ]
 
     async def run(self, task: Task, ctx: RunContext) -> list[Output]:
+        # ``latency_ms`` is the whole call, as a hosted model's response time is: its
+        # progress reports, preview and drawing happen within it, not after it.
+        finish = time.monotonic() + int(task.params.get("latency_ms", 0)) / 1000
         base_seed = task.seed if task.seed is not None else random.randrange(2**31)
-        latency_ms = int(task.params.get("latency_ms", 0))
-        if latency_ms:
-            steps = max(1, min(MAX_PROGRESS_STEPS, latency_ms // 100))
-            for step in range(1, steps + 1):
-                await asyncio.sleep(latency_ms / 1000 / steps)
-                await ctx.progress(step / steps, f"step {step}/{steps}")
-                if step == steps // 2 and steps > 1:  # halfway: a blurry look at the first
-                    await ctx.preview(preview(task.prompt, base_seed, task.width, task.height))
+        await self._report_along(task, ctx, base_seed, finish)
         failure = task.params.get("fail")
         outage = time.time() < task.params.get("fail_until", math.inf)
         if failure and outage and ctx.attempt <= task.params.get("fail_attempts", ctx.attempt):
+            await _until(finish)
             if failure == "transient":
                 raise ProviderUnavailable("placeholder: simulated transient failure")
             raise ProviderError("placeholder: simulated permanent failure", retryable=False)
+        outputs = await self._make(task, base_seed)
+        await _until(finish)
+        if task.params.get("latency_ms"):
+            await ctx.progress(1.0, f"step {_steps(task)}/{_steps(task)}")
+        return outputs
+
+    async def _report_along(
+        self, task: Task, ctx: RunContext, base_seed: int, finish: float
+    ) -> None:
+        """Progress at even steps until the last (which comes with the result), and a
+        blurred look at the first image halfway."""
+        steps = _steps(task)
+        step_seconds = int(task.params.get("latency_ms", 0)) / 1000 / steps
+        for step in range(1, steps):
+            await _until(finish - (steps - step) * step_seconds)
+            await ctx.progress(step / steps, f"step {step}/{steps}")
+            if step == steps // 2:
+                await ctx.preview(preview(task.prompt, base_seed, task.width, task.height))
+
+    async def _make(self, task: Task, base_seed: int) -> list[Output]:
         if not task.kind.rules.sized:
             return await asyncio.to_thread(placeholder_text.write, task)
         image_seeds = seeds(base_seed, task.n)
@@ -124,6 +144,19 @@ class PlaceholderProvider:
             Output(data=data, content_type="image/png", seed=seed)
             for seed, data in zip(image_seeds, images, strict=True)
         ]
+
+
+def _steps(task: Task) -> int:
+    """Progress steps of a call of ``latency_ms``: one per 100 ms, 1 to 20."""
+    return max(1, min(MAX_PROGRESS_STEPS, int(task.params.get("latency_ms", 0)) // 100))
+
+
+async def _until(moment: float) -> None:
+    """Sleep until ``moment`` (``time.monotonic()``), if it is still ahead (a call without
+    latency takes no turn of the event loop)."""
+    left = moment - time.monotonic()
+    if left > 0:
+        await asyncio.sleep(left)
 
 
 def render(prompt: str, model: str, seed: int, width: int, height: int) -> bytes:
