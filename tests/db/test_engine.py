@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, Engine, bindparam, column, event, select, table, text
 from sqlalchemy.util import await_only
 
 from imagemill.db.engine import SQLITE_READERS, Database
+from imagemill.db.prepared import Prepared
 
 
 @pytest.fixture
@@ -229,6 +230,33 @@ async def test_a_lookup_reads_committed_data_on_the_event_loop(db: Database) -> 
     finally:
         release.set()
     assert await asyncio.gather(*busy) == [["seen"]] * SQLITE_READERS
+
+
+_SNAP = table("snap", column("body"))
+_BODY = Prepared(select(_SNAP.c.body).where(_SNAP.c.body == bindparam("body")))
+
+
+async def test_fetch_one_reads_a_row_by_key_in_one_statement_of_its_own(
+    either: Database,
+) -> None:
+    insert = text("INSERT INTO snap (body) VALUES (:b)")
+    await either.write(lambda conn: conn.execute(insert, [{"b": "one"}, {"b": "two"}]))
+
+    in_transaction: list[bool] = []
+
+    def executed(conn: Connection, *_: object) -> None:
+        if not either.is_sqlite:
+            in_transaction.append(conn.connection.driver_connection.is_in_transaction())
+
+    event.listen(Engine, "after_cursor_execute", executed)
+    try:
+        assert (await either.fetch_one(_BODY, {"body": "two"})).body == "two"
+        assert await either.fetch_one(_BODY, {"body": "three"}) is None
+        await either.read(lambda conn: _BODY.one(conn, {"body": "one"}))
+    finally:
+        event.remove(Engine, "after_cursor_execute", executed)
+    if not either.is_sqlite:  # no BEGIN and COMMIT around it: one round trip, not three
+        assert in_transaction == [False, False, True]
 
 
 async def test_a_postgres_connection_gone_while_idle_is_replaced_before_use(

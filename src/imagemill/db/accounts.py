@@ -122,9 +122,7 @@ class Accounts:
         return key_id
 
     async def owner_for_key(self, key_hash: str) -> Owner | None:
-        row = await self.db.lookup(
-            lambda conn: _OWNER_FOR_KEY.one_or_none(conn, {"key_hash": key_hash})
-        )
+        row = await self.db.fetch_one(_OWNER_FOR_KEY, {"key_hash": key_hash})
         return Owner(row.id, row.name, row.secret) if row else None
 
     async def list_keys(self) -> list[KeyInfo]:

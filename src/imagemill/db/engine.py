@@ -29,7 +29,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +43,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from imagemill.boundary import storable_json
+from imagemill.db.prepared import Prepared
 
 T = TypeVar("T")
 Work = Callable[[Connection], T]
@@ -87,6 +88,8 @@ class Database:
             _ping_after_idle(self._async.sync_engine, ping_after_idle)
             # The same pool; its transactions see one snapshot from their first statement.
             self._snapshots = self._async.execution_options(isolation_level="REPEATABLE READ")
+            # The same pool again: each statement on its own, no BEGIN and COMMIT around it.
+            self._statements = self._async.execution_options(isolation_level="AUTOCOMMIT")
 
     def _open_sqlite(self) -> None:
         # The stdlib driver, whatever driver the URL names (``sqlite+aiosqlite://`` too).
@@ -166,6 +169,19 @@ class Database:
             self._lookups = self._reader.connect()
         with self._lookups.begin():
             return work(self._lookups)
+
+    async def fetch_one(self, statement: Prepared[Any], params: Mapping[str, Any]) -> Any:
+        """The one row (or ``None``) ``statement`` reads by key with ``params``: an API key's
+        owner, a job's status. On SQLite on the event loop, as ``lookup`` does; on
+        PostgreSQL as a statement of its own, outside any transaction (one statement sees
+        one snapshot anyway): one round trip where a transaction takes three (BEGIN, the
+        statement, COMMIT), and a third of the client's CPU.
+
+        Raises ``sqlalchemy.exc.MultipleResultsFound`` if it matched several rows."""
+        if self.is_sqlite:
+            return await self.lookup(lambda conn: statement.one_or_none(conn, params))
+        async with self._statements.connect() as conn:
+            return await conn.run_sync(lambda sync: statement.one_or_none(sync, params))
 
     def insert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
         """An ``INSERT`` in this database's dialect, for ``ON CONFLICT`` clauses."""

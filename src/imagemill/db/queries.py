@@ -261,7 +261,7 @@ class Queries:
         return int(await self.db.read(lambda conn: conn.execute(query).scalar()) or 0)
 
     async def get_asset(self, asset_id: str, owner_id: str | None = None) -> Asset:
-        row = await self.db.lookup(lambda conn: _ASSET.one_or_none(conn, {"asset_id": asset_id}))
+        row = await self.db.fetch_one(_ASSET, {"asset_id": asset_id})
         if row is None or (owner_id is not None and row.owner_id != owner_id):
             raise NotFound(f"no asset {quoted(asset_id)}")
         return Asset(**row._mapping)
@@ -333,12 +333,12 @@ class Queries:
 
     async def job_status(self, job_id: str) -> tuple[JobStatus, str | None] | None:
         """Status and lease owner, cheaply (the heartbeat's and the waiters' check)."""
-        row = await self.db.lookup(lambda conn: _JOB_STATUS.one_or_none(conn, {"job_id": job_id}))
+        row = await self.db.fetch_one(_JOB_STATUS, {"job_id": job_id})
         return (JobStatus(row.status), row.lease_owner) if row else None
 
     async def to_schedule(self, job_id: str) -> Scheduled | None:
         """What the worker's line needs of a job, cheaply; ``None`` unless it may run."""
-        row = await self.db.lookup(lambda conn: _TO_SCHEDULE.one_or_none(conn, {"job_id": job_id}))
+        row = await self.db.fetch_one(_TO_SCHEDULE, {"job_id": job_id})
         if row is None or JobStatus(row.status).terminal:
             return None
         request = json.loads(row.request) if isinstance(row.request, str) else row.request
