@@ -4,6 +4,9 @@ and the price tables themselves."""
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,6 +67,49 @@ def _install_plugin(root: Path, name: str, target: str) -> None:
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{name} = {target}\n")
+
+
+_SDKS = ("openai", "google.genai", "replicate", "aiohttp")
+_IMPORTED_SDKS = f"""
+import sys
+from imagemill.config import Settings
+from imagemill.providers.registry import Registry
+registry = Registry.from_entry_points(Settings())
+assert registry.resolve("placeholder")
+print(" ".join(m for m in {_SDKS!r} if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize(
+    ("keys", "imported"),
+    [
+        ({}, set()),
+        ({"OPENAI_API_KEY": "sk-test", "REPLICATE_API_TOKEN": "r8_test"}, {"openai", "replicate"}),
+    ],
+)
+def test_a_providers_sdk_is_imported_only_where_its_key_is_set(
+    keys: dict[str, str], imported: set[str]
+) -> None:
+    """Importing the hosted providers' SDKs costs a process about 2 s of CPU at start-up
+    (every CLI command, every worker): without their keys, nothing imports them."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("IMAGEMILL_") and not name.endswith(("_API_KEY", "_API_TOKEN"))
+    }
+    found = subprocess.run(
+        [sys.executable, "-c", _IMPORTED_SDKS],
+        env={**env, **keys},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    sdks = set(found.stdout.split())
+    assert imported <= sdks
+    assert "google.genai" not in sdks  # no Gemini key in either case
+    if not keys:
+        assert not sdks  # aiohttp neither: only a keyed SDK brings it
 
 
 def test_a_broken_plugin_does_not_stop_the_others(

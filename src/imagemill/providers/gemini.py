@@ -4,7 +4,9 @@ Gemini 2.5 Flash Image goes through the official ``google-genai`` SDK
 (``generateContent``: the image comes back inline; input images make it an edit).
 Imagen is served on the same Gemini API key by ``predict``, which the SDK only calls
 in Vertex mode, so that one request is made with httpx. The SDK's own retries are
-off: the worker retries, with backoff that honours Retry-After.
+off: the worker retries, with backoff that honours Retry-After. The SDK is imported only
+where a key makes it needed (``sdk_client``): importing it costs every process about 0.9 s of
+CPU at start-up, keyed or not.
 """
 
 from __future__ import annotations
@@ -15,12 +17,9 @@ import binascii
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from google import genai
-from google.genai import errors as genai_errors
-from google.genai import types
 
 from imagemill.config import Settings
 from imagemill.domain import Output, Size, Task, TaskKind
@@ -38,10 +37,9 @@ from imagemill.providers.base import RunContext, redact, retry_after_seconds
 from imagemill.providers.sizes import nearest_aspect_ratio
 from imagemill.specs import InputLimits, ModelSpec, Pricing, SizeRange
 
-try:  # the SDK's async transport when aiohttp is installed, httpx otherwise
-    from aiohttp import ClientError as _ConnectionError
-except ImportError:  # pragma: no cover
-    _ConnectionError = httpx.TransportError  # type: ignore[misc,assignment]
+if TYPE_CHECKING:
+    from google import genai
+    from google.genai import types
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 API_VERSION = "v1beta"
@@ -107,19 +105,7 @@ class Gemini:
         self._key = settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else None
         self._base_url = (settings.gemini_base_url or DEFAULT_BASE_URL).rstrip("/")
         self._timeout = settings.provider_timeout_seconds
-        self._client = (
-            genai.Client(
-                api_key=self._key,
-                http_options=types.HttpOptions(
-                    base_url=self._base_url,
-                    api_version=API_VERSION,
-                    timeout=int(self._timeout * 1000),
-                    retry_options=types.HttpRetryOptions(attempts=1),
-                ),
-            )
-            if self._key
-            else None
-        )
+        self._client = sdk_client(settings)
 
     def models(self) -> list[ModelSpec]:
         if self._key:
@@ -141,6 +127,8 @@ class Gemini:
             return list(await asyncio.gather(*calls))
 
     async def _flash_image(self, client: genai.Client, task: Task) -> Output:
+        from google.genai import types
+
         ratio = nearest_aspect_ratio(Size(task.width, task.height), FLASH_IMAGE_RATIOS)
         parts: list[Any] = [
             types.Part.from_bytes(data=image.data, mime_type=image.content_type)
@@ -187,6 +175,35 @@ class Gemini:
         ]
 
 
+def sdk_client(settings: Settings) -> genai.Client | None:
+    """An SDK client on the configured key (its own retries off: the worker retries), or
+    ``None`` without a key."""
+    if not settings.gemini_api_key:
+        return None
+    from google import genai
+    from google.genai import types
+
+    return genai.Client(
+        api_key=settings.gemini_api_key.get_secret_value(),
+        http_options=types.HttpOptions(
+            base_url=(settings.gemini_base_url or DEFAULT_BASE_URL).rstrip("/"),
+            api_version=API_VERSION,
+            timeout=int(settings.provider_timeout_seconds * 1000),
+            retry_options=types.HttpRetryOptions(attempts=1),
+        ),
+    )
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """The connection errors of the SDK's async transport: aiohttp's where it is installed
+    (the SDK then uses it), none besides httpx's otherwise."""
+    try:
+        from aiohttp import ClientError
+    except ImportError:  # pragma: no cover
+        return ()
+    return (ClientError,)
+
+
 def _image_of(response: types.GenerateContentResponse) -> Output:
     """The image in a ``generateContent`` answer, or why there is none."""
     feedback = response.prompt_feedback
@@ -226,6 +243,9 @@ def _status_error(status: int, message: str, retry_after: float | None) -> Provi
 @contextmanager
 def translated_errors(secret: str) -> Iterator[None]:
     """The SDK's and httpx's exceptions, as imagemill's error tree (the key blanked out)."""
+    from google.genai import errors as genai_errors
+
+    unreachable: tuple[type[Exception], ...] = (httpx.TransportError, *_transport_errors(), OSError)
     try:
         yield
     except genai_errors.APIError as exc:
@@ -235,7 +255,7 @@ def translated_errors(secret: str) -> Iterator[None]:
         raise _status_error(exc.code, message, retry_after) from exc
     except (TimeoutError, httpx.TimeoutException) as exc:
         raise ProviderTimeout("Gemini did not answer in time") from exc
-    except (httpx.TransportError, _ConnectionError, OSError) as exc:
+    except unreachable as exc:
         # aiohttp's text names the TLS context as a Python repr: plain words instead.
         reason = redact(describe(exc), secret)
         raise ProviderUnavailable(f"could not reach Gemini: {reason}") from exc

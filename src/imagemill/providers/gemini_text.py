@@ -5,26 +5,24 @@
 worker retries): the brief's instructions as the system instruction, its text and
 images (inline) as the user's turn, and its JSON Schema as the response schema, so the
 answer is JSON of that shape. Cost from ``usageMetadata`` and the model's token prices.
-Errors are translated as for the Gemini image models (``gemini.translated_errors``).
+Errors are translated, and the SDK's client made, as for the Gemini image models
+(``gemini.translated_errors``, ``gemini.sdk_client``).
 """
 
 from __future__ import annotations
 
-from google import genai
-from google.genai import types
+from typing import TYPE_CHECKING
 
 from imagemill import writing
 from imagemill.config import Settings
 from imagemill.domain import Output, Task
 from imagemill.errors import AuthError, ContentRejected, ProviderError, ProviderInputError
 from imagemill.providers.base import RunContext
-from imagemill.providers.gemini import (
-    API_VERSION,
-    BLOCKED_FINISH_REASONS,
-    DEFAULT_BASE_URL,
-    translated_errors,
-)
+from imagemill.providers.gemini import BLOCKED_FINISH_REASONS, sdk_client, translated_errors
 from imagemill.specs import InputLimits, ModelSpec, Pricing
+
+if TYPE_CHECKING:
+    from google.genai import types
 
 MB = 1024 * 1024
 # Google's guide: PNG, JPEG, WebP (HEIC too); a request carries at most 20 MB inline.
@@ -64,19 +62,7 @@ class GeminiText:
 
     def __init__(self, settings: Settings) -> None:
         self._key = settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else None
-        self._client = (
-            genai.Client(
-                api_key=self._key,
-                http_options=types.HttpOptions(
-                    base_url=(settings.gemini_base_url or DEFAULT_BASE_URL).rstrip("/"),
-                    api_version=API_VERSION,
-                    timeout=int(settings.provider_timeout_seconds * 1000),
-                    retry_options=types.HttpRetryOptions(attempts=1),
-                ),
-            )
-            if self._key
-            else None
-        )
+        self._client = sdk_client(settings)
 
     def models(self) -> list[ModelSpec]:
         if self._client is not None:
@@ -90,6 +76,8 @@ class GeminiText:
     async def run(self, task: Task, ctx: RunContext) -> list[Output]:
         if self._client is None or self._key is None:
             raise AuthError("GEMINI_API_KEY is not set")
+        from google.genai import types
+
         brief = writing.brief(task)
         parts = [types.Part.from_text(text=brief.text)]
         parts += [

@@ -5,6 +5,9 @@ backoff that honours Retry-After, across attempts). gpt-image-1 answers with the
 bytes; DALL·E 3 with URLs that expire after an hour, which imagemill downloads at once.
 The request and response mapping and the error translation here are shared by every
 provider that speaks the OpenAI images API (see ``recraft.py``).
+
+The SDK is imported only where a key makes it needed: importing it costs every process
+about 0.7 s of CPU at start-up (the CLI's commands, each worker), keyed or not.
 """
 
 from __future__ import annotations
@@ -13,13 +16,10 @@ import asyncio
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import openai
 import pybase64
 import pydantic_core
-from openai import AsyncOpenAI
-from openai._legacy_response import LegacyAPIResponse
 from pydantic import BaseModel, ValidationError
 
 from imagemill.config import Settings
@@ -38,6 +38,11 @@ from imagemill.providers.base import RunContext, redact, retry_after_seconds
 from imagemill.providers.sizes import nearest_size
 from imagemill.specs import InputLimits, ModelSpec, Pricing, SizeRange
 from imagemill.storage import masks
+
+if TYPE_CHECKING:
+    import openai
+    from openai import AsyncOpenAI
+    from openai._legacy_response import LegacyAPIResponse
 
 GPT_IMAGE_SIZES = ["1024x1024", "1536x1024", "1024x1536"]
 DALL_E_3_SIZES = ["1024x1024", "1792x1024", "1024x1792"]
@@ -144,6 +149,8 @@ def openai_client(settings: Settings) -> tuple[str | None, AsyncOpenAI | None]:
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     if not key:
         return None, None
+    from openai import AsyncOpenAI  # only with a key: see the module's docstring
+
     client = AsyncOpenAI(
         api_key=key,
         base_url=settings.openai_base_url,
@@ -174,6 +181,8 @@ class OpenAIImages:
             raise AuthError("OPENAI_API_KEY is not set")
         size = nearest_size(Size(task.width, task.height), _sizes(task.model))
         headers = {"Idempotency-Key": task.job_id}
+        from openai import omit
+
         with translated_errors("OpenAI", self._key):
             if task.kind is TaskKind.EDIT:
                 response = await self._client.images.with_raw_response.edit(
@@ -184,7 +193,7 @@ class OpenAIImages:
                     ],
                     mask=_file(masks.as_alpha(task.mask.data), "image/png", "mask")
                     if task.mask
-                    else openai.omit,
+                    else omit,
                     prompt=task.prompt,
                     n=task.n,
                     size=str(size),
@@ -344,6 +353,8 @@ def _token_cost(usage: _Usage | None, images: int) -> float | None:
 @contextmanager
 def translated_errors(provider: str, secret: str | None) -> Iterator[None]:
     """The OpenAI SDK's exceptions, as imagemill's error tree (secrets blanked out)."""
+    import openai
+
     try:
         yield
     except openai.APITimeoutError as exc:

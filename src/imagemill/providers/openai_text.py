@@ -5,16 +5,14 @@ Chat Completions through the official ``openai`` SDK, its retries off (the worke
 retries). The brief (``writing.brief``) goes as a system message and a user message with
 the images as data URLs (vision); the answer is held to the brief's JSON Schema by strict
 structured outputs. What a call cost comes from its token usage and the model's prices.
-Errors are translated as for OpenAI's images (``openai_images.translated_errors``).
+Errors are translated as for OpenAI's images (``openai_images.translated_errors``), and
+the SDK is imported only where a key makes it needed, as there.
 """
 
 from __future__ import annotations
 
 import base64
-
-import openai
-from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
-from openai.types.shared_params import ResponseFormatJSONSchema
+from typing import TYPE_CHECKING
 
 from imagemill import writing
 from imagemill.config import Settings
@@ -23,6 +21,10 @@ from imagemill.errors import AuthError, ContentRejected, ProviderError, Provider
 from imagemill.providers.base import RunContext
 from imagemill.providers.openai_images import openai_client, translated_errors
 from imagemill.specs import InputLimits, ModelSpec, Pricing
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
+    from openai.types.shared_params import ResponseFormatJSONSchema
 
 MB = 1024 * 1024
 # OpenAI's vision guide: PNG, JPEG, WebP and non-animated GIF, up to 50 MB per request.
@@ -93,13 +95,15 @@ class OpenAIText:
             },
         }
         temperature = task.params.get("temperature")
+        from openai import omit
+
         with translated_errors("OpenAI", self._key):
             response = await self._client.chat.completions.create(
                 model=task.model,
                 messages=messages,
                 response_format=answer_format,
-                seed=task.seed if task.seed is not None else openai.omit,
-                temperature=temperature if temperature is not None else openai.omit,
+                seed=task.seed if task.seed is not None else omit,
+                temperature=temperature if temperature is not None else omit,
             )
         if not response.choices:
             raise ProviderError("OpenAI answered with no choice", retryable=True)

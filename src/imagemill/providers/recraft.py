@@ -8,7 +8,7 @@ styles answer with SVG, stored as such.
 
 from __future__ import annotations
 
-from openai import AsyncOpenAI
+from typing import TYPE_CHECKING
 
 from imagemill.config import Settings
 from imagemill.domain import Output, Size, Task, TaskKind
@@ -17,6 +17,9 @@ from imagemill.providers.base import RunContext
 from imagemill.providers.openai_images import body_of, outputs_of, translated_errors
 from imagemill.providers.sizes import nearest_size
 from imagemill.specs import InputLimits, ModelSpec, Pricing, SizeRange
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
 
 DEFAULT_BASE_URL = "https://external.api.recraft.ai/v1"
 SIZES = [
@@ -78,16 +81,16 @@ class Recraft:
         self._key = (
             settings.recraft_api_key.get_secret_value() if settings.recraft_api_key else None
         )
-        self._client = (
-            AsyncOpenAI(
+        self._client: AsyncOpenAI | None = None
+        if self._key:  # the SDK only with a key, as in ``openai_images``
+            from openai import AsyncOpenAI
+
+            self._client = AsyncOpenAI(
                 api_key=self._key,
                 base_url=settings.recraft_base_url or DEFAULT_BASE_URL,
                 timeout=settings.provider_timeout_seconds,
                 max_retries=0,
             )
-            if self._key
-            else None
-        )
 
     def models(self) -> list[ModelSpec]:
         if self._client is not None:

@@ -11,7 +11,8 @@ paying for new ones; a job that ends without them (its owner canceled it, its de
 passed) cancels them.
 
 Each model's params JSON Schema is its version's OpenAPI ``Input`` schema (fetched,
-cached on disk; see ``replicate_models.py``, which also holds the catalogue).
+cached on disk; see ``replicate_models.py``, which also holds the catalogue). The SDK is
+imported only where a token makes it needed, as the other hosted providers do theirs.
 """
 
 from __future__ import annotations
@@ -25,11 +26,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from replicate.client import Client as ReplicateClient
-from replicate.exceptions import ReplicateError
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from imagemill.config import Settings
@@ -53,6 +52,9 @@ from imagemill.providers.replicate_models import (
 )
 from imagemill.providers.sizes import fit_within, nearest_aspect_ratio
 from imagemill.specs import ModelSpec, Pricing, SizeRange
+
+if TYPE_CHECKING:
+    from replicate.client import Client as ReplicateClient
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +91,15 @@ class Replicate:
         token = settings.replicate_api_token
         self._token = token.get_secret_value() if token else None
         self._timeout = settings.provider_timeout_seconds
-        self._client = (
-            ReplicateClient(
+        self._client: ReplicateClient | None = None
+        if self._token:
+            from replicate.client import Client as ReplicateClient
+
+            self._client = ReplicateClient(
                 api_token=self._token,
                 base_url=settings.replicate_base_url,
                 timeout=httpx.Timeout(self._timeout),
             )
-            if self._token
-            else None
-        )
         self._webhook_secret = (
             settings.replicate_webhook_secret.get_secret_value()
             if settings.replicate_webhook_secret
@@ -382,6 +384,8 @@ def _outputs(prediction: dict[str, Any], entry: Catalogued) -> list[Output]:
 @contextmanager
 def translated_errors(secret: str | None) -> Iterator[None]:
     """The SDK's and httpx's exceptions, as imagemill's error tree (the token blanked out)."""
+    from replicate.exceptions import ReplicateError
+
     try:
         yield
     except ReplicateError as exc:
