@@ -97,34 +97,27 @@ class PlaceholderProvider:
     async def run(self, task: Task, ctx: RunContext) -> list[Output]:
         # ``latency_ms`` is the whole call, as a hosted model's response time is: its
         # progress reports, preview and drawing happen within it, not after it.
-        finish = time.monotonic() + int(task.params.get("latency_ms", 0)) / 1000
+        latency_ms = int(task.params.get("latency_ms", 0))
+        seconds, started = latency_ms / 1000, time.monotonic()
+        steps = max(1, min(MAX_PROGRESS_STEPS, latency_ms // 100))  # one per 100 ms
         base_seed = task.seed if task.seed is not None else random.randrange(2**31)
-        await self._report_along(task, ctx, base_seed, finish)
+        for step in range(1, steps):  # the last step comes with the result
+            await _until(started + seconds * step / steps)
+            await ctx.progress(step / steps, f"step {step}/{steps}")
+            if step == steps // 2:  # halfway: a blurry look at the first image
+                await ctx.preview(preview(task.prompt, base_seed, task.width, task.height))
         failure = task.params.get("fail")
         outage = time.time() < task.params.get("fail_until", math.inf)
         if failure and outage and ctx.attempt <= task.params.get("fail_attempts", ctx.attempt):
-            await _until(finish)
+            await _until(started + seconds)
             if failure == "transient":
                 raise ProviderUnavailable("placeholder: simulated transient failure")
             raise ProviderError("placeholder: simulated permanent failure", retryable=False)
         outputs = await self._make(task, base_seed)
-        await _until(finish)
-        if task.params.get("latency_ms"):
-            await ctx.progress(1.0, f"step {_steps(task)}/{_steps(task)}")
+        await _until(started + seconds)
+        if seconds:
+            await ctx.progress(1.0, f"step {steps}/{steps}")
         return outputs
-
-    async def _report_along(
-        self, task: Task, ctx: RunContext, base_seed: int, finish: float
-    ) -> None:
-        """Progress at even steps until the last (which comes with the result), and a
-        blurred look at the first image halfway."""
-        steps = _steps(task)
-        step_seconds = int(task.params.get("latency_ms", 0)) / 1000 / steps
-        for step in range(1, steps):
-            await _until(finish - (steps - step) * step_seconds)
-            await ctx.progress(step / steps, f"step {step}/{steps}")
-            if step == steps // 2:
-                await ctx.preview(preview(task.prompt, base_seed, task.width, task.height))
 
     async def _make(self, task: Task, base_seed: int) -> list[Output]:
         if not task.kind.rules.sized:
@@ -144,11 +137,6 @@ class PlaceholderProvider:
             Output(data=data, content_type="image/png", seed=seed)
             for seed, data in zip(image_seeds, images, strict=True)
         ]
-
-
-def _steps(task: Task) -> int:
-    """Progress steps of a call of ``latency_ms``: one per 100 ms, 1 to 20."""
-    return max(1, min(MAX_PROGRESS_STEPS, int(task.params.get("latency_ms", 0)) // 100))
 
 
 async def _until(moment: float) -> None:
