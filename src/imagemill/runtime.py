@@ -102,6 +102,8 @@ class Runtime:
             self.http,
             self.transport.send,
             bus=self.bus,
+            # A broker shared with other processes splits a backlog among their lines.
+            steal_work=self.run_workers and not self.transport.in_process,
         )
         self.bus.add_listener(self.worker.on_event)
         # Processes sharing a PostgreSQL database tell each other their events, and pass

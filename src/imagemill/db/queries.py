@@ -339,8 +339,8 @@ class Queries:
     async def to_schedule(self, job_id: str) -> Scheduled | None:
         """What the worker's line needs of a job, cheaply; ``None`` unless it may run."""
         row = await self.db.fetch_one(_TO_SCHEDULE, {"job_id": job_id})
-        if row is None or JobStatus(row.status).terminal:
-            return None
+        if row is None or row.status != Q.value:
+            return None  # ended, or claimed by another worker (a lapsed lease is re-sent)
         request = json.loads(row.request) if isinstance(row.request, str) else row.request
         fallback = [f["model"] for f in (request or {}).get("fallback") or ()]
         batch = (row.batch_id, row.concurrency) if row.batch_id else None
@@ -376,6 +376,17 @@ class Queries:
             .limit(limit)
         )
         return await self.db.read(lambda conn: list(conn.execute(query).all()))
+
+    async def due_queued(self, now: datetime, limit: int) -> list[str]:
+        """Up to ``limit`` queued jobs due by ``now``, the newest first (work stealing:
+        ``jobs/stealing.py``)."""
+        query = (
+            select(jobs.c.id)
+            .where(jobs.c.status == Q.value, jobs.c.run_after <= now)
+            .order_by(jobs.c.run_after.desc())
+            .limit(limit)
+        )
+        return await self.db.read(lambda conn: list(conn.execute(query).scalars()))
 
     async def overdue_jobs(self, now: datetime, limit: int) -> list[str]:
         """Jobs past their deadline that no worker is running."""

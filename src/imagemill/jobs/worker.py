@@ -51,6 +51,7 @@ from imagemill.jobs.holding import Held, slot_for
 from imagemill.jobs.progress import ProgressLog
 from imagemill.jobs.scheduling import FairLine
 from imagemill.jobs.service import utcnow
+from imagemill.jobs.stealing import Stealing
 from imagemill.providers.base import Provider, RunContext
 from imagemill.providers.circuits import Circuits
 from imagemill.providers.registry import Registry
@@ -101,7 +102,10 @@ class Worker:
         circuits: Circuits | None = None,
         *,
         bus: EventBus,
+        steal_work: bool = False,
     ) -> None:
+        """``steal_work``: when nothing waits here, take queued jobs that other workers
+        hold (``jobs/stealing.py``); for workers fed by an external broker."""
         self.settings = settings
         self.repo = repo
         self.registry = registry
@@ -130,6 +134,7 @@ class Worker:
         )
         self.nudges = Nudges()  # wake-ups of the attempts running here (``jobs/contexts.py``)
         self.progress = ProgressLog(repo, bus)  # live progress, stored at a bounded rate
+        self.stealing = Stealing(repo, self.wake) if steal_work else None
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -197,6 +202,9 @@ class Worker:
             self._waiting.discard(job_id)
             if not self._stopping:
                 await self.run_one(job_id, holding=Held(provider, held.aclose))
+        if self.stealing is not None and not self._waiting and not self._stopping:
+            room = self._hosted_line.capacity - self._hosted_line.used
+            self.stealing.idle(room + self._device_line.capacity - self._device_line.used)
 
     def position(self, job_id: str) -> int | None:
         """Where the job waits in this worker's line for a slot, or its provider's (1:
@@ -277,6 +285,8 @@ class Worker:
         self._stopping = True
         if self._heart is not None:
             self._heart.cancel()
+        if self.stealing is not None:
+            await self.stealing.stop()
         for task in list(self._background):
             task.cancel()
         # A wake-up past its check of ``_stopping`` may be claiming its job right now:
