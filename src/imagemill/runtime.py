@@ -169,6 +169,8 @@ class Runtime:
         await self.transport.start(consume=self.run_workers)
         if self.run_workers:
             self._sending = asyncio.create_task(self.sender.run())
+            if self.worker.stealing is not None:
+                self.worker.stealing.idle()  # a worker joining a backlog starts on it
         if self.sweep:
             # At start-up every due job is re-sent: an in-memory queue died with the last process.
             self._sweeping = asyncio.create_task(self.sweeper.run(first_requeue_after=0))

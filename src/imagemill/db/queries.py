@@ -377,15 +377,17 @@ class Queries:
         )
         return await self.db.read(lambda conn: list(conn.execute(query).all()))
 
-    async def due_queued(self, now: datetime, limit: int) -> list[str]:
-        """Up to ``limit`` queued jobs due by ``now``, the newest first (work stealing:
-        ``jobs/stealing.py``)."""
+    async def due_queued(self, now: datetime, limit: int, skip: Sequence[str] = ()) -> list[str]:
+        """Up to ``limit`` queued jobs due by ``now``, the newest first, but those in
+        ``skip`` (work stealing: ``jobs/stealing.py``)."""
         query = (
             select(jobs.c.id)
             .where(jobs.c.status == Q.value, jobs.c.run_after <= now)
             .order_by(jobs.c.run_after.desc())
             .limit(limit)
         )
+        if skip:
+            query = query.where(jobs.c.id.not_in(skip))
         return await self.db.read(lambda conn: list(conn.execute(query).scalars()))
 
     async def overdue_jobs(self, now: datetime, limit: int) -> list[str]:

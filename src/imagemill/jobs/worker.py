@@ -134,15 +134,16 @@ class Worker:
         )
         self.nudges = Nudges()  # wake-ups of the attempts running here (``jobs/contexts.py``)
         self.progress = ProgressLog(repo, bus)  # live progress, stored at a bounded rate
-        self.stealing = Stealing(repo, self.wake) if steal_work else None
+        self.stealing = Stealing(repo, self.wake, self._room) if steal_work else None
 
     # -- entry points ---------------------------------------------------------------------
 
-    def wake(self, job_id: str) -> None:
+    def wake(self, job_id: str, *, stolen: bool = False) -> None:
         """A message arrived for ``job_id``: handle it in the background and return, so
         the broker hands over every message at once and the line here, not the order of
         the broker's queue, decides who runs next. Past ``MAX_WAITING`` waiting here, the
-        message is dropped: the sweeper sends it again while the job stays queued."""
+        message is dropped: the sweeper sends it again while the job stays queued.
+        ``stolen``: taken from the table, not sent here (``jobs/stealing.py``)."""
         if self._stopping or job_id in self._waiting:
             return
         if len(self._waiting) >= MAX_WAITING:
@@ -151,17 +152,19 @@ class Worker:
             )
             return
         self._waiting.add(job_id)  # at once: a second message finds it waiting
-        handling = asyncio.create_task(self._handle_waiting(job_id))
+        handling = asyncio.create_task(self._handle_waiting(job_id, stolen))
         self._handling.add(handling)
         handling.add_done_callback(self._handling.discard)
 
-    async def _handle_waiting(self, job_id: str) -> None:
+    async def _handle_waiting(self, job_id: str, stolen: bool) -> None:
         try:
-            await self._when_its_turn(job_id)
+            await self._when_its_turn(job_id, stolen)
         except Exception:
             log.exception("job %s: could not be run from its wake-up", job_id)
         finally:
             self._waiting.discard(job_id)
+            if self.stealing is not None:
+                self.stealing.idle()  # it ran, or was not ours: room here, maybe
 
     async def handle(self, job_id: str) -> None:
         """A message arrived for ``job_id``: run it once a worker slot and its provider's
@@ -179,13 +182,14 @@ class Worker:
             self._waiting.discard(job_id)
             self._handling.discard(handling)
 
-    async def _when_its_turn(self, job_id: str) -> None:
+    async def _when_its_turn(self, job_id: str, stolen: bool = False) -> None:
         job = await self.repo.to_schedule(job_id)
         if job is None:
-            return  # finished, or deleted meanwhile
+            return  # finished, claimed elsewhere, or deleted meanwhile
         wait = self._circuit_wait(job)
         if wait:  # every provider it could use is failing lately: it waits, still queued,
-            self._later(wait, job_id)  # and spends no attempt on a call that is skipped
+            if not stolen:  # and spends no attempt on a call that is skipped; one taken
+                self._later(wait, job_id)  # from another's line is left to that one
             return
         batch_id, concurrency = job.batch or (None, None)
         lane = (job.owner_id, batch_id)
@@ -202,9 +206,14 @@ class Worker:
             self._waiting.discard(job_id)
             if not self._stopping:
                 await self.run_one(job_id, holding=Held(provider, held.aclose))
-        if self.stealing is not None and not self._waiting and not self._stopping:
-            room = self._hosted_line.capacity - self._hosted_line.used
-            self.stealing.idle(room + self._device_line.capacity - self._device_line.used)
+
+    def _room(self) -> int:
+        """How many more jobs would surely start here now, on a hosted provider or on the
+        local device: none while any waits here."""
+        if self._waiting or self._stopping:
+            return 0
+        lines = (self._hosted_line, self._device_line)
+        return min(line.capacity - line.used for line in lines)
 
     def position(self, job_id: str) -> int | None:
         """Where the job waits in this worker's line for a slot, or its provider's (1:
