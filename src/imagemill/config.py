@@ -155,6 +155,14 @@ class Settings(BaseSettings):
         "fitting sizes), about 4 bytes each: bounds the memory image work takes however many "
         "requests arrive together.",
     )
+    response_budget_bytes: int = Field(
+        16 * 1024 * 1024,
+        gt=0,
+        description="Bytes of provider answers one process holds at once, at most, from "
+        "reading them until their images are stored (a 2 MB PNG comes as about 2.7 MB of "
+        "base64): bounds the memory a burst of large images takes; a job whose answer would "
+        "pass it waits before reading it.",
+    )
     allowed_private_networks: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="CIDRs that fetched URLs (inputs, webhooks) may reach despite being private.",

@@ -243,9 +243,6 @@ class Output:
     for the text kinds, ``text``."""
 
     data: bytes | None = None
-    # The provider's own base64 of ``data`` (ASCII bytes), when it sent one: an answer
-    # that needs base64 (OpenAI-compatible ``b64_json``) reuses it instead of encoding again.
-    encoded: bytes | None = None
     text: str | None = None
     tone: str | None = None  # a caption's tone, when tones were asked for
     url: str | None = None

@@ -1148,3 +1148,43 @@ async def test_a_wake_up_returns_at_once_and_the_job_runs_in_its_turn(
         await asyncio.sleep(0.01)
     assert [job.status for job in jobs] == [JobStatus.SUCCEEDED] * 3
     assert all(job.attempt == 1 for job in jobs), "each ran once"
+
+
+# -- the response budget --------------------------------------------------------------------
+
+
+async def test_answers_held_at_once_stay_within_the_response_budget(
+    make_runtime: MakeRuntime, scripted: Any
+) -> None:
+    """Hosted jobs are many at once, but the answers they read are held a budget's worth
+    at a time (``memory.py``): the others wait before reading theirs, and what a job
+    holds is given back once its outputs are stored, or it failed."""
+    runtime = await make_runtime(response_budget_bytes=3000)
+    reading: list[str] = []
+    gate = asyncio.Event()
+
+    async def script(task: Task, ctx: RunContext) -> list[Output]:
+        await ctx.hold_memory(1000)
+        reading.append(task.job_id)
+        await gate.wait()
+        if task.prompt == "fails":
+            raise ContentRejected("no")
+        return await _renders(SCRIPTED)(task, ctx)
+
+    scripted.script = script
+    prompts = ["fails", *(f"job {n}" for n in range(5))]
+    ids = [await _submit(runtime, model=SCRIPTED, size="32x32", prompt=p) for p in prompts]
+    runs = [asyncio.create_task(runtime.worker.run_one(job_id)) for job_id in ids]
+    for _ in range(100):
+        if len(reading) == 3:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert len(reading) == 3 and runtime.worker.answers.in_use == 3000  # three wait
+
+    gate.set()
+    statuses = await asyncio.wait_for(asyncio.gather(*runs), timeout=30)
+
+    assert sorted(reading) == sorted(ids)
+    assert statuses.count(JobStatus.SUCCEEDED) == 5 and JobStatus.FAILED in statuses
+    assert runtime.worker.answers.in_use == 0

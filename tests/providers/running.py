@@ -2,7 +2,8 @@
 its attempts in turn (waiting out retry delays) until it ends; ``saved_ref`` waits for a
 running attempt to save its provider request id; ``warm_webhooks`` readies a served
 webhook route before a test times what reaches it; ``Recorded`` is a ``RunContext`` for
-calling a provider directly that writes down what it reported."""
+calling a provider directly that writes down what it reported; ``held_answers`` writes
+down what a runtime's attempts count against its response budget."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import httpx
 
 from imagemill.domain import Job, JobStatus, Submission
 from imagemill.jobs.service import utcnow
+from imagemill.memory import WeightedSemaphore
 from imagemill.providers.base import RunContext
 from imagemill.runtime import Runtime
 
@@ -98,3 +100,25 @@ async def warm_webhooks(url: str, provider: str) -> None:
     async with httpx.AsyncClient() as http:
         response = await http.post(f"{url}/v1/providers/{provider}/webhook")
     assert response.status_code == 401, response.text
+
+
+class _Counted(WeightedSemaphore):
+    def __init__(self, capacity: int, held: list[int]) -> None:
+        super().__init__(capacity)
+        self.held = held
+
+    async def acquire(self, weight: int) -> int:
+        self.held.append(weight)
+        return await super().acquire(weight)
+
+    def take_now(self, weight: int) -> int:
+        self.held.append(weight)
+        return super().take_now(weight)
+
+
+def held_answers(runtime: Runtime) -> list[int]:
+    """From now on, the bytes each answer the runtime's attempts read counts against the
+    response budget (``imagemill.memory``), in order."""
+    held: list[int] = []
+    runtime.worker.answers = _Counted(runtime.worker.answers.capacity, held)
+    return held

@@ -354,3 +354,68 @@ async def test_a_request_that_read_its_asset_before_the_thumbnail_was_recorded_r
 
     assert made == [len(data)] and again == first
     assert recorded is not None and to_record is None
+
+
+async def test_a_download_larger_than_the_limit_by_its_length_is_refused_unread(
+    make_writer: Callable[..., AssetWriter],
+) -> None:
+    """``Content-Length`` says it is too large: refused before its body is read, and
+    before any of the response budget is taken for it."""
+    held: list[int] = []
+
+    async def hold_memory(nbytes: int) -> None:
+        held.append(nbytes)
+
+    class Endless(httpx.AsyncByteStream):
+        read = False
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            Endless.read = True
+            yield b"x" * 1000
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-length": "5000"}, stream=Endless())
+
+    with pytest.raises(InvalidInput, match="larger than 1000 bytes"):
+        await make_writer(handler, max_bytes=1000).download(URL, hold_memory)
+    assert not Endless.read and held == []
+
+
+async def test_a_download_without_a_length_is_refused_once_its_bytes_pass_the_limit(
+    make_writer: Callable[..., AssetWriter],
+) -> None:
+    """A chunked answer that goes on: read no further than the limit allows."""
+    chunks_read = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal chunks_read
+        while True:
+            chunks_read += 1
+            yield b"x" * 400
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=endless())
+
+    with pytest.raises(InvalidInput, match="larger than 1000 bytes"):
+        await make_writer(handler, max_bytes=1000).download(URL)
+    assert chunks_read == 3
+
+
+async def test_a_download_counts_its_length_against_the_response_budget_first(
+    make_writer: Callable[..., AssetWriter],
+) -> None:
+    data = _image(64, 64)
+    events: list[str] = []
+
+    async def hold_memory(nbytes: int) -> None:
+        events.append(f"hold {nbytes}")
+
+    async def body() -> AsyncIterator[bytes]:
+        events.append("read")
+        yield data
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-length": str(len(data))}, content=body())
+
+    assert await make_writer(handler).download(URL, hold_memory) == data
+    assert events == [f"hold {len(data)}", "read"]

@@ -74,6 +74,10 @@ def serve(
         port=settings.port,
         log_config=logs.config(settings),
         log_level=settings.log_level,
+        # asyncio's loop, not uvloop: libuv reads a socket up to 32 times per wake-up
+        # before a paused reader can stop it, so each provider answer waiting for the
+        # response budget (``imagemill.memory``) had megabytes read in ahead of it.
+        loop="asyncio",
     )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 import httpx
@@ -99,6 +99,7 @@ def run_context(
     public_url: str | None,
     nudge: asyncio.Event,
     progress: ProgressLog,
+    hold_memory: Callable[[int], Awaitable[None]],
 ) -> RunContext:
     """The context of one call of ``model_id``'s provider for ``job``, which has
     ``seconds`` left; ``abandoned`` says whether nobody will resume its work."""
@@ -131,4 +132,5 @@ def run_context(
         abandoned=abandoned,
         webhook_url=lambda provider: webhook_url(public_url, provider, job.id),
         nudged=lambda within: nudged(nudge, within),
+        hold_memory=hold_memory,
     )

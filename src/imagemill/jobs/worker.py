@@ -30,7 +30,7 @@ from imagemill.db.queries import Scheduled
 from imagemill.db.records import StoredOutput
 from imagemill.db.repository import Repository
 from imagemill.db.slots import ProviderSlots
-from imagemill.domain import Job, JobStatus, output_count
+from imagemill.domain import Job, JobStatus, Output, Task, output_count
 from imagemill.errors import (
     CircuitOpen,
     DeadlineExceeded,
@@ -52,6 +52,7 @@ from imagemill.jobs.progress import ProgressLog
 from imagemill.jobs.scheduling import FairLine
 from imagemill.jobs.service import utcnow
 from imagemill.jobs.stealing import Stealing
+from imagemill.memory import Reservation, WeightedSemaphore
 from imagemill.providers.base import Provider, RunContext
 from imagemill.providers.circuits import Circuits
 from imagemill.providers.registry import Registry
@@ -135,6 +136,8 @@ class Worker:
         self.nudges = Nudges()  # wake-ups of the attempts running here (``jobs/contexts.py``)
         self.progress = ProgressLog(repo, bus)  # live progress, stored at a bounded rate
         self.stealing = Stealing(repo, self.wake, self._room) if steal_work else None
+        # Providers' answers held at once, in bytes, however many hosted jobs are in flight.
+        self.answers = WeightedSemaphore(settings.response_budget_bytes)
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -397,9 +400,10 @@ class Worker:
         deadline = asyncio.timeout(self._until_deadline(job))
         self.circuits.check(provider.name)
         async with deadline, slot_for(provider.name, holding, self.slots):
-            with self.circuits.counted(provider.name):
+            with self.circuits.counted(provider.name), Reservation(self.answers) as memory:
                 async with asyncio.timeout(self._time_left(job)):
-                    results = await provider.run(task, self._context(job, spec.id, deadline))
+                    context = self._context(job, spec.id, deadline, memory)
+                    results = await provider.run(task, context)
         models = [job.model, *(f.model for f in job.request.fallback)]
         chain = [self.registry.resolve(model)[1] for model in models]
         text = tasks.fitted(storable_text(results[0].text or "", MAX_PROMPT_CHARS), chain)
@@ -469,27 +473,46 @@ class Worker:
         # Waiting for the provider's slot counts against the job's deadline, not against
         # the attempt's time: that starts once the provider is actually called.
         deadline = asyncio.timeout(self._until_deadline(job))
+        # The answer's megabytes count against the process's budget until stored (memory.py).
+        memory = Reservation(self.answers)
         async with deadline, slot_for(provider.name, holding, self.slots):
-            with self.circuits.counted(provider.name):
-                async with asyncio.timeout(self._time_left(job)):
-                    results = await provider.run(task, self._context(job, spec.id, deadline))
-            stored = []
-            results.reverse()
-            while results:  # each output let go once stored: an image's megabytes held once
-                out = results.pop()
-                stored.append(
-                    await self.assets.store(
-                        out,
-                        task,
-                        model_id=spec.id,
-                        fallback_reason=fallback_reason,
-                        pricing=spec.pricing,
-                    )
-                )
-                del out
-            return stored
+            with memory:
+                with self.circuits.counted(provider.name):
+                    async with asyncio.timeout(self._time_left(job)):
+                        context = self._context(job, spec.id, deadline, memory)
+                        results = await provider.run(task, context)
+                return await self._stored(results, task, spec, fallback_reason, memory)
 
-    def _context(self, job: Job, model_id: str, deadline: asyncio.Timeout) -> RunContext:
+    async def _stored(
+        self,
+        results: list[Output],
+        task: Task,
+        spec: ModelSpec,
+        fallback_reason: str | None,
+        memory: Reservation,
+    ) -> list[StoredOutput]:
+        """``results``, stored in order; each let go once stored, so an image's megabytes
+        are held once."""
+        stored = []
+        results.reverse()
+        while results:
+            out = results.pop()
+            stored.append(
+                await self.assets.store(
+                    out,
+                    task,
+                    model_id=spec.id,
+                    fallback_reason=fallback_reason,
+                    pricing=spec.pricing,
+                    hold_memory=memory.take,
+                )
+            )
+            del out
+        return stored
+
+    def _context(
+        self, job: Job, model_id: str, deadline: asyncio.Timeout, memory: Reservation
+    ) -> RunContext:
         return run_context(
             job,
             model_id,
@@ -501,6 +524,7 @@ class Worker:
             public_url=self.settings.public_url,
             nudge=self.nudges.of(job.id),
             progress=self.progress,
+            hold_memory=memory.take,
         )
 
     async def _failed(self, job: Job, error: ImagemillError) -> JobStatus | None:

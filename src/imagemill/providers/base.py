@@ -16,6 +16,13 @@ foreign ones in one place. ``RunContext`` is all it may touch besides its own
 client: progress, the provider-side request id for resuming, previews, an httpx
 client, the deadline, and wake-ups (``nudged``) when the provider calls back.
 
+An answer that carries images is read with ``await read_body(response, ctx)`` (an httpx
+response opened with ``stream``, or an SDK's streaming response): it waits, before the
+body is read, while the answers this process holds fill ``IMAGEMILL_RESPONSE_BUDGET_BYTES``
+(``imagemill.memory``), so a burst of large images is read a share at a time rather than
+all at once. An adapter whose SDK reads the body itself calls ``ctx.hold_memory(n)`` as
+soon as it knows the size.
+
 A provider that can call back (a webhook when its work ends) asks ``ctx.webhook_url``
 for where to call, and defines ``async def webhook(headers, body)``: it verifies the
 call (signature, age) and raises ``Unauthorized`` when that does not hold. A verified
@@ -41,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
@@ -66,12 +73,14 @@ __all__ = [
     "SizeRange",
     "Task",
     "TaskKind",
+    "read_body",
     "redact",
     "retry_after_seconds",
 ]
 
 ENTRY_POINT_GROUP = "imagemill.providers"
 MAX_PROGRESS_MESSAGE_CHARS = 500
+UNSIZED_BODY_BYTES = 4 * 1024 * 1024  # an answer without Content-Length: a large image's
 
 
 @runtime_checkable
@@ -102,6 +111,7 @@ class RunContext:
         abandoned: Callable[[], bool] = lambda: False,
         webhook_url: Callable[[str], str | None] = lambda provider: None,
         nudged: Callable[[float], Awaitable[bool]] | None = None,
+        hold_memory: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.http = http
         self.deadline = deadline  # time.monotonic() value
@@ -113,6 +123,7 @@ class RunContext:
         self._abandoned = abandoned
         self._webhook_url = webhook_url
         self._nudged = nudged or _never_nudged
+        self._hold_memory = hold_memory or _unbounded
 
     @property
     def provider_ref(self) -> str | None:
@@ -157,6 +168,33 @@ class RunContext:
 
     def time_left(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
+
+    async def hold_memory(self, nbytes: int) -> None:
+        """Count ``nbytes`` of an answer this attempt holds in memory against the process's
+        response budget, first waiting while it is full (only this attempt's first call
+        waits). Held until the attempt's outputs are stored."""
+        await self._hold_memory(nbytes)
+
+
+class StreamedResponse(Protocol):
+    """An HTTP response whose body is not read yet: httpx's, or the one an SDK wraps."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    async def aread(self) -> bytes: ...
+
+
+async def read_body(response: StreamedResponse, ctx: RunContext) -> bytes:
+    """The body of a ``response`` opened as a stream, read once ``ctx.hold_memory`` has
+    room for its ``Content-Length`` (``UNSIZED_BODY_BYTES`` when it has none)."""
+    length = response.headers.get("content-length", "")
+    await ctx.hold_memory(int(length) if length.isdigit() else UNSIZED_BODY_BYTES)
+    return await response.aread()
+
+
+async def _unbounded(nbytes: int) -> None:
+    """A context with no budget behind it (no worker): nothing waits."""
 
 
 async def _never_nudged(within: float) -> bool:

@@ -33,7 +33,7 @@ from imagemill.errors import (
     RateLimited,
     describe,
 )
-from imagemill.providers.base import RunContext, redact, retry_after_seconds
+from imagemill.providers.base import RunContext, read_body, redact, retry_after_seconds
 from imagemill.providers.sizes import nearest_aspect_ratio
 from imagemill.specs import InputLimits, ModelSpec, Pricing, SizeRange
 
@@ -122,11 +122,11 @@ class Gemini:
             raise AuthError("GEMINI_API_KEY is not set")
         with translated_errors(self._key):
             if task.model == IMAGEN_3.name:
-                return await self._imagen(ctx.http, task, self._key)
-            calls = [self._flash_image(self._client, task) for _ in range(task.n)]
+                return await self._imagen(ctx, task, self._key)
+            calls = [self._flash_image(self._client, task, ctx) for _ in range(task.n)]
             return list(await asyncio.gather(*calls))
 
-    async def _flash_image(self, client: genai.Client, task: Task) -> Output:
+    async def _flash_image(self, client: genai.Client, task: Task, ctx: RunContext) -> Output:
         from google.genai import types
 
         ratio = nearest_aspect_ratio(Size(task.width, task.height), FLASH_IMAGE_RATIOS)
@@ -142,21 +142,27 @@ class Gemini:
                 image_config=types.ImageConfig(aspect_ratio=ratio),
             ),
         )
-        return _image_of(response)
+        image = _image_of(response)
+        # The SDK read and decoded the answer itself: counted now, before it is stored.
+        await ctx.hold_memory(len(image.data or b""))
+        return image
 
-    async def _imagen(self, http: httpx.AsyncClient, task: Task, key: str) -> list[Output]:
+    async def _imagen(self, ctx: RunContext, task: Task, key: str) -> list[Output]:
         ratio = nearest_aspect_ratio(Size(task.width, task.height), IMAGEN_RATIOS)
         parameters: dict[str, Any] = {"sampleCount": task.n, "aspectRatio": ratio}
         if "person_generation" in task.params:
             parameters["personGeneration"] = task.params["person_generation"]
-        response = await http.post(
+        async with ctx.http.stream(
+            "POST",
             f"{self._base_url}/{API_VERSION}/models/{task.model}:predict",
             headers={"x-goog-api-key": key},
             json={"instances": [{"prompt": task.prompt}], "parameters": parameters},
             timeout=self._timeout,
-        )
-        if response.status_code >= 400:
-            raise _http_error(response)
+        ) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                raise _http_error(response)
+            await read_body(response, ctx)
         predictions = [
             p for p in response.json().get("predictions", []) if "bytesBase64Encoded" in p
         ]

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pybase64
-import pydantic_core
 from pydantic import BaseModel, ValidationError
 
 from imagemill.config import Settings
@@ -34,7 +33,7 @@ from imagemill.errors import (
     RateLimited,
     describe,
 )
-from imagemill.providers.base import RunContext, redact, retry_after_seconds
+from imagemill.providers.base import RunContext, read_body, redact, retry_after_seconds
 from imagemill.providers.sizes import nearest_size
 from imagemill.specs import InputLimits, ModelSpec, Pricing, SizeRange
 from imagemill.storage import masks
@@ -42,7 +41,7 @@ from imagemill.storage import masks
 if TYPE_CHECKING:
     import openai
     from openai import AsyncOpenAI
-    from openai._legacy_response import LegacyAPIResponse
+    from openai._response import AsyncAPIResponse, AsyncResponseContextManager
 
 GPT_IMAGE_SIZES = ["1024x1024", "1536x1024", "1024x1536"]
 DALL_E_3_SIZES = ["1024x1024", "1792x1024", "1024x1792"]
@@ -185,63 +184,72 @@ class OpenAIImages:
 
         with translated_errors("OpenAI", self._key):
             if task.kind is TaskKind.EDIT:
-                response = await self._client.images.with_raw_response.edit(
-                    model=task.model,
-                    image=[
-                        _file(i.data, i.content_type, f"input-{n}")
-                        for n, i in enumerate(task.inputs)
-                    ],
-                    mask=_file(masks.as_alpha(task.mask.data), "image/png", "mask")
-                    if task.mask
-                    else omit,
-                    prompt=task.prompt,
-                    n=task.n,
-                    size=str(size),
-                    extra_headers=headers,
-                    **_options(task.params, edit=True),
-                )
-                return outputs_of([body_of(response)], task.params.get("quality"))
-            if task.model == DALL_E_3.name:  # one image per call
-                calls = [
-                    self._client.images.with_raw_response.generate(
+                body = await body_of(
+                    self._client.images.with_streaming_response.edit(
                         model=task.model,
-                        prompt=task.prompt,
-                        n=1,
-                        size=str(size),
-                        response_format="url",
-                        extra_headers={"Idempotency-Key": f"{task.job_id}-{index}"},
-                        **_options(task.params),
-                    )
-                    for index in range(task.n)
-                ]
-                responses = list(await asyncio.gather(*calls))
-            else:
-                responses = [
-                    await self._client.images.with_raw_response.generate(
-                        model=task.model,
+                        image=[
+                            _file(i.data, i.content_type, f"input-{n}")
+                            for n, i in enumerate(task.inputs)
+                        ],
+                        mask=_file(masks.as_alpha(task.mask.data), "image/png", "mask")
+                        if task.mask
+                        else omit,
                         prompt=task.prompt,
                         n=task.n,
                         size=str(size),
                         extra_headers=headers,
-                        **_options(task.params),
+                        **_options(task.params, edit=True),
+                    ),
+                    ctx,
+                )
+                return outputs_of([body], task.params.get("quality"))
+            if task.model == DALL_E_3.name:  # one image per call
+                calls = [
+                    body_of(
+                        self._client.images.with_streaming_response.generate(
+                            model=task.model,
+                            prompt=task.prompt,
+                            n=1,
+                            size=str(size),
+                            response_format="url",
+                            extra_headers={"Idempotency-Key": f"{task.job_id}-{index}"},
+                            **_options(task.params),
+                        ),
+                        ctx,
                     )
+                    for index in range(task.n)
                 ]
-            # Each body parsed as its bytes are let go: megabytes are held once, not twice.
-            bodies = [body_of(responses.pop(0)) for _ in range(len(responses))]
+                bodies = list(await asyncio.gather(*calls))
+            else:
+                call = self._client.images.with_streaming_response.generate(
+                    model=task.model,
+                    prompt=task.prompt,
+                    n=task.n,
+                    size=str(size),
+                    extra_headers=headers,
+                    **_options(task.params),
+                )
+                bodies = [await body_of(call, ctx)]
         return outputs_of(bodies, task.params.get("quality"))
 
 
-def body_of(response: LegacyAPIResponse[Any]) -> dict[str, Any]:
-    """An images response's JSON body, parsed once from its bytes (pydantic-core: the SDK
-    would decode 2 MB of text and copy it into its models first); ``ProviderError`` if it
-    is not an object."""
+async def body_of(
+    call: AsyncResponseContextManager[AsyncAPIResponse[Any]], ctx: RunContext
+) -> ImagesBody:
+    """An images response's body: read once the process's response budget has room for
+    it (``read_body``), parsed once from its bytes straight into what imagemill reads of
+    it (pydantic-core; the SDK would decode megabytes of text and copy them into its own
+    models first). ``ProviderError`` if it is not JSON, or not that shape."""
+    async with call as response:
+        content = await read_body(response.http_response, ctx)
     try:
-        body = pydantic_core.from_json(response.http_response.content)
-    except ValueError as exc:
-        raise ProviderError("the provider sent a body that is not JSON", retryable=True) from exc
-    if not isinstance(body, dict):
-        raise ProviderError("the provider sent a body that is not a JSON object", retryable=True)
-    return body
+        return ImagesBody.model_validate_json(content)
+    except ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            message = "the provider sent a body that is not JSON"
+        else:
+            message = "the provider sent a response imagemill could not read"
+        raise ProviderError(message, retryable=True) from exc
 
 
 def _sizes(model: str) -> list[str]:
@@ -262,25 +270,21 @@ def _file(data: bytes, content_type: str, stem: str) -> tuple[str, bytes, str]:
     return (f"{stem}.{extension}", data, content_type)
 
 
-def outputs_of(bodies: Sequence[Mapping[str, Any]], quality: str | None) -> list[Output]:
+def outputs_of(bodies: Sequence[ImagesBody], quality: str | None) -> list[Output]:
     """One ``Output`` per image in OpenAI-shaped response bodies (the images reference's
-    ``ImagesResponse``): bytes (decoded once; the provider's base64 kept, to be reused),
-    or a URL to fetch now. ``ProviderError`` for a body that does not have that shape."""
+    ``ImagesResponse``): its bytes, decoded once, or a URL to fetch now. Each image's
+    base64 is let go from its body once decoded, so its megabytes are held once.
+    ``ProviderError`` for a body with no images or damaged base64."""
     outputs = []
-    for body in bodies:
-        try:
-            response = _ImagesBody.model_validate(body)
-        except ValidationError as exc:
-            raise ProviderError(
-                "the provider sent a response imagemill could not read", retryable=True
-            ) from exc
+    for response in bodies:
         if not response.data:
             raise ProviderError("the provider answered with no images", retryable=True)
         cost = _token_cost(response.usage, len(response.data))
         content_type = f"image/{response.output_format}" if response.output_format else None
         for item in response.data:
             if item.b64_json:
-                image = _decoded(item.b64_json, content_type)
+                image = Output(data=_decoded(item.b64_json), content_type=content_type)
+                item.b64_json = None
             elif item.url:
                 image = Output(url=item.url)
             else:
@@ -296,20 +300,15 @@ def outputs_of(bodies: Sequence[Mapping[str, Any]], quality: str | None) -> list
     return outputs
 
 
-def _decoded(encoded: str, content_type: str | None) -> Output:
-    """An image sent as base64, decoded once; the text kept for reuse when it is plain
-    base64 (not, say, wrapped in lines)."""
+def _decoded(encoded: str) -> bytes:
+    """An image sent as base64 (plain, or wrapped in lines), decoded from the text as it
+    is (pybase64: SIMD, no copy of the text first)."""
     try:
-        text = encoded.encode("ascii")
-        return Output(
-            data=pybase64.b64decode(text, validate=True),
-            encoded=text,
-            content_type=content_type,
-        )
-    except ValueError:  # UnicodeEncodeError and binascii.Error too
+        return pybase64.b64decode(encoded, validate=True)
+    except ValueError:  # not plain base64 (binascii.Error is one): lines, or damage
         pass
     try:
-        return Output(data=pybase64.b64decode(encoded), content_type=content_type)
+        return pybase64.b64decode(encoded)
     except ValueError as exc:
         raise ProviderError("an image's base64 is damaged", retryable=True) from exc
 
@@ -326,7 +325,7 @@ class _Usage(BaseModel):
     input_tokens_details: dict[str, int] | None = None
 
 
-class _ImagesBody(BaseModel):
+class ImagesBody(BaseModel):
     """What imagemill reads of an images response (fields it does not read are ignored)."""
 
     data: list[_Image] | None = None

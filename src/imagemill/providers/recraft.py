@@ -106,18 +106,21 @@ class Recraft:
         if self._client is None:
             raise AuthError("RECRAFT_API_KEY is not set")
         style = task.params.get("style", "any")
-        body = {"style": style, **({"substyle": s} if (s := task.params.get("substyle")) else {})}
+        extra = {"style": style, **({"substyle": s} if (s := task.params.get("substyle")) else {})}
         if task.negative_prompt:
-            body["negative_prompt"] = task.negative_prompt
+            extra["negative_prompt"] = task.negative_prompt
         size = nearest_size(Size(task.width, task.height), SIZES)
         with translated_errors("Recraft", self._key):
-            response = await self._client.images.with_raw_response.generate(
-                model=task.model,
-                prompt=task.prompt,
-                n=task.n,
-                size=str(size),
-                response_format="url",
-                extra_body=body,
+            answer = await body_of(
+                self._client.images.with_streaming_response.generate(
+                    model=task.model,
+                    prompt=task.prompt,
+                    n=task.n,
+                    size=str(size),
+                    response_format="url",
+                    extra_body=extra,
+                ),
+                ctx,
             )
         tier = "vector" if style in VECTOR_STYLES else None
-        return outputs_of([body_of(response)], tier)
+        return outputs_of([answer], tier)

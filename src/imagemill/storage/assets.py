@@ -1,13 +1,17 @@
 """Turning bytes into stored assets: a provider's output (fetch, fit, annotate, hash,
 put), an upload (checked at the door, with its thumbnail), and thumbnails made later.
 
-Every decode here holds a share of ``DecodeSlots`` for its pixels, so however many
-uploads and thumbnail requests arrive together, the memory their pixels take is bounded.
+Every decode here holds a share of ``decode_slots`` for its pixels, and every download
+of an output counts its bytes against the attempt's response budget before it is read
+(``imagemill.memory``), so however many jobs and uploads arrive together, the memory
+they take is bounded. A download larger than ``max_bytes`` is refused from its
+``Content-Length``, or as soon as its bytes pass it, never read whole first.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -16,6 +20,8 @@ from imagemill.boundary import quoted, storable_text
 from imagemill.db.records import StoredBlob, StoredOutput
 from imagemill.domain import Asset, Output, Size, Task, TaskKind
 from imagemill.errors import InvalidInput, NotFound, ProviderError, ProviderUnavailable, describe
+from imagemill.memory import WeightedSemaphore
+from imagemill.providers.base import UNSIZED_BODY_BYTES
 from imagemill.safety import SafetyCheck
 from imagemill.specs import Pricing
 from imagemill.storage import images
@@ -29,6 +35,10 @@ DECODE_BUDGET_PIXELS = 64_000_000  # about 250 MB of pixels being decoded at onc
 THUMBNAILED = ("image/png", "image/jpeg", "image/webp", "image/gif")
 MAX_TEXT_CHARS = 32_000  # of one text output, as of a prompt
 RECENT_THUMBNAILS = 1024  # thumbnails made lately, remembered by asset id
+
+
+async def _unbounded(nbytes: int) -> None:
+    """No response budget to count against (an output stored outside a worker)."""
 
 
 class AssetWriter:
@@ -48,7 +58,7 @@ class AssetWriter:
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
         self.safety = safety
-        self.decode_slots = images.DecodeSlots(decode_budget_pixels)
+        self.decode_slots = WeightedSemaphore(decode_budget_pixels)
         self.handoff = Handoff()  # outputs for requests waiting here (``handoff.py``)
         self._thumbnailing: dict[str, asyncio.Future[bytes]] = {}
         # Thumbnails made here lately, by asset id: a request that read its asset before
@@ -63,12 +73,16 @@ class AssetWriter:
         model_id: str,
         pricing: Pricing,
         fallback_reason: str | None = None,
+        hold_memory: Callable[[int], Awaitable[None]] = _unbounded,
     ) -> StoredOutput:
         """Store one output for good; the job may only succeed once this has returned.
-        ``fallback_reason``: why the model asked for did not make it (a fallback's output)."""
+        ``fallback_reason``: why the model asked for did not make it (a fallback's output);
+        ``hold_memory``: counts a download's bytes before it is read (``memory.py``)."""
         if output.text is not None:
             return await self._store_text(output, model_id, pricing, fallback_reason)
-        data = output.data if output.data is not None else await self.download(output.url or "")
+        data = output.data
+        if data is None:
+            data = await self.download(output.url or "", hold_memory)
         try:
             info = images.probe(data)
         except images.UnreadableImage as exc:
@@ -87,12 +101,10 @@ class AssetWriter:
         if self.safety:
             async with self.decode_slots.hold((info.width or 0) * (info.height or 0)):
                 verdict = await self.safety.judge(data, info.content_type)
-        encoded = output.encoded if data is output.data else None  # unless refitted
         if info.content_type == "image/png":
-            params = _png_params(task, model_id, output.seed)
-            data, encoded = images.with_png_params(data, params, encoded)
+            data = images.with_png_params(data, _png_params(task, model_id, output.seed))
         sha256, key = await self.blobs.put_content(data)
-        self.handoff.offer(task.job_id, sha256, None if encoded else data, encoded)
+        self.handoff.offer(task.job_id, sha256, data)
         return StoredOutput(
             sha256=sha256,
             content_type=info.content_type,
@@ -202,15 +214,20 @@ class AssetWriter:
         finally:
             del self._thumbnailing[asset.id]
 
-    async def download(self, url: str) -> bytes:
-        """Fetch a provider's output URL, retrying transient failures."""
+    async def download(
+        self, url: str, hold_memory: Callable[[int], Awaitable[None]] = _unbounded
+    ) -> bytes:
+        """Fetch a provider's output URL, retrying transient failures. ``InvalidInput`` past
+        ``max_bytes``; ``hold_memory`` is told the size before the body is read."""
         if not url:
             raise ProviderError("the provider returned an output with neither bytes nor a URL")
         for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
             try:
-                response = await self.http.get(url)
-                if response.status_code < 500 and response.status_code != 429:
-                    break
+                async with self.http.stream("GET", url) as response:
+                    if response.status_code < 500 and response.status_code != 429:
+                        if response.status_code >= 400:
+                            break
+                        return await self._body(response, hold_memory)
             except (httpx.UnsupportedProtocol, httpx.InvalidURL, ValueError) as exc:
                 raise ProviderError(  # a URL that can never be fetched: no retry helps
                     f"the provider's output URL cannot be fetched: {describe(exc)}"
@@ -222,14 +239,27 @@ class AssetWriter:
                     ) from exc
             if attempt < DOWNLOAD_ATTEMPTS:
                 await asyncio.sleep(DOWNLOAD_BACKOFF_SECONDS * 2 ** (attempt - 1))
-        if response.status_code >= 400:
-            raise ProviderError(
-                f"downloading the output failed with HTTP {response.status_code}",
-                retryable=response.status_code >= 500 or response.status_code == 429,
-            )
-        if len(response.content) > self.max_bytes:
-            raise InvalidInput(f"the output is larger than {self.max_bytes} bytes")
-        return response.content
+        raise ProviderError(
+            f"downloading the output failed with HTTP {response.status_code}",
+            retryable=response.status_code >= 500 or response.status_code == 429,
+        )
+
+    async def _body(
+        self, response: httpx.Response, hold_memory: Callable[[int], Awaitable[None]]
+    ) -> bytes:
+        """A download's body, refused as soon as it is known to pass ``max_bytes``."""
+        too_large = InvalidInput(f"the output is larger than {self.max_bytes} bytes")
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_bytes:
+            raise too_large
+        await hold_memory(int(length) if length.isdigit() else UNSIZED_BODY_BYTES)
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def _cost(

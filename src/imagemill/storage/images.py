@@ -13,20 +13,18 @@ Two kinds of bytes come in, and they are treated differently:
 
 imagemill makes its own decompression-bomb checks, with its configured limit and in its
 own words, so Pillow's process-wide limit (a different number) is turned off here.
-Decoding a large image takes memory in proportion to its pixels; ``DecodeSlots`` bounds
-how many pixels are being decoded at once across a process.
+Decoding a large image takes memory in proportion to its pixels; ``AssetWriter`` bounds
+how many pixels are being decoded at once across a process (``imagemill.memory``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import io
 import json
 import struct
 import zlib
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,32 +209,17 @@ def fit_exact(data: bytes, width: int, height: int) -> bytes:
 IHDR_END = 33  # the signature (8) and IHDR (4 length, 4 type, 13 data, 4 CRC): 3 * 11
 
 
-def with_png_params(
-    data: bytes, params: dict[str, Any], encoded: bytes | None = None
-) -> tuple[bytes, bytes | None]:
-    """Insert an ``iTXt`` chunk carrying ``params`` as JSON right after ``IHDR``, without
-    re-encoding pixels; and, given ``encoded`` (``data``'s plain base64), the result's
-    base64 without encoding it all again.
-
-    IHDR ends at byte 33, a multiple of 3, and the chunk is padded (JSON may end in
-    spaces) to a multiple of 3 bytes: base64 maps every 3 bytes to 4 characters on their
-    own, so the result's base64 is ``encoded`` with the chunk's spliced in at character
-    44. ``(data, encoded)`` unchanged if ``data`` is not a PNG.
-    """
+def with_png_params(data: bytes, params: dict[str, Any]) -> bytes:
+    """``data`` with an ``iTXt`` chunk carrying ``params`` as JSON right after ``IHDR``,
+    without re-encoding pixels; ``data`` itself if it is not a PNG."""
     if not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
-        return data, encoded
+        return data
     text = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     body = PARAMS_CHUNK_KEY.encode() + b"\0\0\0\0\0" + text.encode("utf-8")
-    body += b" " * (-(len(body) + 12) % 3)  # length, type and CRC are 12 bytes more
     chunk = struct.pack(">I", len(body)) + b"iTXt" + body
     chunk += struct.pack(">I", zlib.crc32(b"iTXt" + body) & 0xFFFFFFFF)
     # Joined from views: one copy of a 2 MB image, not three.
-    annotated = b"".join((data[:IHDR_END], chunk, memoryview(data)[IHDR_END:]))
-    if encoded is None or len(encoded) != 4 * -(-len(data) // 3):
-        return annotated, None  # no base64, or not plain base64 of these bytes
-    at = IHDR_END // 3 * 4
-    spliced = b"".join((encoded[:at], base64.b64encode(chunk), memoryview(encoded)[at:]))
-    return annotated, spliced
+    return b"".join((data[:IHDR_END], chunk, memoryview(data)[IHDR_END:]))
 
 
 def png_params(data: bytes) -> dict[str, Any] | None:
@@ -253,30 +236,3 @@ def pixels_of(data: bytes) -> int:
     except InvalidInput:
         return 0
     return (info.width or 0) * (info.height or 0)
-
-
-class DecodeSlots:
-    """A bound on the pixels decoded at once in this process: a decode of ``pixels`` waits
-    until the others leave room for it (one larger than the whole budget runs alone).
-
-    Decoding holds about 4 bytes a pixel, so the budget bounds the memory that image work
-    (uploads, thumbnails, fitting) can take however many requests arrive together.
-    """
-
-    def __init__(self, budget_pixels: int) -> None:
-        self.budget = budget_pixels
-        self.in_use = 0
-        self._changed = asyncio.Condition()
-
-    @asynccontextmanager
-    async def hold(self, pixels: int) -> AsyncIterator[None]:
-        share = min(max(pixels, 1), self.budget)
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.in_use + share <= self.budget)
-            self.in_use += share
-        try:
-            yield
-        finally:
-            async with self._changed:
-                self.in_use -= share
-                self._changed.notify_all()

@@ -37,6 +37,7 @@ from starlette.datastructures import FormData, UploadFile
 from imagemill import boundary
 from imagemill.api import openai_errors
 from imagemill.api.deps import CurrentOwner, IdempotencyKey, Links, LinksDep, RuntimeDep
+from imagemill.api.responses import PiecesResponse
 from imagemill.api.routes.assets import read_upload
 from imagemill.api.routing import CheckedRoute, read_form
 from imagemill.api.schemas import OpenAIImagesResponse
@@ -53,7 +54,6 @@ from imagemill.jobs.service import request_fingerprint, utcnow
 from imagemill.runtime import Runtime
 from imagemill.specs import ModelSpec
 from imagemill.storage.blobs import content_key
-from imagemill.storage.handoff import Fresh
 
 # The options of OpenAI's two endpoints (its API reference), passed to the model as params.
 GENERATION_OPTIONS = (
@@ -385,15 +385,15 @@ class _Call:
             )
             return await self.answer(job, arrived.outputs)
 
-    async def answer(self, job: Job, fresh: dict[str, Fresh]) -> Response:
+    async def answer(self, job: Job, fresh: dict[str, bytes]) -> Response:
         """The finished job as OpenAI answers; an unfinished or failed one as its error.
-        Images stored by this process a moment ago come from ``fresh`` (their bytes, and
-        the provider's own base64 where it was kept), others from storage."""
+        Images stored by this process a moment ago come from ``fresh`` (their bytes by
+        sha256), others from storage."""
         if job.status is not JobStatus.SUCCEEDED:
             return _unfinished(job)
         # The answer is written out here, not by a model: an image's base64 (plain ASCII,
-        # nothing to escape) goes in as it is, one copy of megabytes instead of a pass
-        # over every character. Base64 of PNG/WebP barely compresses: gzipping it burns
+        # nothing to escape) goes out as it is, never copied, instead of a pass over every
+        # character. Base64 of PNG/WebP barely compresses: gzipping it burns
         # CPU for ~25% fewer bytes.
         parts: list[bytes | memoryview] = [b'{"created":%d,"data":[' % int(time.time())]
         for index, output in enumerate(job.outputs):
@@ -404,22 +404,17 @@ class _Call:
                     image["revised_prompt"] = output.revised_prompt
                 parts.append(json.dumps(image).encode())
                 continue
-            made = fresh.pop(output.sha256, None)  # let go as soon as it is used
-            encoded = made.encoded if made else None
-            if encoded is None:
-                raw = made.data if made else None
-                if raw is None:
-                    raw = await self.runtime.blobs.get(content_key(output.sha256))
-                encoded = pybase64.b64encode(raw)
-            parts += [b'{"b64_json":"', memoryview(encoded), b'"']
+            raw = fresh.pop(output.sha256, None)  # let go as soon as it is used
+            if raw is None:
+                raw = await self.runtime.blobs.get(content_key(output.sha256))
+            parts += [b'{"b64_json":"', pybase64.b64encode(raw), b'"']
+            del raw
             if output.revised_prompt is not None:
                 parts.append(b',"revised_prompt":' + json.dumps(output.revised_prompt).encode())
             parts.append(b"}")
         parts.append(b"]}")
-        return Response(
-            b"".join(parts),
-            media_type="application/json",
-            headers={"Content-Encoding": "identity"},
+        return PiecesResponse(  # sent as these parts: the base64 never copied (responses.py)
+            parts, media_type="application/json", headers={"Content-Encoding": "identity"}
         )
 
 
