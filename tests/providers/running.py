@@ -2,8 +2,8 @@
 its attempts in turn (waiting out retry delays) until it ends; ``saved_ref`` waits for a
 running attempt to save its provider request id; ``warm_webhooks`` readies a served
 webhook route before a test times what reaches it; ``Recorded`` is a ``RunContext`` for
-calling a provider directly that writes down what it reported; ``held_answers`` writes
-down what a runtime's attempts count against its response budget."""
+calling a provider directly that writes down what it reported; ``run_holding`` writes
+down what a job's attempts count against its response budget."""
 
 from __future__ import annotations
 
@@ -116,9 +116,12 @@ class _Counted(WeightedSemaphore):
         return super().take_now(weight)
 
 
-def held_answers(runtime: Runtime) -> list[int]:
-    """From now on, the bytes each answer the runtime's attempts read counts against the
-    response budget (``imagemill.memory``), in order."""
+async def run_holding(runtime: Runtime, **fields: Any) -> tuple[Job, list[int]]:
+    """Submit and finish one job that succeeds; with the bytes each answer its attempts
+    read counted against the response budget (``imagemill.memory``), in order. The
+    budget is all given back by then."""
     held: list[int] = []
     runtime.worker.answers = _Counted(runtime.worker.answers.capacity, held)
-    return held
+    job = succeeded(await run(runtime, **fields))
+    assert runtime.worker.answers.in_use == 0
+    return job, held

@@ -16,7 +16,7 @@ from fakes.server import serve
 from imagemill.domain import JobStatus
 from imagemill.errors import InvalidInput
 from imagemill.runtime import Runtime
-from providers.running import ProviderRuntime, held_answers, run, submit, succeeded
+from providers.running import ProviderRuntime, run, run_holding, submit, succeeded
 
 KEY = "gm-test-key-5f1c0d"
 
@@ -191,13 +191,8 @@ async def test_gemini_takes_no_params(gemini: Runtime) -> None:
 async def test_each_answer_counts_against_the_response_budget(gemini: Runtime) -> None:
     """Imagen's body by its length before it is read; a flash image (the SDK reads it
     itself) by its bytes once decoded; all given back once stored (``memory.py``)."""
-    held = held_answers(gemini)
-
-    succeeded(await run(gemini, model="gemini/imagen-3.0-generate-002", prompt="a fox", n=2))
-    [body] = held
+    _, [body] = await run_holding(gemini, model="gemini/imagen-3.0-generate-002", prompt="a", n=2)
     assert body > 2 * 1024  # both images' base64 in one JSON body
 
-    held.clear()
-    job = succeeded(await run(gemini, model="nano-banana", prompt="a fox", n=2))
-    assert len(held) == 2 and min(held) > 1024
-    assert len(job.outputs) == 2 and gemini.worker.answers.in_use == 0
+    job, held = await run_holding(gemini, model="nano-banana", prompt="a fox", n=2)
+    assert len(job.outputs) == len(held) == 2 and min(held) > 1024

@@ -20,7 +20,7 @@ from imagemill.domain import JobStatus
 from imagemill.errors import InvalidInput
 from imagemill.jobs.service import utcnow
 from imagemill.runtime import Runtime
-from providers.running import ProviderRuntime, held_answers, run, submit, succeeded
+from providers.running import ProviderRuntime, run, run_holding, submit, succeeded
 
 KEY = "sk-test-3b9d1f0a77"
 
@@ -365,18 +365,13 @@ async def test_each_answer_counts_against_the_response_budget_before_it_is_read(
 ) -> None:
     """gpt-image-1's one body with both images; DALL·E 3's two bodies of URLs and the two
     downloads: each counted by its length (``memory.py``), all given back once stored."""
-    held = held_answers(openai_runtime)
-
-    succeeded(await run(openai_runtime, model="openai/gpt-image-1", prompt="a fox", n=2))
-    [body] = held
+    _, [body] = await run_holding(openai_runtime, model="openai/gpt-image-1", prompt="a", n=2)
     assert body > 2 * 1024  # two images' base64 in one JSON body
 
-    held.clear()
-    job = succeeded(await run(openai_runtime, model="openai/dall-e-3", prompt="a fox", n=2))
+    job, held = await run_holding(openai_runtime, model="openai/dall-e-3", prompt="a", n=2)
     assert len(held) == 4
     sizes = [(await openai_runtime.repo.get_asset(o.asset_id)).byte_size for o in job.outputs]
     bodies, downloads = sorted(held)[:2], sorted(held)[2:]
     assert max(bodies) < 1024  # JSON naming a URL
     for download, stored in zip(downloads, sorted(sizes), strict=True):
         assert 0.9 * stored < download < stored  # its image (stored with its params chunk)
-    assert openai_runtime.worker.answers.in_use == 0
