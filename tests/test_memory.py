@@ -113,3 +113,36 @@ async def test_takes_of_one_reservation_at_once_wait_in_turn() -> None:
         await asyncio.wait_for(asyncio.gather(*calls), timeout=1)
         assert attempt.held == 10
     assert slots.in_use == 0  # given back on leaving the block
+
+
+async def test_a_waiter_canceled_as_room_is_made_ends_canceled_holding_nothing() -> None:
+    """Canceled in the line, and room made before it runs again (which drops it from
+    the line): it ends canceled, as asked, not with an error of the semaphore's."""
+    slots = WeightedSemaphore(10)
+    await slots.acquire(10)
+    waiter = asyncio.create_task(slots.acquire(5))
+    await _settle()
+    waiter.cancel()
+    slots.release(10)
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert slots.in_use == 0
+    assert await asyncio.wait_for(slots.acquire(10), timeout=1) == 10  # the line is clear
+
+
+async def test_a_reservation_given_back_takes_nothing_more() -> None:
+    """A call still going once its attempt ended (given back) is refused, even one that
+    was waiting for room: what it took would never be given back."""
+    slots = WeightedSemaphore(10)
+    holder = Reservation(slots)
+    await holder.take(10)
+    ended = Reservation(slots)
+    waiting = asyncio.create_task(ended.take(5))
+    await _settle()
+    ended.release()
+    holder.release()
+    with pytest.raises(RuntimeError, match="given back"):
+        await waiting
+    with pytest.raises(RuntimeError, match="given back"):
+        await ended.take(1)
+    assert slots.in_use == 0

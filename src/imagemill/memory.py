@@ -20,6 +20,7 @@ others doing the same.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -61,7 +62,8 @@ class WeightedSemaphore:
             if granted.done() and not granted.cancelled():
                 self.release(share)  # granted as it was canceled: give it back
             else:
-                self._waiters.remove(waiter)
+                with contextlib.suppress(ValueError):  # ``_grant`` may have dropped it
+                    self._waiters.remove(waiter)
                 self._grant()  # it may have been first in line, holding others up
             raise
         return share
@@ -101,22 +103,36 @@ class WeightedSemaphore:
 class Reservation:
     """What one piece of work (an attempt) holds of a ``WeightedSemaphore``, given back
     together by ``release`` or on leaving its ``with`` block. The first ``take`` waits for
-    room; the later ones do not (see the module's docstring)."""
+    room; the later ones do not (see the module's docstring). A take after ``release``
+    raises ``RuntimeError``: work still reading once its attempt ended would hold memory
+    nobody gives back."""
 
     def __init__(self, semaphore: WeightedSemaphore) -> None:
         self._semaphore = semaphore
         self._first = asyncio.Lock()  # one take of this reservation waits at a time
         self.held = 0
+        self._released = False
 
     async def take(self, weight: int) -> None:
         if not self.held:
             async with self._first:
                 if not self.held:
-                    self.held += await self._semaphore.acquire(weight)
+                    self._check_open()
+                    share = await self._semaphore.acquire(weight)
+                    if self._released:  # given back while this take waited
+                        self._semaphore.release(share)
+                    self._check_open()
+                    self.held += share
                     return
+        self._check_open()
         self.held += self._semaphore.take_now(weight)
 
+    def _check_open(self) -> None:
+        if self._released:
+            raise RuntimeError("this reservation was given back: its work has ended")
+
     def release(self) -> None:
+        self._released = True
         held, self.held = self.held, 0
         if held:
             self._semaphore.release(held)

@@ -4,7 +4,10 @@ mask, exact sizes, refusals, faults, and the OpenAI-compatible edits endpoint.""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
+import re
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -16,11 +19,13 @@ from fakes.faults import Faults
 from fakes.openai_images import FakeOpenAI, Plug
 from fakes.server import serve
 from imagemill.api.app import create_app
-from imagemill.domain import JobStatus
-from imagemill.errors import InvalidInput
+from imagemill.config import Settings
+from imagemill.domain import JobStatus, Task, TaskKind
+from imagemill.errors import InvalidInput, ProviderError, ProviderTimeout, ProviderUnavailable
 from imagemill.jobs.service import utcnow
+from imagemill.providers.openai_images import OpenAIImages
 from imagemill.runtime import Runtime
-from providers.running import ProviderRuntime, run, run_holding, submit, succeeded
+from providers.running import ProviderRuntime, Recorded, run, run_holding, submit, succeeded
 
 KEY = "sk-test-3b9d1f0a77"
 
@@ -375,3 +380,59 @@ async def test_each_answer_counts_against_the_response_budget_before_it_is_read(
     assert max(bodies) < 1024  # JSON naming a URL
     for download, stored in zip(downloads, sorted(sizes), strict=True):
         assert 0.9 * stored < download < stored  # its image (stored with its params chunk)
+
+
+@contextlib.asynccontextmanager
+async def _cut_short(stall: bool) -> AsyncIterator[str]:
+    """An upstream that answers 200 with a Content-Length of 1000 and sends 10 bytes of
+    it, then hangs up (or stalls): a network fault in the middle of the body."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = re.search(rb"(?i)content-length: *(\d+)", head)
+        await reader.readexactly(int(length.group(1)) if length else 0)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+        writer.write(b'content-length: 1000\r\n\r\n{"data": [')
+        await writer.drain()
+        if stall:
+            await asyncio.sleep(5)
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("stall", "error"), [(False, ProviderUnavailable), (True, ProviderTimeout)]
+)
+async def test_a_body_cut_short_is_the_providers_fault_not_a_crash(
+    stall: bool, error: type[ProviderError]
+) -> None:
+    """The body is read after the SDK returned (within the response budget): a fault
+    then is still translated, retryable, as one inside the SDK would be."""
+    async with _cut_short(stall) as url:
+        provider = OpenAIImages(
+            Settings(openai_api_key=KEY, openai_base_url=url, provider_timeout_seconds=0.3)
+        )
+        task = Task(
+            job_id="job_1",
+            kind=TaskKind.IMAGE,
+            model="gpt-image-1",
+            prompt="a fox",
+            negative_prompt=None,
+            n=1,
+            width=1024,
+            height=1024,
+            seed=None,
+            params={},
+        )
+        try:
+            with pytest.raises(error) as raised:
+                await provider.run(task, Recorded().context())
+        finally:
+            await provider.aclose()
+    assert raised.value.retryable

@@ -4,8 +4,9 @@ An OpenAI-compatible answer is megabytes of base64 between a few bytes of JSON. 
 into one ``bytes`` and handed to the server in one message, it is held twice while it
 goes out: the joined copy, and what the socket could not take at once, copied again
 into the transport's buffer until the client reads it. Sent as its pieces, in slices of
-``PIECE_BYTES``, nothing is copied: the server writes one slice at a time and waits for
-the socket to drain before the next, so a slow client holds the answer once.
+``PIECE_BYTES`` (each a small ``bytes`` of its own, as ASGI asks), the server writes one
+slice at a time and waits for the socket to drain before the next, so a slow client
+holds the answer once.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ PIECE_BYTES = 256 * 1024
 
 
 class PiecesResponse(Response):
-    """A response whose body is ``pieces`` in order (bytes or memoryviews of them),
-    with its ``Content-Length``, never joined."""
+    """A response whose body is ``pieces`` in order, with its ``Content-Length``, never
+    joined. It can be sent once: each piece is let go as it goes out."""
 
     def __init__(
         self,
-        pieces: Sequence[bytes | memoryview],
+        pieces: Sequence[bytes],
         *,
         media_type: str,
         headers: dict[str, str] | None = None,
@@ -42,18 +43,18 @@ class PiecesResponse(Response):
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
         while self.pieces:
-            view = memoryview(self.pieces.pop(0))  # let go of each piece once sent
-            for start in range(0, len(view), PIECE_BYTES):
-                chunk = view[start : start + PIECE_BYTES]
+            piece = self.pieces.pop(0)  # let go of each piece once sent
+            for start in range(0, len(piece), PIECE_BYTES):
+                chunk = bytes(piece[start : start + PIECE_BYTES])
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-def _coalesced(pieces: Sequence[bytes | memoryview]) -> list[bytes | memoryview]:
+def _coalesced(pieces: Sequence[bytes]) -> list[bytes]:
     """``pieces`` with each run of small ones joined (a write each would be a packet
     each), the large ones as they are."""
-    joined: list[bytes | memoryview] = []
-    small: list[bytes | memoryview] = []
+    joined: list[bytes] = []
+    small: list[bytes] = []
     for piece in pieces:
         if len(piece) < PIECE_BYTES:
             small.append(piece)

@@ -48,9 +48,9 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import httpx
 
@@ -76,10 +76,12 @@ __all__ = [
     "read_body",
     "redact",
     "retry_after_seconds",
+    "side_by_side",
 ]
 
 ENTRY_POINT_GROUP = "imagemill.providers"
 MAX_PROGRESS_MESSAGE_CHARS = 500
+T = TypeVar("T")
 UNSIZED_BODY_BYTES = 4 * 1024 * 1024  # an answer without Content-Length: a large image's
 
 
@@ -187,10 +189,29 @@ class StreamedResponse(Protocol):
 
 async def read_body(response: StreamedResponse, ctx: RunContext) -> bytes:
     """The body of a ``response`` opened as a stream, read once ``ctx.hold_memory`` has
-    room for its ``Content-Length`` (``UNSIZED_BODY_BYTES`` when it has none)."""
+    room for its ``Content-Length`` (``UNSIZED_BODY_BYTES`` when it has none); the rest
+    counted once read, if it came out longer (decompressed, or over the guess)."""
     length = response.headers.get("content-length", "")
-    await ctx.hold_memory(int(length) if length.isdigit() else UNSIZED_BODY_BYTES)
-    return await response.aread()
+    counted = int(length) if length.isdigit() else UNSIZED_BODY_BYTES
+    await ctx.hold_memory(counted)
+    content = await response.aread()
+    if len(content) > counted:
+        await ctx.hold_memory(len(content) - counted)  # held already: this does not wait
+    return content
+
+
+async def side_by_side(calls: Iterable[Awaitable[T]]) -> list[T]:
+    """The results of ``calls`` run at once, in order (one image per call, say). When one
+    fails, the others are canceled and waited for before its error is raised: none goes
+    on calling, reading an answer or holding memory after its attempt has ended."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def _unbounded(nbytes: int) -> None:

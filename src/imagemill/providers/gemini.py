@@ -11,7 +11,6 @@ CPU at start-up, keyed or not.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
@@ -33,7 +32,13 @@ from imagemill.errors import (
     RateLimited,
     describe,
 )
-from imagemill.providers.base import RunContext, read_body, redact, retry_after_seconds
+from imagemill.providers.base import (
+    RunContext,
+    read_body,
+    redact,
+    retry_after_seconds,
+    side_by_side,
+)
 from imagemill.providers.sizes import nearest_aspect_ratio
 from imagemill.specs import InputLimits, ModelSpec, Pricing, SizeRange
 
@@ -124,7 +129,7 @@ class Gemini:
             if task.model == IMAGEN_3.name:
                 return await self._imagen(ctx, task, self._key)
             calls = [self._flash_image(self._client, task, ctx) for _ in range(task.n)]
-            return list(await asyncio.gather(*calls))
+            return await side_by_side(calls)
 
     async def _flash_image(self, client: genai.Client, task: Task, ctx: RunContext) -> Output:
         from google.genai import types

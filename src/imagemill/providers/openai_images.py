@@ -12,8 +12,8 @@ about 0.7 s of CPU at start-up (the CLI's commands, each worker), keyed or not.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,13 @@ from imagemill.errors import (
     RateLimited,
     describe,
 )
-from imagemill.providers.base import RunContext, read_body, redact, retry_after_seconds
+from imagemill.providers.base import (
+    RunContext,
+    read_body,
+    redact,
+    retry_after_seconds,
+    side_by_side,
+)
 from imagemill.providers.sizes import nearest_size
 from imagemill.specs import InputLimits, ModelSpec, Pricing, SizeRange
 from imagemill.storage import masks
@@ -219,7 +225,7 @@ class OpenAIImages:
                     )
                     for index in range(task.n)
                 ]
-                bodies = list(await asyncio.gather(*calls))
+                bodies = await side_by_side(calls)
             else:
                 call = self._client.images.with_streaming_response.generate(
                     model=task.model,
@@ -240,8 +246,19 @@ async def body_of(
     it (``read_body``), parsed once from its bytes straight into what imagemill reads of
     it (pydantic-core; the SDK would decode megabytes of text and copy them into its own
     models first). ``ProviderError`` if it is not JSON, or not that shape."""
+    import openai
+
     async with call as response:
-        content = await read_body(response.http_response, ctx)
+        http = response.http_response
+        # The SDK's HTTP library (httpx, or httpx2 in later SDKs): its errors while the
+        # body is read become the SDK's, as they would inside the SDK.
+        library = sys.modules[type(http).__module__.partition(".")[0]]
+        try:
+            content = await read_body(http, ctx)
+        except library.TimeoutException as exc:
+            raise openai.APITimeoutError(request=http.request) from exc
+        except library.RequestError as exc:
+            raise openai.APIConnectionError(request=http.request) from exc
     try:
         return ImagesBody.model_validate_json(content)
     except ValidationError as exc:

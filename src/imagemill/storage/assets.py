@@ -252,13 +252,16 @@ class AssetWriter:
         length = response.headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_bytes:
             raise too_large
-        await hold_memory(int(length) if length.isdigit() else UNSIZED_BODY_BYTES)
+        counted = int(length) if length.isdigit() else UNSIZED_BODY_BYTES
+        await hold_memory(counted)
         chunks, size = [], 0
         async for chunk in response.aiter_bytes():
             size += len(chunk)
             if size > self.max_bytes:
                 raise too_large
             chunks.append(chunk)
+        if size > counted:  # decompressed, or over the guess: counted now (no wait)
+            await hold_memory(size - counted)
         return b"".join(chunks)
 
 

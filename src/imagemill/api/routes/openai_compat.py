@@ -395,7 +395,7 @@ class _Call:
         # nothing to escape) goes out as it is, never copied, instead of a pass over every
         # character. Base64 of PNG/WebP barely compresses: gzipping it burns
         # CPU for ~25% fewer bytes.
-        parts: list[bytes | memoryview] = [b'{"created":%d,"data":[' % int(time.time())]
+        parts: list[bytes] = [b'{"created":%d,"data":[' % int(time.time())]
         for index, output in enumerate(job.outputs):
             parts.append(b"," if index else b"")
             if self.response_format == "url":
