@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -55,35 +56,12 @@ async def test_the_context_forwards_and_remembers() -> None:
 
 
 def test_time_left_never_goes_negative() -> None:
-    async def nothing(*_: object) -> None:
-        return None
-
-    ctx = RunContext(
-        http=httpx.AsyncClient(),
-        deadline=time.monotonic() - 5,
-        attempt=1,
-        provider_ref=None,
-        on_progress=nothing,
-        on_provider_ref=nothing,
-        on_preview=nothing,
-    )
-    assert ctx.time_left() == 0.0
+    assert _context(httpx.AsyncClient(), seconds=-5).time_left() == 0.0
 
 
 async def test_a_context_nobody_nudges_waits_out_the_interval() -> None:
-    async def nothing(*_: object) -> None:
-        return None
-
     async with httpx.AsyncClient() as http:
-        ctx = RunContext(
-            http=http,
-            deadline=time.monotonic() + 30,
-            attempt=1,
-            provider_ref=None,
-            on_progress=nothing,
-            on_provider_ref=nothing,
-            on_preview=nothing,
-        )
+        ctx = _context(http)
         assert await ctx.nudged(0.01) is False
         assert ctx.webhook_url("replicate") is None
 
@@ -128,16 +106,7 @@ async def test_read_body_counts_the_length_first_and_any_more_once_read() -> Non
         yield b"x" * 10
 
     async with httpx.AsyncClient() as http:
-        ctx = RunContext(
-            http=http,
-            deadline=time.monotonic() + 30,
-            attempt=1,
-            provider_ref=None,
-            on_progress=_nothing,
-            on_provider_ref=_nothing,
-            on_preview=_nothing,
-            hold_memory=hold_memory,
-        )
+        ctx = _context(http, hold_memory=hold_memory)
         sized = httpx.Response(200, headers={"content-length": "10"}, content=body())
         assert await read_body(sized, ctx) == b"x" * 10
         assert events == ["hold 10", "read"]
@@ -146,6 +115,19 @@ async def test_read_body_counts_the_length_first_and_any_more_once_read() -> Non
         short = httpx.Response(200, headers={"content-length": "4"}, content=body())
         assert await read_body(short, ctx) == b"x" * 10
         assert events == ["hold 4", "read", "hold 6"]
+
+
+def _context(http: httpx.AsyncClient, seconds: float = 30, **overrides: Any) -> RunContext:
+    fields: dict[str, Any] = {
+        "http": http,
+        "deadline": time.monotonic() + seconds,
+        "attempt": 1,
+        "provider_ref": None,
+        "on_progress": _nothing,
+        "on_provider_ref": _nothing,
+        "on_preview": _nothing,
+    }
+    return RunContext(**{**fields, **overrides})
 
 
 async def _nothing(*_: object) -> None:
