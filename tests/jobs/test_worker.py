@@ -1188,3 +1188,30 @@ async def test_answers_held_at_once_stay_within_the_response_budget(
     assert sorted(reading) == sorted(ids)
     assert statuses.count(JobStatus.SUCCEEDED) == 5 and JobStatus.FAILED in statuses
     assert runtime.worker.answers.in_use == 0
+
+
+async def test_waiting_for_the_response_budget_does_not_count_against_the_attempt(
+    make_runtime: MakeRuntime, scripted: Any
+) -> None:
+    """An attempt may take ``job_timeout_seconds`` of the provider's time; waiting for
+    this process's memory is not the provider's, so it neither times the attempt out
+    nor counts against the provider's circuit (here opened by a single failure)."""
+    runtime = await make_runtime(
+        response_budget_bytes=1000, job_timeout_seconds=0.5, circuit_failure_threshold=1
+    )
+
+    async def script(task: Task, ctx: RunContext) -> list[Output]:
+        await ctx.hold_memory(1000)
+        return await _renders(SCRIPTED)(task, ctx)
+
+    scripted.script = script
+    job_id = await _submit(runtime, model=SCRIPTED, size="32x32")
+    others = await runtime.worker.answers.acquire(1000)  # other answers fill the budget
+    running = asyncio.create_task(runtime.worker.run_one(job_id))
+    await asyncio.sleep(0.8)  # past the attempt's timeout, waiting for memory
+    runtime.worker.answers.release(others)
+
+    assert await asyncio.wait_for(running, timeout=30) is JobStatus.SUCCEEDED
+    assert (await runtime.repo.get_job(job_id)).attempt == 1
+    state, _ = runtime.worker.circuits.state(scripted.name)
+    assert state is CircuitState.CLOSED

@@ -100,9 +100,13 @@ def run_context(
     nudge: asyncio.Event,
     progress: ProgressLog,
     hold_memory: Callable[[int], Awaitable[None]],
+    clock: asyncio.Timeout,
 ) -> RunContext:
     """The context of one call of ``model_id``'s provider for ``job``, which has
-    ``seconds`` left; ``abandoned`` says whether nobody will resume its work."""
+    ``seconds`` left; ``abandoned`` says whether nobody will resume its work.
+    ``hold_memory`` counts answers against the response budget, with the attempt's
+    ``clock`` stopped while it waits: waiting for this process's memory is not the
+    provider's time (the job's deadline still holds)."""
     last_progress = 0.0
 
     async def on_progress(fraction: float, message: str | None) -> None:
@@ -121,6 +125,7 @@ def run_context(
             data = {"image": base64.b64encode(image).decode()}
             await repo.record_event(job.id, worker_id, "preview", data, utcnow())
 
+    stopped = _StoppedClock(clock)
     return RunContext(
         http=http,
         deadline=time.monotonic() + seconds,
@@ -132,5 +137,29 @@ def run_context(
         abandoned=abandoned,
         webhook_url=lambda provider: webhook_url(public_url, provider, job.id),
         nudged=lambda within: nudged(nudge, within),
-        hold_memory=hold_memory,
+        hold_memory=lambda nbytes: stopped.around(hold_memory(nbytes)),
     )
+
+
+class _StoppedClock:
+    """An attempt's clock, stopped while any call of the attempt waits for memory."""
+
+    def __init__(self, clock: asyncio.Timeout) -> None:
+        self.clock = clock
+        self.waiting = 0
+        self.when: float | None = None
+        self.since = 0.0
+
+    async def around(self, waiting: Awaitable[None]) -> None:
+        loop = asyncio.get_running_loop()
+        if self.waiting == 0 and not self.clock.expired():
+            self.when, self.since = self.clock.when(), loop.time()
+            self.clock.reschedule(None)
+        self.waiting += 1
+        try:
+            await waiting
+        finally:
+            self.waiting -= 1
+            if self.waiting == 0 and self.when is not None and not self.clock.expired():
+                self.clock.reschedule(self.when + loop.time() - self.since)
+                self.when = None

@@ -401,8 +401,8 @@ class Worker:
         self.circuits.check(provider.name)
         async with deadline, slot_for(provider.name, holding, self.slots):
             with self.circuits.counted(provider.name), Reservation(self.answers) as memory:
-                async with asyncio.timeout(self._time_left(job)):
-                    context = self._context(job, spec.id, deadline, memory)
+                async with asyncio.timeout(self._time_left(job)) as clock:
+                    context = self._context(job, spec.id, deadline, memory, clock)
                     results = await provider.run(task, context)
         models = [job.model, *(f.model for f in job.request.fallback)]
         chain = [self.registry.resolve(model)[1] for model in models]
@@ -478,8 +478,8 @@ class Worker:
         async with deadline, slot_for(provider.name, holding, self.slots):
             with memory:
                 with self.circuits.counted(provider.name):
-                    async with asyncio.timeout(self._time_left(job)):
-                        context = self._context(job, spec.id, deadline, memory)
+                    async with asyncio.timeout(self._time_left(job)) as clock:
+                        context = self._context(job, spec.id, deadline, memory, clock)
                         results = await provider.run(task, context)
                 return await self._stored(results, task, spec, fallback_reason, memory)
 
@@ -511,7 +511,12 @@ class Worker:
         return stored
 
     def _context(
-        self, job: Job, model_id: str, deadline: asyncio.Timeout, memory: Reservation
+        self,
+        job: Job,
+        model_id: str,
+        deadline: asyncio.Timeout,
+        memory: Reservation,
+        clock: asyncio.Timeout,
     ) -> RunContext:
         return run_context(
             job,
@@ -525,6 +530,7 @@ class Worker:
             nudge=self.nudges.of(job.id),
             progress=self.progress,
             hold_memory=memory.take,
+            clock=clock,
         )
 
     async def _failed(self, job: Job, error: ImagemillError) -> JobStatus | None:
