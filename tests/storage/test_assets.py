@@ -419,3 +419,30 @@ async def test_a_download_counts_its_length_against_the_response_budget_first(
 
     assert await make_writer(handler).download(URL, hold_memory) == data
     assert events == [f"hold {len(data)}", "read"]
+
+
+async def test_a_download_retried_after_a_broken_read_counts_its_bytes_once(
+    make_writer: Callable[..., AssetWriter],
+) -> None:
+    data = _image(64, 64)
+    held: list[int] = []
+
+    async def hold_memory(nbytes: int) -> None:
+        held.append(nbytes)
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield data[:100]
+        raise httpx.ReadError("connection reset")
+
+    async def whole() -> AsyncIterator[bytes]:
+        yield data
+
+    answers = iter([broken(), whole()])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, headers={"content-length": str(len(data))}, content=next(answers)
+        )
+
+    assert await make_writer(handler).download(URL, hold_memory) == data
+    assert sum(held) == len(data)

@@ -221,13 +221,21 @@ class AssetWriter:
         ``max_bytes``; ``hold_memory`` is told the size before the body is read."""
         if not url:
             raise ProviderError("the provider returned an output with neither bytes nor a URL")
+        counted = 0
+
+        async def count_up_to(nbytes: int) -> None:  # a retried read counts only what is more
+            nonlocal counted
+            if nbytes > counted:
+                await hold_memory(nbytes - counted)
+                counted = nbytes
+
         for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
             try:
                 async with self.http.stream("GET", url) as response:
                     if response.status_code < 500 and response.status_code != 429:
                         if response.status_code >= 400:
                             break
-                        return await self._body(response, hold_memory)
+                        return await self._body(response, count_up_to)
             except (httpx.UnsupportedProtocol, httpx.InvalidURL, ValueError) as exc:
                 raise ProviderError(  # a URL that can never be fetched: no retry helps
                     f"the provider's output URL cannot be fetched: {describe(exc)}"
@@ -245,23 +253,23 @@ class AssetWriter:
         )
 
     async def _body(
-        self, response: httpx.Response, hold_memory: Callable[[int], Awaitable[None]]
+        self, response: httpx.Response, count_up_to: Callable[[int], Awaitable[None]]
     ) -> bytes:
-        """A download's body, refused as soon as it is known to pass ``max_bytes``."""
+        """A download's body, refused as soon as it is known to pass ``max_bytes``;
+        ``count_up_to`` is told how much of the response budget it holds in all, before
+        it is read and, if it came out longer (decompressed, or over the guess), after."""
         too_large = InvalidInput(f"the output is larger than {self.max_bytes} bytes")
         length = response.headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_bytes:
             raise too_large
-        counted = int(length) if length.isdigit() else UNSIZED_BODY_BYTES
-        await hold_memory(counted)
+        await count_up_to(int(length) if length.isdigit() else UNSIZED_BODY_BYTES)
         chunks, size = [], 0
         async for chunk in response.aiter_bytes():
             size += len(chunk)
             if size > self.max_bytes:
                 raise too_large
             chunks.append(chunk)
-        if size > counted:  # decompressed, or over the guess: counted now (no wait)
-            await hold_memory(size - counted)
+        await count_up_to(size)
         return b"".join(chunks)
 
 
