@@ -97,7 +97,6 @@ class Runtime:
             settings,
             self.repo,
             self.registry,
-            self.blobs,
             self.assets,
             self.http,
             self.transport.send,

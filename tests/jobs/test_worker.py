@@ -1180,14 +1180,14 @@ async def test_answers_held_at_once_stay_within_the_response_budget(
             break
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.05)
-    assert len(reading) == 3 and runtime.worker.answers.in_use == 3000  # three wait
+    assert len(reading) == 3 and runtime.worker.calls.answers.in_use == 3000  # three wait
 
     gate.set()
     statuses = await asyncio.wait_for(asyncio.gather(*runs), timeout=30)
 
     assert sorted(reading) == sorted(ids)
     assert statuses.count(JobStatus.SUCCEEDED) == 5 and JobStatus.FAILED in statuses
-    assert runtime.worker.answers.in_use == 0
+    assert runtime.worker.calls.answers.in_use == 0
 
 
 async def test_waiting_for_the_response_budget_does_not_count_against_the_attempt(
@@ -1206,10 +1206,10 @@ async def test_waiting_for_the_response_budget_does_not_count_against_the_attemp
 
     scripted.script = script
     job_id = await _submit(runtime, model=SCRIPTED, size="32x32")
-    others = await runtime.worker.answers.acquire(1000)  # other answers fill the budget
+    others = await runtime.worker.calls.answers.acquire(1000)  # other answers fill the budget
     running = asyncio.create_task(runtime.worker.run_one(job_id))
     await asyncio.sleep(0.8)  # past the attempt's timeout, waiting for memory
-    runtime.worker.answers.release(others)
+    runtime.worker.calls.answers.release(others)
 
     assert await asyncio.wait_for(running, timeout=30) is JobStatus.SUCCEEDED
     assert (await runtime.repo.get_job(job_id)).attempt == 1

@@ -121,7 +121,7 @@ async def run_holding(runtime: Runtime, **fields: Any) -> tuple[Job, list[int]]:
     read counted against the response budget (``imagemill.memory``), in order. The
     budget is all given back by then."""
     held: list[int] = []
-    runtime.worker.answers = _Counted(runtime.worker.answers.capacity, held)
+    runtime.worker.calls.answers = _Counted(runtime.worker.calls.answers.capacity, held)
     job = succeeded(await run(runtime, **fields))
-    assert runtime.worker.answers.in_use == 0
+    assert runtime.worker.calls.answers.in_use == 0
     return job, held
