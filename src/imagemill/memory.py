@@ -22,8 +22,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+
+UNSIZED_BODY_BYTES = 4 * 1024 * 1024  # an answer without Content-Length: a large image's
+
+# Counts ``nbytes`` more of an answer against the response budget (``Reservation.take``).
+HoldMemory = Callable[[int], Awaitable[None]]
+
+
+def expected_bytes(headers: Mapping[str, str]) -> int:
+    """What an answer with these headers will hold: its ``Content-Length``, else
+    ``UNSIZED_BODY_BYTES`` (counted again once read if it came out longer)."""
+    length = headers.get("content-length", "")
+    return int(length) if length.isdigit() else UNSIZED_BODY_BYTES
+
+
+async def unbounded(nbytes: int) -> None:
+    """A ``HoldMemory`` with no budget behind it (no worker): nothing is counted."""
 
 
 class WeightedSemaphore:
@@ -42,14 +58,14 @@ class WeightedSemaphore:
         self.in_use = 0
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
 
-    def share(self, weight: int) -> int:
+    def _share(self, weight: int) -> int:
         """What ``weight`` takes of the capacity."""
         return min(max(weight, 1), self.capacity)
 
     async def acquire(self, weight: int) -> int:
         """Wait for room and take ``weight``; returns the share taken (give it back with
         ``release``)."""
-        share = self.share(weight)
+        share = self._share(weight)
         if not self._waiters and self.in_use + share <= self.capacity:
             self.in_use += share
             return share
@@ -71,7 +87,7 @@ class WeightedSemaphore:
     def take_now(self, weight: int) -> int:
         """Take ``weight`` without waiting, past the capacity if need be (``Reservation``'s
         later takes); returns the share taken."""
-        share = self.share(weight)
+        share = self._share(weight)
         self.in_use += share
         return share
 

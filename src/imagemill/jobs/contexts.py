@@ -27,6 +27,7 @@ from imagemill.db.repository import Repository
 from imagemill.domain import Job
 from imagemill.jobs.progress import ProgressLog
 from imagemill.jobs.service import utcnow
+from imagemill.memory import HoldMemory
 from imagemill.providers.base import RunContext
 
 PROGRESS_MIN_STEP = 0.01  # a progress event is stored per 1% of progress at most
@@ -99,7 +100,7 @@ def run_context(
     public_url: str | None,
     nudge: asyncio.Event,
     progress: ProgressLog,
-    hold_memory: Callable[[int], Awaitable[None]],
+    hold_memory: HoldMemory,
     clock: asyncio.Timeout,
 ) -> RunContext:
     """The context of one call of ``model_id``'s provider for ``job``, which has

@@ -88,7 +88,6 @@ class Worker:
         self.repo = repo
         self.registry = registry
         self.assets = assets
-        self.http = http
         self.dispatch = dispatch
         self.id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         # Jobs on local devices take a few slots; those on hosted providers, which mostly

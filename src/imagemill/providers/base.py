@@ -57,6 +57,7 @@ import httpx
 from imagemill.boundary import storable_text
 from imagemill.config import Settings
 from imagemill.domain import InputImage, Output, Task, TaskKind
+from imagemill.memory import HoldMemory, expected_bytes, unbounded
 from imagemill.specs import InputLimits, ModelSpec, Pricing, SizeRange
 
 # What a provider module imports, from here: the contract in one place.
@@ -82,7 +83,6 @@ __all__ = [
 ENTRY_POINT_GROUP = "imagemill.providers"
 MAX_PROGRESS_MESSAGE_CHARS = 500
 T = TypeVar("T")
-UNSIZED_BODY_BYTES = 4 * 1024 * 1024  # an answer without Content-Length: a large image's
 
 
 @runtime_checkable
@@ -113,7 +113,7 @@ class RunContext:
         abandoned: Callable[[], bool] = lambda: False,
         webhook_url: Callable[[str], str | None] = lambda provider: None,
         nudged: Callable[[float], Awaitable[bool]] | None = None,
-        hold_memory: Callable[[int], Awaitable[None]] | None = None,
+        hold_memory: HoldMemory = unbounded,
     ) -> None:
         self.http = http
         self.deadline = deadline  # time.monotonic() value
@@ -125,7 +125,7 @@ class RunContext:
         self._abandoned = abandoned
         self._webhook_url = webhook_url
         self._nudged = nudged or _never_nudged
-        self._hold_memory = hold_memory or _unbounded
+        self._hold_memory = hold_memory
 
     @property
     def provider_ref(self) -> str | None:
@@ -189,10 +189,9 @@ class StreamedResponse(Protocol):
 
 async def read_body(response: StreamedResponse, ctx: RunContext) -> bytes:
     """The body of a ``response`` opened as a stream, read once ``ctx.hold_memory`` has
-    room for its ``Content-Length`` (``UNSIZED_BODY_BYTES`` when it has none); the rest
-    counted once read, if it came out longer (decompressed, or over the guess)."""
-    length = response.headers.get("content-length", "")
-    counted = int(length) if length.isdigit() else UNSIZED_BODY_BYTES
+    room for its ``Content-Length`` (``memory.expected_bytes``); the rest counted once
+    read, if it came out longer (decompressed, or over the guess)."""
+    counted = expected_bytes(response.headers)
     await ctx.hold_memory(counted)
     content = await response.aread()
     if len(content) > counted:
@@ -212,10 +211,6 @@ async def side_by_side(calls: Iterable[Awaitable[T]]) -> list[T]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-
-
-async def _unbounded(nbytes: int) -> None:
-    """A context with no budget behind it (no worker): nothing waits."""
 
 
 async def _never_nudged(within: float) -> bool:

@@ -11,7 +11,6 @@ they take is bounded. A download larger than ``max_bytes`` is refused from its
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -20,8 +19,7 @@ from imagemill.boundary import quoted, storable_text
 from imagemill.db.records import StoredBlob, StoredOutput
 from imagemill.domain import Asset, Output, Size, Task, TaskKind
 from imagemill.errors import InvalidInput, NotFound, ProviderError, ProviderUnavailable, describe
-from imagemill.memory import WeightedSemaphore
-from imagemill.providers.base import UNSIZED_BODY_BYTES
+from imagemill.memory import HoldMemory, WeightedSemaphore, expected_bytes, unbounded
 from imagemill.safety import SafetyCheck
 from imagemill.specs import Pricing
 from imagemill.storage import images
@@ -35,10 +33,6 @@ DECODE_BUDGET_PIXELS = 64_000_000  # about 250 MB of pixels being decoded at onc
 THUMBNAILED = ("image/png", "image/jpeg", "image/webp", "image/gif")
 MAX_TEXT_CHARS = 32_000  # of one text output, as of a prompt
 RECENT_THUMBNAILS = 1024  # thumbnails made lately, remembered by asset id
-
-
-async def _unbounded(nbytes: int) -> None:
-    """No response budget to count against (an output stored outside a worker)."""
 
 
 class AssetWriter:
@@ -73,7 +67,7 @@ class AssetWriter:
         model_id: str,
         pricing: Pricing,
         fallback_reason: str | None = None,
-        hold_memory: Callable[[int], Awaitable[None]] = _unbounded,
+        hold_memory: HoldMemory = unbounded,
     ) -> StoredOutput:
         """Store one output for good; the job may only succeed once this has returned.
         ``fallback_reason``: why the model asked for did not make it (a fallback's output);
@@ -214,9 +208,7 @@ class AssetWriter:
         finally:
             del self._thumbnailing[asset.id]
 
-    async def download(
-        self, url: str, hold_memory: Callable[[int], Awaitable[None]] = _unbounded
-    ) -> bytes:
+    async def download(self, url: str, hold_memory: HoldMemory = unbounded) -> bytes:
         """Fetch a provider's output URL, retrying transient failures. ``InvalidInput`` past
         ``max_bytes``; ``hold_memory`` is told the size before the body is read."""
         if not url:
@@ -252,9 +244,7 @@ class AssetWriter:
             retryable=response.status_code >= 500 or response.status_code == 429,
         )
 
-    async def _body(
-        self, response: httpx.Response, count_up_to: Callable[[int], Awaitable[None]]
-    ) -> bytes:
+    async def _body(self, response: httpx.Response, count_up_to: HoldMemory) -> bytes:
         """A download's body, refused as soon as it is known to pass ``max_bytes``;
         ``count_up_to`` is told how much of the response budget it holds in all, before
         it is read and, if it came out longer (decompressed, or over the guess), after."""
@@ -262,7 +252,7 @@ class AssetWriter:
         length = response.headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_bytes:
             raise too_large
-        await count_up_to(int(length) if length.isdigit() else UNSIZED_BODY_BYTES)
+        await count_up_to(expected_bytes(response.headers))
         chunks, size = [], 0
         async for chunk in response.aiter_bytes():
             size += len(chunk)
