@@ -1161,11 +1161,13 @@ async def test_answers_held_at_once_stay_within_the_response_budget(
     holds is given back once its outputs are stored, or it failed."""
     runtime = await make_runtime(response_budget_bytes=3000)
     reading: list[str] = []
-    gate = asyncio.Event()
+    gate, three_reading = asyncio.Event(), asyncio.Event()
 
     async def script(task: Task, ctx: RunContext) -> list[Output]:
         await ctx.hold_memory(1000)
         reading.append(task.job_id)
+        if len(reading) == 3:
+            three_reading.set()
         await gate.wait()
         if task.prompt == "fails":
             raise ContentRejected("no")
@@ -1175,11 +1177,8 @@ async def test_answers_held_at_once_stay_within_the_response_budget(
     prompts = ["fails", *(f"job {n}" for n in range(5))]
     ids = [await _submit(runtime, model=SCRIPTED, size="32x32", prompt=p) for p in prompts]
     runs = [asyncio.create_task(runtime.worker.run_one(job_id)) for job_id in ids]
-    for _ in range(100):
-        if len(reading) == 3:
-            break
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(three_reading.wait(), timeout=30)  # six claims, a busy machine
+    await asyncio.sleep(0.05)  # the other three stay waiting however long this is
     assert len(reading) == 3 and runtime.worker.calls.answers.in_use == 3000  # three wait
 
     gate.set()
