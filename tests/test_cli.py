@@ -325,6 +325,30 @@ def test_keys_create(data_dir: Path) -> None:
     assert job_of(made) not in ok("jobs", "ls").stdout  # the keyless local owner
 
 
+def test_keys_and_owners_get_budgets(data_dir: Path) -> None:
+    created = ok("keys", "create", "shop", "--budget", "20/month")
+    assert "budget $20/month" in created.stderr
+    ok("keys", "create", "ci", "--owner", "team", "--admin")
+    ok("budgets", "set", "--owner", "team", "$5.50/day")
+    listing = ok("budgets", "ls").stdout
+    assert "$20/month" in listing and "$5.5/day" in listing
+    assert "$20.00" in listing and "$5.50" in listing  # nothing spent: all remaining
+    ok("budgets", "rm", "--owner", "team")
+    assert "$5.5/day" not in ok("budgets", "ls").stdout
+
+    for args, problem in (
+        (("keys", "create", "x", "--budget", "20/year"), "one of day, week, month, total"),
+        (("keys", "create", "x", "--budget", "-5/day"), "AMOUNT/PERIOD"),
+        (("budgets", "set", "5/day"), "give one of --key or --owner"),
+        (("budgets", "set", "--owner", "nobody", "5/day"), "no owner 'nobody'"),
+        (("budgets", "set", "--key", "im_nothing", "5/day"), "no key 'im_nothing'"),
+    ):
+        result = imagemill(*args)
+        assert result.exit_code != 0, args
+        said = " ".join(re.sub("[│╭╮╰╯─]", " ", result.stderr).split())  # out of rich's box
+        assert problem in said, (args, result.stderr)
+
+
 def test_keys_are_listed_and_revoked(data_dir: Path) -> None:
     key = ok("keys", "create", "laptop", "--owner", "alice").stdout.strip()
     ok("keys", "create", "ci", "--owner", "team")

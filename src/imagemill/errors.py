@@ -9,6 +9,7 @@ they occur, always with ``raise ... from exc``.
     ImagemillError                    code            HTTP   retryable
     ├── InvalidInput(field)           invalid_input   422    no
     ├── Unauthorized                  unauthorized    401    no
+    ├── BudgetExceeded(budget)        budget_exceeded 402    no   (the caller's spend limit)
     ├── Forbidden                     forbidden       403    no
     ├── NotFound                      not_found       404    no
     ├── Conflict                      conflict        409    no
@@ -77,6 +78,25 @@ class InvalidInput(ImagemillError):
 class Unauthorized(ImagemillError):
     code = "unauthorized"
     status_code = 401
+
+
+class BudgetExceeded(ImagemillError):
+    """A request would take its caller past a budget (``spend/budgets.py``).
+
+    ``budget`` is what the caller may know of it: ``scope`` (``"key"`` or ``"owner"``),
+    ``period``, ``limit``, ``spent``, ``reserved`` (held by jobs still running) and
+    ``remaining`` in USD, ``requested`` (what the request would hold) and ``resets_at``
+    (ISO 8601, or ``None`` for a total budget)."""
+
+    code = "budget_exceeded"
+    status_code = 402
+
+    def __init__(self, message: str, budget: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.budget = budget
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), **self.budget}
 
 
 class Forbidden(ImagemillError):

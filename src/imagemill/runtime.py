@@ -15,6 +15,7 @@ import httpx
 
 from imagemill.config import Settings
 from imagemill.db.accounts import Accounts, Owner
+from imagemill.db.budgets import Budgets
 from imagemill.db.engine import Database
 from imagemill.db.migrate import upgrade
 from imagemill.db.repository import Repository
@@ -58,6 +59,7 @@ class Runtime:
         origin = None if self.db.is_sqlite else new_id("proc")  # names this process
         self.repo = Repository(self.db, on_events=self.bus.publish, origin=origin)
         self.accounts = Accounts(self.db)
+        self.budgets = Budgets(self.db)
         self.blobs = BlobStore.from_url(settings.resolved_storage_url, settings.storage_options)
         self.registry = registry or Registry.from_entry_points(settings)
         self.http = httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=True)

@@ -97,6 +97,10 @@ def _decided_by_stored_data(case: Any, response: Any) -> bool:
         return False
     field = str(error.get("field") or error.get("param") or "")
     body = case.body if isinstance(case.body, dict) else {}
+    if operation == "GET /v1/usage" and field == "until":
+        return True  # not before since: in the operation's description
+    if operation == "POST /v1/estimate":  # a job or batch request, checked as submitted
+        operation = "POST /v1/batches" if "requests" in body else "POST /v1/jobs"
     item = re.fullmatch(r"requests\.([0-9]+)\.(.+)", field)
     if operation == "POST /v1/batches" and item:  # a batch item is a job request
         if item[2] == "models":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -59,7 +60,8 @@ async def test_a_key_is_found_by_its_hash_until_revoked(stepped: Runtime) -> Non
     assert key_id.startswith("key_")
     assert key.plaintext.startswith(key.prefix)
     assert key.key_hash == hash_key(key.plaintext) != key.plaintext
-    assert await stepped.accounts.owner_for_key(hash_key(key.plaintext)) == owner
+    found = await stepped.accounts.owner_for_key(hash_key(key.plaintext))
+    assert found == dataclasses.replace(owner, key_id=key_id, admin=False)
     assert await stepped.accounts.owner_for_key(hash_key(key.plaintext + "x")) is None
     assert await stepped.accounts.active_key_count() == 1
 

@@ -11,8 +11,10 @@ from starlette.middleware.gzip import GZipMiddleware
 from imagemill import __version__, web
 from imagemill.api import contract, errors
 from imagemill.api.routes import (
+    admin,
     assets,
     batches,
+    estimate,
     events,
     health,
     jobs,
@@ -81,6 +83,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         models,
         presets,
         usage,
+        estimate,
+        admin,
         openai_compat,
         providers,
         webhooks,

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from imagemill.boundary import BoundaryError, escaped, quoted, storable_text
-from imagemill.errors import ImagemillError, RateLimited, Unauthorized
+from imagemill.errors import BudgetExceeded, ImagemillError, RateLimited, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,15 @@ def error_response(
     message: str,
     field: str | None = None,
     headers: dict[str, str] | None = None,
+    details: dict[str, Any] | None = None,
 ) -> JSONResponse:
+    """``details``: more of what went wrong, beside ``code`` and ``message`` (a budget's
+    limit and what is left of it)."""
     # Never echo what a response could not carry (a field naming a key with NUL in it).
     body: dict[str, Any] = {"code": code, "message": storable_text(message)}
     if field:
         body["field"] = storable_text(field)
+    body.update(details or {})
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
@@ -76,8 +80,9 @@ async def _imagemill_error(_: Request, exc: Exception) -> JSONResponse:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
+    details = exc.budget if isinstance(exc, BudgetExceeded) else None
     return error_response(
-        exc.status_code, exc.code, exc.message, getattr(exc, "field", None), headers
+        exc.status_code, exc.code, exc.message, getattr(exc, "field", None), headers, details
     )
 
 

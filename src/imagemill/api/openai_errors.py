@@ -46,6 +46,8 @@ _BY_CODE: dict[str, tuple[int, str]] = {
     "conflict": (409, "invalid_request_error"),
     "illegal_transition": (409, "invalid_request_error"),
     "rate_limited": (429, "rate_limit_error"),
+    # OpenAI's own answer when an account's spend is used up: 429, never retried.
+    "budget_exceeded": (429, "insufficient_quota"),
     "deadline_exceeded": (504, "server_error"),
     "provider_timeout": (504, "server_error"),
     "provider_unavailable": (503, "server_error"),
@@ -55,6 +57,7 @@ _CODES = {
     "content_rejected": "content_policy_violation",
     "unauthorized": "invalid_api_key",
     "invalid_input": "invalid_value",
+    "budget_exceeded": "insufficient_quota",
 }
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from pydantic.config import JsonDict
 
 from imagemill.api.deps import Links
+from imagemill.api.spend_schemas import BudgetOut
 from imagemill.db.accounts import PRESET_ID_PREFIX, Preset
 from imagemill.domain import (
     DEFAULT_WEBHOOK_EVENTS,
@@ -371,6 +372,10 @@ class UsageOut(BaseModel):
     total_cost_usd: float
     total_images: int
     data: list[UsageDay]
+    budgets: list[BudgetOut] = Field(
+        description="The caller's budgets (its key's, its owner's) in their current periods: "
+        "limit, spent, reserved (held by unfinished jobs) and remaining."
+    )
 
 
 class WebhookEndpointIn(BaseModel):

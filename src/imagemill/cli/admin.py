@@ -12,6 +12,9 @@ from imagemill.specs import ModelSpec
 
 if TYPE_CHECKING:
     from imagemill.db.accounts import KeyInfo
+    from imagemill.db.budgets import BudgetState
+    from imagemill.db.engine import Database
+    from imagemill.spend.budgets import Limit
 
 from imagemill.cli.common import (
     ApiKeyOption,
@@ -22,6 +25,7 @@ from imagemill.cli.common import (
     _settings,
     _with_client,
     app,
+    budgets_app,
     console,
     db_app,
     err_console,
@@ -89,25 +93,40 @@ def keys_create(
             show_default=False,
         ),
     ] = None,
+    budget: BudgetOption = None,
+    admin: Annotated[
+        bool,
+        typer.Option(
+            "--admin", help="The key may also manage every owner's budgets (`/v1/admin`)."
+        ),
+    ] = False,
     data_dir: DataDirOption = None,
 ) -> None:
     """Create an API key and print it. It is shown this once: only its hash is stored."""
     from imagemill.auth import new_key
     from imagemill.db.accounts import Accounts
+    from imagemill.db.budgets import Budgets
     from imagemill.jobs.service import utcnow
+
+    limit = _limit(budget) if budget is not None else None
 
     async def run() -> tuple[str, str]:
         async with _database(_settings(data_dir)) as db:
             accounts = Accounts(db)
             account = await accounts.owner_named(owner or name, utcnow())
             key = new_key()
-            await accounts.add_key(account.id, name, key.prefix, key.key_hash, utcnow())
+            key_id = await accounts.add_key(
+                account.id, name, key.prefix, key.key_hash, utcnow(), admin=admin
+            )
+            if limit is not None:
+                await Budgets(db).set(key_id, account.id, limit, utcnow())
             return account.name, key.plaintext
 
     owner_name, plaintext = _run(run())
+    spending = f", budget {limit}" if limit is not None else ""
     err_console.print(
-        f"created key {escape(name)!r} for owner {escape(owner_name)!r}. "
-        "Copy it now, it is not shown again:"
+        f"created {'admin ' if admin else ''}key {escape(name)!r} for owner "
+        f"{escape(owner_name)!r}{spending}. Copy it now, it is not shown again:"
     )
     console.print(plaintext, highlight=False, soft_wrap=True)
 
@@ -152,6 +171,129 @@ def keys_revoke(
     revoked = _run(run())
     owner = escape(revoked.owner)
     err_console.print(f"revoked key {escape(revoked.name)!r} ({revoked.prefix}…) of {owner!r}")
+
+
+# -- budgets ----------------------------------------------------------------------------------
+
+BudgetOption = Annotated[
+    str | None,
+    typer.Option(
+        help="A spending limit in US dollars per UTC period: '20/month', '5/day', "
+        "'50/week' or '100/total'.",
+        show_default=False,
+    ),
+]
+KeyTarget = Annotated[
+    str | None,
+    typer.Option("--key", help="The key's id or first characters (`keys ls`).", show_default=False),
+]
+OwnerTarget = Annotated[
+    str | None,
+    typer.Option(
+        "--owner", help="An owner's name: all its keys' spending together.", show_default=False
+    ),
+]
+
+
+def _limit(text: str) -> Limit:
+    from imagemill.spend.budgets import parse_limit
+
+    try:
+        return parse_limit(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--budget'") from exc
+
+
+@budgets_app.command("set")
+def budgets_set(
+    limit: Annotated[
+        str,
+        typer.Argument(
+            help="US dollars per UTC period: '20/month', '5/day', '50/week', '100/total'.",
+            show_default=False,
+        ),
+    ],
+    key: KeyTarget = None,
+    owner: OwnerTarget = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Set (or change) the budget of a key or an owner. What was spent this period still
+    counts against the new limit."""
+    from imagemill.db.budgets import Budgets
+    from imagemill.jobs.service import utcnow
+
+    parsed = _limit(limit)
+
+    async def run() -> BudgetState:
+        async with _database(_settings(data_dir)) as db:
+            scope, owner_id = await _target(db, key, owner)
+            return await Budgets(db).set(scope, owner_id, parsed, utcnow())
+
+    _print_budgets([_run(run())])
+
+
+@budgets_app.command("ls")
+def budgets_ls(data_dir: DataDirOption = None) -> None:
+    """List every budget: its limit, and what its current period spent and holds."""
+    from imagemill.db.budgets import Budgets
+    from imagemill.jobs.service import utcnow
+
+    async def run() -> list[BudgetState]:
+        async with _database(_settings(data_dir)) as db:
+            return await Budgets(db).all(utcnow())
+
+    _print_budgets(_run(run()))
+
+
+@budgets_app.command("rm")
+def budgets_rm(
+    key: KeyTarget = None, owner: OwnerTarget = None, data_dir: DataDirOption = None
+) -> None:
+    """Remove the budget of a key or an owner (what it spent is kept: set again in the
+    same period, it counts)."""
+    from imagemill.db.budgets import Budgets
+
+    async def run() -> bool:
+        async with _database(_settings(data_dir)) as db:
+            scope, _ = await _target(db, key, owner)
+            return await Budgets(db).remove(scope)
+
+    if not _run(run()):
+        err_console.print("[bold red]error:[/] no budget is set there")
+        raise typer.Exit(1)
+    err_console.print("budget removed")
+
+
+async def _target(db: Database, key: str | None, owner: str | None) -> tuple[str, str]:
+    """The scope (key or owner id) and owner id that ``--key`` or ``--owner`` names."""
+    from imagemill.db.accounts import Accounts
+
+    if (key is None) == (owner is None):
+        raise typer.BadParameter("give one of --key or --owner")
+    accounts = Accounts(db)
+    if key is not None:
+        found = await accounts.find_key(key)
+        return found.id, (await accounts.find_owner(found.owner)).id
+    named = await accounts.find_owner(owner or "")
+    return named.id, named.id
+
+
+def _print_budgets(states: list[BudgetState]) -> None:
+    from imagemill.spend.budgets import to_usd
+
+    table = Table("scope", "id", "limit", "spent", "reserved", "remaining", "resets", box=None)
+    for state in states:
+        resets = f"{state.resets_at:%Y-%m-%d %H:%M} UTC" if state.resets_at else "never"
+        table.add_row(
+            state.applies_to,
+            state.scope,
+            str(state.limit),
+            f"${to_usd(state.spent_micros):.2f}",
+            f"${to_usd(state.reserved_micros):.2f}",
+            f"${to_usd(state.remaining_micros):.2f}",
+            resets,
+        )
+    console.print(table)
 
 
 @db_app.command("upgrade")

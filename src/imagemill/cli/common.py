@@ -49,9 +49,15 @@ app = typer.Typer(
 jobs_app = typer.Typer(help="List, inspect, watch and cancel jobs.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+budgets_app = typer.Typer(
+    help="Spending limits per API key or per owner, in US dollars per UTC day, week, month "
+    "or in total: requests that would pass one are refused (402).",
+    no_args_is_help=True,
+)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(budgets_app, name="budgets")
 
 console = Console()
 err_console = Console(stderr=True)

@@ -18,7 +18,7 @@ from imagemill.errors import Conflict, NotFound
 from imagemill.ids import new_id
 
 _OWNER_FOR_KEY = Prepared(
-    select(owners)
+    select(owners, api_keys.c.id.label("key_id"), api_keys.c.admin)
     .join(api_keys, api_keys.c.owner_id == owners.c.id)
     .where(api_keys.c.key_hash == bindparam("key_hash"), api_keys.c.revoked_at.is_(None))
 )
@@ -27,9 +27,14 @@ PRESET_ID_PREFIX = "pre_"  # what a preset's id starts with (and no name may)
 
 @dataclass(frozen=True, slots=True)
 class Owner:
+    """Who a request acts for; ``key_id`` and ``admin`` describe the API key it came with
+    (none: keyless, or read outside a request)."""
+
     id: str
     name: str
     secret: str
+    key_id: str | None = None
+    admin: bool = False  # the key may manage every owner's budgets
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,7 @@ class KeyInfo:
     owner: str  # the owner's name
     created_at: datetime
     revoked_at: datetime | None
+    admin: bool = False
 
 
 PRESET_FIELDS = (
@@ -72,7 +78,9 @@ PRESET_FIELDS = (
 
 
 def _key_info(row: Row[Any]) -> KeyInfo:
-    return KeyInfo(row.id, row.name, row.prefix, row.owner, row.created_at, row.revoked_at)
+    return KeyInfo(
+        row.id, row.name, row.prefix, row.owner, row.created_at, row.revoked_at, row.admin
+    )
 
 
 class Accounts:
@@ -107,7 +115,14 @@ class Accounts:
         return Owner(row.id, row.name, row.secret)
 
     async def add_key(
-        self, owner_id: str, name: str, prefix: str, key_hash: str, now: datetime
+        self,
+        owner_id: str,
+        name: str,
+        prefix: str,
+        key_hash: str,
+        now: datetime,
+        *,
+        admin: bool = False,
     ) -> str:
         key_id = new_id("key")
         statement = api_keys.insert().values(
@@ -117,13 +132,14 @@ class Accounts:
             prefix=prefix,
             key_hash=key_hash,
             created_at=now,
+            admin=admin,
         )
         await self.db.write(lambda conn: conn.execute(statement))
         return key_id
 
     async def owner_for_key(self, key_hash: str) -> Owner | None:
         row = await self.db.fetch_one(_OWNER_FOR_KEY, {"key_hash": key_hash})
-        return Owner(row.id, row.name, row.secret) if row else None
+        return Owner(row.id, row.name, row.secret, row.key_id, row.admin) if row else None
 
     async def list_keys(self) -> list[KeyInfo]:
         """Every key of every owner, oldest first (revoked ones too)."""
@@ -135,9 +151,9 @@ class Accounts:
         rows = await self.db.read(lambda conn: conn.execute(query).all())
         return [_key_info(row) for row in rows]
 
-    async def revoke_key(self, id_or_prefix: str, now: datetime) -> KeyInfo:
-        """Revoke the key with this id or prefix: it opens nothing from now on (requests and
-        studio sessions signed by it get 401). Revoking it again changes nothing."""
+    async def find_key(self, id_or_prefix: str) -> KeyInfo:
+        """The key with this id or prefix (as ``keys ls`` shows them); ``NotFound``, or
+        ``Conflict`` when several keys start alike."""
         matches = [k for k in await self.list_keys() if id_or_prefix in (k.id, k.prefix)]
         if not matches:
             raise NotFound(f"no key {quoted(id_or_prefix)} (`imagemill keys ls` lists them)")
@@ -145,7 +161,20 @@ class Accounts:
             raise Conflict(
                 f"{len(matches)} keys start with {quoted(id_or_prefix)}: give the key's id"
             )
-        [key] = matches
+        return matches[0]
+
+    async def find_owner(self, name: str) -> Owner:
+        """The owner called ``name``; ``NotFound`` if there is none."""
+        query = select(owners).where(owners.c.name == name)
+        row = await self.db.read(lambda conn: conn.execute(query).one_or_none())
+        if row is None:
+            raise NotFound(f"no owner {quoted(name)}")
+        return Owner(row.id, row.name, row.secret)
+
+    async def revoke_key(self, id_or_prefix: str, now: datetime) -> KeyInfo:
+        """Revoke the key with this id or prefix: it opens nothing from now on (requests and
+        studio sessions signed by it get 401). Revoking it again changes nothing."""
+        key = await self.find_key(id_or_prefix)
         if key.revoked_at is None:
             statement = (
                 update(api_keys)

@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import Connection, Integer, Select, bindparam, cast, exists, func, or_, select
 
 from imagemill.boundary import quoted
+from imagemill.db import budgets
+from imagemill.db.budgets import BudgetState
 from imagemill.db.engine import Database
 from imagemill.db.prepared import Prepared
 from imagemill.db.rows import job_from_row, load_outputs, metadata_entry
@@ -104,6 +106,20 @@ class BatchTally:
 class Queries:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    async def spend_context(
+        self, owner_id: str, cache_keys: Sequence[str], scopes: Sequence[str], now: datetime
+    ) -> tuple[set[str], list[BudgetState]]:
+        """For an estimate, in one snapshot: which of ``cache_keys`` the owner has a
+        succeeded job for (a cache hit, if the request may reuse it), and the budgets
+        of ``scopes`` in their current periods."""
+
+        def work(conn: Connection) -> tuple[set[str], list[BudgetState]]:
+            params = [{"owner_id": owner_id, "cache_key": key} for key in set(cache_keys)]
+            cached = {p["cache_key"] for p in params if _CACHED_JOB_ID.scalar(conn, p)}
+            return cached, budgets.states(conn, scopes, now)
+
+        return await self.db.read(work)
 
     async def find_idempotent(self, owner_id: str, key: str) -> list[Job]:
         """The jobs an earlier request with this Idempotency-Key created (a whole group)."""

@@ -26,6 +26,8 @@ class JobDraft:
     webhook_url: str | None = None
     webhook_events: list[str] | None = None
     batch_id: str | None = None
+    key_id: str | None = None  # the API key it is submitted with
+    reserve_micros: int = 0  # what it holds against budgets until it ends (``spend``)
 
 
 @dataclass(frozen=True, slots=True)

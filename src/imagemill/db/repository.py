@@ -10,6 +10,7 @@ bound parameters: building SQLAlchemy expressions costs more than running them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from imagemill.db import batch_completion
+from imagemill.db import batch_completion, budgets
 from imagemill.db.appending import Appending, NewEvent
 from imagemill.db.deletion import delete_finished_job
 from imagemill.db.engine import Database
@@ -540,16 +541,41 @@ class Repository(Queries):
         return job
 
     async def requeue(
-        self, job_id: str, owner_id: str, deadline_at: datetime | None, now: datetime
+        self,
+        job_id: str,
+        owner_id: str,
+        deadline_at: datetime | None,
+        now: datetime,
+        *,
+        reserve_micros: int = 0,
     ) -> Job:
-        """Queue a failed or canceled job again (its owner's retry); ``Conflict`` otherwise."""
-        changed = await self._transition(
-            states.REQUEUE,
-            job_id,
-            now=now,
-            params={"owner_id": owner_id, "deadline_at": deadline_at},
-            new_events=[("status", {"status": Q.value, "retried": True})],
-        )
+        """Queue a failed or canceled job again (its owner's retry), holding
+        ``reserve_micros`` against the budgets of the key it was made with and its owner
+        (``BudgetExceeded``: it stays as it was); ``Conflict`` for a job in another state."""
+
+        def work(conn: Connection, published: Appending) -> bool:
+            key_id = _KEY_OF_JOB.scalar(conn, {"job_id": job_id})
+            scopes = budgets.scopes_of(owner_id, key_id)
+            row = transition(
+                conn,
+                states.REQUEUE,
+                job_id,
+                now=now,
+                published=published,
+                params={
+                    "owner_id": owner_id,
+                    "deadline_at": deadline_at,
+                    "reservation": budgets.reserve(conn, scopes, reserve_micros, now),
+                },
+                new_events=[("status", {"status": Q.value, "retried": True})],
+            )
+            if row is None:
+                raise _Unchanged  # nothing held either
+            return True
+
+        changed = False
+        with contextlib.suppress(_Unchanged):
+            changed = await self._write(work)
         job = await self.get_job(job_id, owner_id)
         if not changed:
             raise Conflict(
@@ -593,6 +619,13 @@ class Repository(Queries):
         )
 
 
+class _Unchanged(Exception):
+    """A transaction that found nothing to change, rolled back."""
+
+
+_KEY_OF_JOB = Prepared(select(jobs.c.key_id).where(jobs.c.id == bindparam("job_id")))
+
+
 def _failure_events(error: ImagemillError) -> list[NewEvent]:
     return [
         ("error", {**error.to_dict(), "will_retry": False}),
@@ -608,7 +641,9 @@ _INSERT_BATCH = insert(batches)
 def _insert_drafts(
     conn: Connection, drafts: Sequence[JobDraft], now: datetime, published: Appending
 ) -> list[Job]:
-    """Insert jobs; a draft whose cache key has a succeeded job becomes its cache hit."""
+    """Insert jobs; a draft whose cache key has a succeeded job becomes its cache hit, and
+    every other holds its estimate against the caller's budgets (``BudgetExceeded``: the
+    transaction rolls back, none is inserted)."""
     created = []
     for draft in drafts:
         source = None
@@ -628,9 +663,15 @@ def _insert_job(
     if source:
         new_events += [("output", output_event(o.index, o.asset_id, o)) for o in copied]
         new_events.append(("done", {"status": S.value, "cached": True}))
+    reservation = None
+    if source is None:  # a cache hit costs nothing
+        scopes = budgets.scopes_of(draft.owner_id, draft.key_id)
+        reservation = budgets.reserve(conn, scopes, draft.reserve_micros, now)
     row = {
         "id": draft.id,
         "owner_id": draft.owner_id,
+        "key_id": draft.key_id,
+        "reservation": reservation,
         "group_id": draft.group_id,
         "batch_id": draft.batch_id,
         "kind": request.kind.value,

@@ -79,6 +79,8 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
+    # May manage every owner's budgets (``/v1/admin``); ``imagemill keys create --admin``.
+    Column("admin", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 jobs = Table(
@@ -86,6 +88,7 @@ jobs = Table(
     metadata,
     _id(),
     Column("owner_id", String(40), ForeignKey("owners.id"), nullable=False),
+    Column("key_id", String(40)),  # the API key it was submitted with (none: keyless)
     Column("group_id", String(40)),
     Column("batch_id", String(40)),  # the batch it is an item of (``batches``)
     Column("kind", String(20), nullable=False),
@@ -113,6 +116,9 @@ jobs = Table(
     Column("enhanced_prompt", Text),  # the prompt rendered, when the request enhanced it
     Column("enhance_model", String(200)),  # the model that enhanced it (its usage line)
     Column("enhance_cost_usd", Float, nullable=False, default=0.0, server_default="0"),
+    # What it holds against budgets until it ends: {"micros": N, "budgets": [[scope,
+    # period start], ...]} (``db/budgets.py``); none when no budget applied.
+    Column("reservation", JSON(none_as_null=True)),
     Column("idempotency_key", String(300)),
     # sha256 of the request as submitted: an Idempotency-Key reused with another body is
     # refused, and a retried OpenAI-compatible call finds the job its first try made.
@@ -312,4 +318,32 @@ provider_slots = Table(
     Column("slot", Integer, primary_key=True),
     Column("holder", String(200)),
     Column("expires_at", UTCDateTime),
+)
+
+# -- spend ------------------------------------------------------------------------------------
+
+# A spending limit in USD millionths per UTC period (``spend/budgets.py``): of one API key
+# (``scope`` is the key's id) or of an owner, all its keys and keyless calls together (the
+# owner's id).
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("scope", String(40), primary_key=True),
+    Column("owner_id", String(40), ForeignKey("owners.id"), nullable=False, index=True),
+    Column("limit_micros", BigInteger, nullable=False),
+    Column("period", String(10), nullable=False),  # day, week, month, total
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# What a budget's scope spent and holds in one period (``period_start``, UTC). Reserving is
+# one conditional ``UPDATE`` of this row, so concurrent submits, in any process, cannot
+# together pass the limit.
+budget_spend = Table(
+    "budget_spend",
+    metadata,
+    Column("scope", String(40), primary_key=True),
+    Column("period_start", UTCDateTime, primary_key=True),
+    Column("spent_micros", BigInteger, nullable=False, default=0),
+    Column("reserved_micros", BigInteger, nullable=False, default=0),
 )

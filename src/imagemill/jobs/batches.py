@@ -21,7 +21,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 
-from imagemill.db.records import BatchDraft
+from imagemill.db.records import BatchDraft, JobDraft
 from imagemill.db.repository import Repository
 from imagemill.domain import Batch, JobStatus, Submission, batch_status
 from imagemill.errors import Conflict, InvalidInput
@@ -46,12 +46,42 @@ class BatchService:
         metadata: dict[str, object],
         webhook_url: str | None = None,
         deadline_seconds: float | None = None,
+        key_id: str | None = None,
     ) -> Batch:
         """Check every request, then record and enqueue the batch; ``InvalidInput`` naming
         ``requests.N.<field>`` for the first refused, or ``webhook_url`` for a target
         that may not be called. ``deadline_seconds`` becomes the deadline of each item
-        that gives none; ``webhook_url`` gets a ``batch.done`` at each completion."""
+        that gives none; ``webhook_url`` gets a ``batch.done`` at each completion. The
+        batch holds the estimate of every item against the budgets of ``key_id`` and the
+        owner, all or none (``BudgetExceeded``: nothing is recorded)."""
         batch_id = new_id("bat")
+        drafts = await self.drafts(
+            owner_id,
+            requests,
+            batch_id=batch_id,
+            deadline_seconds=deadline_seconds,
+            key_id=key_id,
+        )
+        if webhook_url is not None and self.jobs.targets is not None:
+            await self.jobs.targets.check(webhook_url, "webhook_url")
+        batch = BatchDraft(
+            batch_id, owner_id, concurrency, dict(metadata), webhook_url, deadline_seconds
+        )
+        jobs = await self.repo.create_batch(batch, drafts, utcnow())
+        await self.jobs.enqueue(jobs)
+        return await self.get(owner_id, batch_id)
+
+    async def drafts(
+        self,
+        owner_id: str,
+        requests: builtins.list[Submission],
+        *,
+        batch_id: str,
+        deadline_seconds: float | None = None,
+        key_id: str | None = None,
+    ) -> builtins.list[JobDraft]:
+        """The batch's items, each checked and priced; ``InvalidInput`` naming
+        ``requests.N.<field>`` for the first refused."""
         drafts = []
         for index, submission in enumerate(requests):
             field = f"requests.{index}"
@@ -63,18 +93,13 @@ class BatchService:
             if submission.deadline_seconds is None and deadline_seconds is not None:
                 submission = submission.model_copy(update={"deadline_seconds": deadline_seconds})
             try:
-                drafts += await self.jobs.drafts(owner_id, submission, batch_id=batch_id)
+                drafts += await self.jobs.drafts(
+                    owner_id, submission, batch_id=batch_id, key_id=key_id
+                )
             except InvalidInput as exc:
                 inner = f"{field}.{exc.field}" if exc.field else field
                 raise InvalidInput(exc.message, field=inner) from exc
-        if webhook_url is not None and self.jobs.targets is not None:
-            await self.jobs.targets.check(webhook_url, "webhook_url")
-        batch = BatchDraft(
-            batch_id, owner_id, concurrency, dict(metadata), webhook_url, deadline_seconds
-        )
-        jobs = await self.repo.create_batch(batch, drafts, utcnow())
-        await self.jobs.enqueue(jobs)
-        return await self.get(owner_id, batch_id)
+        return drafts
 
     async def get(self, owner_id: str, batch_id: str) -> Batch:
         """The batch as it is now (``NotFound`` unless the owner's), its progress as shown."""

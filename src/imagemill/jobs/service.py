@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from imagemill.boundary import escaped, has_words, quoted
+from imagemill.db import budgets
 from imagemill.db.accounts import Accounts, Preset
 from imagemill.db.queries import JobFilter
 from imagemill.db.records import JobDraft
@@ -38,6 +39,8 @@ from imagemill.ids import new_id
 from imagemill.jobs import validation
 from imagemill.providers.registry import Registry
 from imagemill.specs import ModelSpec
+from imagemill.spend.estimates import Estimate, estimate
+from imagemill.spend.quotes import Quote, QuoteItem
 from imagemill.styles import find_preset
 from imagemill.writing import TEXT_PARAMS
 
@@ -95,8 +98,13 @@ class JobService:
         idempotency_key: str | None = None,
         *,
         fingerprint: str | None = None,
+        key_id: str | None = None,
     ) -> list[Job]:
         """Validate, consult the cache, record and enqueue. One job per model.
+
+        Every job that will call a model holds its estimate against the budgets of
+        ``key_id`` (the API key the request came with) and of the owner, or none is
+        recorded (``BudgetExceeded``).
 
         With an ``idempotency_key``, a repeat of the same request returns the jobs the
         first one made, and the key reused for another request is a 422 (as the IETF
@@ -110,7 +118,11 @@ class JobService:
             if earlier:
                 return _same_request(earlier, fingerprint)
         drafts = await self.drafts(
-            owner_id, submission, idempotency_key=idempotency_key, fingerprint=fingerprint
+            owner_id,
+            submission,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+            key_id=key_id,
         )
         try:
             jobs = await self.repo.create_jobs(drafts, utcnow())
@@ -130,9 +142,10 @@ class JobService:
         idempotency_key: str | None = None,
         fingerprint: str | None = None,
         batch_id: str | None = None,
+        key_id: str | None = None,
     ) -> builtins.list[JobDraft]:
-        """The jobs a submission makes, checked (``InvalidInput`` naming the field) and
-        ready to insert: one per model."""
+        """The jobs a submission makes, checked (``InvalidInput`` naming the field),
+        priced and ready to insert: one per model."""
         preset = None
         if submission.preset is not None:
             preset = await self._preset(owner_id, submission.preset)
@@ -167,9 +180,29 @@ class JobService:
                     webhook_url=webhook_url,
                     webhook_events=webhook_events,
                     batch_id=batch_id,
+                    key_id=key_id,
+                    reserve_micros=self.estimate(request).reserve_micros,
                 )
             )
         return drafts
+
+    def estimate(self, request: Request) -> Estimate:
+        """What a resolved request will cost (``spend/estimates.py``)."""
+        return estimate(request, lambda model: self.registry.resolve(model)[1])
+
+    async def quote(
+        self, owner_id: str, drafts: Sequence[JobDraft], key_id: str | None = None
+    ) -> Quote:
+        """What submitting ``drafts`` now would cost and hold, and the budgets of
+        ``key_id`` and the owner as they stand; nothing is recorded."""
+        keys = [d.cache_key for d in drafts if d.reuse_cached and d.cache_key]
+        scopes = budgets.scopes_of(owner_id, key_id)
+        cached, states = await self.repo.spend_context(owner_id, keys, scopes, utcnow())
+        items = [
+            QuoteItem(self.estimate(d.request), cached=d.reuse_cached and d.cache_key in cached)
+            for d in drafts
+        ]
+        return Quote(items, states)
 
     async def enqueue(self, jobs: Sequence[Job]) -> None:
         """Wake a worker for each job that is not finished already (a cache hit is)."""
@@ -302,7 +335,10 @@ class JobService:
         now = utcnow()
         seconds = job.request.deadline_seconds or self.deadline_seconds
         deadline_at = now + timedelta(seconds=seconds) if seconds else None
-        retried = await self.repo.requeue(job.id, owner_id, deadline_at, now)
+        reserve = self.estimate(job.request).reserve_micros
+        retried = await self.repo.requeue(
+            job.id, owner_id, deadline_at, now, reserve_micros=reserve
+        )
         await self._send(retried.id)
         return retried
 

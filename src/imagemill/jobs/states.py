@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     ColumnElement,
     Connection,
     Update,
@@ -35,12 +36,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-from imagemill.db import batch_completion
+from imagemill.db import batch_completion, budgets
 from imagemill.db.appending import Appending, NewEvent
 from imagemill.db.prepared import Prepared
 from imagemill.db.tables import UTCDateTime, jobs
 from imagemill.domain import JobStatus
 from imagemill.errors import IllegalTransition, ImagemillError
+from imagemill.spend.budgets import to_micros
 
 Q, R, S, F, C = (
     JobStatus.QUEUED,
@@ -130,8 +132,9 @@ def transition(
     """Make ``change`` to ``job_id``, compare-and-set.
 
     ``new_events`` are appended to the job's event log in the same transaction with
-    the next sequence numbers (``published`` stores them at its end). Ending an item of a batch may
-    complete the batch, in the same transaction too (``db/batch_completion.py``).
+    the next sequence numbers (``published`` stores them at its end). Ending a job
+    settles what it held against budgets (``db/budgets.py``), and ending an item of a
+    batch may complete the batch, in the same transaction too (``db/batch_completion.py``).
     Returns the updated row (values by column name), or ``None`` when the job was not
     in a state (or lease) this change may start from.
     """
@@ -144,8 +147,12 @@ def transition(
     row = change.statement.one_or_none(conn, bound)
     if row is not None:
         published.add(row, new_events, now)
-        if change.target.terminal and row.batch_id is not None:
-            batch_completion.item_ended(conn, row.batch_id, now, published)
+        if change.target.terminal:
+            if row.reservation:
+                cost = to_micros(row.cost_usd) if change.target is S else 0
+                budgets.settle(conn, row.reservation, cost)
+            if row.batch_id is not None:
+                batch_completion.item_ended(conn, row.batch_id, now, published)
     return row
 
 
@@ -215,6 +222,7 @@ REQUEUE = Transition(
         "provider_ref": None,
         "run_after": NOW,
         "deadline_at": param("deadline_at", UTCDateTime()),
+        "reservation": param("reservation", JSON(none_as_null=True)),
         "finished_at": None,
         **_UNLEASED,
     },

@@ -25,7 +25,8 @@ async def create_batch(body: BatchIn, owner: CurrentOwner, runtime: RuntimeDep) 
     """Submit job requests as one: every request is checked first (a refusal names
     `requests.N.<field>` and nothing is created), then the items are queued, at most
     `concurrency` running at once. Each item is an ordinary job with `batch_id`. With a
-    `webhook_url`, one `batch.done` is sent each time every item has ended."""
+    `webhook_url`, one `batch.done` is sent each time every item has ended. A batch
+    whose estimate does not fit the caller's budget is refused whole (402)."""
     batch = await runtime.batches.create(
         owner.id,
         body.requests,
@@ -33,6 +34,7 @@ async def create_batch(body: BatchIn, owner: CurrentOwner, runtime: RuntimeDep) 
         metadata=body.metadata,
         webhook_url=body.webhook_url,
         deadline_seconds=body.deadline_seconds,
+        key_id=owner.key_id,
     )
     return BatchOut.of(batch)
 

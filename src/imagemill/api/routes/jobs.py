@@ -46,7 +46,7 @@ async def submit_job(
     ] = None,
 ) -> JobOut | GroupOut:
     """Submit a request. Answers 202 at once, or 200 when it finished within `Prefer: wait=N`."""
-    jobs = await runtime.service.submit(owner.id, submission, idempotency_key)
+    jobs = await runtime.service.submit(owner.id, submission, idempotency_key, key_id=owner.key_id)
     wait = _wait_seconds(prefer, runtime.settings.max_wait_seconds)
     if wait:
         jobs = await runtime.service.wait(owner.id, [j.id for j in jobs], wait)

@@ -1,4 +1,4 @@
-"""``/v1/usage``: what your images cost, per model and day."""
+"""``/v1/usage``: what your images cost, per model and day, and your budgets."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from fastapi import APIRouter, Query
 from imagemill.api.deps import CurrentOwner, RuntimeDep
 from imagemill.api.routing import CheckedRoute
 from imagemill.api.schemas import Day, ErrorOut, UsageDay, UsageOut
+from imagemill.api.spend_schemas import BudgetOut
+from imagemill.db.budgets import scopes_of
 from imagemill.errors import InvalidInput
 
 router = APIRouter(prefix="/v1/usage", tags=["usage"], route_class=CheckedRoute)
@@ -34,7 +36,10 @@ async def get_usage(
     if until is not None and until < date.max:
         end = datetime.combine(until + timedelta(days=1), time(), UTC)
     rows = await runtime.repo.usage(owner.id, start, end)
+    scopes = scopes_of(owner.id, owner.key_id)
+    states = await runtime.budgets.of(scopes, datetime.now(UTC))
     return UsageOut(
+        budgets=[BudgetOut.of(state) for state in states],
         since=since,
         until=until,
         total_cost_usd=round(sum(r.cost_usd for r in rows), 6),

@@ -1,0 +1,67 @@
+"""``/v1/admin``: what operators manage over the API (budgets), for admin keys only
+(``imagemill keys create NAME --admin``; on a keyless loopback server, the local owner)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, status
+
+from imagemill.api.deps import CurrentOwner, RuntimeDep
+from imagemill.api.routing import CheckedRoute
+from imagemill.api.schemas import ErrorOut
+from imagemill.api.spend_schemas import BudgetIn, BudgetOut
+from imagemill.db.accounts import Owner
+from imagemill.errors import Forbidden, NotFound
+from imagemill.jobs.service import utcnow
+from imagemill.spend.budgets import Limit, Period, to_micros
+
+
+async def admin_caller(owner: CurrentOwner, runtime: RuntimeDep) -> Owner:
+    if owner.admin or not runtime.settings.keys_required:
+        return owner
+    raise Forbidden("this needs an admin key (`imagemill keys create NAME --admin`)")
+
+
+router = APIRouter(
+    prefix="/v1/admin",
+    tags=["admin"],
+    route_class=CheckedRoute,
+    dependencies=[Depends(admin_caller)],
+)
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut},
+    403: {"model": ErrorOut},
+    404: {"model": ErrorOut},
+    422: {"model": ErrorOut},
+}
+Scope = Annotated[
+    str,
+    Path(
+        max_length=40,
+        description="An API key's id (`key_…`, as `imagemill keys ls` shows it): that key's "
+        "budget; or an owner's id (`own_…`): all its keys' together.",
+    ),
+]
+
+
+@router.get("/budgets", response_model=list[BudgetOut], responses=ERRORS)
+async def list_budgets(runtime: RuntimeDep) -> list[BudgetOut]:
+    """Every budget set, each in its current period."""
+    return [BudgetOut.of(state) for state in await runtime.budgets.all(utcnow())]
+
+
+@router.put("/budgets/{scope}", response_model=BudgetOut, responses=ERRORS)
+async def set_budget(scope: Scope, body: BudgetIn, runtime: RuntimeDep) -> BudgetOut:
+    """Set or change the budget of a key or an owner. What was spent in the current
+    period still counts against the new limit; requests past it get 402."""
+    owner_id = await runtime.budgets.owner_of(scope)
+    limit = Limit(to_micros(body.limit_usd), Period(body.period))
+    return BudgetOut.of(await runtime.budgets.set(scope, owner_id, limit, utcnow()))
+
+
+@router.delete("/budgets/{scope}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
+async def remove_budget(scope: Scope, runtime: RuntimeDep) -> None:
+    """Remove a budget (what it spent is kept: set again this period, it counts)."""
+    if not await runtime.budgets.remove(scope):
+        raise NotFound(f"no budget is set for {scope}")
