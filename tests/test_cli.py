@@ -26,6 +26,7 @@ from imagemill.config import Settings
 from imagemill.db.migrate import alembic_config
 from imagemill.domain import Submission
 from imagemill.runtime import Runtime
+from imagemill.spend.limits import KeyLimits
 
 JOB_FILE = re.compile(r"(job_[0-9a-z]{26})-(\d+)\.png$")
 ENVIRONMENT = ("URL", "API_KEY", "HOST", "REQUIRE_KEYS", "DATABASE_URL", "STORAGE_URL", "WORKERS")
@@ -347,6 +348,23 @@ def test_keys_and_owners_get_budgets(data_dir: Path) -> None:
         assert result.exit_code != 0, args
         said = " ".join(re.sub("[│╭╮╰╯─]", " ", result.stderr).split())  # out of rich's box
         assert problem in said, (args, result.stderr)
+
+
+def test_keys_get_rate_limits(data_dir: Path) -> None:
+    key = ok("keys", "create", "ci", "--requests-per-minute", "60", "--concurrent-jobs", "4")
+    plaintext = key.stdout.strip()
+
+    async def limits() -> KeyLimits | None:
+        async with Runtime(Settings(), run_workers=False, sweep=False) as runtime:
+            owner = await runtime.accounts.owner_for_key(hash_key(plaintext))
+            return owner.limits if owner else None
+
+    assert asyncio.run(limits()) == KeyLimits(60, None, 4)
+    changed = ok("keys", "limits", plaintext[:10], "--images-per-minute", "100")
+    assert "100 images a minute" in changed.stderr
+    assert asyncio.run(limits()) == KeyLimits(None, 100, None)  # the others lifted
+    assert "no rate limits" in ok("keys", "limits", plaintext[:10]).stderr
+    assert imagemill("keys", "create", "x", "--concurrent-jobs", "0").exit_code == 2
 
 
 def test_keys_are_listed_and_revoked(data_dir: Path) -> None:

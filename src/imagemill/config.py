@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         "imagemill.jobs",
         description="Queue (RabbitMQ) or list (Redis) of job wake-ups; one per deployment.",
     )
+    rate_limit_storage_url: str | None = Field(
+        None,
+        description="Where API keys' rate limits are counted: `memory://` (this process), or "
+        "`redis://…` to share them among API processes; default: the broker's URL when it "
+        "is Redis, else `memory://`.",
+    )
     host: str = Field("127.0.0.1", description="Address `imagemill serve` binds to.")
     port: int = Field(8000, ge=0, le=65535, description="Port `imagemill serve` listens on.")
     public_url: str | None = Field(
@@ -219,6 +225,13 @@ class Settings(BaseSettings):
         '`{"openai/dall-e-3": {"per_image": 0.04, "by_size": {"1792x1024": 0.08}}}`.',
     )
 
+    @field_validator("rate_limit_storage_url")
+    @classmethod
+    def _counted_where(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError("rate limits are counted in memory:// or redis://… (rediss://…)")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_level(cls, value: object) -> object:
@@ -241,6 +254,13 @@ class Settings(BaseSettings):
     @property
     def resolved_models_dir(self) -> Path:
         return self.models_dir or self.data_dir / "models"
+
+    @property
+    def resolved_rate_limit_storage_url(self) -> str:
+        if self.rate_limit_storage_url:
+            return self.rate_limit_storage_url
+        redis = self.broker_url.startswith(("redis://", "rediss://"))
+        return self.broker_url if redis else "memory://"
 
     @property
     def resolved_storage_url(self) -> str:

@@ -10,6 +10,7 @@ they occur, always with ``raise ... from exc``.
     ├── InvalidInput(field)           invalid_input   422    no
     ├── Unauthorized                  unauthorized    401    no
     ├── BudgetExceeded(budget)        budget_exceeded 402    no   (the caller's spend limit)
+    ├── TooManyRequests(retry_after)  rate_limit_exceeded 429 no  (the caller's rate limit)
     ├── Forbidden                     forbidden       403    no
     ├── NotFound                      not_found       404    no
     ├── Conflict                      conflict        409    no
@@ -97,6 +98,32 @@ class BudgetExceeded(ImagemillError):
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), **self.budget}
+
+
+class TooManyRequests(ImagemillError):
+    """The caller passed one of its API key's rate limits (``spend/limits.py``):
+    ``policy`` names it (``requests``, ``images``, ``jobs``), ``retry_after`` is seconds
+    until it has room (``None``: waiting will not help, or cannot be told), ``window``
+    the IETF headers' values where known."""
+
+    code = "rate_limit_exceeded"
+    status_code = 429
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        policy: str,
+        retry_after: float | None,
+        window: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.policy = policy
+        self.retry_after = retry_after
+        self.window = window
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "policy": self.policy}
 
 
 class Forbidden(ImagemillError):

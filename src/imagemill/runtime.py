@@ -32,6 +32,7 @@ from imagemill.jobs.worker import Worker
 from imagemill.net import PublicOnlyTransport, networks
 from imagemill.providers.registry import Registry
 from imagemill.safety import SafetyCheck
+from imagemill.spend.limits import RateLimits, storage_for
 from imagemill.storage.assets import AssetWriter
 from imagemill.storage.blobs import BlobStore
 
@@ -60,6 +61,7 @@ class Runtime:
         self.repo = Repository(self.db, on_events=self.bus.publish, origin=origin)
         self.accounts = Accounts(self.db)
         self.budgets = Budgets(self.db)
+        self.rate_limits = RateLimits(storage_for(settings.resolved_rate_limit_storage_url))
         self.blobs = BlobStore.from_url(settings.resolved_storage_url, settings.storage_options)
         self.registry = registry or Registry.from_entry_points(settings)
         self.http = httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=True)
@@ -93,6 +95,7 @@ class Runtime:
             settings.job_deadline_seconds,
             self.webhook_targets,
             max_pixels=settings.max_image_pixels,
+            rate_limits=self.rate_limits,
         )
         self.batches = BatchService(self.repo, self.service)
         self.worker = Worker(

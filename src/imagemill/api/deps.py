@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator
 
@@ -34,12 +34,19 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 async def optional_owner(
     request: Request,
+    response: Response,
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Owner | None:
+    """The owner of the request's key (or session), its request counted against the key's
+    rate limit (``TooManyRequests`` past it; the IETF headers on the answer)."""
     if credentials is not None:
         owner = await runtime.accounts.owner_for_key(hash_key(credentials.credentials))
         if owner is not None:
+            if owner.key_id is not None:
+                window = await runtime.rate_limits.request(owner.key_id, owner.limits)
+                if window is not None:
+                    response.headers.update(window.headers())
             return owner
         if runtime.settings.keys_required:
             raise Unauthorized("the API key is not valid (revoked or mistyped)")

@@ -12,7 +12,13 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from imagemill.boundary import BoundaryError, escaped, quoted, storable_text
-from imagemill.errors import BudgetExceeded, ImagemillError, RateLimited, Unauthorized
+from imagemill.errors import (
+    BudgetExceeded,
+    ImagemillError,
+    RateLimited,
+    TooManyRequests,
+    Unauthorized,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +87,12 @@ async def _imagemill_error(_: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
     details = exc.budget if isinstance(exc, BudgetExceeded) else None
+    if isinstance(exc, TooManyRequests):
+        details = {"policy": exc.policy}
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        if exc.window is not None:
+            headers.update(exc.window.headers())
     return error_response(
         exc.status_code, exc.code, exc.message, getattr(exc, "field", None), headers, details
     )

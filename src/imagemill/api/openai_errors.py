@@ -30,6 +30,7 @@ from imagemill.errors import (
     NotFound,
     ProviderInputError,
     RateLimited,
+    TooManyRequests,
     Unauthorized,
 )
 
@@ -48,6 +49,7 @@ _BY_CODE: dict[str, tuple[int, str]] = {
     "rate_limited": (429, "rate_limit_error"),
     # OpenAI's own answer when an account's spend is used up: 429, never retried.
     "budget_exceeded": (429, "insufficient_quota"),
+    "rate_limit_exceeded": (429, "rate_limit_error"),
     "deadline_exceeded": (504, "server_error"),
     "provider_timeout": (504, "server_error"),
     "provider_unavailable": (503, "server_error"),
@@ -127,13 +129,17 @@ def for_exception(exc: Exception) -> JSONResponse:
         if param == "kind":  # what the endpoint asks for is fixed: it is the model that cannot
             param = "model"
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else {}
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+        if isinstance(exc, RateLimited | TooManyRequests) and exc.retry_after is not None:
             headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        if isinstance(exc, TooManyRequests) and exc.window is not None:
+            headers.update(exc.window.headers())
         retry = isinstance(exc, RateLimited) or (
             status >= 500 and not isinstance(exc, ContentRejected) and exc.retryable
         )
         if isinstance(exc, Unauthorized | Forbidden | NotFound | Conflict | InvalidInput):
             retry = False
+        if isinstance(exc, TooManyRequests):  # the SDK waits Retry-After, where there is one
+            retry = exc.retry_after is not None
         return answer(
             status,
             exc.message,

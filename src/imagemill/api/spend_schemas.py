@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from imagemill.db.budgets import BudgetState
 from imagemill.spend.budgets import MAX_BUDGET_USD, MIN_BUDGET_USD, Period, to_usd
+from imagemill.spend.limits import KeyLimits
 from imagemill.spend.quotes import Quote, QuoteItem
 
 PeriodName = Literal["day", "week", "month", "total"]
@@ -132,3 +133,23 @@ class BudgetErrorOut(BaseModel):
     """402: the request would take its caller past a budget; nothing was recorded."""
 
     error: BudgetErrorBody
+
+
+Limit = Annotated[int | None, Field(ge=1, le=1_000_000)]
+
+
+class KeyLimitsIn(BaseModel):
+    """An API key's rate limits, all at once: null (or left out) lifts one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_minute: Limit = Field(None, description="Requests a minute (429 past it).")
+    images_per_minute: Limit = Field(None, description="Images a minute its requests make.")
+    concurrent_jobs: Limit = Field(None, description="Its jobs queued or running at once.")
+
+    def limits(self) -> KeyLimits:
+        return KeyLimits(self.requests_per_minute, self.images_per_minute, self.concurrent_jobs)
+
+
+class KeyLimitsOut(KeyLimitsIn):
+    key_id: str

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from imagemill.specs import ModelSpec
+from imagemill.spend.limits import KeyLimits
 
 if TYPE_CHECKING:
     from imagemill.db.accounts import KeyInfo
@@ -76,6 +77,51 @@ def _price(spec: ModelSpec) -> str:
     return f"${span}" if pricing.currency == "USD" else f"{span} {pricing.currency}"
 
 
+RequestsOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="Requests a minute the key may make (429 past it).", show_default=False
+    ),
+]
+ImagesOption = Annotated[
+    int | None,
+    typer.Option(min=1, help="Images a minute the key may have made.", show_default=False),
+]
+JobsOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="Jobs the key may have queued or running at once.", show_default=False
+    ),
+]
+BudgetOption = Annotated[
+    str | None,
+    typer.Option(
+        help="A spending limit in US dollars per UTC period: '20/month', '5/day', "
+        "'50/week' or '100/total'.",
+        show_default=False,
+    ),
+]
+KeyTarget = Annotated[
+    str | None,
+    typer.Option("--key", help="The key's id or first characters (`keys ls`).", show_default=False),
+]
+OwnerTarget = Annotated[
+    str | None,
+    typer.Option(
+        "--owner", help="An owner's name: all its keys' spending together.", show_default=False
+    ),
+]
+
+
+def _limit(text: str) -> Limit:
+    from imagemill.spend.budgets import parse_limit
+
+    try:
+        return parse_limit(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--budget'") from exc
+
+
 # -- keys, db ---------------------------------------------------------------------------------
 
 
@@ -94,6 +140,9 @@ def keys_create(
         ),
     ] = None,
     budget: BudgetOption = None,
+    requests_per_minute: RequestsOption = None,
+    images_per_minute: ImagesOption = None,
+    concurrent_jobs: JobsOption = None,
     admin: Annotated[
         bool,
         typer.Option(
@@ -109,6 +158,7 @@ def keys_create(
     from imagemill.jobs.service import utcnow
 
     limit = _limit(budget) if budget is not None else None
+    limits = KeyLimits(requests_per_minute, images_per_minute, concurrent_jobs)
 
     async def run() -> tuple[str, str]:
         async with _database(_settings(data_dir)) as db:
@@ -118,6 +168,8 @@ def keys_create(
             key_id = await accounts.add_key(
                 account.id, name, key.prefix, key.key_hash, utcnow(), admin=admin
             )
+            if limits != KeyLimits():
+                await accounts.set_limits(key_id, limits)
             if limit is not None:
                 await Budgets(db).set(key_id, account.id, limit, utcnow())
             return account.name, key.plaintext
@@ -129,6 +181,46 @@ def keys_create(
         f"{escape(owner_name)!r}{spending}. Copy it now, it is not shown again:"
     )
     console.print(plaintext, highlight=False, soft_wrap=True)
+
+
+@keys_app.command("limits")
+def keys_limits(
+    key: Annotated[
+        str,
+        typer.Argument(
+            help="The key's id, or the characters it starts with (as `keys ls` shows them).",
+            show_default=False,
+        ),
+    ],
+    requests_per_minute: RequestsOption = None,
+    images_per_minute: ImagesOption = None,
+    concurrent_jobs: JobsOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Set a key's rate limits, all at once: a limit left out is lifted (none given:
+    every limit lifted). Past one, its requests get 429 with Retry-After."""
+    from imagemill.db.accounts import Accounts
+
+    limits = KeyLimits(requests_per_minute, images_per_minute, concurrent_jobs)
+
+    async def run() -> KeyInfo:
+        async with _database(_settings(data_dir)) as db:
+            accounts = Accounts(db)
+            found = await accounts.find_key(key)
+            await accounts.set_limits(found.id, limits)
+            return found
+
+    found = _run(run())
+    err_console.print(f"key {escape(found.name)!r} ({found.prefix}…): {_limits_text(limits)}")
+
+
+def _limits_text(limits: KeyLimits) -> str:
+    parts = [
+        f"{limits.requests_per_minute} requests a minute" if limits.requests_per_minute else "",
+        f"{limits.images_per_minute} images a minute" if limits.images_per_minute else "",
+        f"{limits.concurrent_jobs} jobs in flight" if limits.concurrent_jobs else "",
+    ]
+    return ", ".join(p for p in parts if p) or "no rate limits"
 
 
 @keys_app.command("ls")
@@ -174,34 +266,6 @@ def keys_revoke(
 
 
 # -- budgets ----------------------------------------------------------------------------------
-
-BudgetOption = Annotated[
-    str | None,
-    typer.Option(
-        help="A spending limit in US dollars per UTC period: '20/month', '5/day', "
-        "'50/week' or '100/total'.",
-        show_default=False,
-    ),
-]
-KeyTarget = Annotated[
-    str | None,
-    typer.Option("--key", help="The key's id or first characters (`keys ls`).", show_default=False),
-]
-OwnerTarget = Annotated[
-    str | None,
-    typer.Option(
-        "--owner", help="An owner's name: all its keys' spending together.", show_default=False
-    ),
-]
-
-
-def _limit(text: str) -> Limit:
-    from imagemill.spend.budgets import parse_limit
-
-    try:
-        return parse_limit(text)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--budget'") from exc
 
 
 @budgets_app.command("set")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +16,17 @@ from imagemill.db.prepared import Prepared
 from imagemill.db.tables import api_keys, owners, presets
 from imagemill.errors import Conflict, NotFound
 from imagemill.ids import new_id
+from imagemill.spend.limits import KeyLimits
 
 _OWNER_FOR_KEY = Prepared(
-    select(owners, api_keys.c.id.label("key_id"), api_keys.c.admin)
+    select(
+        owners,
+        api_keys.c.id.label("key_id"),
+        api_keys.c.admin,
+        api_keys.c.requests_per_minute,
+        api_keys.c.images_per_minute,
+        api_keys.c.concurrent_jobs,
+    )
     .join(api_keys, api_keys.c.owner_id == owners.c.id)
     .where(api_keys.c.key_hash == bindparam("key_hash"), api_keys.c.revoked_at.is_(None))
 )
@@ -35,6 +43,7 @@ class Owner:
     secret: str
     key_id: str | None = None
     admin: bool = False  # the key may manage every owner's budgets
+    limits: KeyLimits = field(default_factory=KeyLimits)  # the key's rate limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +148,10 @@ class Accounts:
 
     async def owner_for_key(self, key_hash: str) -> Owner | None:
         row = await self.db.fetch_one(_OWNER_FOR_KEY, {"key_hash": key_hash})
-        return Owner(row.id, row.name, row.secret, row.key_id, row.admin) if row else None
+        if row is None:
+            return None
+        limits = KeyLimits(row.requests_per_minute, row.images_per_minute, row.concurrent_jobs)
+        return Owner(row.id, row.name, row.secret, row.key_id, row.admin, limits)
 
     async def list_keys(self) -> list[KeyInfo]:
         """Every key of every owner, oldest first (revoked ones too)."""
@@ -162,6 +174,20 @@ class Accounts:
                 f"{len(matches)} keys start with {quoted(id_or_prefix)}: give the key's id"
             )
         return matches[0]
+
+    async def set_limits(self, key_id: str, limits: KeyLimits) -> None:
+        """Replace the rate limits of the key ``key_id`` (``None`` fields: unlimited)."""
+        statement = (
+            update(api_keys)
+            .where(api_keys.c.id == key_id)
+            .values(
+                requests_per_minute=limits.requests_per_minute,
+                images_per_minute=limits.images_per_minute,
+                concurrent_jobs=limits.concurrent_jobs,
+            )
+        )
+        if not await self.db.write(lambda conn: conn.execute(statement).rowcount):
+            raise NotFound(f"no key {quoted(key_id)} (`imagemill keys ls` lists them)")
 
     async def find_owner(self, name: str) -> Owner:
         """The owner called ``name``; ``NotFound`` if there is none."""

@@ -24,14 +24,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from imagemill.boundary import quoted
 from imagemill.db.engine import Database
 from imagemill.db.prepared import Prepared
-from imagemill.db.tables import UTCDateTime, api_keys, budget_spend, budgets, owners
-from imagemill.errors import BudgetExceeded, NotFound
+from imagemill.db.tables import UTCDateTime, api_keys, budget_spend, budgets, jobs, owners
+from imagemill.domain import JobStatus
+from imagemill.errors import BudgetExceeded, NotFound, TooManyRequests
 from imagemill.spend.budgets import Limit, Period, to_usd
 
 Reservation = dict[str, Any]  # {"micros": N, "budgets": [[scope, period start ISO], ...]}
@@ -112,6 +113,50 @@ class BudgetState:
             "requested": to_usd(requested_micros),
             "resets_at": resets_at.isoformat().replace("+00:00", "Z") if resets_at else None,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class InFlightLimit:
+    """An API key's limit on its jobs queued or running at once (``spend/limits.py``)."""
+
+    key_id: str
+    limit: int
+
+
+_LOCK_KEY = Prepared(
+    select(api_keys.c.id).where(api_keys.c.id == bindparam("key_id")).with_for_update()
+)
+_IN_FLIGHT = Prepared(
+    select(func.count())
+    .select_from(jobs)
+    .where(
+        jobs.c.key_id == bindparam("key_id"),
+        jobs.c.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
+    )
+)
+
+
+def lock_key(conn: Connection, in_flight: InFlightLimit | None) -> None:
+    """Take the key's row for the rest of the transaction (PostgreSQL; SQLite's writers
+    run one at a time anyway): submits of one key with a limit on jobs in flight count
+    them one after the other, in any number of processes."""
+    if in_flight is not None:
+        _LOCK_KEY.rows(conn, {"key_id": in_flight.key_id})
+
+
+def check_in_flight(conn: Connection, in_flight: InFlightLimit | None) -> None:
+    """``TooManyRequests`` if, with what this transaction recorded, the key has more
+    jobs queued or running than its limit (the transaction then rolls back)."""
+    if in_flight is None:
+        return
+    count = _IN_FLIGHT.scalar(conn, {"key_id": in_flight.key_id})
+    if count > in_flight.limit:
+        raise TooManyRequests(
+            f"this API key may have {in_flight.limit} jobs queued or running at once; "
+            "wait for some to finish",
+            policy="jobs",
+            retry_after=None,
+        )
 
 
 def scopes_of(owner_id: str, key_id: str | None) -> list[str]:

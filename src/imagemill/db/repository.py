@@ -192,15 +192,26 @@ class Repository(Queries):
 
     # -- submit ---------------------------------------------------------------------------
 
-    async def create_jobs(self, drafts: Sequence[JobDraft], now: datetime) -> list[Job]:
+    async def create_jobs(
+        self,
+        drafts: Sequence[JobDraft],
+        now: datetime,
+        *,
+        in_flight: budgets.InFlightLimit | None = None,
+    ) -> list[Job]:
         """Insert jobs (one comparison group at most) in one transaction.
 
         A draft with ``reuse_cached`` whose cache key has a succeeded job becomes a
-        cache hit: born succeeded, with that job's outputs.
+        cache hit: born succeeded, with that job's outputs. ``in_flight``: the key's
+        limit on jobs queued or running, checked with these counted
+        (``TooManyRequests``: none is recorded).
         """
 
         def work(conn: Connection, published: Appending) -> list[Job]:
-            return _insert_drafts(conn, drafts, now, published)
+            budgets.lock_key(conn, in_flight)
+            created = _insert_drafts(conn, drafts, now, published)
+            budgets.check_in_flight(conn, in_flight)
+            return created
 
         try:
             return await self._write(work)
@@ -211,7 +222,12 @@ class Repository(Queries):
             raise Conflict("a request with this Idempotency-Key is being created") from exc
 
     async def create_batch(
-        self, batch: BatchDraft, drafts: Sequence[JobDraft], now: datetime
+        self,
+        batch: BatchDraft,
+        drafts: Sequence[JobDraft],
+        now: datetime,
+        *,
+        in_flight: budgets.InFlightLimit | None = None,
     ) -> list[Job]:
         """Insert a batch and its items (``drafts``, in order) in one transaction; if every
         item is a cache hit, the batch is complete at once (``db/batch_completion.py``)."""
@@ -229,8 +245,10 @@ class Repository(Queries):
         }
 
         def work(conn: Connection, published: Appending) -> list[Job]:
+            budgets.lock_key(conn, in_flight)
             conn.execute(_INSERT_BATCH, [row])
             items = _insert_drafts(conn, drafts, now, published)
+            budgets.check_in_flight(conn, in_flight)
             if all(item.status.terminal for item in items):
                 batch_completion.item_ended(conn, batch.id, now, published)
             return items
@@ -548,12 +566,14 @@ class Repository(Queries):
         now: datetime,
         *,
         reserve_micros: int = 0,
+        in_flight: budgets.InFlightLimit | None = None,
     ) -> Job:
         """Queue a failed or canceled job again (its owner's retry), holding
         ``reserve_micros`` against the budgets of the key it was made with and its owner
         (``BudgetExceeded``: it stays as it was); ``Conflict`` for a job in another state."""
 
         def work(conn: Connection, published: Appending) -> bool:
+            budgets.lock_key(conn, in_flight)
             key_id = _KEY_OF_JOB.scalar(conn, {"job_id": job_id})
             scopes = budgets.scopes_of(owner_id, key_id)
             row = transition(
@@ -571,6 +591,7 @@ class Repository(Queries):
             )
             if row is None:
                 raise _Unchanged  # nothing held either
+            budgets.check_in_flight(conn, in_flight)
             return True
 
         changed = False

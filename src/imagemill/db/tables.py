@@ -81,6 +81,10 @@ api_keys = Table(
     Column("revoked_at", UTCDateTime),
     # May manage every owner's budgets (``/v1/admin``); ``imagemill keys create --admin``.
     Column("admin", Boolean, nullable=False, default=False, server_default=false()),
+    # Rate limits (``spend/limits.py``); none: unlimited.
+    Column("requests_per_minute", Integer),
+    Column("images_per_minute", Integer),
+    Column("concurrent_jobs", Integer),  # queued or running at once
 )
 
 jobs = Table(
@@ -133,6 +137,7 @@ jobs = Table(
     Index("ix_jobs_status_run_after", "status", "run_after"),
     Index("ix_jobs_group_id", "group_id"),
     Index("ix_jobs_batch_id", "batch_id"),
+    Index("ix_jobs_key_id_status", "key_id", "status"),  # a key's jobs in flight
     Index("ix_jobs_owner_id_request_fingerprint", "owner_id", "request_fingerprint"),
 )
 

@@ -27,6 +27,7 @@ from imagemill.domain import Batch, JobStatus, Submission, batch_status
 from imagemill.errors import Conflict, InvalidInput
 from imagemill.ids import new_id
 from imagemill.jobs.service import JobService, utcnow
+from imagemill.spend.limits import KeyLimits
 
 MAX_REQUESTS = 1000
 MAX_CONCURRENCY = 100
@@ -47,6 +48,7 @@ class BatchService:
         webhook_url: str | None = None,
         deadline_seconds: float | None = None,
         key_id: str | None = None,
+        limits: KeyLimits | None = None,
     ) -> Batch:
         """Check every request, then record and enqueue the batch; ``InvalidInput`` naming
         ``requests.N.<field>`` for the first refused, or ``webhook_url`` for a target
@@ -67,7 +69,8 @@ class BatchService:
         batch = BatchDraft(
             batch_id, owner_id, concurrency, dict(metadata), webhook_url, deadline_seconds
         )
-        jobs = await self.repo.create_batch(batch, drafts, utcnow())
+        in_flight = await self.jobs.admit(drafts, key_id, limits)
+        jobs = await self.repo.create_batch(batch, drafts, utcnow(), in_flight=in_flight)
         await self.jobs.enqueue(jobs)
         return await self.get(owner_id, batch_id)
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from imagemill.boundary import escaped, has_words, quoted
 from imagemill.db import budgets
 from imagemill.db.accounts import Accounts, Preset
+from imagemill.db.budgets import InFlightLimit
 from imagemill.db.queries import JobFilter
 from imagemill.db.records import JobDraft
 from imagemill.db.repository import Repository
@@ -32,6 +33,7 @@ from imagemill.domain import (
     Request,
     Submission,
     TaskKind,
+    output_count,
 )
 from imagemill.errors import Conflict, InvalidInput, NotFound
 from imagemill.events.bus import EventBus
@@ -40,6 +42,7 @@ from imagemill.jobs import validation
 from imagemill.providers.registry import Registry
 from imagemill.specs import ModelSpec
 from imagemill.spend.estimates import Estimate, estimate
+from imagemill.spend.limits import KeyLimits, RateLimits
 from imagemill.spend.quotes import Quote, QuoteItem
 from imagemill.styles import find_preset
 from imagemill.writing import TEXT_PARAMS
@@ -79,8 +82,10 @@ class JobService:
         deadline_seconds: float,
         targets: WebhookTargeting | None = None,
         max_pixels: int | None = None,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         """``max_pixels``: the most pixels this server makes or takes in one image."""
+        self.rate_limits = rate_limits or RateLimits()
         self.repo = repo
         self.accounts = accounts
         self.registry = registry
@@ -99,12 +104,14 @@ class JobService:
         *,
         fingerprint: str | None = None,
         key_id: str | None = None,
+        limits: KeyLimits | None = None,
     ) -> list[Job]:
         """Validate, consult the cache, record and enqueue. One job per model.
 
         Every job that will call a model holds its estimate against the budgets of
         ``key_id`` (the API key the request came with) and of the owner, or none is
-        recorded (``BudgetExceeded``).
+        recorded (``BudgetExceeded``); the key's ``limits`` on images a minute and jobs
+        in flight hold too (``TooManyRequests``).
 
         With an ``idempotency_key``, a repeat of the same request returns the jobs the
         first one made, and the key reused for another request is a 422 (as the IETF
@@ -124,8 +131,9 @@ class JobService:
             fingerprint=fingerprint,
             key_id=key_id,
         )
+        in_flight = await self.admit(drafts, key_id, limits)
         try:
-            jobs = await self.repo.create_jobs(drafts, utcnow())
+            jobs = await self.repo.create_jobs(drafts, utcnow(), in_flight=in_flight)
         except Conflict:
             jobs = await self.repo.find_idempotent(owner_id, idempotency_key or "")
             if not jobs:
@@ -185,6 +193,20 @@ class JobService:
                 )
             )
         return drafts
+
+    async def admit(
+        self, drafts: Sequence[JobDraft], key_id: str | None, limits: KeyLimits | None
+    ) -> InFlightLimit | None:
+        """Count the images ``drafts`` make against the key's images a minute
+        (``TooManyRequests`` past it); the limit on its jobs in flight, which recording
+        them checks (``db/budgets.py``), if it has one."""
+        if key_id is None or limits is None:
+            return None
+        images = sum(output_count(d.request.kind, d.request.n, d.request.params) for d in drafts)
+        await self.rate_limits.images(key_id, limits, images)
+        if limits.concurrent_jobs is None:
+            return None
+        return InFlightLimit(key_id, limits.concurrent_jobs)
 
     def estimate(self, request: Request) -> Estimate:
         """What a resolved request will cost (``spend/estimates.py``)."""
@@ -328,16 +350,27 @@ class JobService:
     async def cancel(self, owner_id: str, job_id: str) -> Job:
         return await self.repo.cancel(job_id, owner_id, utcnow())
 
-    async def retry(self, owner_id: str, job_id: str) -> Job:
+    async def retry(
+        self,
+        owner_id: str,
+        job_id: str,
+        *,
+        key_id: str | None = None,
+        limits: KeyLimits | None = None,
+    ) -> Job:
         """Run a failed or canceled job again: the same id and request, its attempts
-        counted afresh, a new deadline; ``Conflict`` for a job in any other state."""
+        counted afresh, a new deadline; ``Conflict`` for a job in any other state. It
+        holds its estimate against budgets again (``BudgetExceeded``), and counts against
+        the limits of ``key_id``, the key retrying it (``TooManyRequests``)."""
         job = await self.repo.get_job(job_id, owner_id)  # 404 unless the owner's
         now = utcnow()
         seconds = job.request.deadline_seconds or self.deadline_seconds
         deadline_at = now + timedelta(seconds=seconds) if seconds else None
         reserve = self.estimate(job.request).reserve_micros
+        draft = JobDraft(id=job.id, owner_id=owner_id, request=job.request, max_attempts=0)
+        in_flight = await self.admit([draft], key_id, limits)
         retried = await self.repo.requeue(
-            job.id, owner_id, deadline_at, now, reserve_micros=reserve
+            job.id, owner_id, deadline_at, now, reserve_micros=reserve, in_flight=in_flight
         )
         await self._send(retried.id)
         return retried

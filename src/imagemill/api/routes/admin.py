@@ -1,4 +1,5 @@
-"""``/v1/admin``: what operators manage over the API (budgets), for admin keys only
+"""``/v1/admin``: what operators manage over the API (budgets, keys' rate limits), for
+admin keys only
 (``imagemill keys create NAME --admin``; on a keyless loopback server, the local owner)."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, status
 from imagemill.api.deps import CurrentOwner, RuntimeDep
 from imagemill.api.routing import CheckedRoute
 from imagemill.api.schemas import ErrorOut
-from imagemill.api.spend_schemas import BudgetIn, BudgetOut
+from imagemill.api.spend_schemas import BudgetIn, BudgetOut, KeyLimitsIn, KeyLimitsOut
 from imagemill.db.accounts import Owner
 from imagemill.errors import Forbidden, NotFound
 from imagemill.jobs.service import utcnow
@@ -65,3 +66,17 @@ async def remove_budget(scope: Scope, runtime: RuntimeDep) -> None:
     """Remove a budget (what it spent is kept: set again this period, it counts)."""
     if not await runtime.budgets.remove(scope):
         raise NotFound(f"no budget is set for {scope}")
+
+
+KeyId = Annotated[
+    str, Path(max_length=40, description="The key's id (`key_…`, as `imagemill keys ls` shows it).")
+]
+
+
+@router.put("/keys/{key_id}/limits", response_model=KeyLimitsOut, responses=ERRORS)
+async def set_key_limits(key_id: KeyId, body: KeyLimitsIn, runtime: RuntimeDep) -> KeyLimitsOut:
+    """Set a key's rate limits, all at once (null lifts one): requests and images a
+    minute, jobs queued or running at once. Past one, its requests get 429 with
+    `Retry-After` and the IETF `RateLimit` headers."""
+    await runtime.accounts.set_limits(key_id, body.limits())
+    return KeyLimitsOut(key_id=key_id, **body.model_dump())

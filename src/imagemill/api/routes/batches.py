@@ -35,6 +35,7 @@ async def create_batch(body: BatchIn, owner: CurrentOwner, runtime: RuntimeDep) 
         webhook_url=body.webhook_url,
         deadline_seconds=body.deadline_seconds,
         key_id=owner.key_id,
+        limits=owner.limits,
     )
     return BatchOut.of(batch)
 

@@ -46,7 +46,9 @@ async def submit_job(
     ] = None,
 ) -> JobOut | GroupOut:
     """Submit a request. Answers 202 at once, or 200 when it finished within `Prefer: wait=N`."""
-    jobs = await runtime.service.submit(owner.id, submission, idempotency_key, key_id=owner.key_id)
+    jobs = await runtime.service.submit(
+        owner.id, submission, idempotency_key, key_id=owner.key_id, limits=owner.limits
+    )
     wait = _wait_seconds(prefer, runtime.settings.max_wait_seconds)
     if wait:
         jobs = await runtime.service.wait(owner.id, [j.id for j in jobs], wait)
@@ -159,7 +161,10 @@ async def retry_job(
     """Run a failed or canceled job again: the same job (id, request, history), queued
     with its attempts counted afresh and a new deadline; its events go on from where
     they were. 409 for a job that is queued, running or succeeded."""
-    return JobOut.of(await runtime.service.retry(owner.id, job_id), links)
+    retried = await runtime.service.retry(
+        owner.id, job_id, key_id=owner.key_id, limits=owner.limits
+    )
+    return JobOut.of(retried, links)
 
 
 @router.delete(

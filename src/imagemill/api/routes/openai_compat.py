@@ -375,7 +375,12 @@ class _Call:
             job = earlier[0] if earlier else None
         if job is None:
             made = await runtime.service.submit(
-                owner.id, submission, idempotency_key, fingerprint=fingerprint, key_id=owner.key_id
+                owner.id,
+                submission,
+                idempotency_key,
+                fingerprint=fingerprint,
+                key_id=owner.key_id,
+                limits=owner.limits,
             )
             job = made[0]
         wait = _wait_seconds(request, runtime.settings.openai_wait_seconds)

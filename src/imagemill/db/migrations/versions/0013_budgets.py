@@ -1,5 +1,5 @@
 """budgets per API key and per owner: limits, what each period spent and holds, what a
-job reserved and which key submitted it; admin keys
+job reserved and which key submitted it; admin keys; rate limits per key
 
 Revision ID: 0013
 Revises: 0012
@@ -16,6 +16,8 @@ revision = "0013"
 down_revision = "0012"
 branch_labels = None
 depends_on = None
+
+LIMITS = ("requests_per_minute", "images_per_minute", "concurrent_jobs")
 
 
 def upgrade() -> None:
@@ -43,15 +45,21 @@ def upgrade() -> None:
     )
     op.add_column("jobs", sa.Column("key_id", sa.String(length=40), nullable=True))
     op.add_column("jobs", sa.Column("reservation", sa.JSON(), nullable=True))
+    op.create_index(op.f("ix_jobs_key_id_status"), "jobs", ["key_id", "status"])
     op.add_column(
         "api_keys", sa.Column("admin", sa.Boolean(), nullable=False, server_default=sa.false())
     )
+    for limit in LIMITS:
+        op.add_column("api_keys", sa.Column(limit, sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
     # Plain ``ALTER TABLE … DROP COLUMN`` (SQLite 3.35 and later), not a batch rebuild: on
     # SQLite a rebuild drops ``jobs``, which the rows of ``events`` and others point at.
+    for limit in LIMITS:
+        op.drop_column("api_keys", limit)
     op.drop_column("api_keys", "admin")
+    op.drop_index(op.f("ix_jobs_key_id_status"), table_name="jobs")
     op.drop_column("jobs", "reservation")
     op.drop_column("jobs", "key_id")
     op.drop_table("budget_spend")

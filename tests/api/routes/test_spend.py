@@ -1,6 +1,7 @@
-"""Budgets per key and per owner: 402 past a limit, nothing lost to failures or cache hits,
-no overshoot under concurrent submits (in one server and across two), the admin API,
-``/v1/usage``'s budget lines, and ``POST /v1/estimate`` agreeing with what jobs cost."""
+"""Spend controls over the API: budgets per key and per owner (402 past a limit, nothing
+lost to failures or cache hits, no overshoot under concurrent submits), the admin API,
+``/v1/usage``'s budget lines, ``POST /v1/estimate`` agreeing with what jobs cost, and
+keys' rate limits (429 with ``Retry-After`` and the IETF headers)."""
 
 from __future__ import annotations
 
@@ -429,3 +430,90 @@ async def test_the_admin_api_names_what_is_wrong(server: Server) -> None:
     assert (zero.status_code, zero.json()["error"]["field"]) == (422, "limit_usd")
     assert (fine.status_code, fine.json()["error"]["field"]) == (422, "limit_usd")
     assert (period.status_code, period.json()["error"]["field"]) == (422, "period")
+
+
+# -- rate limits ------------------------------------------------------------------------------
+
+
+async def _limited(server: Server, owner: str, **limits: int) -> str:
+    key, key_id = await server.key(owner)
+    response = await server.admin.put(f"/v1/admin/keys/{key_id}/limits", json=limits)
+    assert response.status_code == 200, response.text
+    return key
+
+
+async def test_the_61st_request_in_a_minute_gets_429_and_another_key_is_not_affected(
+    server: Server,
+) -> None:
+    key = await _limited(server, "shop", requests_per_minute=60)
+    other, _ = await server.key("shop")
+    async with server.client(key) as http, server.client(other) as unlimited:
+        answers = [await http.get("/v1/usage") for _ in range(60)]
+        refused = await http.get("/v1/usage")
+        others = [await unlimited.get("/v1/usage") for _ in range(61)]
+
+    assert [a.status_code for a in answers] == [200] * 60
+    assert answers[0].headers["RateLimit-Policy"] == '"requests";q=60;w=60'
+    assert answers[0].headers["RateLimit"].startswith('"requests";r=59;t=')
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert refused.json()["error"]["policy"] == "requests"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert refused.headers["RateLimit"].startswith('"requests";r=0;t=')
+    assert {a.status_code for a in others} == {200}
+    assert "RateLimit" not in others[0].headers
+
+
+async def test_images_a_minute_count_what_requests_make(server: Server) -> None:
+    key = await _limited(server, "shop", images_per_minute=5)
+    async with server.client(key) as http:
+        first = await http.post("/v1/jobs", json=_image(n=3))
+        second = await http.post("/v1/jobs", json=_image(n=3))
+        smaller = await http.post("/v1/jobs", json=_image(n=2))
+        too_many = await http.post("/v1/jobs", json=_image(n=6))
+    assert (first.status_code, second.status_code, smaller.status_code) == (202, 429, 202)
+    assert second.json()["error"]["policy"] == "images"
+    assert "Retry-After" in second.headers
+    assert too_many.status_code == 429
+    assert "Retry-After" not in too_many.headers  # waiting would not help
+    assert "more than this API key's limit of 5" in too_many.json()["error"]["message"]
+
+
+async def test_jobs_in_flight_are_limited_exactly_under_concurrent_submits(
+    server: Server,
+) -> None:
+    key = await _limited(server, "shop", concurrent_jobs=3)
+    slow = _image(params={"latency_ms": 60_000})
+    async with server.client(key) as http:
+        answers = await asyncio.gather(*(http.post("/v1/jobs", json=slow) for _ in range(16)))
+        statuses = [a.status_code for a in answers]
+        refused = next(a for a in answers if a.status_code == 429)
+        running = [a.json()["id"] for a in answers if a.status_code == 202]
+        await http.post(f"/v1/jobs/{running[0]}/cancel")
+        room = await http.post("/v1/jobs", json=slow)
+        for job_id in [*running[1:], room.json()["id"]]:
+            await http.post(f"/v1/jobs/{job_id}/cancel")
+
+    assert (statuses.count(202), statuses.count(429)) == (3, 13)
+    assert refused.json()["error"]["policy"] == "jobs"
+    assert room.status_code == 202  # a canceled job frees its place
+
+
+async def test_the_admin_api_sets_and_lifts_a_keys_limits(server: Server) -> None:
+    key, key_id = await server.key("shop")
+    await server.admin.put(f"/v1/admin/keys/{key_id}/limits", json={"requests_per_minute": 1})
+    async with server.client(key) as http:
+        assert (await http.get("/v1/usage")).status_code == 200
+        assert (await http.get("/v1/usage")).status_code == 429
+        lifted = await server.admin.put(f"/v1/admin/keys/{key_id}/limits", json={})
+        assert (await http.get("/v1/usage")).status_code == 200
+    unknown = await server.admin.put("/v1/admin/keys/key_nobody/limits", json={})
+    zero = await server.admin.put(f"/v1/admin/keys/{key_id}/limits", json={"images_per_minute": 0})
+    assert lifted.json() == {
+        "key_id": key_id,
+        "requests_per_minute": None,
+        "images_per_minute": None,
+        "concurrent_jobs": None,
+    }
+    assert unknown.status_code == 404
+    assert (zero.status_code, zero.json()["error"]["field"]) == (422, "images_per_minute")
