@@ -35,6 +35,7 @@ from imagemill.safety import SafetyCheck
 from imagemill.spend.limits import RateLimits, storage_for
 from imagemill.storage.assets import AssetWriter
 from imagemill.storage.blobs import BlobStore
+from imagemill.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,10 @@ class Runtime:
         self.db = Database(settings.resolved_database_url)
         self.bus = EventBus()
         origin = None if self.db.is_sqlite else new_id("proc")  # names this process
-        self.repo = Repository(self.db, on_events=self.bus.publish, origin=origin)
+        self.metrics = Metrics()
+        self.repo = Repository(
+            self.db, on_events=self.bus.publish, origin=origin, observe=self.metrics.observe
+        )
         self.accounts = Accounts(self.db)
         self.budgets = Budgets(self.db)
         self.rate_limits = RateLimits(storage_for(settings.resolved_rate_limit_storage_url))

@@ -79,8 +79,10 @@ def validation_problem(exc: RequestValidationError, unknown: str = "field") -> t
     return field, message
 
 
-async def _imagemill_error(_: Request, exc: Exception) -> JSONResponse:
+async def _imagemill_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ImagemillError)
+    if (runtime := getattr(request.app.state, "runtime", None)) is not None:
+        runtime.metrics.refused(exc)
     headers = {}
     if isinstance(exc, RateLimited) and exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))

@@ -84,6 +84,7 @@ class Appending:
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
+        self.rows: dict[str, Row[Any]] = {}  # each job's row as this transaction left it
         self._webhooks: list[tuple[Row[Any], list[dict[str, Any]]]] = []
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -98,6 +99,7 @@ class Appending:
         ``webhook_events``)."""
         if not new_events:
             return
+        self.rows[row.id] = row
         first = row.event_seq - len(new_events) + 1
         added = [
             {

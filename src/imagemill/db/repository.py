@@ -101,12 +101,18 @@ _NUDGE = select(func.pg_notify(NUDGES, bindparam("payload")))
 
 class Repository(Queries):
     def __init__(
-        self, db: Database, on_events: EventSink | None = None, origin: str | None = None
+        self,
+        db: Database,
+        on_events: EventSink | None = None,
+        origin: str | None = None,
+        observe: Callable[[Appending], object] | None = None,
     ) -> None:
         """``origin`` names this process in the notifications other processes get of its
-        events (PostgreSQL; see ``events/fanout.py``)."""
+        events (PostgreSQL; see ``events/fanout.py``); ``observe`` gets what each of its
+        transactions appended, with the jobs' rows, once committed (the metrics)."""
         super().__init__(db)
         self.on_events = on_events
+        self.observe = observe
         self.origin = origin
         # Known bytes keep their row: the no-op update only makes RETURNING report it.
         upsert = db.insert(assets)
@@ -160,6 +166,8 @@ class Repository(Queries):
         result, published = outcome.result()
         if committed is not None:
             committed(result)
+        if published and self.observe is not None:
+            self.observe(published)
         if published and self.on_events is not None:
             self.on_events(published.events)
 

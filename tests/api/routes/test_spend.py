@@ -164,6 +164,7 @@ async def test_a_daily_dollar_buys_25_images_and_the_26th_is_a_402_naming_it(
     assert len(history["data"]) == 26  # 25, and the other key's: the refused left none
     [budget] = usage["budgets"]
     assert budget["id"] == key_id and budget["scope"] == "key"
+    assert _counted(server, 'imagemill_budget_rejections_total{scope="key"}') == 1
     assert (budget["limit_usd"], budget["spent_usd"], budget["reserved_usd"]) == (1.0, 1.0, 0.0)
     assert budget["remaining_usd"] == 0.0
 
@@ -462,6 +463,7 @@ async def test_the_61st_request_in_a_minute_gets_429_and_another_key_is_not_affe
     assert refused.headers["RateLimit"].startswith('"requests";r=0;t=')
     assert {a.status_code for a in others} == {200}
     assert "RateLimit" not in others[0].headers
+    assert _counted(server, 'imagemill_rate_limit_rejections_total{policy="requests"}') == 1
 
 
 async def test_images_a_minute_count_what_requests_make(server: Server) -> None:
@@ -517,3 +519,11 @@ async def test_the_admin_api_sets_and_lifts_a_keys_limits(server: Server) -> Non
     }
     assert unknown.status_code == 404
     assert (zero.status_code, zero.json()["error"]["field"]) == (422, "images_per_minute")
+
+
+def _counted(server: Server, sample: str) -> float:
+    """A sample of the server's ``/metrics`` text (``name{labels}``), 0 if absent."""
+    for line in server.runtime.metrics.exposition()[0].decode().splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

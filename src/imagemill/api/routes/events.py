@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.sse import EventSourceResponse
+from prometheus_client import Gauge
 
 from imagemill.api.deps import CurrentOwner, RuntimeDep
 from imagemill.api.routing import CheckedRoute
@@ -29,6 +30,7 @@ from imagemill.domain import Job
 from imagemill.errors import InvalidInput
 from imagemill.events.bus import Event
 from imagemill.events.stream import batch_events, job_events, owner_events
+from imagemill.runtime import Runtime
 
 router = APIRouter(tags=["events"], route_class=CheckedRoute)
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -93,7 +95,7 @@ async def stream_job_events(
     """The job's events (`status`, `progress`, `preview`, `output`, `log`, `error`,
     `done`) from the start or after `Last-Event-ID`; the stream ends after `done`."""
     batches = job_events(runtime.repo, runtime.bus, job.id, position or 0)
-    return _streaming(_encoded(batches, by="seq"))
+    return _streaming(_encoded(batches, by="seq"), runtime)
 
 
 @router.get("/v1/events", responses=STREAM)
@@ -103,7 +105,7 @@ async def stream_events(
     """Every event of all your jobs, from now on (or after `Last-Event-ID`), including
     jobs submitted after connecting. It does not end."""
     batches = owner_events(runtime.repo, runtime.bus, owner.id, position)
-    return _streaming(_encoded(batches, by="id"))
+    return _streaming(_encoded(batches, by="id"), runtime)
 
 
 @router.get("/v1/batches/{batch_id}/events", responses=STREAM)
@@ -123,16 +125,27 @@ async def stream_batch_events(
         lambda: runtime.batches.tally(batch.id),
         position or 0,
     )
-    return _streaming(_encoded(batches, by="id"))
+    return _streaming(_encoded(batches, by="id"), runtime)
 
 
-def _streaming(body: AsyncIterator[bytes]) -> EventSourceResponse:
+def _streaming(body: AsyncIterator[bytes], runtime: Runtime) -> EventSourceResponse:
     # Bytes straight to the response: one write per batch of events, each event encoded
     # once for every subscriber (FastAPI's per-item SSE path costs several hand-offs a
     # message, which 200 subscribers of a busy job turn into most of a core).
     return EventSourceResponse(
-        body, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        _subscribed(body, runtime.metrics.sse_subscribers),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def _subscribed(body: AsyncIterator[bytes], subscribers: Gauge) -> AsyncIterator[bytes]:
+    """``body``, counted among the open streams while it is sent."""
+    subscribers.inc()
+    try:
+        async for chunk in body:
+            yield chunk
+    finally:
+        subscribers.dec()
 
 
 async def _encoded(batches: AsyncIterator[list[Event]], by: str) -> AsyncIterator[bytes]:

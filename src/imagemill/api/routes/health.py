@@ -1,13 +1,15 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes, and the metrics Prometheus scrapes."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from imagemill.api.deps import RuntimeDep
+from imagemill.api.deps import OptionalOwner, RuntimeDep
 from imagemill.api.routing import CheckedRoute
+from imagemill.api.schemas import ErrorOut
+from imagemill.errors import Forbidden, Unauthorized
 
 router = APIRouter(tags=["health"], route_class=CheckedRoute)
 
@@ -37,3 +39,32 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         {"status": "ok" if ready else "unavailable", "checks": checks},
         status_code=200 if ready else 503,
     )
+
+
+async def metrics_reader(owner: OptionalOwner, runtime: RuntimeDep) -> None:
+    """Open on a keyless loopback server; an admin key where keys are required."""
+    if not runtime.settings.keys_required:
+        return
+    if owner is None:
+        raise Unauthorized("/metrics needs an admin key: send 'Authorization: Bearer <key>'")
+    if not owner.admin:
+        raise Forbidden("/metrics needs an admin key (`imagemill keys create NAME --admin`)")
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    dependencies=[Depends(metrics_reader)],
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus' text format."},
+        401: {"model": ErrorOut},
+        403: {"model": ErrorOut},
+    },
+)
+async def metrics(runtime: RuntimeDep) -> Response:
+    """This process's metrics in Prometheus' text format (every process's on the machine
+    with `PROMETHEUS_MULTIPROC_DIR`): jobs by model, kind and status, queue wait, run
+    and end-to-end time, attempts, retries and errors by code, fallbacks, cache hits,
+    outputs and cost per model, refusals by budgets and rate limits, open event streams."""
+    body, content_type = runtime.metrics.exposition()
+    return Response(body, media_type=content_type)

@@ -86,6 +86,8 @@ class OpenAIRoute(CheckedRoute):
             try:
                 return await handler(request)
             except Exception as exc:
+                if (runtime := getattr(request.app.state, "runtime", None)) is not None:
+                    runtime.metrics.refused(exc)
                 return openai_errors.for_exception(exc)
 
         return openai_shaped
