@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -131,3 +132,51 @@ def test_serve_at_debug_never_writes_a_secret(tmp_path: Path) -> None:
     assert " DEBUG " in text, "debug lines were written"
     assert PROVIDER_KEY not in text
     assert "im_NotARealKey" not in text
+
+
+def test_json_logs_are_one_object_a_line_with_request_and_job_ids(tmp_path: Path) -> None:
+    """``IMAGEMILL_LOG_FORMAT=json`` on a whole server: every line parses; the job's
+    status changes and its provider call are lines carrying the job's id, model and
+    attempt; the API's lines carry the request's id, which the answer echoes."""
+    port = free_port()
+    log_file = tmp_path / "serve.log"
+    env = {**os.environ, "IMAGEMILL_LOG_FORMAT": "json", "IMAGEMILL_MAX_ATTEMPTS": "2"}
+    with log_file.open("w") as log, (tmp_path / "banner.txt").open("w") as banner:
+        command = [sys.executable, "-m", "imagemill", "serve", "--port", str(port)]
+        server = subprocess.Popen(  # the logs on standard error, the banner on the output
+            [*command, "--data-dir", str(tmp_path / "data")], stdout=banner, stderr=log, env=env
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until_ready(url, server, log_file)
+            headers = {"Prefer": "wait=20", "X-Request-Id": "trace-4f2a.7"}
+            body = {
+                "model": "placeholder",
+                "prompt": "logged",
+                "size": "32x32",
+                "params": {"fail": "transient", "fail_attempts": 1},
+            }
+            answer = httpx.post(f"{url}/v1/jobs", json=body, headers=headers, timeout=30)
+            fresh = httpx.get(f"{url}/healthz", headers={"X-Request-Id": "bad id\\x01"})
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+    job = answer.json()
+    assert job["status"] == "succeeded"
+    assert answer.headers["X-Request-Id"] == "trace-4f2a.7"
+    assert fresh.headers["X-Request-Id"].startswith("req_")  # not a sane id: a new one
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]  # every one
+    assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+    mine = [line for line in lines if line.get("job_id") == job["id"]]
+    statuses = [line["status"] for line in mine if line["logger"] == "imagemill.jobs"]
+    assert statuses == ["queued", "running", "queued", "running", "succeeded"]
+    calls = [line for line in mine if line["logger"] == "imagemill.providers.calls"]
+    assert [(c["attempt"], c["outcome"]) for c in calls] == [(1, "error"), (2, "ok")]
+    assert calls[0]["error_code"] == "provider_unavailable"
+    assert all(c["model"] == "placeholder" and c["duration_ms"] >= 0 for c in calls)
+    ended = next(line for line in mine if line.get("status") == "succeeded")
+    assert ended["cost_usd"] == 0 and ended["owner_id"].startswith("own_")
+    access = [line for line in lines if line["logger"] == "uvicorn.access"]
+    assert any(line.get("request_id") == "trace-4f2a.7" for line in access)
+    submitted = next(line for line in mine if line.get("status") == "queued")
+    assert submitted.get("request_id") == "trace-4f2a.7"  # written while the request ran

@@ -93,6 +93,11 @@ class Settings(BaseSettings):
         None, description="Base URL clients reach the server at, when behind a proxy."
     )
     workers: bool = Field(True, description="Run job workers inside the server process.")
+    log_format: Literal["console", "json"] = Field(
+        "console",
+        description="`console`: lines for people; `json`: one JSON object a line, with "
+        "request and job ids.",
+    )
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
         "info",
         description="Level of imagemill's and uvicorn's logs (on standard error, secrets "

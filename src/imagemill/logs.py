@@ -2,6 +2,14 @@
 uvicorn's (``IMAGEMILL_LOG_LEVEL`` or ``--log-level``), one handler on standard error,
 and no secret in any line, whatever library wrote it.
 
+Two formats (``IMAGEMILL_LOG_FORMAT``): ``console``, a line for people, and ``json``,
+one JSON object a line for log pipelines: ``time``, ``level``, ``logger``, ``message``,
+and the facts a line carries (``request_id`` on every line written while an HTTP
+request is handled, ``job_id``, ``owner_id``, ``model``, ``attempt``, ``status``,
+``duration_ms``, ``cost_usd``, ``error_code``, ``outcome``; ``exception`` with a
+traceback). Each request's id is the client's ``X-Request-Id`` when it sent a sane one,
+else a new one, and is echoed in the answer's ``X-Request-Id`` (``api/request_ids.py``).
+
 Every record passes ``Redact`` before it is written: the secrets the settings hold
 (provider keys and tokens, passwords in the database, broker and storage settings) are
 blanked out wherever they appear, as are things shaped like credentials (bearer tokens,
@@ -11,10 +19,13 @@ At ``debug`` the libraries' own loggers (httpx, the provider SDKs) speak too.
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.config
 import re
 from collections.abc import Iterable
+from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -34,6 +45,54 @@ _CREDENTIAL_SHAPES = re.compile(
     r"|\bAIza[A-Za-z0-9_-]{30,}"
 )
 REDACTED = "[redacted]"
+#: The id of the HTTP request being handled, for the log lines written meanwhile.
+REQUEST_ID: ContextVar[str | None] = ContextVar("imagemill_request_id", default=None)
+#: What a JSON line carries besides its message, where the record has it.
+FACTS = (
+    "request_id",
+    "job_id",
+    "owner_id",
+    "model",
+    "kind",
+    "status",
+    "attempt",
+    "duration_ms",
+    "cost_usd",
+    "error_code",
+    "outcome",
+)
+
+
+class RequestIds(logging.Filter):
+    """Puts the id of the request being handled (``REQUEST_ID``) on the record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request_id = REQUEST_ID.get()
+        if request_id is not None and not hasattr(record, "request_id"):
+            record.request_id = request_id
+        return True
+
+
+class JsonLines(logging.Formatter):
+    """A record as one JSON object on one line (``IMAGEMILL_LOG_FORMAT=json``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created, UTC)
+        line: dict[str, Any] = {
+            "time": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in FACTS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        return json.dumps(line, default=str, ensure_ascii=False)
 
 
 class Redact(logging.Filter):
@@ -74,7 +133,12 @@ def secrets_of(settings: Settings) -> list[str]:
         )
         if value is not None
     ]
-    for url in (settings.database_url, settings.broker_url, settings.storage_url):
+    for url in (
+        settings.database_url,
+        settings.broker_url,
+        settings.storage_url,
+        settings.rate_limit_storage_url,
+    ):
         password = _password(url)
         if password:
             found.append(password)
@@ -101,13 +165,16 @@ def config(settings: Settings) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"redact": {"()": Redact, "secrets": secrets_of(settings)}},
-        "formatters": {"plain": {"format": FORMAT}},
+        "filters": {
+            "request_id": {"()": RequestIds},
+            "redact": {"()": Redact, "secrets": secrets_of(settings)},
+        },
+        "formatters": {"plain": {"format": FORMAT}, "json": {"()": JsonLines}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
-                "formatter": "plain",
-                "filters": ["redact"],
+                "formatter": "json" if settings.log_format == "json" else "plain",
+                "filters": ["request_id", "redact"],
                 "stream": "ext://sys.stderr",
             }
         },

@@ -15,6 +15,7 @@ import httpx
 
 from imagemill.config import Settings
 from imagemill.db.accounts import Accounts, Owner
+from imagemill.db.appending import Appending
 from imagemill.db.budgets import Budgets
 from imagemill.db.engine import Database
 from imagemill.db.migrate import upgrade
@@ -35,6 +36,7 @@ from imagemill.safety import SafetyCheck
 from imagemill.spend.limits import RateLimits, storage_for
 from imagemill.storage.assets import AssetWriter
 from imagemill.storage.blobs import BlobStore
+from imagemill.telemetry.journal import log_transitions
 from imagemill.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -61,12 +63,16 @@ class Runtime:
         origin = None if self.db.is_sqlite else new_id("proc")  # names this process
         self.metrics = Metrics()
         self.repo = Repository(
-            self.db, on_events=self.bus.publish, origin=origin, observe=self.metrics.observe
+            self.db, on_events=self.bus.publish, origin=origin, observe=self._observe
         )
         self.accounts = Accounts(self.db)
         self.budgets = Budgets(self.db)
         self.rate_limits = RateLimits(storage_for(settings.resolved_rate_limit_storage_url))
-        self.blobs = BlobStore.from_url(settings.resolved_storage_url, settings.storage_options)
+        self.blobs = BlobStore.from_url(
+            settings.resolved_storage_url,
+            settings.storage_options,
+            on_written=self.metrics.storage_written.inc,
+        )
         self.registry = registry or Registry.from_entry_points(settings)
         self.http = httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=True)
         threshold = settings.safety_threshold
@@ -134,6 +140,7 @@ class Runtime:
             settings,
             self.batches,
             self.webhook_targets,
+            on_attempt=lambda outcome: self.metrics.webhook_attempts.labels(outcome).inc(),
         )
         self.bus.add_listener(self.sender.on_event)
         self.sweeper = Sweeper(
@@ -203,6 +210,11 @@ class Runtime:
         if self.fanout is not None:
             await self.fanout.stop()
         await self.db.dispose()
+
+    def _observe(self, published: Appending) -> None:
+        """What one committed transaction of this process recorded: counted, and logged."""
+        self.metrics.observe(published)
+        log_transitions(published)
 
     async def local_owner(self) -> Owner:
         """The single owner of a keyless server bound to loopback."""

@@ -139,6 +139,9 @@ async def test_a_delivery_is_retried_after_two_500s_and_verifies(
     assert delivery["status"] == "delivered"
     assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 200]
     assert delivery["id"] == ids.pop()
+    metrics = (await api.get("/metrics")).text
+    assert 'imagemill_webhook_attempts_total{outcome="pending"} 2.0' in metrics
+    assert 'imagemill_webhook_attempts_total{outcome="delivered"} 1.0' in metrics
 
 
 async def test_retry_after_is_honoured(api: httpx.AsyncClient, receiver: Receiver) -> None:

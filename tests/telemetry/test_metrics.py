@@ -113,7 +113,10 @@ async def test_the_counters_after_a_known_mix_embedded(priced: Settings) -> None
         scraped = await http.get("/metrics")
     assert scraped.status_code == 200
     assert scraped.headers["content-type"].startswith("text/plain")
-    check_the_mix(samples(scraped.text))
+    found = samples(scraped.text)
+    check_the_mix(found)
+    stored = sum(f.stat().st_size for f in (priced.data_dir / "blobs").rglob("*") if f.is_file())
+    assert value(found, "imagemill_storage_written_bytes_total") == stored > 0
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from imagemill import __version__, web
 from imagemill.api import contract, errors
+from imagemill.api.request_ids import RequestIds
 from imagemill.api.routes import (
     admin,
     assets,
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     errors.install(app)
     # Event streams and image bytes are excluded by content type inside GZipMiddleware.
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES)
+    app.add_middleware(RequestIds)  # outermost: every answer carries its X-Request-Id
     app.state.max_upload_bytes = settings.max_upload_bytes  # routing: a body's size limit
     for module in (
         jobs,

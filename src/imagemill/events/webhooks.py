@@ -27,6 +27,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -109,8 +110,12 @@ class WebhookSender:
         settings: Settings,
         batches: BatchService,
         targets: WebhookTargets | None = None,
+        on_attempt: Callable[[str], object] | None = None,
     ) -> None:
+        """``on_attempt`` is told each attempt's outcome (``delivered``, ``pending``: to be
+        retried, ``failed``, ``canceled``): the metrics."""
         self.store = store
+        self.on_attempt = on_attempt
         self.targets = targets  # told when an owner's default endpoint is disabled
         self.repo = repo
         self.batches = batches
@@ -229,6 +234,8 @@ class WebhookSender:
         if outcome == PENDING:
             next_at = utcnow() + timedelta(seconds=self._backoff(number, retry_after))
         await self.store.record(delivery, attempt, status=outcome, next_attempt_at=next_at)
+        if self.on_attempt is not None:
+            self.on_attempt(outcome)
         if next_at is not None:
             asyncio.get_running_loop().call_later(
                 (next_at - utcnow()).total_seconds(), self._wake.set

@@ -36,6 +36,7 @@ from imagemill.providers.circuits import Circuits
 from imagemill.providers.registry import Registry
 from imagemill.specs import ModelSpec
 from imagemill.storage.assets import AssetWriter
+from imagemill.telemetry.journal import provider_call
 
 
 class ModelCalls:
@@ -100,7 +101,8 @@ class ModelCalls:
             with self.circuits.counted(provider.name), Reservation(self.answers) as memory:
                 async with asyncio.timeout(self.time_left(job)) as clock:
                     context = self._context(job, spec.id, deadline, memory, clock)
-                    results = await provider.run(task, context)
+                    with provider_call(job.id, job.owner_id, spec.id, job.attempt):
+                        results = await provider.run(task, context)
         models = [job.model, *(f.model for f in job.request.fallback)]
         chain = [self.registry.resolve(model)[1] for model in models]
         text = tasks.fitted(storable_text(results[0].text or "", MAX_PROMPT_CHARS), chain)
@@ -177,7 +179,8 @@ class ModelCalls:
                 with self.circuits.counted(provider.name):
                     async with asyncio.timeout(self.time_left(job)) as clock:
                         context = self._context(job, spec.id, deadline, memory, clock)
-                        results = await provider.run(task, context)
+                        with provider_call(job.id, job.owner_id, spec.id, job.attempt):
+                            results = await provider.run(task, context)
                 return await self._stored(results, task, spec, fallback_reason, memory)
 
     async def _stored(

@@ -7,7 +7,7 @@ once and a retried write of the same output is a no-op, never a second copy.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlparse
@@ -47,12 +47,21 @@ def open_store(url: str, options: Mapping[str, Any] | None = None) -> ObjectStor
 
 
 class BlobStore:
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(
+        self, store: ObjectStore, on_written: Callable[[int], object] | None = None
+    ) -> None:
+        """``on_written`` is told the size of each blob written (the metrics)."""
         self.store = store
+        self.on_written = on_written
 
     @classmethod
-    def from_url(cls, url: str, options: Mapping[str, Any] | None = None) -> BlobStore:
-        return cls(open_store(url, options))
+    def from_url(
+        cls,
+        url: str,
+        options: Mapping[str, Any] | None = None,
+        on_written: Callable[[int], object] | None = None,
+    ) -> BlobStore:
+        return cls(open_store(url, options), on_written)
 
     async def put(self, key: str, data: bytes) -> bool:
         """Write ``data`` under ``key`` unless something is there already. True if written."""
@@ -60,6 +69,8 @@ class BlobStore:
             await obstore.put_async(self.store, key, data, mode="create")
         except AlreadyExistsError:
             return False
+        if self.on_written is not None:
+            self.on_written(len(data))
         return True
 
     async def put_content(self, data: bytes, namespace: str = "sha256") -> tuple[str, str]:

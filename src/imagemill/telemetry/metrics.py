@@ -6,7 +6,7 @@ outputs and errors are written by exactly one process, so each is counted once a
 a deployment, by the process that made it happen (the API process for submits and
 cancels, the worker for attempts, outputs and endings). Events other processes send
 over the fan-out are not counted here. A few are counted where they happen: refusals
-by a budget or a rate limit, event-stream subscribers.
+by a budget or a rate limit, event-stream subscribers, webhook attempts, bytes stored.
 
 Each process serves its own counts (Prometheus adds them up). Several processes on one
 machine can share one ``/metrics`` through prometheus-client's multiprocess mode: set
@@ -140,6 +140,18 @@ class Metrics:
             "imagemill_rate_limit_rejections",
             "Requests refused by a key's rate limit (429), by policy (requests, images, jobs).",
             ["policy"],
+            registry=r,
+        )
+        self.webhook_attempts = Counter(
+            "imagemill_webhook_attempts",
+            "Webhook delivery attempts, by outcome (delivered; pending: to be retried; "
+            "failed: given up; canceled).",
+            ["outcome"],
+            registry=r,
+        )
+        self.storage_written = Counter(
+            "imagemill_storage_written_bytes",
+            "Bytes of blobs written to storage (outputs, uploads, thumbnails; new ones only).",
             registry=r,
         )
         self.sse_subscribers = Gauge(

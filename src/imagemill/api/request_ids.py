@@ -1,0 +1,45 @@
+"""Request ids: every HTTP request gets one, its log lines carry it (``logs.REQUEST_ID``)
+and its answer echoes it in ``X-Request-Id``.
+
+A client's (or a proxy's) ``X-Request-Id`` is kept when it is a sane token (up to 128
+characters of letters, digits and ``._:-``), so one id follows a call through every
+hop; anything else is replaced by a new id.
+"""
+
+from __future__ import annotations
+
+import re
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from imagemill.ids import new_id
+from imagemill.logs import REQUEST_ID
+
+HEADER = b"x-request-id"
+_SANE = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+class RequestIds:
+    """ASGI middleware: the request's id, set for its log lines, echoed in its answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((value for name, value in scope["headers"] if name == HEADER), b"")
+        request_id = given.decode() if _SANE.fullmatch(given) else new_id("req")
+        echoed = (HEADER, request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), echoed]}
+            await send(message)
+
+        token = REQUEST_ID.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            REQUEST_ID.reset(token)
