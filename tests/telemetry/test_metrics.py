@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fakes.server import serve_here
+from fakes.server import free_port, serve_here
 from imagemill.api.app import create_app
 from imagemill.auth import new_key
 from imagemill.config import Settings
@@ -238,3 +238,12 @@ def test_the_readme_and_the_dashboard_name_only_metrics_that_exist() -> None:
     table = set(re.findall(r"`(imagemill_[a-z_]+)`", section))
     defined = {family.name for family in Metrics().registry.collect()}
     assert {n.removesuffix("_total") for n in table} == defined  # every metric documented
+
+
+def test_a_worker_serves_its_metrics_on_a_port_of_its_own() -> None:
+    metrics = Metrics()
+    metrics.outputs.labels("placeholder").inc(3)
+    port = free_port()
+    metrics.serve("127.0.0.1", port)
+    scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    assert value(samples(scraped.text), "imagemill_outputs_total", model="placeholder") == 3

@@ -114,6 +114,19 @@ def worker(
             show_default=False,
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Serve this worker's Prometheus metrics at http://HOST:PORT/metrics (HOST: "
+            "--metrics-host); the jobs it runs are counted here, not by the API servers.",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address the metrics port binds to.")
+    ] = "127.0.0.1",
     data_dir: DataDirOption = None,
     log_level: LogLevelOption = None,
 ) -> None:
@@ -132,17 +145,19 @@ def worker(
             "IMAGEMILL_BROKER_URL to amqp://… or redis://… (and the same on the servers)."
         )
         raise typer.Exit(2)
-    asyncio.run(_work(settings))
+    asyncio.run(_work(settings, (metrics_host, metrics_port) if metrics_port else None))
 
 
-async def _work(settings: Settings) -> None:
+async def _work(settings: Settings, metrics_at: tuple[str, int] | None = None) -> None:
     from imagemill.runtime import Runtime
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, stopping.set)
-    async with Runtime(settings, run_workers=True):
+    async with Runtime(settings, run_workers=True) as runtime:
+        if metrics_at is not None:
+            runtime.metrics.serve(*metrics_at)
         console.print(
             f"imagemill {__version__} worker: {settings.hosted_concurrency} hosted and "
             f"{settings.worker_concurrency} local jobs at once, "

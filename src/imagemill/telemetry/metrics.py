@@ -30,6 +30,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    start_http_server,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -217,11 +218,19 @@ class Metrics:
     def exposition(self) -> tuple[bytes, str]:
         """The text Prometheus scrapes, and its content type: this process's metrics, or
         every process's in multiprocess mode."""
-        registry = self.registry
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            registry = CollectorRegistry()
-            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self._exposed()), CONTENT_TYPE_LATEST
+
+    def serve(self, host: str, port: int) -> None:
+        """Serve ``/metrics`` on a port of its own (a worker, which has no HTTP API), from
+        a thread of prometheus-client's."""
+        start_http_server(port, addr=host, registry=self._exposed())
+
+    def _exposed(self) -> CollectorRegistry:
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return self.registry
+        every_process = CollectorRegistry()
+        MultiProcessCollector(every_process)  # type: ignore[no-untyped-call]
+        return every_process
 
 
 def _seconds(start: datetime, end: datetime) -> float:
