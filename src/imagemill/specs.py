@@ -96,6 +96,11 @@ class Pricing(BaseModel):
     per_million_output_tokens: float = Field(
         0.0, ge=0, description="Text models: USD per million tokens written."
     )
+    configured: bool = Field(
+        False,
+        description="Set by this server's operator (IMAGEMILL_PRICES): an image is charged "
+        "this table's price even where the provider reports a cost of its own.",
+    )
 
     def tokens(self, read: int, written: int) -> float:
         """What a text model's call cost, from the tokens it read and wrote."""

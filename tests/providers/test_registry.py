@@ -172,9 +172,11 @@ def test_a_price_override_replaces_the_models_whole_price_table() -> None:
     registry = Registry([Priced(), PlaceholderProvider()], {"acme/big-1": override})
 
     [big] = [s for s in registry.models() if s.id == "acme/big-1"]
-    assert big.pricing == override
-    assert registry.resolve("acme/big-1")[1].pricing == override
-    assert registry.resolve("big")[1].pricing == override
+    configured = override.model_copy(update={"configured": True})  # the operator's: it wins
+    assert big.pricing == configured
+    assert registry.resolve("acme/big-1")[1].pricing == configured
+    assert registry.resolve("big")[1].pricing == configured
+    assert not Registry([Priced()]).resolve("big")[1].pricing.configured
     # The whole table is replaced: the built-in by-size price is gone.
     assert Registry([Priced()]).resolve("big")[1].pricing.price(Size(2048, 2048)) == 0.30
     assert big.pricing.price(Size(2048, 2048)) == 0.05
@@ -196,7 +198,7 @@ def test_an_override_for_an_unknown_model_is_ignored() -> None:
 def test_from_entry_points_applies_the_configured_prices(settings: Settings) -> None:
     configured = settings.model_copy(update={"prices": {"placeholder": Pricing(per_image=0.02)}})
     registry = Registry.from_entry_points(configured)
-    assert registry.resolve("placeholder")[1].pricing == Pricing(per_image=0.02)
+    assert registry.resolve("placeholder")[1].pricing == Pricing(per_image=0.02, configured=True)
 
 
 DALL_E_3_PRICES = Pricing(

@@ -114,6 +114,20 @@ async def test_the_price_table_decides_when_the_provider_reports_no_cost(
     assert (stored.cost_usd, stored.fallback) == (0.25, True)
 
 
+async def test_the_operators_price_wins_over_the_providers_reported_cost(
+    make_writer: Callable[..., AssetWriter],
+) -> None:
+    async def cost(pricing: Pricing) -> float:
+        output = Output(data=_image(64, 64), cost_usd=0.0423)  # from its token usage, say
+        stored = await make_writer(_unreachable).store(
+            output, _task(), model_id="p/m", pricing=pricing
+        )
+        return stored.cost_usd
+
+    assert await cost(Pricing(per_image=0.04)) == 0.0423  # the built-in table: reported wins
+    assert await cost(Pricing(per_image=0.04, configured=True)) == 0.04  # IMAGEMILL_PRICES
+
+
 async def test_the_price_is_that_of_the_made_size_and_quality(
     make_writer: Callable[..., AssetWriter],
 ) -> None:

@@ -34,7 +34,8 @@ class Registry:
         for provider in self.providers.values():
             for spec in provider.models():
                 if prices and spec.id in prices:
-                    spec = spec.model_copy(update={"pricing": prices[spec.id]})
+                    configured = prices[spec.id].model_copy(update={"configured": True})
+                    spec = spec.model_copy(update={"pricing": configured})
                 self._models[spec.id] = (provider, spec)
                 for alias in spec.aliases:
                     self._aliases[alias] = spec.id

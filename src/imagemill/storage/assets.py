@@ -266,8 +266,9 @@ class AssetWriter:
 def _cost(
     output: Output, pricing: Pricing, generated: tuple[int | None, int | None], task: Task
 ) -> float:
-    """What the provider reported, else the price table at the size the model made."""
-    if output.cost_usd is not None:
+    """What the provider reported, else the price table at the size the model made; the
+    operator's price table (``IMAGEMILL_PRICES``) wins over both."""
+    if output.cost_usd is not None and not pricing.configured:
         return output.cost_usd
     width, height = generated
     billed = Size(width, height) if width and height else Size(task.width, task.height)

@@ -14,7 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
+from fakes.openai_images import FakeOpenAI
+from fakes.server import serve
 from imagemill.api.app import create_app
 from imagemill.auth import new_key
 from imagemill.config import Settings
@@ -94,8 +97,10 @@ class Server:
 
 
 @asynccontextmanager
-async def serving(settings: Settings, *, run_workers: bool = True) -> AsyncIterator[Server]:
-    registry = Registry([PlaceholderProvider(), PricedModels()], settings.prices)
+async def serving(
+    settings: Settings, *, run_workers: bool = True, registry: Registry | None = None
+) -> AsyncIterator[Server]:
+    registry = registry or Registry([PlaceholderProvider(), PricedModels()], settings.prices)
     runtime = Runtime(settings, registry=registry, run_workers=run_workers)
     async with runtime, AsyncExitStack() as stack:
         admin_key = new_key()
@@ -167,6 +172,36 @@ async def test_a_daily_dollar_buys_25_images_and_the_26th_is_a_402_naming_it(
     assert _counted(server, 'imagemill_budget_rejections_total{scope="key"}') == 1
     assert (budget["limit_usd"], budget["spent_usd"], budget["reserved_usd"]) == (1.0, 1.0, 0.0)
     assert budget["remaining_usd"] == 0.0
+
+
+async def test_gpt_image_1_at_a_configured_4_cents_fills_a_daily_dollar_in_25_images(
+    priced: Settings,
+) -> None:
+    """The issue's case itself: the real OpenAI SDK against the fake, which reports token
+    usage (about $0.042 an image at list prices); the operator's $0.04 is what counts."""
+    fake = FakeOpenAI(api_key="sk-budget")
+    with serve(fake.app) as url:
+        configured = priced.model_copy(
+            update={
+                "openai_api_key": SecretStr("sk-budget"),
+                "openai_base_url": f"{url}/v1",
+                "prices": {"openai/gpt-image-1": Pricing(per_image=PRICE)},
+            }
+        )
+        async with serving(configured, registry=Registry.from_entry_points(configured)) as server:
+            key, _ = await server.key("shop", "1/day")
+            body = {"model": "openai/gpt-image-1", "prompt": "a poster", "size": "1024x1024"}
+            async with server.client(key) as http:
+                made = [
+                    await http.post(
+                        "/v1/jobs", json={**body, "prompt": f"poster {n}"}, headers=WAIT
+                    )
+                    for n in range(26)
+                ]
+    assert [m.status_code for m in made] == [200] * 25 + [402]
+    assert {m.json()["cost_usd"] for m in made[:25]} == {PRICE}
+    assert made[25].json()["error"]["spent"] == 1.0
+    assert len(fake.calls) == 25  # the refused one never reached the provider
 
 
 async def test_failed_canceled_and_cached_jobs_cost_nothing_against_a_budget(
