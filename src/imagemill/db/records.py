@@ -1,9 +1,10 @@
-"""What callers hand the repository to write: a job or a batch about to be inserted, and
-outputs and blobs already in storage, ready to be recorded."""
+"""What callers hand the repository to write: a job or a batch about to be inserted, jobs
+to queue again, and outputs and blobs already in storage, ready to be recorded."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from imagemill.domain import Request
@@ -66,6 +67,16 @@ class StoredOutput:
     fallback_reason: str | None = None  # why the model asked for did not make it
     text: str | None = None  # a text kind's output (its bytes, as text)
     tone: str | None = None  # a caption's tone, when tones were asked for
+
+
+@dataclass(frozen=True, slots=True)
+class Requeue:
+    """A failed or canceled job its owner runs again: its new deadline, and what it holds
+    against budgets until it ends (``spend``)."""
+
+    job_id: str
+    deadline_at: datetime | None
+    reserve_micros: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ bound parameters: building SQLAlchemy expressions costs more than running them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
@@ -26,7 +25,7 @@ from imagemill.db.deletion import delete_finished_job
 from imagemill.db.engine import Database
 from imagemill.db.prepared import Prepared
 from imagemill.db.queries import Queries, cached_job_of
-from imagemill.db.records import BatchDraft, JobDraft, StoredBlob, StoredOutput
+from imagemill.db.records import BatchDraft, JobDraft, Requeue, StoredBlob, StoredOutput
 from imagemill.db.rows import (
     job_from_row,
     metadata_rows,
@@ -566,51 +565,46 @@ class Repository(Queries):
             )
         return job
 
-    async def requeue(
+    async def requeue_all(
         self,
-        job_id: str,
         owner_id: str,
-        deadline_at: datetime | None,
+        retries: Sequence[Requeue],
         now: datetime,
         *,
-        reserve_micros: int = 0,
         in_flight: budgets.InFlightLimit | None = None,
-    ) -> Job:
-        """Queue a failed or canceled job again (its owner's retry), holding
-        ``reserve_micros`` against the budgets of the key it was made with and its owner
-        (``BudgetExceeded``: it stays as it was); ``Conflict`` for a job in another state."""
+    ) -> list[str]:
+        """Queue again, in one transaction, each of ``retries`` that is failed or canceled
+        (the others are left as they are), each holding its estimate against its budgets:
+        all of them, or none (``BudgetExceeded``, ``TooManyRequests``). The ids queued."""
 
-        def work(conn: Connection, published: Appending) -> bool:
+        def work(conn: Connection, published: Appending) -> list[str]:
             budgets.lock_key(conn, in_flight)
-            key_id = _KEY_OF_JOB.scalar(conn, {"job_id": job_id})
-            scopes = budgets.scopes_of(owner_id, key_id)
-            row = transition(
-                conn,
-                states.REQUEUE,
-                job_id,
-                now=now,
-                published=published,
-                params={
-                    "owner_id": owner_id,
-                    "deadline_at": deadline_at,
-                    "reservation": budgets.reserve(conn, scopes, reserve_micros, now),
-                },
-                new_events=[("status", {"status": Q.value, "retried": True})],
-            )
-            if row is None:
-                raise _Unchanged  # nothing held either
+            queued = []
+            for retry in retries:
+                key_id = _KEY_OF_JOB.scalar(conn, {"job_id": retry.job_id})
+                scopes = budgets.scopes_of(owner_id, key_id)
+                held = budgets.reserve(conn, scopes, retry.reserve_micros, now)
+                row = transition(
+                    conn,
+                    states.REQUEUE,
+                    retry.job_id,
+                    now=now,
+                    published=published,
+                    params={
+                        "owner_id": owner_id,
+                        "deadline_at": retry.deadline_at,
+                        "reservation": held,
+                    },
+                    new_events=[("status", {"status": Q.value, "retried": True})],
+                )
+                if row is not None:
+                    queued.append(retry.job_id)
+                elif held is not None:  # not failed or canceled (any more): give it back
+                    budgets.settle(conn, held, 0)
             budgets.check_in_flight(conn, in_flight)
-            return True
+            return queued
 
-        changed = False
-        with contextlib.suppress(_Unchanged):
-            changed = await self._write(work)
-        job = await self.get_job(job_id, owner_id)
-        if not changed:
-            raise Conflict(
-                f"job {job_id} is {job.status}; only a failed or canceled job can be retried"
-            )
-        return job
+        return await self._write(work)
 
     async def delete_job(self, job_id: str, owner_id: str) -> None:
         """Remove a finished job from the owner's history (``db/deletion.py``)."""
@@ -646,10 +640,6 @@ class Repository(Queries):
             params=error_params(error),
             new_events=_failure_events(error),
         )
-
-
-class _Unchanged(Exception):
-    """A transaction that found nothing to change, rolled back."""
 
 
 _KEY_OF_JOB = Prepared(select(jobs.c.key_id).where(jobs.c.id == bindparam("job_id")))

@@ -120,13 +120,21 @@ class BatchService:
                     await self.jobs.cancel(owner_id, job.id)
         return await self.get(owner_id, batch_id)
 
-    async def retry(self, owner_id: str, batch_id: str) -> Batch:
-        """Run the failed and canceled items again (each the same job, queued afresh)."""
+    async def retry(
+        self,
+        owner_id: str,
+        batch_id: str,
+        *,
+        key_id: str | None = None,
+        limits: KeyLimits | None = None,
+    ) -> Batch:
+        """Run the failed and canceled items again (each the same job, queued afresh), all
+        in one transaction: each holds its estimate against budgets again, and all are
+        queued or none (``BudgetExceeded``; ``TooManyRequests`` past the limits of
+        ``key_id``, the key retrying them)."""
         batch = await self.repo.get_batch(batch_id, owner_id)
-        for job in batch.jobs:
-            if job.status in (JobStatus.FAILED, JobStatus.CANCELED):
-                with contextlib.suppress(Conflict):  # retried meanwhile
-                    await self.jobs.retry(owner_id, job.id)
+        ended = [j for j in batch.jobs if j.status in (JobStatus.FAILED, JobStatus.CANCELED)]
+        await self.jobs.requeue(owner_id, ended, key_id=key_id, limits=limits)
         return await self.get(owner_id, batch_id)
 
     async def tally(self, batch_id: str) -> dict[str, object]:

@@ -21,7 +21,7 @@ from imagemill.db import budgets
 from imagemill.db.accounts import Accounts, Preset
 from imagemill.db.budgets import InFlightLimit
 from imagemill.db.queries import JobFilter
-from imagemill.db.records import JobDraft
+from imagemill.db.records import JobDraft, Requeue
 from imagemill.db.repository import Repository
 from imagemill.domain import (
     ENHANCEABLE,
@@ -363,17 +363,39 @@ class JobService:
         holds its estimate against budgets again (``BudgetExceeded``), and counts against
         the limits of ``key_id``, the key retrying it (``TooManyRequests``)."""
         job = await self.repo.get_job(job_id, owner_id)  # 404 unless the owner's
+        if not await self.requeue(owner_id, [job], key_id=key_id, limits=limits):
+            job = await self.repo.get_job(job_id, owner_id)
+            raise Conflict(
+                f"job {job_id} is {job.status}; only a failed or canceled job can be retried"
+            )
+        return await self.repo.get_job(job_id, owner_id)
+
+    async def requeue(
+        self,
+        owner_id: str,
+        jobs: Sequence[Job],
+        *,
+        key_id: str | None = None,
+        limits: KeyLimits | None = None,
+    ) -> builtins.list[str]:
+        """Queue ``jobs`` again, those still failed or canceled, in one transaction (each a
+        new deadline, its estimate held against budgets: all or none), and wake workers
+        for them; the ids queued."""
+        if not jobs:
+            return []
         now = utcnow()
-        seconds = job.request.deadline_seconds or self.deadline_seconds
-        deadline_at = now + timedelta(seconds=seconds) if seconds else None
-        reserve = self.estimate(job.request).reserve_micros
-        draft = JobDraft(id=job.id, owner_id=owner_id, request=job.request, max_attempts=0)
-        in_flight = await self.admit([draft], key_id, limits)
-        retried = await self.repo.requeue(
-            job.id, owner_id, deadline_at, now, reserve_micros=reserve, in_flight=in_flight
-        )
-        await self._send(retried.id)
-        return retried
+        retries, drafts = [], []
+        for job in jobs:
+            seconds = job.request.deadline_seconds or self.deadline_seconds
+            deadline_at = now + timedelta(seconds=seconds) if seconds else None
+            reserve = self.estimate(job.request).reserve_micros
+            retries.append(Requeue(job.id, deadline_at, reserve))
+            drafts.append(JobDraft(job.id, owner_id, job.request, max_attempts=job.max_attempts))
+        in_flight = await self.admit(drafts, key_id, limits)
+        queued = await self.repo.requeue_all(owner_id, retries, now, in_flight=in_flight)
+        for job_id in queued:
+            await self._send(job_id)
+        return queued
 
     async def delete(self, owner_id: str, job_id: str) -> None:
         await self.repo.delete_job(job_id, owner_id)

@@ -562,3 +562,19 @@ def _counted(server: Server, sample: str) -> float:
         if line.startswith(sample + " "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+async def test_a_batch_retry_holds_every_items_estimate_or_none(server: Server) -> None:
+    key, _ = await server.key("studio", f"{3 * PRICE}/total")
+    failing = [_image(prompt=f"f{i}", params={"fail": "permanent"}) for i in range(3)]
+    async with server.client(key) as http:
+        batch = (await http.post("/v1/batches", json={"requests": failing})).json()
+        await _finished(server.runtime, "studio", batch["job_ids"])
+        spent = await http.post("/v1/jobs", json=_image(), headers=WAIT)  # $0.04 of $0.12
+        refused = await http.post(f"/v1/batches/{batch['id']}/retry")
+        after_refusal = (await http.get(f"/v1/batches/{batch['id']}")).json()
+        [budget] = (await http.get("/v1/usage")).json()["budgets"]
+    assert spent.status_code == 200
+    assert refused.status_code == 402  # three would hold $0.12 where $0.08 is left
+    assert after_refusal["counts"]["failed"] == 3  # none of them was queued
+    assert (budget["spent_usd"], budget["reserved_usd"]) == (PRICE, 0.0)

@@ -75,4 +75,7 @@ async def retry_batch(batch_id: str, owner: CurrentOwner, runtime: RuntimeDep) -
     """Run the failed and canceled items again (each the same job, queued afresh). This
     re-opens the batch: when every item has ended again, its `webhook_url` gets one more
     `batch.done`, with the next `round`."""
-    return BatchOut.of(await runtime.batches.retry(owner.id, batch_id))
+    retried = await runtime.batches.retry(
+        owner.id, batch_id, key_id=owner.key_id, limits=owner.limits
+    )
+    return BatchOut.of(retried)
