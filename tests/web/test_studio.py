@@ -343,3 +343,19 @@ def test_a_video_is_made_from_an_image_page(studio: str, page: Page) -> None:
         " : v.addEventListener('loadedmetadata', () => done(v.duration)))"
     )
     assert duration > 0.5, "a playable clip of some length"
+
+
+def test_the_price_shows_before_generate_and_follows_the_form(
+    browser: Browser, tmp_path: Path
+) -> None:
+    priced = Settings(data_dir=tmp_path / "data", prices={"placeholder": {"per_image": 0.04}})
+    with serve(create_app(priced), lifespan="on") as url:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.goto(url)
+        _choose_only(page, "placeholder")
+        estimate = page.locator("#generate .estimate")
+        expect(estimate).to_have_text("$0.040 · 1 output")
+        page.fill("input[name=n]", "3")
+        expect(estimate).to_have_text("$0.12 · 3 outputs")
+        context.close()

@@ -187,6 +187,19 @@ function paramValue(input) {
   return input.value;
 }
 
+// "$0.08 · 2 images", "Free", or what is left of a budget it would pass.
+function priceText(answer) {
+  const outputs = answer.items.reduce((sum, item) => sum + item.outputs, 0);
+  const digits = answer.total_usd < 0.1 ? 3 : 2; // a cent and a half shows as $0.015
+  const cost = answer.total_usd ? `$${answer.total_usd.toFixed(digits)}` : "Free";
+  const what = `${outputs} ${outputs === 1 ? "output" : "outputs"}`;
+  if (!answer.fits_budget) {
+    const tightest = answer.budgets.reduce((a, b) => (a.remaining_usd <= b.remaining_usd ? a : b));
+    return `${cost} · ${what} · over your budget: $${tightest.remaining_usd.toFixed(2)} left`;
+  }
+  return `${cost} · ${what}`;
+}
+
 function setUpGenerate(form) {
   const models = JSON.parse(document.getElementById("models").textContent);
   const byId = Object.fromEntries(models.map((m) => [m.id, m]));
@@ -220,12 +233,67 @@ function setUpGenerate(form) {
     const visible = labels.filter((label) => !label.hidden);
     if (visible.length && !chosen().length) visible[0].querySelector("input").checked = true;
   }
+  // What the request would cost (POST /v1/estimate), shown beside Generate as it changes.
+  const estimate = form.querySelector(".estimate");
+  let estimating = null;
+  async function showEstimate() {
+    const body = requestBody();
+    body.prompt ||= "…"; // priced before a word is typed: a price hardly depends on them
+    const asked = JSON.stringify(body);
+    estimating = asked;
+    let answer;
+    try {
+      answer = await api("/v1/estimate", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: asked,
+      });
+    } catch {
+      answer = null; // not a valid request yet: Generate will say why
+    }
+    if (estimating !== asked) return; // a newer request is being priced
+    estimate.textContent = answer ? priceText(answer) : "";
+    estimate.classList.toggle("over-budget", Boolean(answer && !answer.fits_budget));
+  }
+  let pending;
+  const priceSoon = () => {
+    clearTimeout(pending);
+    pending = setTimeout(showEstimate, 250);
+  };
   form.addEventListener("change", (event) => {
     if (event.target.name === "kind") offerModels();
     if (event.target.name === "kind" || event.target.name === "model") showParams();
+    priceSoon();
   });
+  form.addEventListener("input", priceSoon);
   offerModels();
   showParams();
+  showEstimate();
+
+  function requestBody() {
+    const value = (name) => form.elements[name]?.value.trim() || undefined;
+    const ids = chosen();
+    const body = {
+      kind: value("kind"),
+      prompt: value("prompt") || "",
+      negative_prompt: value("negative_prompt"),
+      n: Number(value("n") || 1),
+      size: value("size"),
+      aspect_ratio: value("aspect_ratio"),
+      seed: value("seed") === undefined ? undefined : Number(value("seed")),
+      preset: value("preset"),
+      params: {},
+      input_assets: [...inputs.querySelectorAll("[data-role=input]")].map((i) => i.dataset.asset),
+      mask: inputs.querySelector("[data-role=mask]")?.dataset.asset,
+    };
+    if (ids.length === 1) body.model = ids[0];
+    else body.models = ids;
+    for (const input of params.querySelectorAll("input, select")) {
+      const param = paramValue(input);
+      if (param !== undefined) body.params[input.name] = param;
+    }
+    return body;
+  }
 
   for (const role of ["input", "mask"]) {
     form.elements[role].addEventListener("change", async (event) => {
@@ -250,27 +318,7 @@ function setUpGenerate(form) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     error.hidden = true;
-    const value = (name) => form.elements[name]?.value.trim() || undefined;
-    const ids = chosen();
-    const body = {
-      kind: value("kind"),
-      prompt: value("prompt") || "",
-      negative_prompt: value("negative_prompt"),
-      n: Number(value("n") || 1),
-      size: value("size"),
-      aspect_ratio: value("aspect_ratio"),
-      seed: value("seed") === undefined ? undefined : Number(value("seed")),
-      preset: value("preset"),
-      params: {},
-      input_assets: [...inputs.querySelectorAll("[data-role=input]")].map((i) => i.dataset.asset),
-      mask: inputs.querySelector("[data-role=mask]")?.dataset.asset,
-    };
-    if (ids.length === 1) body.model = ids[0];
-    else body.models = ids;
-    for (const input of params.querySelectorAll("input, select")) {
-      const param = paramValue(input);
-      if (param !== undefined) body.params[input.name] = param;
-    }
+    const body = requestBody();
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
     try {
