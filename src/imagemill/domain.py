@@ -388,6 +388,7 @@ class Job:
     batch_id: str | None = None  # the batch it is an item of
     enhanced_prompt: str | None = None  # the prompt rendered, when the request enhanced it
     enhance_cost_usd: float = 0.0  # what enhancing it cost (in ``cost_usd`` once it succeeds)
+    trace_parent: str | None = None  # the trace its submit was part of (telemetry/tracing)
 
 
 def check_event_types(types: list[str]) -> list[str]:

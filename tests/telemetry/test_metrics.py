@@ -5,7 +5,6 @@ counting what it did: their sum is the deployment's)."""
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -117,35 +116,6 @@ async def test_the_counters_after_a_known_mix_embedded(priced: Settings) -> None
     check_the_mix(found)
     stored = sum(f.stat().st_size for f in (priced.data_dir / "blobs").rglob("*") if f.is_file())
     assert value(found, "imagemill_storage_written_bytes_total") == stored > 0
-
-
-@pytest.fixture
-async def api_and_worker(
-    postgres_url: str,
-    broker_url: str,
-    s3_bucket: tuple[str, dict[str, object]],
-    tmp_path: Path,
-) -> AsyncIterator[tuple[str, Runtime]]:
-    """An API process (no workers) on a socket and a worker process beside it, sharing
-    PostgreSQL, the broker and a bucket, each with its own metrics."""
-    bucket, options = s3_bucket
-    shared: dict[str, Any] = {
-        "database_url": postgres_url,
-        "broker_url": broker_url,
-        "broker_queue": f"imagemill.test.{uuid.uuid4().hex[:8]}",
-        "storage_url": bucket,
-        "storage_options": options,
-        "lease_seconds": 3,
-        "retry_base_seconds": 0.01,
-        "retry_max_seconds": 0.05,
-        "prices": {"placeholder": Pricing(per_image=PRICE)},
-    }
-    api_settings = Settings(data_dir=tmp_path / "api", workers=False, **shared)
-    worker_settings = Settings(data_dir=tmp_path / "worker", **shared)
-    async with Runtime(api_settings) as api, Runtime(worker_settings, sweep=False) as worker:
-        app = create_app(runtime=api)
-        async with app.router.lifespan_context(app), serve_here(app) as url:
-            yield url, worker
 
 
 async def test_the_counters_after_a_known_mix_distributed(

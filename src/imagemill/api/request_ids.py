@@ -1,5 +1,6 @@
 """Request ids: every HTTP request gets one, its log lines carry it (``logs.REQUEST_ID``)
-and its answer echoes it in ``X-Request-Id``.
+and its answer echoes it in ``X-Request-Id``. (With tracing on, FastAPI's own telemetry
+makes each request a server span: ``telemetry/tracing.py``.)
 
 A client's (or a proxy's) ``X-Request-Id`` is kept when it is a sane token (up to 128
 characters of letters, digits and ``._:-``), so one id follows a call through every

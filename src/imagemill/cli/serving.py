@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from imagemill import __version__
 from imagemill.config import Settings
+from imagemill.telemetry import tracing
 
 if TYPE_CHECKING:
     pass
@@ -68,6 +69,7 @@ def serve(
         f"imagemill {__version__}: studio at {url}/  API at {url}/v1  docs at {url}/docs",
         soft_wrap=True,
     )
+    tracing.configure()  # spans over OTLP where OpenTelemetry's environment asks for them
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -139,6 +141,7 @@ def worker(
         log_level=log_level,
     )
     logs.configure(settings)
+    tracing.configure()
     if settings.broker_url.startswith("memory://"):
         err_console.print(
             "[bold red]error:[/] a separate worker needs a shared broker: set "

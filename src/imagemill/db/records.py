@@ -29,6 +29,7 @@ class JobDraft:
     batch_id: str | None = None
     key_id: str | None = None  # the API key it is submitted with
     reserve_micros: int = 0  # what it holds against budgets until it ends (``spend``)
+    trace_parent: str | None = None  # the trace of its submit (``telemetry/tracing``)
 
 
 @dataclass(frozen=True, slots=True)

@@ -691,6 +691,7 @@ def _insert_job(
         "owner_id": draft.owner_id,
         "key_id": draft.key_id,
         "reservation": reservation,
+        "trace_parent": draft.trace_parent,
         "group_id": draft.group_id,
         "batch_id": draft.batch_id,
         "kind": request.kind.value,

@@ -106,6 +106,7 @@ def job_from_row(row: Row[Any], job_outputs: list[JobOutput]) -> Job:
         batch_id=row.batch_id,
         enhanced_prompt=row.enhanced_prompt,
         enhance_cost_usd=row.enhance_cost_usd or 0.0,
+        trace_parent=row.trace_parent,
     )
 
 

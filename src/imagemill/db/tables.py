@@ -93,6 +93,7 @@ jobs = Table(
     _id(),
     Column("owner_id", String(40), ForeignKey("owners.id"), nullable=False),
     Column("key_id", String(40)),  # the API key it was submitted with (none: keyless)
+    Column("trace_parent", String(64)),  # W3C traceparent of its submit (telemetry/tracing)
     Column("group_id", String(40)),
     Column("batch_id", String(40)),  # the batch it is an item of (``batches``)
     Column("kind", String(20), nullable=False),

@@ -45,6 +45,7 @@ from imagemill.spend.estimates import Estimate, estimate
 from imagemill.spend.limits import KeyLimits, RateLimits
 from imagemill.spend.quotes import Quote, QuoteItem
 from imagemill.styles import find_preset
+from imagemill.telemetry.tracing import traceparent
 from imagemill.writing import TEXT_PARAMS
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,7 @@ class JobService:
                     batch_id=batch_id,
                     key_id=key_id,
                     reserve_micros=self.estimate(request).reserve_micros,
+                    trace_parent=traceparent(),
                 )
             )
         return drafts

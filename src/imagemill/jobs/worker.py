@@ -50,6 +50,7 @@ from imagemill.jobs.stealing import Stealing
 from imagemill.providers.circuits import Circuits
 from imagemill.providers.registry import Registry
 from imagemill.storage.assets import AssetWriter
+from imagemill.telemetry.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -309,10 +310,23 @@ class Worker:
         return timedelta(seconds=self.settings.lease_seconds)
 
     async def _attempt(self, job: Job, holding: Held | None = None) -> JobStatus | None:
-        """Run the job's model (then its fallbacks) and record the outcome.
+        """Run the job's model (then its fallbacks) and record the outcome, as a span of
+        the trace its submit was part of (``telemetry/tracing.py``).
 
         The job's new status, or ``None`` when it was not ours to record.
         """
+        attributes = {
+            "imagemill.job_id": job.id,
+            "imagemill.model": job.model,
+            "imagemill.attempt": job.attempt,
+        }
+        with span("job.attempt", attributes, parent=job.trace_parent) as current:
+            status = await self._attempt_traced(job, holding)
+            if current is not None and status is not None:
+                current.set_attribute("imagemill.status", status.value)
+            return status
+
+    async def _attempt_traced(self, job: Job, holding: Held | None) -> JobStatus | None:
         try:
             if self.calls.time_left(job) <= 0:
                 raise DeadlineExceeded("the job's deadline passed before it could run")

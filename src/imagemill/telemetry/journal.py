@@ -14,6 +14,7 @@ from typing import Any
 
 from imagemill.db.appending import Appending
 from imagemill.errors import ProviderError
+from imagemill.telemetry.tracing import span
 
 jobs_log = logging.getLogger("imagemill.jobs")
 calls_log = logging.getLogger("imagemill.providers.calls")
@@ -60,7 +61,8 @@ def provider_call(job_id: str, owner_id: str, model: str, attempt: int) -> Itera
         "attempt": attempt,
     }
     try:
-        yield
+        with span("provider.call", {f"imagemill.{k}": v for k, v in facts.items()}):
+            yield
     except ProviderError as exc:
         facts.update(outcome="error", error_code=exc.code, duration_ms=_since(started))
         calls_log.info(

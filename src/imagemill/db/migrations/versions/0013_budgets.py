@@ -1,5 +1,6 @@
 """budgets per API key and per owner: limits, what each period spent and holds, what a
-job reserved and which key submitted it; admin keys; rate limits per key
+job reserved, which key submitted it and the trace it continues; admin keys; rate limits
+per key
 
 Revision ID: 0013
 Revises: 0012
@@ -45,6 +46,7 @@ def upgrade() -> None:
     )
     op.add_column("jobs", sa.Column("key_id", sa.String(length=40), nullable=True))
     op.add_column("jobs", sa.Column("reservation", sa.JSON(), nullable=True))
+    op.add_column("jobs", sa.Column("trace_parent", sa.String(length=64), nullable=True))
     op.create_index(op.f("ix_jobs_key_id_status"), "jobs", ["key_id", "status"])
     op.add_column(
         "api_keys", sa.Column("admin", sa.Boolean(), nullable=False, server_default=sa.false())
@@ -60,6 +62,7 @@ def downgrade() -> None:
         op.drop_column("api_keys", limit)
     op.drop_column("api_keys", "admin")
     op.drop_index(op.f("ix_jobs_key_id_status"), table_name="jobs")
+    op.drop_column("jobs", "trace_parent")
     op.drop_column("jobs", "reservation")
     op.drop_column("jobs", "key_id")
     op.drop_table("budget_spend")
