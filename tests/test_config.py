@@ -124,3 +124,16 @@ def test_explicit_urls_win(tmp_path: Path) -> None:
 def test_every_setting_is_described() -> None:
     undocumented = [name for name, field in Settings.model_fields.items() if not field.description]
     assert undocumented == []
+
+
+@pytest.mark.parametrize(
+    "price",
+    [
+        {"per_image": -0.01},
+        {"by_size": {"1024x1024": -1}},
+        {"by_quality": {"hd": {"*": -0.5}}},
+    ],
+)
+def test_a_negative_price_is_refused(price: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(prices={"placeholder": price})

@@ -191,6 +191,7 @@ class Runtime:
             self._sweeping = asyncio.create_task(self.sweeper.run(first_requeue_after=0))
 
     async def stop(self) -> None:
+        self.metrics.close()
         if self._refreshing is not None and not self._refreshing.done():
             self._refreshing.cancel()
         if self._sweeping is not None:

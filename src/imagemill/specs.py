@@ -8,7 +8,7 @@ them (``jobs/validation.py``), and ``GET /v1/models`` lists them.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -85,9 +85,11 @@ class Pricing(BaseModel):
     """
 
     currency: str = "USD"
-    per_image: float = 0.0
-    by_size: dict[str, float] = Field(default_factory=dict, description="Overrides per 'WxH'.")
-    by_quality: dict[str, dict[str, float]] = Field(
+    per_image: float = Field(0.0, ge=0)
+    by_size: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict, description="Overrides per 'WxH'."
+    )
+    by_quality: dict[str, dict[str, Annotated[float, Field(ge=0)]]] = Field(
         default_factory=dict, description="Overrides per quality, then per 'WxH' (or '*')."
     )
     per_million_input_tokens: float = Field(

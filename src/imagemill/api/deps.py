@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request, Response
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator
 
+from imagemill.api.request_ids import add_answer_headers
 from imagemill.auth import asset_token, hash_key
 from imagemill.db.accounts import Owner
 from imagemill.errors import Unauthorized
@@ -34,31 +35,36 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 async def optional_owner(
     request: Request,
-    response: Response,
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Owner | None:
-    """The owner of the request's key (or session), its request counted against the key's
-    rate limit (``TooManyRequests`` past it; the IETF headers on the answer)."""
+    """The owner of the request's key (or studio session), its request counted against
+    the key's rate limit (``TooManyRequests`` past it; the IETF headers on the answer)."""
     if credentials is not None:
         owner = await runtime.accounts.owner_for_key(hash_key(credentials.credentials))
         if owner is not None:
-            if owner.key_id is not None:
-                window = await runtime.rate_limits.request(owner.key_id, owner.limits)
-                if window is not None:
-                    response.headers.update(window.headers())
-            return owner
+            return await _counted(owner, runtime)
         if runtime.settings.keys_required:
             raise Unauthorized("the API key is not valid (revoked or mistyped)")
         # Keyless server: clients that must send some key (the openai SDK) act as the local owner.
     elif session := request.cookies.get(SESSION_COOKIE):
         owner = await runtime.accounts.owner_for_key(hash_key(session))
         if owner is not None:
-            return owner  # a stale cookie (revoked key) is no sign-in: fall through
+            return await _counted(owner, runtime)
+        # a stale cookie (revoked key) is no sign-in: fall through
     if not runtime.settings.keys_required:
         local: Owner = request.app.state.local_owner
         return local
     return None
+
+
+async def _counted(owner: Owner, runtime: Runtime) -> Owner:
+    """``owner``, its key's request counted against the key's requests a minute."""
+    if owner.key_id is not None:
+        window = await runtime.rate_limits.request(owner.key_id, owner.limits)
+        if window is not None:
+            add_answer_headers(window.headers())
+    return owner
 
 
 async def current_owner(owner: Annotated[Owner | None, Depends(optional_owner)]) -> Owner:

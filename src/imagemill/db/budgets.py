@@ -33,7 +33,7 @@ from imagemill.db.prepared import Prepared
 from imagemill.db.tables import UTCDateTime, api_keys, budget_spend, budgets, jobs, owners
 from imagemill.domain import JobStatus
 from imagemill.errors import BudgetExceeded, NotFound, TooManyRequests
-from imagemill.spend.budgets import Limit, Period, to_usd
+from imagemill.spend.budgets import Limit, Period, to_micros, to_usd
 
 Reservation = dict[str, Any]  # {"micros": N, "budgets": [[scope, period start ISO], ...]}
 
@@ -169,10 +169,10 @@ def reserve(
 ) -> Reservation | None:
     """Hold ``micros`` against every budget set for ``scopes`` (in the current period of
     each), or raise ``BudgetExceeded`` naming the first that has not enough left (the
-    caller's transaction then rolls back whatever was held). ``None``: nothing held (no
-    budget applies, or the job is free)."""
-    if micros <= 0:
-        return None
+    caller's transaction then rolls back whatever was held). ``None``: no budget applies.
+    A job priced at nothing holds nothing and is never refused, but is settled like any
+    other (a provider may report a cost where the price table has none)."""
+    micros = max(0, micros)
     found = {row.scope: row for row in _BUDGETS_OF.rows(conn, {"scopes": list(scopes)})}
     held = []
     for scope in scopes:
@@ -182,12 +182,35 @@ def reserve(
         start = Period(row.period).start(now)
         where = {"b_scope": scope, "b_start": start}
         _OPEN_PERIOD[conn.dialect.name].rows(conn, where)
+        if micros == 0:  # priced at nothing, but what it reports it cost is spent
+            held.append([scope, start.isoformat()])
+            continue
         if _RESERVE.one_or_none(conn, {**where, "amount": micros, "limit": row.limit_micros}):
             held.append([scope, start.isoformat()])
             continue
         state = _state(row, start, _SPEND.one(conn, where))
         raise BudgetExceeded(_refusal(state, micros), state.described(micros))
     return {"micros": micros, "budgets": held} if held else None
+
+
+def charge(conn: Connection, reservation: Mapping[str, Any], cost_micros: int) -> Reservation:
+    """Spend ``cost_micros`` paid before the job ends (its prompt enhanced), taken from its
+    hold as far as the hold goes; the reservation with what it still holds."""
+    held = reservation.get("micros", 0)
+    taken = min(held, cost_micros)
+    _SETTLE.many(
+        conn,
+        [
+            {
+                "b_scope": scope,
+                "b_start": datetime.fromisoformat(start),
+                "held": taken,
+                "cost": cost_micros,
+            }
+            for scope, start in reservation.get("budgets", [])
+        ],
+    )
+    return {**reservation, "micros": held - taken}
 
 
 def settle(conn: Connection, reservation: Mapping[str, Any], cost_micros: int) -> None:
@@ -245,6 +268,34 @@ def _refusal(state: BudgetState, requested: int) -> str:
     )
 
 
+_LOCK_SPEND = Prepared(select(budget_spend.c.scope).where(_THIS_PERIOD).with_for_update())
+_SET_SPENT = Prepared(
+    update(budget_spend).where(_THIS_PERIOD).values(spent_micros=bindparam("spent"))
+)
+
+
+def _recount(conn: Connection, scope: str, owner_id: str, period: Period, now: datetime) -> None:
+    """What ``scope`` spent in the current ``period``, counted from its jobs (those that
+    ended in it: what succeeded cost, and prompts enhanced for ones that did not): a
+    budget set, or changed to another period, counts what was spent before it existed.
+
+    The period's row is locked first (PostgreSQL), so a job ending meanwhile adds its
+    cost after this count, which cannot see it, never before it is overwritten."""
+    start = period.start(now)
+    where = {"b_scope": scope, "b_start": start}
+    _OPEN_PERIOD[conn.dialect.name].rows(conn, where)
+    _LOCK_SPEND.rows(conn, where)
+    whose = jobs.c.owner_id == owner_id if scope == owner_id else jobs.c.key_id == scope
+    ended = [jobs.c.finished_at >= start]
+    end = period.end(start)
+    if end is not None:
+        ended.append(jobs.c.finished_at < end)
+    spent = conn.execute(
+        select(func.coalesce(func.sum(jobs.c.cost_usd), 0.0)).where(whose, *ended)
+    ).scalar()
+    _SET_SPENT.rows(conn, {**where, "spent": to_micros(spent or 0.0)})
+
+
 class Budgets:
     """The budgets operators set (``imagemill budgets``, ``/v1/admin/budgets``)."""
 
@@ -252,8 +303,8 @@ class Budgets:
         self.db = db
 
     async def set(self, scope: str, owner_id: str, limit: Limit, now: datetime) -> BudgetState:
-        """Set (or change) the budget of ``scope``: what was spent in the current period
-        still counts against the new limit."""
+        """Set (or change) the budget of ``scope``: what its jobs spent in the current
+        period, before the budget existed too, counts against the new limit."""
         insert = sqlite.insert if self.db.is_sqlite else postgresql.insert
         values = {
             "scope": scope,
@@ -275,6 +326,7 @@ class Budgets:
 
         def work(conn: Connection) -> BudgetState:
             conn.execute(statement)
+            _recount(conn, scope, owner_id, limit.period, now)
             return states(conn, [scope], now)[0]
 
         return await self.db.write(work)

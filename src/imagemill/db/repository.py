@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import JSON, Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from imagemill.db import batch_completion, budgets
@@ -48,6 +49,7 @@ from imagemill.events.fanout import CHANNEL, NUDGES, notification, nudge_notific
 from imagemill.ids import new_id
 from imagemill.jobs import states
 from imagemill.jobs.states import Transition, error_params, transition
+from imagemill.spend.budgets import to_micros
 
 T = TypeVar("T")
 EventSink = Callable[[list[dict[str, Any]]], None]
@@ -92,6 +94,7 @@ _RECORD = (
 _RECORD_PROGRESS = Prepared(
     _RECORD.values(progress=bindparam("progress"), progress_message=bindparam("message"))
 )
+log = logging.getLogger(__name__)
 HEARTBEAT_CHUNK = 500  # ids per statement (SQLite takes a few thousand parameters)
 _SAVE_PROVIDER_REF = update(jobs).where(_HELD_BY).values(provider_ref=bindparam("ref"))
 _NOTIFY = select(func.pg_notify(CHANNEL, bindparam("payload")))
@@ -165,10 +168,13 @@ class Repository(Queries):
         result, published = outcome.result()
         if committed is not None:
             committed(result)
-        if published and self.observe is not None:
-            self.observe(published)
         if published and self.on_events is not None:
             self.on_events(published.events)
+        if published and self.observe is not None:
+            try:
+                self.observe(published)
+            except Exception:  # counting and logging must never cost a job its events
+                log.exception("observing a transaction's events failed")
 
     async def _transition(
         self,
@@ -425,7 +431,19 @@ class Repository(Queries):
             "cost_usd": cost_usd,  # paid, whatever becomes of the render
         }
         event = {"message": "prompt enhanced", "enhanced_prompt": prompt}
-        await self.record_event(job_id, worker, "log", event, now, also=also)
+        statement = _RECORD.values(**also).returning(jobs.c.reservation)
+        params = {"job_id": job_id, "worker": worker, "now": now}
+
+        def work(conn: Connection, published: Appending) -> None:
+            row = conn.execute(statement, params).one_or_none()
+            if row is None:
+                raise LeaseLost(f"job {job_id} is no longer held by this worker")
+            published.add(row, [("log", event)], now)
+            if row.reservation:  # paid now: spent now, from the job's hold
+                left = budgets.charge(conn, row.reservation, to_micros(cost_usd))
+                conn.execute(_SET_RESERVATION, {"job_id": job_id, "reservation": left})
+
+        await self._write(work)
 
     async def save_provider_ref(self, job_id: str, worker: str, ref: str) -> None:
         values = {"job_id": job_id, "worker": worker, "ref": ref}
@@ -642,6 +660,11 @@ class Repository(Queries):
         )
 
 
+_SET_RESERVATION = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("job_id"))
+    .values(reservation=bindparam("reservation", type_=JSON(none_as_null=True)))
+)
 _KEY_OF_JOB = Prepared(select(jobs.c.key_id).where(jobs.c.id == bindparam("job_id")))
 
 

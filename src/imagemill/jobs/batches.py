@@ -71,6 +71,7 @@ class BatchService:
         )
         in_flight = await self.jobs.admit(drafts, key_id, limits)
         jobs = await self.repo.create_batch(batch, drafts, utcnow(), in_flight=in_flight)
+        await self.jobs.made(jobs, key_id, limits)
         await self.jobs.enqueue(jobs)
         return await self.get(owner_id, batch_id)
 

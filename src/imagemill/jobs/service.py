@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -35,7 +35,7 @@ from imagemill.domain import (
     TaskKind,
     output_count,
 )
-from imagemill.errors import Conflict, InvalidInput, NotFound
+from imagemill.errors import BudgetExceeded, Conflict, InvalidInput, NotFound, TooManyRequests
 from imagemill.events.bus import EventBus
 from imagemill.ids import new_id
 from imagemill.jobs import validation
@@ -135,11 +135,14 @@ class JobService:
         in_flight = await self.admit(drafts, key_id, limits)
         try:
             jobs = await self.repo.create_jobs(drafts, utcnow(), in_flight=in_flight)
-        except Conflict:
-            jobs = await self.repo.find_idempotent(owner_id, idempotency_key or "")
-            if not jobs:
+        except (Conflict, BudgetExceeded, TooManyRequests):
+            # The same key sent at once twice: the one that lost (on the key, or on a
+            # budget or limit the first took) answers with the first's jobs.
+            earlier = await self.repo.find_idempotent(owner_id, idempotency_key or "")
+            if not earlier:
                 raise
-            return _same_request(jobs, fingerprint)
+            return _same_request(earlier, fingerprint)
+        await self.made(jobs, key_id, limits)
         await self.enqueue(jobs)
         return jobs
 
@@ -199,16 +202,22 @@ class JobService:
     async def admit(
         self, drafts: Sequence[JobDraft], key_id: str | None, limits: KeyLimits | None
     ) -> InFlightLimit | None:
-        """Count the images ``drafts`` make against the key's images a minute
-        (``TooManyRequests`` past it); the limit on its jobs in flight, which recording
-        them checks (``db/budgets.py``), if it has one."""
+        """Check the images ``drafts`` would make against the key's images a minute
+        (``TooManyRequests`` past it; counted once recorded, by ``made``); the limit on
+        its jobs in flight, which recording them checks (``db/budgets.py``), if any."""
         if key_id is None or limits is None:
             return None
-        images = sum(output_count(d.request.kind, d.request.n, d.request.params) for d in drafts)
-        await self.rate_limits.images(key_id, limits, images)
+        await self.rate_limits.check_images(key_id, limits, _images(d.request for d in drafts))
         if limits.concurrent_jobs is None:
             return None
         return InFlightLimit(key_id, limits.concurrent_jobs)
+
+    async def made(self, jobs: Sequence[Job], key_id: str | None, limits: KeyLimits | None) -> None:
+        """Count the images of ``jobs``, just recorded, against the key's images a minute
+        (cache hits make none)."""
+        if key_id is not None and limits is not None:
+            made = _images(job.request for job in jobs if not job.cached)
+            await self.rate_limits.count_images(key_id, limits, made)
 
     def estimate(self, request: Request) -> Estimate:
         """What a resolved request will cost (``spend/estimates.py``)."""
@@ -395,6 +404,7 @@ class JobService:
             drafts.append(JobDraft(job.id, owner_id, job.request, max_attempts=job.max_attempts))
         in_flight = await self.admit(drafts, key_id, limits)
         queued = await self.repo.requeue_all(owner_id, retries, now, in_flight=in_flight)
+        await self.made([job for job in jobs if job.id in queued], key_id, limits)
         for job_id in queued:
             await self._send(job_id)
         return queued
@@ -448,6 +458,11 @@ class JobService:
                 # The worker hands its job over before the commit's events are out.
                 if not pending and finished is not None and all(i in finished for i in job_ids):
                     jobs = [finished[i] for i in job_ids]
+
+
+def _images(requests: Iterable[Request]) -> int:
+    """How many outputs ``requests`` make (``n`` each, per tone for a caption)."""
+    return sum(output_count(r.kind, r.n, r.params) for r in requests)
 
 
 def request_fingerprint(endpoint: str, submission: Submission) -> str:

@@ -149,7 +149,9 @@ def transition(
         published.add(row, new_events, now)
         if change.target.terminal:
             if row.reservation:
-                cost = to_micros(row.cost_usd) if change.target is S else 0
+                # Enhancing its prompt was spent when paid (``save_enhanced_prompt``).
+                paid_before = to_micros(row.enhance_cost_usd or 0)
+                cost = max(0, to_micros(row.cost_usd) - paid_before) if change.target is S else 0
                 budgets.settle(conn, row.reservation, cost)
             if row.batch_id is not None:
                 batch_completion.item_ended(conn, row.batch_id, now, published)
@@ -207,7 +209,7 @@ RELEASE = Transition(
 )
 CANCEL = Transition((Q, R), C, where=jobs.c.owner_id == param("owner_id"), values=_FINISHED)
 #: The owner runs a failed or canceled job again: the same request and id, its attempts,
-#: error, progress and provider request forgotten, with a new deadline.
+#: error, progress, start and provider request forgotten, with a new deadline.
 REQUEUE = Transition(
     (F, C),
     Q,
@@ -223,6 +225,7 @@ REQUEUE = Transition(
         "run_after": NOW,
         "deadline_at": param("deadline_at", UTCDateTime()),
         "reservation": param("reservation", JSON(none_as_null=True)),
+        "started_at": None,
         "finished_at": None,
         **_UNLEASED,
     },

@@ -59,7 +59,12 @@ def estimate(request: Request, spec_of: SpecOf) -> Estimate:
     )
     enhancing = 0
     if request.enhance is not None:
-        enhancing = _text_micros(spec_of(request.enhance.model), request.prompt, 0, 1)
+        enhancer = spec_of(request.enhance.model)
+        enhancing = (
+            _text_micros(enhancer, request.prompt, 0, 1)
+            if _by_tokens(enhancer)
+            else to_micros(enhancer.pricing.per_image)  # what the worker charges then
+        )
     return Estimate(
         model=request.model,
         kind=request.kind,
@@ -72,13 +77,17 @@ def estimate(request: Request, spec_of: SpecOf) -> Estimate:
 
 def _unit_micros(request: Request, spec: ModelSpec, params: dict[str, Any]) -> int:
     pricing = spec.pricing
-    if pricing.per_million_input_tokens or pricing.per_million_output_tokens:
+    if _by_tokens(spec):
         return _text_micros(spec, request.prompt, len(request.input_assets), 1)
     size = request.dimensions or Size.parse(spec.sizes.default)
     if spec.sizes.fixed:
         size = nearest_size(size, spec.sizes.fixed)
     quality = params.get("quality")
     return to_micros(pricing.price(size, quality if isinstance(quality, str) else None))
+
+
+def _by_tokens(spec: ModelSpec) -> bool:
+    return bool(spec.pricing.per_million_input_tokens or spec.pricing.per_million_output_tokens)
 
 
 def _text_micros(spec: ModelSpec, prompt: str, images: int, texts: int) -> int:

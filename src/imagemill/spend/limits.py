@@ -4,7 +4,9 @@ moving window by the ``limits`` library (in this process's memory by default; in
 jobs in flight (queued or running), counted in the database as jobs are recorded
 (``db/budgets.py``'s ``check_in_flight``).
 
-A request past a limit is refused with 429, a ``Retry-After`` and the IETF rate-limit
+Should the storage not answer (Redis down), requests go through uncounted, with a
+warning in the log, rather than all failing. A request past a limit is refused with
+429, a ``Retry-After`` and the IETF rate-limit
 headers (draft-ietf-httpapi-ratelimit-headers): ``RateLimit-Policy: "requests";q=60;w=60``
 (the quota ``q`` per window ``w`` seconds) and ``RateLimit: "requests";r=0;t=12``
 (``r`` remaining, ``t`` seconds until the window frees room). Answers to a key with a
@@ -13,6 +15,7 @@ request limit carry both headers.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from limits.storage import storage_from_string
 from imagemill.errors import TooManyRequests
 
 WINDOW_SECONDS = 60
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,24 +80,45 @@ class RateLimits:
             return None
         return await self._take("requests", key_id, limits.requests_per_minute, 1)
 
-    async def images(self, key_id: str, limits: KeyLimits, count: int) -> Window | None:
-        """Count ``count`` images about to be made for ``key_id``; ``TooManyRequests``
-        (nothing counted) if they would pass its limit."""
-        if limits.images_per_minute is None or count <= 0:
-            return None
-        if count > limits.images_per_minute:
+    async def check_images(self, key_id: str, limits: KeyLimits, count: int) -> None:
+        """``TooManyRequests`` if ``count`` more images would take ``key_id`` past its
+        limit now; nothing is counted (``count_images`` does, once they are recorded)."""
+        quota = limits.images_per_minute
+        if quota is None or count <= 0:
+            return
+        if count > quota:
             raise TooManyRequests(
                 f"this request makes {count} images, more than this API key's limit of "
-                f"{limits.images_per_minute} a minute",
+                f"{quota} a minute",
                 policy="images",
                 retry_after=None,
             )
-        return await self._take("images", key_id, limits.images_per_minute, count)
+        await self._take("images", key_id, quota, count, count_it=False)
 
-    async def _take(self, policy: str, key_id: str, quota: int, cost: int) -> Window:
+    async def count_images(self, key_id: str, limits: KeyLimits, count: int) -> None:
+        """Count ``count`` images recorded for ``key_id`` (a concurrent request may have
+        taken the room meanwhile: they count all the same, never refused after the fact)."""
+        if limits.images_per_minute is not None and count > 0:
+            item = RateLimitItemPerMinute(limits.images_per_minute, namespace="imagemill")
+            try:
+                await self._limiter.hit(item, "images", key_id, cost=count)
+            except Exception:
+                log.warning("could not count images for %s: rate limits unavailable", key_id)
+
+    async def _take(
+        self, policy: str, key_id: str, quota: int, cost: int, *, count_it: bool = True
+    ) -> Window | None:
         item = RateLimitItemPerMinute(quota, namespace="imagemill")
-        taken = await self._limiter.hit(item, policy, key_id, cost=cost)
-        stats = await self._limiter.get_window_stats(item, policy, key_id)
+        try:
+            if count_it:
+                taken = await self._limiter.hit(item, policy, key_id, cost=cost)
+            else:
+                taken = await self._limiter.test(item, policy, key_id, cost=cost)
+            stats = await self._limiter.get_window_stats(item, policy, key_id)
+        except Exception:
+            # Redis unreachable: requests go through uncounted rather than all failing.
+            log.warning("rate limits unavailable (their storage did not answer): not counted")
+            return None
         reset = max(0, math.ceil(stats.reset_time - time.time()))
         window = Window(policy, quota, max(0, stats.remaining), reset)
         if not taken:

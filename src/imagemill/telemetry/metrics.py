@@ -32,7 +32,7 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from imagemill.db.appending import Appending
 from imagemill.errors import BudgetExceeded, TooManyRequests
@@ -184,7 +184,9 @@ class Metrics:
                 return
             if status == "running":
                 self.attempts.labels(model).inc()
-                if row.attempt == 1 and row.started_at is not None:
+                # The run's first claim sets ``started_at`` (later ones keep it, and a
+                # retry by the owner clears it): the wait is timed once a run.
+                if row.started_at is not None and row.started_at == row.updated_at:
                     self.queue_wait.labels(model).observe(_seconds(row.created_at, row.started_at))
             elif status in TERMINAL:
                 self.jobs.labels(model, job_kind, status).inc()
@@ -224,6 +226,12 @@ class Metrics:
         """Serve ``/metrics`` on a port of its own (a worker, which has no HTTP API), from
         a thread of prometheus-client's."""
         start_http_server(port, addr=host, registry=self._exposed())
+
+    def close(self) -> None:
+        """This process is stopping: in multiprocess mode its live gauges (open event
+        streams) stop counting in the machine's totals."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     def _exposed(self) -> CollectorRegistry:
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

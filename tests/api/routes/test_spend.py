@@ -578,3 +578,98 @@ async def test_a_batch_retry_holds_every_items_estimate_or_none(server: Server) 
     assert refused.status_code == 402  # three would hold $0.12 where $0.08 is left
     assert after_refusal["counts"]["failed"] == 3  # none of them was queued
     assert (budget["spent_usd"], budget["reserved_usd"]) == (PRICE, 0.0)
+
+
+# -- found in review ----------------------------------------------------------------------------
+
+
+async def test_what_was_spent_before_a_budget_existed_counts_against_it(server: Server) -> None:
+    key, key_id = await server.key("shop")
+    async with server.client(key) as http:
+        for n in range(2):  # $0.08 spent with no budget
+            assert (
+                await http.post("/v1/jobs", json=_image(prompt=f"{n}"), headers=WAIT)
+            ).status_code == 200
+        set_ = await server.admin.put(
+            f"/v1/admin/budgets/{key_id}", json={"limit_usd": 0.1, "period": "day"}
+        )
+        refused = await http.post("/v1/jobs", json=_image(), headers=WAIT)
+        monthly = await server.admin.put(
+            f"/v1/admin/budgets/{key_id}", json={"limit_usd": 0.2, "period": "month"}
+        )
+    assert set_.json()["spent_usd"] == pytest.approx(2 * PRICE)
+    assert refused.status_code == 402
+    assert monthly.json()["spent_usd"] == pytest.approx(2 * PRICE)  # the month holds today
+
+
+async def test_a_paid_enhancement_is_spent_even_when_the_render_then_fails(server: Server) -> None:
+    key, _ = await server.key("shop", "1/total")
+    enhanced = {"enhance": {"model": "placeholder"}}
+    async with server.client(key) as http:
+        failed = await http.post(
+            "/v1/jobs", json=_image(**enhanced, params={"fail": "permanent"}), headers=WAIT
+        )
+        made = await http.post("/v1/jobs", json=_image(prompt="b", **enhanced), headers=WAIT)
+        [budget] = (await http.get("/v1/usage")).json()["budgets"]
+    assert failed.json()["status"] == "failed"
+    assert made.json()["cost_usd"] == pytest.approx(2 * PRICE)  # enhancing, then the image
+    assert (budget["spent_usd"], budget["reserved_usd"]) == (pytest.approx(3 * PRICE), 0.0)
+
+
+async def test_one_idempotency_key_sent_twice_at_once_is_one_job_even_on_a_tight_budget(
+    server: Server,
+) -> None:
+    key, _ = await server.key("shop", f"{PRICE}/total")
+    async with server.client(key) as http:
+        headers = {"Idempotency-Key": "poster-1"}
+        both = await asyncio.gather(
+            *(http.post("/v1/jobs", json=_image(), headers=headers) for _ in range(2))
+        )
+    assert {a.status_code for a in both} <= {200, 202}, [a.text for a in both]
+    assert both[0].json()["id"] == both[1].json()["id"]
+
+
+async def test_requests_refused_otherwise_do_not_use_up_images_a_minute(server: Server) -> None:
+    key, key_id = await server.key("shop", f"{PRICE}/total")
+    await server.admin.put(f"/v1/admin/keys/{key_id}/limits", json={"images_per_minute": 2})
+    async with server.client(key) as http:
+        assert (await http.post("/v1/jobs", json=_image(prompt="1"))).status_code == 202
+        for n in range(3):  # over the budget: refused, and not counted as images
+            assert (await http.post("/v1/jobs", json=_image(prompt=f"x{n}"))).status_code == 402
+        await server.admin.put(f"/v1/admin/budgets/{key_id}", json={"limit_usd": 1})
+        second = await http.post("/v1/jobs", json=_image(prompt="2"))
+        third = await http.post("/v1/jobs", json=_image(prompt="3"))
+    assert second.status_code == 202
+    assert (third.status_code, third.json()["error"]["policy"]) == (429, "images")
+
+
+async def test_a_studio_session_counts_against_the_keys_requests_a_minute(server: Server) -> None:
+    key, key_id = await server.key("shop")
+    await server.admin.put(f"/v1/admin/keys/{key_id}/limits", json={"requests_per_minute": 2})
+    async with server.client(key) as http:
+        http.headers.pop("Authorization")
+        http.cookies.set("imagemill_session", key)
+        answers = [(await http.get("/v1/usage")).status_code for _ in range(3)]
+    assert answers == [200, 200, 429]
+
+
+async def test_the_openai_compatible_answer_carries_the_rate_limit_headers(server: Server) -> None:
+    key, key_id = await server.key("shop")
+    await server.admin.put(f"/v1/admin/keys/{key_id}/limits", json={"requests_per_minute": 5})
+    async with server.client(key) as http:
+        answer = await http.post(
+            "/v1/images/generations",
+            json={"model": "placeholder", "prompt": "compatible", "size": "256x256"},
+        )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["RateLimit-Policy"] == '"requests";q=5;w=60'
+    assert answer.headers["RateLimit"].startswith('"requests";r=4;t=')
+
+
+async def test_a_non_admin_key_is_no_admin_on_a_keyless_server(
+    settings: Settings, make_key: Callable[[str], Any], client: httpx.AsyncClient
+) -> None:
+    key = await make_key("someone")
+    keyed = await client.get("/v1/admin/budgets", headers={"Authorization": f"Bearer {key}"})
+    keyless = await client.get("/v1/admin/budgets")
+    assert (keyed.status_code, keyless.status_code) == (403, 200)

@@ -43,7 +43,7 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
 
 async def metrics_reader(owner: OptionalOwner, runtime: RuntimeDep) -> None:
     """Open on a keyless loopback server; an admin key where keys are required."""
-    if not runtime.settings.keys_required:
+    if not runtime.settings.keys_required and (owner is None or owner.key_id is None):
         return
     if owner is None:
         raise Unauthorized("/metrics needs an admin key: send 'Authorization: Bearer <key>'")
