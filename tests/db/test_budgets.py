@@ -63,17 +63,20 @@ async def test_settling_spends_the_real_cost_and_gives_the_hold_back(
     )
 
 
-async def test_a_free_job_or_a_caller_without_a_budget_holds_nothing(
+async def test_a_free_job_is_never_refused_but_is_settled_and_no_budget_holds_nothing(
     stepped: Runtime, owner_id: str
 ) -> None:
-    assert (
-        await stepped.db.write(lambda conn: budgets.reserve(conn, [owner_id], 0, utcnow())) is None
-    )
+    assert await _hold(stepped, owner_id, 1_000_000)  # the whole dollar held
+    free = await stepped.db.write(lambda conn: budgets.reserve(conn, [owner_id], 0, utcnow()))
+    assert free is not None and free["micros"] == 0  # not refused, though nothing is left
+    await stepped.db.write(lambda conn: budgets.settle(conn, free, 5_000))  # it reported a cost
+    [state] = await stepped.budgets.of([owner_id], utcnow())
+    assert state.spent_micros == 5_000
     unbudgeted = await stepped.accounts.owner_named("free", utcnow())
-    assert (
-        await stepped.db.write(lambda conn: budgets.reserve(conn, [unbudgeted.id], 10**9, utcnow()))
-        is None
+    held = await stepped.db.write(
+        lambda conn: budgets.reserve(conn, [unbudgeted.id], 10**9, utcnow())
     )
+    assert held is None
 
 
 @pytest.fixture

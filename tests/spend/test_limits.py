@@ -24,14 +24,18 @@ async def test_requests_are_counted_per_key_in_memory() -> None:
     assert refused.value.retry_after is not None and 1 <= refused.value.retry_after <= 60
 
 
-async def test_images_past_the_limit_are_not_counted() -> None:
+async def test_images_are_checked_first_and_counted_once_recorded() -> None:
     limits = RateLimits()
     ten = KeyLimits(images_per_minute=10)
-    await limits.images("key_a", ten, 8)
-    with pytest.raises(TooManyRequests):
-        await limits.images("key_a", ten, 3)
-    window = await limits.images("key_a", ten, 2)  # the refused 3 took nothing
-    assert window is not None and window.remaining == 0
+    await limits.check_images("key_a", ten, 8)  # fits; nothing counted yet
+    await limits.count_images("key_a", ten, 8)
+    with pytest.raises(TooManyRequests) as refused:
+        await limits.check_images("key_a", ten, 3)
+    await limits.check_images("key_a", ten, 2)  # the refused 3 took nothing
+    with pytest.raises(TooManyRequests) as too_many:
+        await limits.check_images("key_b", ten, 11)  # more than a minute's worth
+    assert refused.value.retry_after is not None
+    assert too_many.value.retry_after is None
 
 
 async def test_two_processes_share_a_keys_limit_through_redis(redis_url: str) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from fakes.server import serve_here
@@ -16,6 +18,26 @@ from imagemill.runtime import Runtime
 from imagemill.specs import Pricing
 
 PRICE = 0.25
+Served = Callable[[Settings], AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def served() -> Served:
+    """``async with served(settings) as http``: a keyless embedded server of its own,
+    called in-process."""
+
+    @asynccontextmanager
+    async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+        async with Runtime(settings) as runtime:
+            app = create_app(runtime=runtime)
+            transport = httpx.ASGITransport(app=app)
+            async with (
+                app.router.lifespan_context(app),
+                httpx.AsyncClient(transport=transport, base_url="http://imagemill.test") as http,
+            ):
+                yield http
+
+    return serve
 
 
 @pytest.fixture

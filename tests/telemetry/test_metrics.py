@@ -5,8 +5,8 @@ counting what it did: their sum is the deployment's)."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from imagemill.telemetry.metrics import Metrics
 
 PRICE = 0.25
 WAIT = {"Prefer": "wait=30"}
+Served = Callable[[Settings], AbstractAsyncContextManager[httpx.AsyncClient]]  # conftest's
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -93,20 +94,7 @@ def priced(settings: Settings) -> Settings:
     return settings.model_copy(update={"prices": {"placeholder": Pricing(per_image=PRICE)}})
 
 
-@asynccontextmanager
-async def served(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """A keyless embedded server of its own, called in-process."""
-    async with Runtime(settings) as runtime:
-        app = create_app(runtime=runtime)
-        transport = httpx.ASGITransport(app=app)
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=transport, base_url="http://imagemill.test") as http,
-        ):
-            yield http
-
-
-async def test_the_counters_after_a_known_mix_embedded(priced: Settings) -> None:
+async def test_the_counters_after_a_known_mix_embedded(priced: Settings, served: Served) -> None:
     async with served(priced) as http:
         await run_the_mix(http)
         scraped = await http.get("/metrics")
@@ -137,7 +125,7 @@ async def test_the_counters_after_a_known_mix_distributed(
     check_the_mix(total)
 
 
-async def test_a_canceled_job_is_counted(settings: Settings) -> None:
+async def test_a_canceled_job_is_counted(settings: Settings, served: Served) -> None:
     async with served(settings) as http:
         slow = await http.post(
             "/v1/jobs",

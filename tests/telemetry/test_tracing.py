@@ -4,7 +4,8 @@ the API's process and in a worker's."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
@@ -12,7 +13,6 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
-from imagemill.api.app import create_app
 from imagemill.config import Settings
 from imagemill.runtime import Runtime
 
@@ -94,17 +94,13 @@ BODY: dict[str, Any] = {
 
 
 async def test_a_job_is_one_trace_from_its_request_to_each_provider_call(
-    settings: Settings, spans: list[ReadableSpan]
+    settings: Settings,
+    spans: list[ReadableSpan],
+    served: Callable[[Settings], AbstractAsyncContextManager[httpx.AsyncClient]],
 ) -> None:
-    async with Runtime(settings) as runtime:
-        app = create_app(runtime=runtime)
-        transport = httpx.ASGITransport(app=app)
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=transport, base_url="http://imagemill.test") as http,
-        ):
-            headers = {"traceparent": CALLER, "Prefer": "wait=20"}
-            job = (await http.post("/v1/jobs", json=BODY, headers=headers)).json()
+    async with served(settings) as http:
+        headers = {"traceparent": CALLER, "Prefer": "wait=20"}
+        job = (await http.post("/v1/jobs", json=BODY, headers=headers)).json()
     assert job["status"] == "succeeded"
     _check(_trace_of(spans, job["id"]), job["id"], attempts=2)
 

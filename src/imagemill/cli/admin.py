@@ -77,6 +77,13 @@ def _price(spec: ModelSpec) -> str:
     return f"${span}" if pricing.currency == "USD" else f"{span} {pricing.currency}"
 
 
+KeyArgument = Annotated[
+    str,
+    typer.Argument(
+        help="The key's id, or the characters it starts with (as `keys ls` shows them).",
+        show_default=False,
+    ),
+]
 RequestsOption = Annotated[
     int | None,
     typer.Option(
@@ -185,13 +192,7 @@ def keys_create(
 
 @keys_app.command("limits")
 def keys_limits(
-    key: Annotated[
-        str,
-        typer.Argument(
-            help="The key's id, or the characters it starts with (as `keys ls` shows them).",
-            show_default=False,
-        ),
-    ],
+    key: KeyArgument,
     requests_per_minute: RequestsOption = None,
     images_per_minute: ImagesOption = None,
     concurrent_jobs: JobsOption = None,
@@ -243,13 +244,7 @@ def keys_ls(data_dir: DataDirOption = None) -> None:
 
 @keys_app.command("revoke")
 def keys_revoke(
-    key: Annotated[
-        str,
-        typer.Argument(
-            help="The key's id, or the characters it starts with (as `keys ls` shows them).",
-            show_default=False,
-        ),
-    ],
+    key: KeyArgument,
     data_dir: DataDirOption = None,
 ) -> None:
     """Revoke a key at once: requests and studio sessions signed by it get 401 from then on."""

@@ -32,6 +32,7 @@ async def test_list_contains_the_placeholder_with_schema_kinds_and_pricing(
         "by_quality": {},
         "per_million_input_tokens": 0.0,
         "per_million_output_tokens": 0.0,
+        "configured": False,
     }
     assert placeholder["sizes"]["default"] == "512x512"
     assert placeholder["max_n"] == 10
