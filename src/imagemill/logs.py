@@ -22,7 +22,10 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import logging.handlers
+import queue
 import re
+import sys
 from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -158,24 +161,48 @@ def _password(url: str | None) -> str | None:
         return None
 
 
+class Background(logging.handlers.QueueHandler):
+    """Writes to standard error from a thread of its own: the thread that logs (the event
+    loop, a few lines a job) only puts the record on a queue; ``Redact``, the format and
+    the write happen on the writer's thread, so a slow reader of standard error (a full
+    pipe to a log collector) never stalls the event loop. Closing it (at exit, or when
+    logging is configured again) writes what is queued first."""
+
+    def __init__(self, secrets: Iterable[str] = (), json_lines: bool = False) -> None:
+        super().__init__(queue.SimpleQueue())
+        target = logging.StreamHandler(sys.stderr)
+        target.setFormatter(JsonLines() if json_lines else logging.Formatter(FORMAT))
+        target.addFilter(Redact(secrets))
+        self.listener: logging.handlers.QueueListener | None = logging.handlers.QueueListener(
+            self.queue, target
+        )
+        self.listener.start()
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record  # one process: the record itself, formatted by the writer
+
+    def close(self) -> None:
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.stop()  # what is queued is written first
+        super().close()
+
+
 def config(settings: Settings) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for a server or worker process (and uvicorn's
-    ``log_config``): everything to standard error through ``Redact``."""
+    ``log_config``): everything to standard error through ``Redact``, written by a
+    thread of its own (``Background``)."""
     level = settings.log_level.upper()
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {
-            "request_id": {"()": RequestIds},
-            "redact": {"()": Redact, "secrets": secrets_of(settings)},
-        },
-        "formatters": {"plain": {"format": FORMAT}, "json": {"()": JsonLines}},
+        "filters": {"request_id": {"()": RequestIds}},
         "handlers": {
             "stderr": {
-                "class": "logging.StreamHandler",
-                "formatter": "json" if settings.log_format == "json" else "plain",
-                "filters": ["request_id", "redact"],
-                "stream": "ext://sys.stderr",
+                "()": Background,
+                "secrets": secrets_of(settings),
+                "json_lines": settings.log_format == "json",
+                "filters": ["request_id"],  # here: the request's id is this thread's
             }
         },
         "root": {"handlers": ["stderr"], "level": level if level == "DEBUG" else LIBRARY_LEVEL},
