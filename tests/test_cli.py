@@ -360,6 +360,8 @@ def test_keys_get_rate_limits(data_dir: Path) -> None:
             return owner.limits if owner else None
 
     assert asyncio.run(limits()) == KeyLimits(60, None, 4)
+    listed = ok("keys", "ls").stdout
+    assert f"{plaintext[:10]}… (ci): 60 requests a minute, 4 jobs in flight" in listed
     changed = ok("keys", "limits", plaintext[:10], "--images-per-minute", "100")
     assert "100 images a minute" in changed.stderr
     assert asyncio.run(limits()) == KeyLimits(None, 100, None)  # the others lifted

@@ -135,7 +135,7 @@ class BudgetErrorOut(BaseModel):
     error: BudgetErrorBody
 
 
-Limit = Annotated[int | None, Field(ge=1, le=1_000_000)]
+RateLimit = Annotated[int | None, Field(ge=1, le=1_000_000)]
 
 
 class KeyLimitsIn(BaseModel):
@@ -143,9 +143,9 @@ class KeyLimitsIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    requests_per_minute: Limit = Field(None, description="Requests a minute (429 past it).")
-    images_per_minute: Limit = Field(None, description="Images a minute its requests make.")
-    concurrent_jobs: Limit = Field(None, description="Its jobs queued or running at once.")
+    requests_per_minute: RateLimit = Field(None, description="Requests a minute (429 past it).")
+    images_per_minute: RateLimit = Field(None, description="Images a minute its requests make.")
+    concurrent_jobs: RateLimit = Field(None, description="Its jobs queued or running at once.")
 
     def limits(self) -> KeyLimits:
         return KeyLimits(self.requests_per_minute, self.images_per_minute, self.concurrent_jobs)

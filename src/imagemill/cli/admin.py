@@ -226,7 +226,8 @@ def _limits_text(limits: KeyLimits) -> str:
 
 @keys_app.command("ls")
 def keys_ls(data_dir: DataDirOption = None) -> None:
-    """List every key: its id, name, owner, first characters and whether it is revoked."""
+    """List every key: its id, name, owner, first characters, whether it is revoked or an
+    admin key, and its rate limits."""
     from imagemill.db.accounts import Accounts
 
     async def run() -> list[KeyInfo]:
@@ -234,12 +235,21 @@ def keys_ls(data_dir: DataDirOption = None) -> None:
             return await Accounts(db).list_keys()
 
     table = Table("starts with", "name", "owner", "created", "revoked", "id", box=None)
-    for key in _run(run()):
+    keys = _run(run())
+    notes = []
+    for key in keys:
         revoked = f"{key.revoked_at:%Y-%m-%d}" if key.revoked_at else ""
         created = f"{key.created_at:%Y-%m-%d}"
         table.add_row(key.prefix, escape(key.name), escape(key.owner), created, revoked, key.id)
+        special = ["admin"] if key.admin else []
+        if key.limits != KeyLimits():
+            special.append(_limits_text(key.limits))
+        if special:
+            notes.append(f"{key.prefix}… ({escape(key.name)}): {'; '.join(special)}")
     table.columns[0].no_wrap = True
     console.print(table)
+    for note in notes:  # below the table, which has no room for them at 80 columns
+        console.print(note, highlight=False, soft_wrap=True)
 
 
 @keys_app.command("revoke")

@@ -73,6 +73,7 @@ class KeyInfo:
     created_at: datetime
     revoked_at: datetime | None
     admin: bool = False
+    limits: KeyLimits = field(default_factory=KeyLimits)
 
 
 PRESET_FIELDS = (
@@ -87,8 +88,9 @@ PRESET_FIELDS = (
 
 
 def _key_info(row: Row[Any]) -> KeyInfo:
+    limits = KeyLimits(row.requests_per_minute, row.images_per_minute, row.concurrent_jobs)
     return KeyInfo(
-        row.id, row.name, row.prefix, row.owner, row.created_at, row.revoked_at, row.admin
+        row.id, row.name, row.prefix, row.owner, row.created_at, row.revoked_at, row.admin, limits
     )
 
 
