@@ -118,6 +118,7 @@ class Runtime:
             bus=self.bus,
             # A broker shared with other processes splits a backlog among their lines.
             steal_work=self.run_workers and not self.transport.in_process,
+            on_call=lambda model, outcome: self.metrics.provider_calls.labels(model, outcome).inc(),
         )
         self.bus.add_listener(self.worker.on_event)
         # Processes sharing a PostgreSQL database tell each other their events, and pass

@@ -81,6 +81,13 @@ def check_the_mix(found: Samples) -> None:
     assert value(found, "imagemill_job_retries_total", model=p, code="provider_unavailable") == 1
     assert value(found, "imagemill_provider_errors_total", model=p, code="provider_error") == 1
     assert value(found, "imagemill_fallbacks_total", model=gpt, fallback=p) == 1
+    # Five calls of the placeholder made something (the cache hit made no call), one failed
+    # for good, one failed once; gpt-image-1 was never called (no key here): its fallback was.
+    assert value(found, "imagemill_provider_calls_total", model=p, outcome="ok") == 5
+    assert value(found, "imagemill_provider_calls_total", model=p, outcome="provider_error") == 1
+    calls_unavailable = {"model": p, "outcome": "provider_unavailable"}
+    assert value(found, "imagemill_provider_calls_total", **calls_unavailable) == 1
+    assert value(found, "imagemill_provider_calls_total", model=gpt, outcome="ok") == 0
     assert value(found, "imagemill_outputs_total", model=p) == 7  # 2+2+1+1, and the fallback's
     assert value(found, "imagemill_cost_usd_total", model=p) == pytest.approx(6 * PRICE)
     assert value(found, "imagemill_cost_usd_total", model=gpt) == pytest.approx(PRICE)

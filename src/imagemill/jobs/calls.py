@@ -11,8 +11,10 @@ claims the job, and records, retries or fails what comes of these calls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -54,8 +56,11 @@ class ModelCalls:
         nudges: Nudges,
         progress: ProgressLog,
         canceled: set[str],
+        on_call: Callable[[str, str], object] | None = None,
     ) -> None:
-        """``canceled``: the worker's jobs whose owner canceled them while running."""
+        """``canceled``: the worker's jobs whose owner canceled them while running;
+        ``on_call`` is told the model and outcome of each provider call (the metrics)."""
+        self.on_call = on_call
         self.settings = settings
         self.repo = repo
         self.registry = registry
@@ -101,7 +106,7 @@ class ModelCalls:
             with self.circuits.counted(provider.name), Reservation(self.answers) as memory:
                 async with asyncio.timeout(self.time_left(job)) as clock:
                     context = self._context(job, spec.id, deadline, memory, clock)
-                    with provider_call(job.id, job.owner_id, spec.id, job.attempt):
+                    with self._logged(job, spec):
                         results = await provider.run(task, context)
         models = [job.model, *(f.model for f in job.request.fallback)]
         chain = [self.registry.resolve(model)[1] for model in models]
@@ -179,9 +184,15 @@ class ModelCalls:
                 with self.circuits.counted(provider.name):
                     async with asyncio.timeout(self.time_left(job)) as clock:
                         context = self._context(job, spec.id, deadline, memory, clock)
-                        with provider_call(job.id, job.owner_id, spec.id, job.attempt):
+                        with provider_call(
+                            job.id, job.owner_id, spec.id, job.attempt, self.on_call
+                        ):
                             results = await provider.run(task, context)
                 return await self._stored(results, task, spec, fallback_reason, memory)
+
+    def _logged(self, job: Job, spec: ModelSpec) -> contextlib.AbstractContextManager[None]:
+        """A provider call of ``job``'s attempt, logged, timed and counted."""
+        return provider_call(job.id, job.owner_id, spec.id, job.attempt, self.on_call)
 
     async def _stored(
         self,

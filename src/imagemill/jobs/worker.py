@@ -82,6 +82,7 @@ class Worker:
         *,
         bus: EventBus,
         steal_work: bool = False,
+        on_call: Callable[[str, str], object] | None = None,
     ) -> None:
         """``steal_work``: when nothing waits here, take queued jobs that other workers
         hold (``jobs/stealing.py``); for workers fed by an external broker."""
@@ -124,6 +125,7 @@ class Worker:
             nudges=self.nudges,
             progress=self.progress,
             canceled=self._canceled,
+            on_call=on_call,
         )
 
     # -- entry points ---------------------------------------------------------------------

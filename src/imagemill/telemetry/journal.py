@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from imagemill.db.appending import Appending
@@ -50,9 +50,16 @@ def log_transitions(published: Appending) -> None:
 
 
 @contextlib.contextmanager
-def provider_call(job_id: str, owner_id: str, model: str, attempt: int) -> Iterator[None]:
+def provider_call(
+    job_id: str,
+    owner_id: str,
+    model: str,
+    attempt: int,
+    on_outcome: Callable[[str, str], object] | None = None,
+) -> Iterator[None]:
     """Log the call made within: its model, attempt, duration and outcome (the error's
-    code when it failed)."""
+    code when it failed; ``interrupted``: canceled or timed out), and tell ``on_outcome``
+    the model and the outcome (the metrics)."""
     started = time.monotonic()
     facts: dict[str, Any] = {
         "job_id": job_id,
@@ -65,6 +72,8 @@ def provider_call(job_id: str, owner_id: str, model: str, attempt: int) -> Itera
             yield
     except ProviderError as exc:
         facts.update(outcome="error", error_code=exc.code, duration_ms=_since(started))
+        if on_outcome is not None:
+            on_outcome(model, exc.code)
         calls_log.info(
             "call of %s for %s failed: %s after %d ms",
             model,
@@ -76,9 +85,13 @@ def provider_call(job_id: str, owner_id: str, model: str, attempt: int) -> Itera
         raise
     except BaseException:
         facts.update(outcome="interrupted", duration_ms=_since(started))
+        if on_outcome is not None:
+            on_outcome(model, "interrupted")
         calls_log.info("call of %s for %s interrupted", model, job_id, extra=facts)
         raise
     facts.update(outcome="ok", duration_ms=_since(started))
+    if on_outcome is not None:
+        on_outcome(model, "ok")
     calls_log.info(
         "call of %s for %s: ok in %d ms", model, job_id, facts["duration_ms"], extra=facts
     )

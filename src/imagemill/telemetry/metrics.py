@@ -5,8 +5,9 @@ once per transaction after its commit by the repository): every job's status cha
 outputs and errors are written by exactly one process, so each is counted once across
 a deployment, by the process that made it happen (the API process for submits and
 cancels, the worker for attempts, outputs and endings). Events other processes send
-over the fan-out are not counted here. A few are counted where they happen: refusals
-by a budget or a rate limit, event-stream subscribers, webhook attempts, bytes stored.
+over the fan-out are not counted here. A few are counted where they happen: provider
+calls, refusals by a budget or a rate limit, event-stream subscribers, webhook attempts,
+bytes stored.
 
 Each process serves its own counts (Prometheus adds them up). Several processes on one
 machine can share one ``/metrics`` through prometheus-client's multiprocess mode: set
@@ -87,6 +88,13 @@ class Metrics:
             "imagemill_job_attempts",
             "Attempts started (a worker took the job).",
             ["model"],
+            registry=r,
+        )
+        self.provider_calls = Counter(
+            "imagemill_provider_calls",
+            "Calls of a model (the one asked for, a fallback, a prompt's enhancer), by "
+            "outcome: ok, an error code, or interrupted (canceled, timed out).",
+            ["model", "outcome"],
             registry=r,
         )
         self.retries = Counter(
