@@ -359,3 +359,25 @@ def test_the_price_shows_before_generate_and_follows_the_form(
         page.fill("input[name=n]", "3")
         expect(estimate).to_have_text("$0.12 · 3 outputs")
         context.close()
+
+
+def test_a_running_job_is_canceled_from_its_card(studio: str, page: Page) -> None:
+    page.goto(studio)
+    page.get_by_label("Prompt", exact=True).fill("a kite that never lands")
+    _choose_only(page, "placeholder")
+    page.locator("#params input[name=latency_ms]").fill("60000")
+    page.get_by_label("Prompt", exact=True).press("Control+Enter")  # generates, as Generate does
+
+    card = _card(page, "a kite that never lands")
+    expect(card.locator(".status")).to_have_text("running")
+    card.get_by_role("button", name="Cancel").click()
+    expect(card.locator(".status")).to_have_text("canceled")
+    expect(card.get_by_role("button", name="Cancel")).to_be_hidden()
+    job_id = card.get_attribute("data-job")
+    assert httpx.get(f"{studio}/v1/jobs/{job_id}").json()["status"] == "canceled"
+    # Its page says so too, with nothing left to cancel.
+    page.goto(f"{studio}/gallery/{job_id}")
+    expect(page.locator(".job .status").first).to_have_text("canceled")
+    expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
+    icon = page.locator("link[rel=icon]").get_attribute("href") or ""
+    assert httpx.get(icon).headers["content-type"].startswith("image/svg+xml")  # absolute

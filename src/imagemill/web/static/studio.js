@@ -80,7 +80,10 @@ function follow(card) {
       if (event.data) handle(JSON.parse(event.data).data || {});
     });
 
-  on("status", (data) => setStatus(card, data.status));
+  on("status", (data) => {
+    setStatus(card, data.status);
+    if (data.status === "running") message.textContent = ""; // a retry's note is stale now
+  });
   on("progress", (data) => {
     progress.value = data.progress;
     message.textContent = data.message || "";
@@ -102,6 +105,7 @@ function follow(card) {
     source.close();
     setStatus(card, data.status);
     if (data.status === "succeeded") progress.value = 1;
+    if (data.status !== "failed") message.textContent = "";
     card.querySelector(".failure").hidden = data.status !== "failed";
     card.dispatchEvent(new CustomEvent("job-done", { bubbles: true, detail: { id } }));
   });
@@ -141,9 +145,20 @@ async function retry(card) {
   }
 }
 
+async function cancel(card) {
+  try {
+    const job = await api(`/v1/jobs/${card.dataset.job}/cancel`, { method: "POST" });
+    setStatus(card, job.status);
+  } catch (error) {
+    card.querySelector(".message").textContent = error.message; // it ended meanwhile, say
+  }
+}
+
 document.addEventListener("click", (event) => {
   const button = event.target.closest(".job .retry");
   if (button) retry(button.closest(".job"));
+  const stop = event.target.closest(".job .cancel");
+  if (stop) cancel(stop.closest(".job"));
 });
 
 // -- the generate form ---------------------------------------------------------------
@@ -314,6 +329,14 @@ function setUpGenerate(form) {
       }
     });
   }
+
+  // Ctrl+Enter (Cmd+Enter on a Mac) generates from anywhere in the form.
+  form.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
