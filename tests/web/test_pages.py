@@ -189,7 +189,11 @@ async def test_the_gallery_filters_by_status_text_model_and_date(
     }
     today = fox["created_at"][:10]
     assert len(shown(await client.get(f"/gallery?since={today}&until={today}"))) == 3
-    assert shown(await client.get("/gallery?until=2000-01-01")) == set()
+    none_match = await client.get("/gallery?until=2000-01-01")
+    assert shown(none_match) == set()
+    assert "Nothing matches these filters" in none_match.text
+    assert '<a href="/gallery">Clear filters</a>' in none_match.text
+    assert "Generate something" not in none_match.text  # there is something: not here
     assert (await client.get("/gallery?status=bogus")).status_code == 422
 
 

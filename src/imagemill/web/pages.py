@@ -117,6 +117,14 @@ class GalleryFilter(BaseModel):
     def _empty_is_any(cls, value: Any) -> Any:
         return None if value == "" else value
 
+    @property
+    def narrowed(self) -> bool:
+        """Whether any filter is set (an empty page then means "none match", not "none")."""
+        return any(
+            value is not None
+            for value in (self.model, self.status, self.kind, self.q, self.since, self.until)
+        )
+
     def where(self) -> JobFilter:
         def midnight(day: date | None) -> datetime | None:
             return datetime.combine(day, time(), UTC) if day else None
