@@ -38,7 +38,7 @@ class BudgetOut(BaseModel):
     @classmethod
     def of(cls, state: BudgetState) -> BudgetOut:
         return cls(
-            scope="owner" if state.applies_to == "owner" else "key",
+            scope=state.applies_to,
             id=state.scope,
             period=state.limit.period.value,
             limit_usd=to_usd(state.limit.limit_micros),

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -88,7 +88,7 @@ class BudgetState:
     reserved_micros: int
 
     @property
-    def applies_to(self) -> str:
+    def applies_to(self) -> Literal["key", "owner"]:
         """``"key"`` or ``"owner"`` (all of the owner's keys, and keyless calls)."""
         return "owner" if self.scope == self.owner_id else "key"
 
@@ -198,33 +198,26 @@ def charge(conn: Connection, reservation: Mapping[str, Any], cost_micros: int) -
     hold as far as the hold goes; the reservation with what it still holds."""
     held = reservation.get("micros", 0)
     taken = min(held, cost_micros)
-    _SETTLE.many(
-        conn,
-        [
-            {
-                "b_scope": scope,
-                "b_start": datetime.fromisoformat(start),
-                "held": taken,
-                "cost": cost_micros,
-            }
-            for scope, start in reservation.get("budgets", [])
-        ],
-    )
+    _spend(conn, reservation, taken, cost_micros)
     return {**reservation, "micros": held - taken}
 
 
 def settle(conn: Connection, reservation: Mapping[str, Any], cost_micros: int) -> None:
     """End a job's hold: ``cost_micros`` (its real cost; 0 unless it succeeded) is spent
     in each period it held from, and the hold is given back."""
-    held = reservation.get("micros", 0)
+    _spend(conn, reservation, reservation.get("micros", 0), cost_micros)
+
+
+def _spend(conn: Connection, reservation: Mapping[str, Any], released: int, cost: int) -> None:
+    """In each period ``reservation`` held from: ``released`` less held, ``cost`` spent."""
     _SETTLE.many(
         conn,
         [
             {
                 "b_scope": scope,
                 "b_start": datetime.fromisoformat(start),
-                "held": held,
-                "cost": cost_micros,
+                "held": released,
+                "cost": cost,
             }
             for scope, start in reservation.get("budgets", [])
         ],
@@ -305,7 +298,6 @@ class Budgets:
     async def set(self, scope: str, owner_id: str, limit: Limit, now: datetime) -> BudgetState:
         """Set (or change) the budget of ``scope``: what its jobs spent in the current
         period, before the budget existed too, counts against the new limit."""
-        insert = sqlite.insert if self.db.is_sqlite else postgresql.insert
         values = {
             "scope": scope,
             "owner_id": owner_id,
@@ -314,7 +306,7 @@ class Budgets:
             "created_at": now,
             "updated_at": now,
         }
-        statement = insert(budgets).values(values)
+        statement = self.db.insert(budgets).values(values)
         statement = statement.on_conflict_do_update(
             index_elements=[budgets.c.scope],
             set_={

@@ -69,9 +69,9 @@ class BatchService:
         batch = BatchDraft(
             batch_id, owner_id, concurrency, dict(metadata), webhook_url, deadline_seconds
         )
-        in_flight = await self.jobs.admit(drafts, key_id, limits)
+        in_flight = await self.jobs.spend.admit((d.request for d in drafts), key_id, limits)
         jobs = await self.repo.create_batch(batch, drafts, utcnow(), in_flight=in_flight)
-        await self.jobs.made(jobs, key_id, limits)
+        await self.jobs.spend.made(jobs, key_id, limits)
         await self.jobs.enqueue(jobs)
         return await self.get(owner_id, batch_id)
 

@@ -12,14 +12,12 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from imagemill.boundary import escaped, has_words, quoted
-from imagemill.db import budgets
 from imagemill.db.accounts import Accounts, Preset
-from imagemill.db.budgets import InFlightLimit
 from imagemill.db.queries import JobFilter
 from imagemill.db.records import JobDraft, Requeue
 from imagemill.db.repository import Repository
@@ -33,7 +31,6 @@ from imagemill.domain import (
     Request,
     Submission,
     TaskKind,
-    output_count,
 )
 from imagemill.errors import BudgetExceeded, Conflict, InvalidInput, NotFound, TooManyRequests
 from imagemill.events.bus import EventBus
@@ -41,9 +38,8 @@ from imagemill.ids import new_id
 from imagemill.jobs import validation
 from imagemill.providers.registry import Registry
 from imagemill.specs import ModelSpec
-from imagemill.spend.estimates import Estimate, estimate
+from imagemill.spend.gate import SpendGate
 from imagemill.spend.limits import KeyLimits, RateLimits
-from imagemill.spend.quotes import Quote, QuoteItem
 from imagemill.styles import find_preset
 from imagemill.telemetry.tracing import traceparent
 from imagemill.writing import TEXT_PARAMS
@@ -86,7 +82,7 @@ class JobService:
         rate_limits: RateLimits | None = None,
     ) -> None:
         """``max_pixels``: the most pixels this server makes or takes in one image."""
-        self.rate_limits = rate_limits or RateLimits()
+        self.spend = SpendGate(registry, repo, rate_limits or RateLimits())
         self.repo = repo
         self.accounts = accounts
         self.registry = registry
@@ -132,7 +128,7 @@ class JobService:
             fingerprint=fingerprint,
             key_id=key_id,
         )
-        in_flight = await self.admit(drafts, key_id, limits)
+        in_flight = await self.spend.admit((d.request for d in drafts), key_id, limits)
         try:
             jobs = await self.repo.create_jobs(drafts, utcnow(), in_flight=in_flight)
         except (Conflict, BudgetExceeded, TooManyRequests):
@@ -142,7 +138,7 @@ class JobService:
             if not earlier:
                 raise
             return _same_request(earlier, fingerprint)
-        await self.made(jobs, key_id, limits)
+        await self.spend.made(jobs, key_id, limits)
         await self.enqueue(jobs)
         return jobs
 
@@ -193,49 +189,11 @@ class JobService:
                     webhook_events=webhook_events,
                     batch_id=batch_id,
                     key_id=key_id,
-                    reserve_micros=self.estimate(request).reserve_micros,
+                    reserve_micros=self.spend.estimate(request).reserve_micros,
                     trace_parent=traceparent(),
                 )
             )
         return drafts
-
-    async def admit(
-        self, drafts: Sequence[JobDraft], key_id: str | None, limits: KeyLimits | None
-    ) -> InFlightLimit | None:
-        """Check the images ``drafts`` would make against the key's images a minute
-        (``TooManyRequests`` past it; counted once recorded, by ``made``); the limit on
-        its jobs in flight, which recording them checks (``db/budgets.py``), if any."""
-        if key_id is None or limits is None:
-            return None
-        await self.rate_limits.check_images(key_id, limits, _images(d.request for d in drafts))
-        if limits.concurrent_jobs is None:
-            return None
-        return InFlightLimit(key_id, limits.concurrent_jobs)
-
-    async def made(self, jobs: Sequence[Job], key_id: str | None, limits: KeyLimits | None) -> None:
-        """Count the images of ``jobs``, just recorded, against the key's images a minute
-        (cache hits make none)."""
-        if key_id is not None and limits is not None:
-            made = _images(job.request for job in jobs if not job.cached)
-            await self.rate_limits.count_images(key_id, limits, made)
-
-    def estimate(self, request: Request) -> Estimate:
-        """What a resolved request will cost (``spend/estimates.py``)."""
-        return estimate(request, lambda model: self.registry.resolve(model)[1])
-
-    async def quote(
-        self, owner_id: str, drafts: Sequence[JobDraft], key_id: str | None = None
-    ) -> Quote:
-        """What submitting ``drafts`` now would cost and hold, and the budgets of
-        ``key_id`` and the owner as they stand; nothing is recorded."""
-        keys = [d.cache_key for d in drafts if d.reuse_cached and d.cache_key]
-        scopes = budgets.scopes_of(owner_id, key_id)
-        cached, states = await self.repo.spend_context(owner_id, keys, scopes, utcnow())
-        items = [
-            QuoteItem(self.estimate(d.request), cached=d.reuse_cached and d.cache_key in cached)
-            for d in drafts
-        ]
-        return Quote(items, states)
 
     async def enqueue(self, jobs: Sequence[Job]) -> None:
         """Wake a worker for each job that is not finished already (a cache hit is)."""
@@ -395,16 +353,15 @@ class JobService:
         if not jobs:
             return []
         now = utcnow()
-        retries, drafts = [], []
+        retries = []
         for job in jobs:
             seconds = job.request.deadline_seconds or self.deadline_seconds
             deadline_at = now + timedelta(seconds=seconds) if seconds else None
-            reserve = self.estimate(job.request).reserve_micros
+            reserve = self.spend.estimate(job.request).reserve_micros
             retries.append(Requeue(job.id, deadline_at, reserve))
-            drafts.append(JobDraft(job.id, owner_id, job.request, max_attempts=job.max_attempts))
-        in_flight = await self.admit(drafts, key_id, limits)
+        in_flight = await self.spend.admit((job.request for job in jobs), key_id, limits)
         queued = await self.repo.requeue_all(owner_id, retries, now, in_flight=in_flight)
-        await self.made([job for job in jobs if job.id in queued], key_id, limits)
+        await self.spend.made([job for job in jobs if job.id in queued], key_id, limits)
         for job_id in queued:
             await self._send(job_id)
         return queued
@@ -458,11 +415,6 @@ class JobService:
                 # The worker hands its job over before the commit's events are out.
                 if not pending and finished is not None and all(i in finished for i in job_ids):
                     jobs = [finished[i] for i in job_ids]
-
-
-def _images(requests: Iterable[Request]) -> int:
-    """How many outputs ``requests`` make (``n`` each, per tone for a caption)."""
-    return sum(output_count(r.kind, r.n, r.params) for r in requests)
 
 
 def request_fingerprint(endpoint: str, submission: Submission) -> str:

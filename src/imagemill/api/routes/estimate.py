@@ -16,6 +16,7 @@ from imagemill.api.schemas import ErrorOut
 from imagemill.api.spend_schemas import EstimateOut
 from imagemill.db.records import JobDraft
 from imagemill.domain import Submission
+from imagemill.jobs.service import utcnow
 
 router = APIRouter(prefix="/v1/estimate", tags=["usage"], route_class=CheckedRoute)
 
@@ -71,7 +72,8 @@ async def estimate(
     else:
         submission = _parsed(Submission, body)
         drafts = await runtime.service.drafts(owner.id, submission, key_id=owner.key_id)
-    return EstimateOut.of(await runtime.service.quote(owner.id, drafts, owner.key_id))
+    quote = await runtime.service.spend.quote(owner.id, drafts, owner.key_id, utcnow())
+    return EstimateOut.of(quote)
 
 
 Model = TypeVar("Model", BatchIn, Submission)
