@@ -156,6 +156,19 @@ class FallbackModel(BaseModel):
     params: Params = Field(default_factory=dict)
 
 
+class ComparedModel(BaseModel):
+    """One model of a side-by-side comparison, with params of its own."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field(max_length=200, description="Model id, e.g. `openai/gpt-image-1`.")
+    params: Params = Field(
+        default_factory=dict,
+        description="This model's params, added to the request's `params` (and winning over "
+        "them): what only this model takes, or a different value for it.",
+    )
+
+
 class Enhancement(BaseModel):
     """Enhance the prompt with a text model before rendering: both are recorded."""
 
@@ -420,8 +433,12 @@ class Submission(BaseModel):
     model: str | None = Field(
         None, description="Model id, e.g. `placeholder` or `openai/gpt-image-1`."
     )
-    models: list[str] | None = Field(
-        None, min_length=1, max_length=8, description="Several models: one job each, one group."
+    models: list[ComparedModel] | None = Field(
+        None,
+        min_length=1,
+        max_length=8,
+        description="Several models side by side: one job each, one group. Ids, or "
+        "{model, params} where a model takes params of its own.",
     )
     prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
     negative_prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
@@ -487,6 +504,13 @@ class Submission(BaseModel):
         # A model id alone is {model} with no params: one shape, so an error inside an
         # entry is named by its own field (``fallback.0.bogus``), not by a union branch.
         if isinstance(value, list):
+            return [{"model": entry} if isinstance(entry, str) else entry for entry in value]
+        return value
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _compared_models(cls, value: object) -> object:
+        if isinstance(value, list):  # an id alone: {model}, as a fallback's
             return [{"model": entry} if isinstance(entry, str) else entry for entry in value]
         return value
 

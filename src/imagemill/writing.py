@@ -39,6 +39,7 @@ TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
 
 TEXT_PARAMS: dict[str, dict[str, Any]] = {
     "tones": {
+        "title": "Tones",
         "type": "array",
         "items": {"type": "string", "minLength": 1, "maxLength": 40},
         "minItems": 1,
@@ -48,6 +49,7 @@ TEXT_PARAMS: dict[str, dict[str, Any]] = {
         '"luxurious"]; n captions in each, tone by tone.',
     },
     "language": {
+        "title": "Language",
         "type": "string",
         "minLength": 2,
         "maxLength": 40,
@@ -55,6 +57,7 @@ TEXT_PARAMS: dict[str, dict[str, Any]] = {
         "the product text's).",
     },
     "hashtags": {
+        "title": "Hashtags",
         "type": "integer",
         "minimum": 0,
         "maximum": MAX_HASHTAGS,
@@ -62,11 +65,13 @@ TEXT_PARAMS: dict[str, dict[str, Any]] = {
         "description": "caption: exactly this many hashtags after each caption.",
     },
     "emojis": {
+        "title": "Emojis",
         "type": "boolean",
         "default": False,
         "description": "caption: use emojis.",
     },
     "style": {
+        "title": "Style",
         "type": "string",
         "minLength": 1,
         "maxLength": 300,
@@ -81,6 +86,7 @@ TEXT_PARAM_KINDS = {
     "style": [TaskKind.ENHANCE],
 }
 TEMPERATURE = {
+    "title": "Temperature",
     "type": "number",
     "minimum": 0,
     "maximum": 2,

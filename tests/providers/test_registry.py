@@ -234,3 +234,30 @@ def test_a_quality_table_without_a_wildcard_falls_back_to_the_size_price() -> No
 
 def test_the_default_price_is_free() -> None:
     assert Pricing().price(Size(1024, 1024), "hd") == 0.0
+
+
+def test_every_param_of_every_model_has_a_title_and_a_description(tmp_path: Path) -> None:
+    """The studio labels a param by its schema's ``title`` and explains it with its
+    ``description``: a raw name (``latency_ms``) or an unexplained field is a bug."""
+    from fakes.tiny_diffusers import save_tiny_stable_diffusion
+    from fakes.tiny_transformers import save_tiny_text_model
+
+    settings = Settings(
+        data_dir=tmp_path,
+        openai_api_key="sk-test",
+        gemini_api_key="test",
+        replicate_api_token="r8_test",
+        recraft_api_key="test",
+    )
+    save_tiny_stable_diffusion(settings.resolved_models_dir / "tiny")
+    save_tiny_text_model(settings.resolved_models_dir / "tiny-writer")
+    models = Registry.from_entry_points(settings).models()
+    assert {"local/tiny", "local/tiny-writer", "openai/gpt-image-1"} <= {m.id for m in models}
+
+    untitled = [
+        f"{model.id}: {name}"
+        for model in models
+        for name, rule in model.params_schema.get("properties", {}).items()
+        if not rule.get("title") or not rule.get("description")
+    ]
+    assert untitled == []

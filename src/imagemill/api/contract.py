@@ -327,11 +327,31 @@ def _job_request_models(submission: Schema, specs: list[ModelSpec], ids: list[st
         **_nullable({"enum": ids}),
         "description": _described(properties, "model"),
     }
+    # A model of a comparison or of a fallback chain: an id, or {model, params} with the
+    # params that model takes.
+    with_params: Schema = {
+        "anyOf": [
+            {"enum": ids},
+            {
+                "type": "object",
+                "properties": {"model": {"enum": ids}, "params": _free_object()},
+                "required": ["model"],
+                "additionalProperties": False,
+                "allOf": [
+                    {
+                        "if": {"properties": {"model": {"enum": names}}},
+                        "then": {"properties": {"params": params}},
+                    }
+                    for names, params in _grouped((_names(s), _params_of(s)) for s in specs)
+                ],
+            },
+        ]
+    }
     properties["models"] = {
         **_nullable(
             {
                 "type": "array",
-                "items": {"enum": ids},
+                "items": with_params,
                 "minItems": 1,
                 "maxItems": 8,
                 "uniqueItems": True,
@@ -343,24 +363,7 @@ def _job_request_models(submission: Schema, specs: list[ModelSpec], ids: list[st
         "type": "array",
         "maxItems": 5,
         "uniqueItems": True,
-        "items": {
-            "anyOf": [
-                {"enum": ids},
-                {
-                    "type": "object",
-                    "properties": {"model": {"enum": ids}, "params": _free_object()},
-                    "required": ["model"],
-                    "additionalProperties": False,
-                    "allOf": [
-                        {
-                            "if": {"properties": {"model": {"enum": names}}},
-                            "then": {"properties": {"params": params}},
-                        }
-                        for names, params in _grouped((_names(s), _params_of(s)) for s in specs)
-                    ],
-                },
-            ]
-        },
+        "items": with_params,
         "description": _described(properties, "fallback"),
     }
     enhancers = sorted(

@@ -221,18 +221,30 @@ class JobService:
         self, submission: Submission, inputs: validation.Inputs, *, preset_negative: bool = False
     ) -> list[Request]:
         if submission.models is not None:
-            if len(set(submission.models)) != len(submission.models):
+            ids = [entry.model for entry in submission.models]
+            if len(set(ids)) != len(ids):
                 raise InvalidInput("each model may appear once", field="models")
-            targets = [(m, f"models.{i}") for i, m in enumerate(submission.models)]
+            targets = [
+                (entry.model, f"models.{i}", entry.params)
+                for i, entry in enumerate(submission.models)
+            ]
         else:
-            targets = [(submission.model or "", "model")]
+            targets = [(submission.model or "", "model", {})]
         requests = []
-        for model, field in targets:
+        for model, field, params in targets:
             spec = self.registry.resolve(model, field)[1]
-            own = _for_model(submission, spec, preset_negative)
-            request = validation.resolve(
-                own, spec, field, inputs=inputs, max_pixels=self.max_pixels
+            own = validation.with_params(
+                _for_model(submission, spec, preset_negative), params, field
             )
+            try:
+                request = validation.resolve(
+                    own, spec, field, inputs=inputs, max_pixels=self.max_pixels
+                )
+            except InvalidInput as exc:  # a param of the model's own: named where it was given
+                name = (exc.field or "").removeprefix("params.").split(".")[0]
+                if exc.field and exc.field.startswith("params.") and name in params:
+                    raise InvalidInput(exc.message, field=f"{field}.{exc.field}") from exc
+                raise
             fallback = self._fallback(submission, request, inputs, preset_negative)
             update = {"fallback": fallback, "enhance": self._enhancement(submission)}
             requests.append(request.model_copy(update=update))

@@ -72,6 +72,21 @@ def expand_preset(submission: Submission, preset: Preset | None) -> Submission:
     return submission.model_copy(update=update)
 
 
+def with_params(submission: Submission, params: dict[str, Any], field: str) -> Submission:
+    """``submission`` for one model of a comparison: ``params`` (the model's own, at
+    ``field``) added to the request's, winning over them."""
+    if not params:
+        return submission
+    merged = {**submission.params, **params}
+    try:
+        PARAMS_LIMITS.check(merged)
+    except BoundaryError as exc:
+        raise InvalidInput(
+            f"params with those of {field} {exc.message}", field=exc.field(f"{field}.params")
+        ) from exc
+    return submission.model_copy(update={"params": merged})
+
+
 @dataclass(frozen=True, slots=True)
 class Inputs:
     """The assets a submission names, found: its input images and its mask."""

@@ -89,6 +89,8 @@ IMAGEN_3 = ModelSpec(
         "additionalProperties": False,
         "properties": {
             "person_generation": {
+                "title": "People",
+                "description": "Whether images may show people: none, adults only, or anyone.",
                 "enum": ["dont_allow", "allow_adult", "allow_all"],
                 "default": "allow_adult",
             }

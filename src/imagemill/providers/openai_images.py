@@ -66,12 +66,43 @@ GPT_IMAGE_1 = ModelSpec(
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "quality": {"enum": ["low", "medium", "high", "auto"], "default": "auto"},
-            "background": {"enum": ["transparent", "opaque", "auto"], "default": "auto"},
-            "output_format": {"enum": ["png", "jpeg", "webp"], "default": "png"},
-            "output_compression": {"type": "integer", "minimum": 0, "maximum": 100},
-            "moderation": {"enum": ["auto", "low"], "default": "auto"},
-            "input_fidelity": {"enum": ["low", "high"]},
+            "quality": {
+                "title": "Quality",
+                "enum": ["low", "medium", "high", "auto"],
+                "default": "auto",
+                "description": "Higher quality takes longer and costs more.",
+            },
+            "background": {
+                "title": "Background",
+                "enum": ["transparent", "opaque", "auto"],
+                "default": "auto",
+                "description": "Transparent needs the PNG or WebP format.",
+            },
+            "output_format": {
+                "title": "File format",
+                "enum": ["png", "jpeg", "webp"],
+                "default": "png",
+                "description": "The format the image is made in.",
+            },
+            "output_compression": {
+                "title": "Compression (%)",
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 100,
+                "description": "JPEG and WebP only: 0 is the largest file, 100 the smallest.",
+            },
+            "moderation": {
+                "title": "Moderation",
+                "enum": ["auto", "low"],
+                "default": "auto",
+                "description": "How strictly OpenAI filters what it makes (low: less).",
+            },
+            "input_fidelity": {
+                "title": "Input fidelity",
+                "enum": ["low", "high"],
+                "description": "Edits: how closely to keep the input image's details "
+                "(faces, logos); high costs more.",
+            },
         },
         # As OpenAI's reference has it: compression is for JPEG and WebP; a transparent
         # background needs a format with transparency.
@@ -132,8 +163,18 @@ DALL_E_3 = ModelSpec(
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "quality": {"enum": ["standard", "hd"], "default": "standard"},
-            "style": {"enum": ["vivid", "natural"], "default": "vivid"},
+            "quality": {
+                "title": "Quality",
+                "enum": ["standard", "hd"],
+                "default": "standard",
+                "description": "hd: finer detail, at a higher price.",
+            },
+            "style": {
+                "title": "Style",
+                "enum": ["vivid", "natural"],
+                "default": "vivid",
+                "description": "vivid: dramatic and hyper-real; natural: less so.",
+            },
         },
     },
     sizes=SizeRange(min_side=64, max_side=4096, fixed=DALL_E_3_SIZES, default="1024x1024"),

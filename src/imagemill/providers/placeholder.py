@@ -37,6 +37,7 @@ PARAMS_SCHEMA = {
     "type": "object",
     "properties": {
         "latency_ms": {
+            "title": "Simulated latency (ms)",
             "type": "integer",
             "minimum": 0,
             "maximum": 600_000,
@@ -47,16 +48,19 @@ PARAMS_SCHEMA = {
             ),
         },
         "fail": {
+            "title": "Fail on purpose",
             "type": "string",
             "enum": ["transient", "permanent"],
             "description": "Fail on purpose: 'transient' is retried, 'permanent' is not.",
         },
         "fail_attempts": {
+            "title": "Failing attempts",
             "type": "integer",
             "minimum": 1,
             "description": "With 'fail', fail only the first N attempts (default: every attempt).",
         },
         "fail_until": {
+            "title": "Fail until (Unix time)",
             "type": "number",
             "minimum": 0,
             "description": "With 'fail', fail only before this Unix time (seconds): an outage "

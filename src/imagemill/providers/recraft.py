@@ -54,6 +54,8 @@ RECRAFT_V3 = ModelSpec(
         "additionalProperties": False,
         "properties": {
             "style": {
+                "title": "Style",
+                "description": "The kind of image Recraft makes.",
                 "enum": [
                     "any",
                     "realistic_image",
@@ -63,7 +65,12 @@ RECRAFT_V3 = ModelSpec(
                 ],
                 "default": "any",
             },
-            "substyle": {"type": "string", "maxLength": 100},
+            "substyle": {
+                "title": "Substyle",
+                "type": "string",
+                "maxLength": 100,
+                "description": "A refinement of the style, in Recraft's names (e.g. 'hard_flash').",
+            },
         },
     },
     sizes=SizeRange(min_side=64, max_side=4096, fixed=SIZES, default="1024x1024"),

@@ -215,6 +215,59 @@ async def test_models_group_runs_one_job_per_model_and_is_idempotent(
     assert len(page.json()["data"]) == 2
 
 
+async def test_each_model_of_a_comparison_may_take_params_of_its_own(
+    two_model_client: httpx.AsyncClient,
+) -> None:
+    body = {
+        "models": ["placeholder", {"model": "twin/placeholder", "params": {"latency_ms": 20}}],
+        "prompt": "compare",
+        "size": "64x64",
+        "params": {"latency_ms": 10, "fail_attempts": 1},
+    }
+    group = await submit(two_model_client, body)
+
+    params = {job["model"]: job["request"]["params"] for job in group["jobs"]}
+    assert params == {
+        "placeholder": {"latency_ms": 10, "fail_attempts": 1},
+        "twin/placeholder": {"latency_ms": 20, "fail_attempts": 1},  # its own wins
+    }
+
+
+@pytest.mark.parametrize(
+    ("models", "params", "field"),
+    [
+        (
+            ["placeholder", {"model": "twin/placeholder", "params": {"latency_ms": -1}}],
+            {},
+            "models.1.params.latency_ms",
+        ),
+        (
+            [{"model": "placeholder", "params": {"bogus": 1}}, "twin/placeholder"],
+            {},
+            "models.0.params.bogus",
+        ),
+        (
+            ["placeholder", {"model": "twin/placeholder", "params": {}}],
+            {"latency_ms": -1},
+            "params.latency_ms",
+        ),  # the request's own, shared by both
+        (
+            [{"model": "placeholder"}, {"model": "placeholder", "params": {"latency_ms": 1}}],
+            {},
+            "models",
+        ),
+    ],
+)
+async def test_a_comparison_names_the_param_at_fault_where_it_was_given(
+    two_model_client: httpx.AsyncClient, models: list[Any], params: dict[str, Any], field: str
+) -> None:
+    body = {"models": models, "prompt": "compare", "size": "64x64", "params": params}
+    response = await two_model_client.post("/v1/jobs", json=body)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == field
+
+
 async def test_seeded_request_is_served_from_the_cache(client: httpx.AsyncClient) -> None:
     body = {"model": "placeholder", "prompt": "cache me", "size": "64x64", "seed": 42, "n": 2}
     first = await submit(client, body, **WAIT)

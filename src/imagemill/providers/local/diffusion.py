@@ -37,6 +37,7 @@ PARAMS_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "steps": {
+            "title": "Steps",
             "type": "integer",
             "minimum": 1,
             "maximum": 150,
@@ -44,6 +45,7 @@ PARAMS_SCHEMA: dict[str, Any] = {
             "description": "Denoising steps.",
         },
         "guidance_scale": {
+            "title": "Guidance scale",
             "type": "number",
             "minimum": 0,
             "maximum": 30,
@@ -51,6 +53,7 @@ PARAMS_SCHEMA: dict[str, Any] = {
             "description": "How closely to follow the prompt (0 turns guidance off).",
         },
         "strength": {
+            "title": "Edit strength",
             "type": "number",
             "exclusiveMinimum": 0,
             "maximum": 1,

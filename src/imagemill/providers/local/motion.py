@@ -32,6 +32,7 @@ PARAMS_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "duration": {
+            "title": "Duration (s)",
             "type": "number",
             "minimum": 1,
             "maximum": 20,
@@ -39,6 +40,7 @@ PARAMS_SCHEMA: dict[str, Any] = {
             "description": "Length of the video in seconds.",
         },
         "fps": {
+            "title": "Frames per second",
             "type": "integer",
             "minimum": 8,
             "maximum": 60,
@@ -46,6 +48,7 @@ PARAMS_SCHEMA: dict[str, Any] = {
             "description": "Frames per second.",
         },
         "motion": {
+            "title": "Camera move",
             "type": "string",
             "enum": list(MOTIONS),
             "default": "ken_burns",
@@ -53,6 +56,7 @@ PARAMS_SCHEMA: dict[str, Any] = {
             "travels), or ken_burns (a slow zoom in drifting up and to the right).",
         },
         "zoom": {
+            "title": "Zoom",
             "type": "number",
             "minimum": 1.0,
             "maximum": 2.0,

@@ -28,13 +28,21 @@ PARAMS_SCHEMA: dict[str, Any] = {
     "properties": {
         **writing.text_params(structured=False),
         "max_new_tokens": {
+            "title": "Longest text (tokens)",
             "type": "integer",
             "minimum": 1,
             "maximum": 1024,
             "default": 120,
             "description": "The most tokens each text may have.",
         },
-        "temperature": {"type": "number", "exclusiveMinimum": 0, "maximum": 2, "default": 0.8},
+        "temperature": {
+            "title": "Temperature",
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 2,
+            "default": 0.8,
+            "description": "Sampling temperature: lower is plainer, higher more varied.",
+        },
     },
 }
 
