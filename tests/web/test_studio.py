@@ -112,7 +112,10 @@ def test_a_job_shows_progress_then_its_image_which_stays_in_the_gallery(
     assert tile.locator("img").evaluate("img => img.decode().then(() => img.naturalWidth)") > 0
     assert page.evaluate(LAYOUT_SHIFT) == 0, "boxes are reserved before images load"
 
-    tile.click()
+    tile.click()  # opens the viewer over the gallery; Details is the job's page
+    viewer = page.get_by_role("dialog", name="Image viewer")
+    expect(viewer).to_contain_text("a red fox in snow")
+    viewer.get_by_role("link", name="Details").click()
     expect(page.locator(".facts")).to_contain_text("a red fox in snow")
     assert (
         page.locator(".images img").evaluate("img => img.decode().then(() => img.naturalWidth)")
@@ -125,7 +128,11 @@ def test_two_models_side_by_side(studio: str, page: Page) -> None:
     page.get_by_label("Prompt", exact=True).fill("a lighthouse at dusk")
     _choose_only(page, "placeholder")
     page.locator("input[name=model][value='local/tiny']").check()
-    expect(page.locator("#params")).to_be_hidden()  # several models: no one schema
+    # Several models: a section of params each, labelled from the schemas' titles.
+    tiny = page.locator("#params fieldset[data-model='local/tiny']")
+    expect(tiny.locator("legend")).to_contain_text("parameters")
+    expect(page.locator("#params fieldset[data-model=placeholder]")).to_be_visible()
+    tiny.get_by_label("Steps").fill("3")
     page.get_by_label("Size").fill("64x64")
     page.get_by_role("button", name="Generate").click()
 
@@ -140,6 +147,9 @@ def test_two_models_side_by_side(studio: str, page: Page) -> None:
         expect(column.locator(".outputs img")).to_have_count(1, timeout=60_000)
         expect(column.locator("[data-field=time]")).to_have_text(re.compile(r"^\d+\.\d s$"))
         expect(column.locator("[data-field=cost]")).to_have_text(re.compile(r"^\$\d+\.\d{4}$"))
+    group = httpx.get(f"{studio}/v1/jobs", params={"group_id": page.url.rsplit("/", 1)[1]})
+    params = {job["model"]: job["request"]["params"] for job in group.json()["data"]}
+    assert params == {"local/tiny": {"steps": 3}, "placeholder": {}}  # each its own
 
 
 def test_a_failed_job_says_why_and_retries(studio: str, page: Page) -> None:
@@ -160,13 +170,46 @@ def test_a_failed_job_says_why_and_retries(studio: str, page: Page) -> None:
     expect(card.locator(".status")).to_have_text("failed")  # the same request fails again
 
 
-def test_bad_input_is_named_on_the_form(studio: str, page: Page) -> None:
-    page.goto(studio)
-    _choose_only(page, "placeholder")
-    page.get_by_label("Size").fill("0x0")
-    page.get_by_role("button", name="Generate").click()
+def _field_error(page: Page, field: Locator) -> Locator:
+    """The error shown for ``field``: next to it, and what it is described by."""
+    expect(field).to_have_attribute("aria-invalid", "true")
+    return page.locator(f"#{field.get_attribute('aria-describedby')}")
 
-    expect(page.locator("#generate .form-error")).to_contain_text("size")
+
+def test_bad_input_is_named_next_to_the_field_at_fault(studio: str, page: Page) -> None:
+    page.goto(studio)
+    generate = page.get_by_role("button", name="Generate")
+    for box in page.locator("input[name=model]:checked").all():
+        box.uncheck()
+    generate.click()
+    expect(_field_error(page, page.locator("#models-field"))).to_have_text("Choose a model.")
+
+    _choose_only(page, "placeholder")
+    generate.click()
+    prompt = page.get_by_label("Prompt", exact=True)
+    expect(_field_error(page, prompt)).to_contain_text("prompt is required")
+    prompt.fill("a field at fault")
+    size = page.get_by_label("Size")
+    size.fill("0x0")
+    generate.click()
+    expect(_field_error(page, size)).to_contain_text("between")
+    expect(size).to_be_focused()
+    expect(page.locator("#generate .form-error")).to_be_hidden()
+
+    size.fill("64x64")
+    latency = page.locator("#params").get_by_label("Simulated latency (ms)")
+    latency.fill("-5")
+    generate.click()
+    expect(_field_error(page, latency)).to_contain_text("0")
+    expect(size).not_to_have_attribute("aria-invalid", "true")  # the earlier one is gone
+
+    # In a comparison, the param of the model it was given for.
+    latency.fill("")
+    page.locator("input[name=model][value='local/tiny']").check()
+    steps = page.locator("#params fieldset[data-model='local/tiny']").get_by_label("Steps")
+    steps.fill("999")
+    generate.click()
+    expect(_field_error(page, steps)).to_contain_text("150")
 
 
 def test_a_phone_sized_screen_has_no_sideways_scroll(studio: str, browser: Browser) -> None:

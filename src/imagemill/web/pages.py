@@ -8,6 +8,8 @@ with an API key, kept in an HttpOnly cookie (``api/deps.py``), and sees only the
 
 from __future__ import annotations
 
+import mimetypes
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,12 +22,13 @@ from pydantic import BaseModel, field_validator
 
 from imagemill.api.deps import SESSION_COOKIE, LinksDep, OptionalOwner, RuntimeDep
 from imagemill.api.routing import CheckedRoute
-from imagemill.api.schemas import JobOut
+from imagemill.api.schemas import JobOut, OutputOut
 from imagemill.auth import hash_key
 from imagemill.db.accounts import Owner
 from imagemill.db.queries import JobFilter
 from imagemill.domain import JobStatus, TaskKind
 from imagemill.errors import NotFound
+from imagemill.web.offers import offer
 
 router = APIRouter(include_in_schema=False, route_class=CheckedRoute)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -61,9 +64,43 @@ async def page_owner(request: Request, owner: OptionalOwner) -> Owner:
 PageOwner = Annotated[Owner, Depends(page_owner)]
 
 
-def _render(request: Request, template: str, **context: Any) -> HTMLResponse:
+def download_name(job: JobOut, output: OutputOut) -> str:
+    """What a downloaded output is called: the prompt's first words and the seed
+    ("a-red-fox-in-snow-seed-42.png"), never an asset id."""
+    words = re.findall(r"\w+", (job.request.prompt or "").lower())
+    stem = "-".join(words)[:60].rstrip("-") or f"{job.kind.value}-{job.id}"
+    seed = f"-seed-{output.seed}" if output.seed is not None else ""
+    if len(job.outputs) > 1 and output.seed is None:
+        seed = f"-{output.index + 1}"
+    extension = mimetypes.guess_extension(output.content_type.split(";")[0]) or ""
+    return f"{stem}{seed}{extension}"
+
+
+def viewed(job: JobOut, output: OutputOut) -> dict[str, Any]:
+    """What the image viewer shows of an output (the data-view of its element)."""
+    return {
+        "src": output.url,
+        "width": output.width,
+        "height": output.height,
+        "prompt": job.request.prompt,
+        "seed": output.seed,
+        "model": output.model,
+        "job": job.id,
+        "page": f"/gallery/{job.id}#output-{output.index}",
+        "download": download_name(job, output),
+    }
+
+
+templates.env.globals.update(download_name=download_name, viewed=viewed)
+
+
+def _render(
+    request: Request, template: str, owner: Owner | None = None, **context: Any
+) -> HTMLResponse:
+    """``owner``: who is signed in (named in the header, beside Sign out)."""
     runtime = request.app.state.runtime
     context["keys_required"] = runtime.settings.keys_required
+    context["owner_name"] = owner.name if owner else None
     response = templates.TemplateResponse(request, template, context)
     response.headers["Content-Security-Policy"] = POLICY
     return response
@@ -83,8 +120,7 @@ async def generate(
     links: LinksDep,
     edit: Annotated[str | None, Query(max_length=40)] = None,
 ) -> HTMLResponse:
-    models = sorted(runtime.registry.models(), key=lambda m: (not m.available, m.id))
-    makers = [m.id for m in models if m.available and TaskKind.IMAGE in m.kinds]
+    offered = offer(runtime.registry.models())
     recent = await runtime.service.list(owner.id, JobFilter(), RECENT_JOBS)
     try:
         to_edit = await runtime.repo.get_asset(edit, owner.id) if edit else None
@@ -93,8 +129,11 @@ async def generate(
     return _render(
         request,
         "generate.html",
-        models=[m.model_dump(mode="json") for m in models],
-        default_model=makers[0] if makers else None,
+        owner,
+        models=[m.model_dump(mode="json") for m in offered.models],
+        prices=offered.prices,
+        defaults=offered.defaults,
+        kinds=offered.kinds,
         presets=await runtime.accounts.list_presets(owner.id),
         jobs=[JobOut.of(job, links) for job in recent],
         edit=to_edit,
@@ -161,6 +200,7 @@ async def gallery(
     return _render(
         request,
         "gallery_tiles.html" if partial else "gallery.html",
+        owner,
         jobs=page,
         more=more,
         filters=filters,
@@ -182,7 +222,9 @@ async def job_page(
     return _render(
         request,
         "job.html",
+        owner,
         job=job,
+        editors=any(m.available and TaskKind.EDIT in m.kinds for m in models),
         upscalers=[m.id for m in models if m.available and TaskKind.UPSCALE in m.kinds],
         animators=[m.id for m in models if m.available and TaskKind.VIDEO in m.kinds],
     )
@@ -196,7 +238,7 @@ async def compare(
     if not group:
         return _missing(request, "That comparison is not here.")
     jobs = sorted((JobOut.of(job, links) for job in group), key=lambda j: j.created_at)
-    return _render(request, "compare.html", jobs=jobs, group_id=group_id)
+    return _render(request, "compare.html", owner, jobs=jobs, group_id=group_id)
 
 
 # -- sign-in -----------------------------------------------------------------------------

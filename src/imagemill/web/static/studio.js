@@ -7,15 +7,20 @@ const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
 
 // -- the API -------------------------------------------------------------------------
 
+// A refused request: the server's message in plain words, and the field at fault.
+class Refused extends Error {
+  constructor(error, status) {
+    super(error.message || `The server answered ${status}.`);
+    this.field = error.field || "";
+    this.code = error.code || "";
+  }
+}
+
 async function api(path, options = {}) {
   const response = await fetch(path, { credentials: "same-origin", ...options });
   if (response.status === 204) return null;
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    const error = body.error || {};
-    const field = error.field ? ` (${error.field})` : "";
-    throw new Error((error.message || `HTTP ${response.status}`) + field);
-  }
+  if (!response.ok) throw new Refused(body.error || {}, response.status);
   return body;
 }
 
@@ -166,7 +171,6 @@ document.addEventListener("click", (event) => {
 function paramField(name, schema) {
   const label = document.createElement("label");
   label.textContent = schema.title || name;
-  if (schema.description) label.title = schema.description;
   let input;
   if (Array.isArray(schema.enum)) {
     input = document.createElement("select");
@@ -189,6 +193,12 @@ function paramField(name, schema) {
   input.name = name;
   input.dataset.type = schema.type || "string";
   label.append(input);
+  if (schema.description) {
+    const help = document.createElement("small");
+    help.className = "help";
+    help.textContent = schema.description;
+    label.append(help);
+  }
   return label;
 }
 
@@ -215,28 +225,98 @@ function priceText(answer) {
   return `${cost} · ${what}`;
 }
 
+// Where the server's error for ``field`` belongs on the generate form (null: nowhere
+// in particular, said above the button).
+function fieldOf(form, field) {
+  const [head, index, part, name] = field.split(".");
+  const params = document.getElementById("params");
+  const sections = [...params.querySelectorAll("fieldset[data-model]")];
+  if (head === "params") return sections[0]?.querySelector(`[name="${index}"]`) || null;
+  if (head === "models" && part === "params" && name) {
+    return sections.find((s) => s.dataset.index === index)?.querySelector(`[name="${name}"]`) || null;
+  }
+  if (head === "model" || head === "models") return document.getElementById("models-field");
+  if (head === "input_assets") return form.elements.input;
+  const named = form.elements[head];
+  return named instanceof Element ? named : null;
+}
+
+function clearFieldErrors(form) {
+  for (const note of form.querySelectorAll(".field-error")) note.remove();
+  for (const marked of form.querySelectorAll("[aria-invalid]")) {
+    marked.removeAttribute("aria-invalid");
+    marked.removeAttribute("aria-describedby");
+  }
+}
+
+let fieldErrors = 0;
+// The message next to the field at fault, the field marked invalid and focused.
+function showFieldError(target, message) {
+  const note = document.createElement("p");
+  note.className = "field-error";
+  note.id = `field-error-${++fieldErrors}`;
+  note.textContent = message;
+  if (target.tagName === "FIELDSET") target.append(note);
+  else (target.closest("label") || target).after(note);
+  target.setAttribute("aria-invalid", "true");
+  target.setAttribute("aria-describedby", note.id);
+  const details = target.closest("details");
+  if (details) details.open = true;
+  (target.tagName === "FIELDSET" ? target.querySelector("input:not([hidden])") : target)?.focus();
+}
+
 function setUpGenerate(form) {
   const models = JSON.parse(document.getElementById("models").textContent);
+  const defaults = JSON.parse(document.getElementById("defaults").textContent);
   const byId = Object.fromEntries(models.map((m) => [m.id, m]));
   const params = document.getElementById("params");
   const chosen = () => [...form.querySelectorAll("input[name=model]:checked")].map((i) => i.value);
   const error = form.querySelector(".form-error");
   const inputs = document.getElementById("inputs");
+  const sizeInput = form.elements.size;
+  const sizes = document.getElementById("sizes");
+  const commonSizes = [...sizes.options].map((o) => o.value);
 
+  // One section of params per model ticked, labelled and explained from its schema; what
+  // was typed stays when models are ticked or unticked.
   function showParams() {
+    const typed = {};
+    for (const input of params.querySelectorAll("[data-model] [name]")) {
+      typed[`${input.closest("[data-model]").dataset.model} ${input.name}`] = input.value;
+    }
     const ids = chosen();
-    const model = ids.length === 1 ? byId[ids[0]] : null;
-    const properties = model ? model.params_schema.properties || {} : {};
-    // A param for some kinds only (a caption's tones, an enhancement's style) shows with those.
-    const forKinds = model ? model.limits.param_kinds || {} : {};
     const kind = form.elements.kind.value;
-    const fields = Object.entries(properties)
-      .filter(([name]) => !forKinds[name] || forKinds[name].includes(kind))
-      .map(([name, schema]) => paramField(name, schema));
-    params.querySelector(".fields").replaceChildren(...fields);
-    params.hidden = fields.length === 0;
+    const sections = ids.map((id, index) => {
+      const model = byId[id];
+      const forKinds = model.limits.param_kinds || {}; // a caption's tones: with captions only
+      const fields = Object.entries(model.params_schema.properties || {})
+        .filter(([name]) => !forKinds[name] || forKinds[name].includes(kind))
+        .map(([name, schema]) => paramField(name, schema));
+      if (!fields.length) return null;
+      const section = document.createElement("fieldset");
+      Object.assign(section.dataset, { model: id, index: String(index) });
+      const legend = document.createElement("legend");
+      legend.textContent = ids.length === 1 ? "Model parameters" : `${model.title || id}: parameters`;
+      const grid = document.createElement("div");
+      grid.className = "fields";
+      grid.append(...fields);
+      section.append(legend, grid);
+      for (const input of section.querySelectorAll("[name]")) {
+        const value = typed[`${id} ${input.name}`];
+        if (value !== undefined) input.value = value;
+      }
+      return section;
+    });
+    params.replaceChildren(...sections.filter((s) => s));
+    // The size hint is the model's own; a model of fixed sizes offers only those.
+    const only = ids.length === 1 ? byId[ids[0]] : null;
+    sizeInput.placeholder = only ? only.sizes.default : "each model's default";
+    const offered = only && only.sizes.fixed.length ? only.sizes.fixed : commonSizes;
+    sizes.replaceChildren(...offered.map((size) => new Option(size, size)));
   }
-  // Only the models that do the chosen kind are offered.
+
+  // Only the models that do the chosen kind are offered, the cheapest ticked at first.
+  const hint = document.getElementById("compare-hint");
   function offerModels() {
     const kind = form.elements.kind.value;
     const labels = [...form.querySelectorAll(".models label[data-kinds]")];
@@ -246,7 +326,13 @@ function setUpGenerate(form) {
       if (!offered) label.querySelector("input").checked = false;
     }
     const visible = labels.filter((label) => !label.hidden);
-    if (visible.length && !chosen().length) visible[0].querySelector("input").checked = true;
+    if (!chosen().length && defaults[kind]) {
+      form.querySelector(`input[name=model][value="${defaults[kind]}"]`).checked = true;
+    }
+    hint.textContent =
+      visible.length > 1
+        ? "Tick several to compare them side by side."
+        : "Comparing needs a second model that does this: set one up (see “Not set up here”).";
   }
   // What the request would cost (POST /v1/estimate), shown beside Generate as it changes.
   const estimate = form.querySelector(".estimate");
@@ -285,9 +371,19 @@ function setUpGenerate(form) {
   showParams();
   showEstimate();
 
+  function paramsOf(section) {
+    const given = {};
+    for (const input of section ? section.querySelectorAll("[name]") : []) {
+      const param = paramValue(input);
+      if (param !== undefined) given[input.name] = param;
+    }
+    return given;
+  }
+
   function requestBody() {
     const value = (name) => form.elements[name]?.value.trim() || undefined;
     const ids = chosen();
+    const sectionOf = (id) => params.querySelector(`fieldset[data-model="${id}"]`);
     const body = {
       kind: value("kind"),
       prompt: value("prompt") || "",
@@ -301,31 +397,39 @@ function setUpGenerate(form) {
       input_assets: [...inputs.querySelectorAll("[data-role=input]")].map((i) => i.dataset.asset),
       mask: inputs.querySelector("[data-role=mask]")?.dataset.asset,
     };
-    if (ids.length === 1) body.model = ids[0];
-    else body.models = ids;
-    for (const input of params.querySelectorAll("input, select")) {
-      const param = paramValue(input);
-      if (param !== undefined) body.params[input.name] = param;
+    if (ids.length === 1) {
+      body.model = ids[0];
+      body.params = paramsOf(sectionOf(ids[0]));
+    } else {
+      body.models = ids.map((id) => {
+        const own = paramsOf(sectionOf(id));
+        return Object.keys(own).length ? { model: id, params: own } : id;
+      });
     }
     return body;
+  }
+
+  function refused(failure) {
+    const target = failure.field !== undefined ? fieldOf(form, failure.field) : null;
+    if (target) {
+      showFieldError(target, failure.message);
+    } else {
+      error.textContent = failure.message;
+      error.hidden = false;
+    }
   }
 
   for (const role of ["input", "mask"]) {
     form.elements[role].addEventListener("change", async (event) => {
       const file = event.target.files[0];
       if (!file) return;
+      clearFieldErrors(form);
       try {
         const asset = await upload(file);
         inputs.querySelector(`[data-role=${role}]`)?.remove();
-        const image = Object.assign(document.createElement("img"), {
-          src: asset.thumbnail_url,
-          alt: role === "mask" ? "Mask" : "Input image",
-        });
-        Object.assign(image.dataset, { asset: asset.id, role });
-        inputs.append(image);
+        addInput(asset.id, role);
       } catch (failure) {
-        error.textContent = failure.message;
-        error.hidden = false;
+        showFieldError(event.target, failure.message);
       }
     });
   }
@@ -341,6 +445,11 @@ function setUpGenerate(form) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     error.hidden = true;
+    clearFieldErrors(form);
+    if (!chosen().length) {
+      showFieldError(document.getElementById("models-field"), "Choose a model.");
+      return;
+    }
     const body = requestBody();
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
@@ -357,12 +466,50 @@ function setUpGenerate(form) {
       compare.hidden = !answer.group_id;
       if (answer.group_id) compare.querySelector("a").href = `/compare/${answer.group_id}`;
     } catch (failure) {
-      error.textContent = failure.message;
-      error.hidden = false;
+      refused(failure);
     } finally {
       button.disabled = false;
     }
   });
+  form.refill = refill; // "use these settings" (below)
+
+  // A job's settings back in the form (?use=<job id>, optionally &seed=<an image's seed>).
+  async function refill(jobId, seed) {
+    const job = await api(`/v1/jobs/${jobId}`);
+    const request = job.request;
+    form.elements.kind.value = request.kind;
+    offerModels();
+    for (const box of form.querySelectorAll("input[name=model]")) box.checked = box.value === request.model;
+    for (const name of ["prompt", "negative_prompt", "size", "n"]) {
+      form.elements[name].value = request[name] ?? (name === "n" ? 1 : "");
+    }
+    form.elements.seed.value = seed ?? request.seed ?? "";
+    showParams();
+    const section = params.querySelector(`fieldset[data-model="${request.model}"]`);
+    for (const [name, value] of Object.entries(request.params || {})) {
+      const input = section?.querySelector(`[name="${name}"]`);
+      if (!input) continue;
+      if (input.tagName === "SELECT") input.value = JSON.stringify(value);
+      else input.value = Array.isArray(value) ? value.join(", ") : String(value);
+    }
+    inputs.replaceChildren();
+    for (const asset of request.input_assets || []) addInput(asset, "input");
+    if (request.mask) addInput(request.mask, "mask");
+    showEstimate();
+    form.elements.prompt.focus();
+  }
+  function addInput(assetId, role) {
+    const image = Object.assign(document.createElement("img"), {
+      src: `/v1/assets/${assetId}/thumbnail`,
+      alt: role === "mask" ? "Mask" : "Input image",
+    });
+    Object.assign(image.dataset, { asset: assetId, role });
+    inputs.append(image);
+  }
+  const asked = new URLSearchParams(location.search);
+  if (asked.get("use")) {
+    refill(asked.get("use"), asked.get("seed") ?? undefined).catch(refused);
+  }
 }
 
 // -- the gallery: the next page as the end comes into view ---------------------------
@@ -382,6 +529,186 @@ function setUpGallery(gallery) {
   }, { rootMargin: "600px" });
   const watch = () => gallery.querySelectorAll(".more[data-next]").forEach((m) => observer.observe(m));
   watch();
+}
+
+// -- the image viewer: a lightbox over the gallery and a job's page --------------------
+// Zoom to fit (never enlarged past the image's own pixels), 1:1, with the wheel or a
+// pinch, dragged to pan; previous and next through what the page shows; the image's
+// actions beside it. Keys: ←/→, +/−, 0 (fit), 1 (1:1), Escape.
+
+const VIEWER = `
+<dialog class="viewer" aria-label="Image viewer">
+  <div class="stage"><img alt=""></div>
+  <aside class="side">
+    <p class="where" aria-live="polite"></p>
+    <p class="prompt"></p>
+    <p class="meta"></p>
+    <div class="zoom" role="group" aria-label="Zoom">
+      <button type="button" data-zoom="fit">Fit</button>
+      <button type="button" data-zoom="1">1:1</button>
+      <button type="button" data-zoom="in" aria-label="Zoom in">+</button>
+      <button type="button" data-zoom="out" aria-label="Zoom out">−</button>
+    </div>
+    <div class="actions">
+      <a class="download" download>Download</a>
+      <a class="use">Use these settings</a>
+      <button type="button" data-copy="prompt">Copy prompt</button>
+      <button type="button" data-copy="seed">Copy seed</button>
+      <a class="details">Details</a>
+    </div>
+    <p class="copied" aria-live="polite"></p>
+    <div class="steps">
+      <button type="button" data-step="-1">Previous</button>
+      <button type="button" data-step="1">Next</button>
+    </div>
+    <button type="button" class="close">Close</button>
+  </aside>
+</dialog>`;
+
+async function copyText(text) {
+  if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
+  const field = Object.assign(document.createElement("textarea"), { value: text });
+  document.body.append(field);
+  field.select();
+  document.execCommand("copy"); // a server reached over plain http: the older way
+  field.remove();
+}
+
+function setUpViewer(selector) {
+  document.body.insertAdjacentHTML("beforeend", VIEWER);
+  const dialog = document.body.lastElementChild;
+  const stage = dialog.querySelector(".stage");
+  const image = stage.querySelector("img");
+  let items = [];
+  let at = 0;
+  let view = null;
+  let scale = 1;
+  let fit = 1;
+  let x = 0;
+  let y = 0;
+
+  const place = () => {
+    image.style.transform = `translate(${x}px, ${y}px) scale(${scale})`;
+    dialog.dataset.zoom = Math.abs(scale - fit) < 1e-6 ? "fit" : String(Math.round(scale * 100) / 100);
+  };
+  // Zoom to ``next``, keeping the stage point (px, py) (from its centre) where it is.
+  function zoomTo(next, px = 0, py = 0) {
+    const bounded = Math.min(8, Math.max(fit / 4, next));
+    x = px - ((px - x) * bounded) / scale;
+    y = py - ((py - y) * bounded) / scale;
+    scale = bounded;
+    place();
+  }
+  function fitNow() {
+    const box = stage.getBoundingClientRect();
+    fit = Math.min(1, box.width / view.width, box.height / view.height);
+    scale = fit;
+    x = 0;
+    y = 0;
+    place();
+  }
+
+  function show(index) {
+    at = (index + items.length) % items.length;
+    view = JSON.parse(items[at].dataset.view);
+    image.src = view.src;
+    image.alt = view.prompt || "Image";
+    Object.assign(image.style, { width: `${view.width}px`, height: `${view.height}px` });
+    dialog.querySelector(".where").textContent = `${at + 1} of ${items.length}`;
+    dialog.querySelector(".prompt").textContent = view.prompt || "";
+    const seed = view.seed === null ? "" : ` · seed ${view.seed}`;
+    dialog.querySelector(".meta").textContent = `${view.model} · ${view.width}×${view.height}${seed}`;
+    Object.assign(dialog.querySelector(".download"), { href: view.src, download: view.download });
+    const use = `/?use=${view.job}${view.seed === null ? "" : `&seed=${view.seed}`}`;
+    dialog.querySelector(".use").href = use;
+    dialog.querySelector(".details").href = view.page;
+    dialog.querySelector("[data-copy=seed]").hidden = view.seed === null;
+    dialog.querySelector(".copied").textContent = "";
+    for (const step of dialog.querySelectorAll("[data-step]")) step.disabled = items.length < 2;
+    fitNow();
+  }
+
+  function open(element) {
+    items = [...document.querySelectorAll(selector)];
+    if (!dialog.open) dialog.showModal();
+    show(items.indexOf(element));
+  }
+
+  document.addEventListener("click", (event) => {
+    const element = event.target.closest(selector);
+    if (!element || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+    event.preventDefault(); // the link still opens the image's page in a new tab
+    open(element);
+  });
+  dialog.addEventListener("click", async (event) => {
+    const button = event.target.closest("button");
+    if (!button) return;
+    if (button.classList.contains("close")) dialog.close();
+    if (button.dataset.step) show(at + Number(button.dataset.step));
+    const zoom = button.dataset.zoom;
+    if (zoom === "fit") fitNow();
+    if (zoom === "1") zoomTo(1);
+    if (zoom === "in" || zoom === "out") zoomTo(scale * (zoom === "in" ? 1.5 : 1 / 1.5));
+    if (button.dataset.copy) {
+      const text = button.dataset.copy === "seed" ? String(view.seed) : view.prompt || "";
+      await copyText(text);
+      dialog.querySelector(".copied").textContent = `Copied the ${button.dataset.copy}.`;
+    }
+  });
+  dialog.addEventListener("keydown", (event) => {
+    if (event.target.closest("input, textarea")) return;
+    const keys = {
+      ArrowLeft: () => show(at - 1),
+      ArrowRight: () => show(at + 1),
+      "+": () => zoomTo(scale * 1.5),
+      "=": () => zoomTo(scale * 1.5),
+      "-": () => zoomTo(scale / 1.5),
+      0: fitNow,
+      1: () => zoomTo(1),
+    };
+    const act = keys[event.key];
+    if (act) {
+      event.preventDefault();
+      act();
+    }
+  });
+  const fromCentre = (event) => {
+    const box = stage.getBoundingClientRect();
+    return [event.clientX - box.left - box.width / 2, event.clientY - box.top - box.height / 2];
+  };
+  stage.addEventListener("wheel", (event) => {
+    event.preventDefault();
+    zoomTo(scale * Math.exp(-event.deltaY / 300), ...fromCentre(event));
+  }, { passive: false });
+  // One pointer drags; two pinch (their distance scales the image).
+  const pointers = new Map();
+  let pinched = 0;
+  stage.addEventListener("pointerdown", (event) => {
+    stage.setPointerCapture(event.pointerId);
+    pointers.set(event.pointerId, [event.clientX, event.clientY]);
+  });
+  stage.addEventListener("pointermove", (event) => {
+    const last = pointers.get(event.pointerId);
+    if (!last) return;
+    pointers.set(event.pointerId, [event.clientX, event.clientY]);
+    if (pointers.size === 2) {
+      const [a, b] = [...pointers.values()];
+      const distance = Math.hypot(a[0] - b[0], a[1] - b[1]);
+      if (pinched) zoomTo((scale * distance) / pinched);
+      pinched = distance;
+      return;
+    }
+    x += event.clientX - last[0];
+    y += event.clientY - last[1];
+    place();
+  });
+  const release = (event) => {
+    pointers.delete(event.pointerId);
+    pinched = 0;
+  };
+  stage.addEventListener("pointerup", release);
+  stage.addEventListener("pointercancel", release);
+  window.addEventListener("resize", () => dialog.open && fitNow());
 }
 
 // -- a job's page ----------------------------------------------------------------------
@@ -447,5 +774,6 @@ document.addEventListener("DOMContentLoaded", () => {
   if (detail) setUpDetail(detail);
   const compare = document.querySelector(".compare");
   if (compare) setUpCompare(compare);
+  if (gallery || detail) setUpViewer("[data-view]");
   document.querySelectorAll(".job[data-job]:not([data-job=''])").forEach(follow);
 });
