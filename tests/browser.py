@@ -36,6 +36,31 @@ def chromium_missing() -> str | None:
     return None
 
 
+# The page's cumulative layout shift so far (Chromium's Layout Instability API).
+LAYOUT_SHIFT = """() => new Promise((resolve) => {
+  let shift = 0;
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) if (!entry.hadRecentInput) shift += entry.value;
+  }).observe({ type: "layout-shift", buffered: true });
+  setTimeout(() => resolve(shift), 300);
+})"""
+AXE = Path(__file__).parent / "web" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def require_chromium() -> None:
+    """Skip the calling test module where Chromium cannot run (fail instead in CI, where
+    the browser tests must run)."""
+    import os
+
+    import pytest
+
+    missing = chromium_missing()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests must run in CI: {missing}", pytrace=False)
+        pytest.skip(missing, allow_module_level=True)
+
+
 def make_keys(settings: Settings, *owners: str) -> dict[str, str]:
     """An API key for each owner, made before the server starts: {owner: key}."""
 

@@ -3,61 +3,21 @@ after a reload, compare two models, and two owners who never see each other's wo
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from browser import CHROMIUM, CHROMIUM_ARGS, chromium_missing, make_keys
+from browser import LAYOUT_SHIFT, make_keys, require_chromium
 from fakes.server import serve
-from fakes.tiny_diffusers import save_tiny_stable_diffusion
 from imagemill.api.app import create_app
 from imagemill.config import Settings
 
-missing = chromium_missing()
-if missing:
-    if os.environ.get("CI"):
-        pytest.fail(f"browser tests must run in CI: {missing}", pytrace=False)
-    pytest.skip(missing, allow_module_level=True)
+require_chromium()
 
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Locator, Page, expect  # noqa: E402
 
 SLOW_JOB_MS = 4000
-# The page's cumulative layout shift so far (Chromium's Layout Instability API).
-LAYOUT_SHIFT = """() => new Promise((resolve) => {
-  let shift = 0;
-  new PerformanceObserver((list) => {
-    for (const entry of list.getEntries()) if (!entry.hadRecentInput) shift += entry.value;
-  }).observe({ type: "layout-shift", buffered: true });
-  setTimeout(() => resolve(shift), 300);
-})"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A keyless studio with two image models: placeholder and a tiny local diffusers one."""
-    data_dir = tmp_path_factory.mktemp("studio")
-    save_tiny_stable_diffusion(data_dir / "models" / "tiny")
-    with serve(create_app(Settings(data_dir=data_dir)), lifespan="on") as url:
-        yield url
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    yield context.new_page()
-    context.close()
 
 
 def _card(page: Page, prompt: str) -> Locator:

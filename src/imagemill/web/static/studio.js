@@ -370,6 +370,7 @@ function setUpGenerate(form) {
   offerModels();
   showParams();
   showEstimate();
+  form.closest(".generate").classList.add("ready");
 
   function paramsOf(section) {
     const given = {};
