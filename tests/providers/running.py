@@ -59,12 +59,14 @@ class Recorded:
     def __init__(self, preview_seconds: float = 0.0) -> None:
         self.preview_seconds = preview_seconds
         self.progress: list[tuple[float, str | None]] = []
+        self.reported = asyncio.Event()  # set at each progress report
         self.refs: list[str] = []
         self.previews: list[bytes] = []
 
     def context(self, attempt: int = 1) -> RunContext:
         async def on_progress(fraction: float, message: str | None) -> None:
             self.progress.append((fraction, message))
+            self.reported.set()
 
         async def on_ref(ref: str) -> None:
             self.refs.append(ref)

@@ -3,6 +3,7 @@ submitted through the API like any other model, stored and served."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import subprocess
@@ -202,3 +203,35 @@ async def test_motion_refuses_odd_sizes_and_unknown_paths_at_submit(
     assert odd.status_code == 422 and odd.json()["error"]["field"] == "size"
     bad = await http.post("/v1/jobs", json={**body, "params": {"motion": "spin"}})
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "params.motion"
+
+
+async def test_work_waiting_for_the_busy_device_says_so(settings: Settings) -> None:
+    """A job whose turn on the device has not come says why it sits at 0 %, rather than a
+    silent "running"; it runs once the device is free."""
+    from imagemill.domain import InputImage, Task, TaskKind
+    from imagemill.providers.local import WAITING, LocalModels
+    from providers.running import Recorded
+
+    provider = LocalModels(settings)
+    still = InputImage("ast_x", _picture(64, 48), "image/png", 64, 48)
+    task = Task(
+        job_id="job_x",
+        kind=TaskKind.VIDEO,
+        model="motion",
+        prompt="",
+        negative_prompt=None,
+        n=1,
+        width=64,
+        height=48,
+        seed=None,
+        params={"duration": 1, "fps": 8},
+        inputs=(still,),
+    )
+    recorded = Recorded()
+    async with provider._cpu:  # another job has the device
+        running = asyncio.create_task(provider.run(task, recorded.context()))
+        await asyncio.wait_for(recorded.reported.wait(), 60)
+        assert recorded.progress == [(0.0, WAITING)]
+    [video] = await running
+    assert video.content_type == "video/mp4" and recorded.progress[-1][0] == 1.0
+    await provider.aclose()

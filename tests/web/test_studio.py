@@ -313,7 +313,7 @@ def test_captions_are_written_from_the_form_in_the_tones_asked(studio: str, page
 
 def _made_from_an_image(studio: str, page: Page, action: str, media: str) -> Locator:
     """Press ``action`` on a fresh placeholder image's page: the new job's ``media``
-    element, once its page shows it (reloaded while the job runs)."""
+    element, once its page (which follows the job while it runs) shows it."""
     with httpx.Client(base_url=studio) as http:
         body = {"model": "placeholder", "prompt": action, "size": "48x32"}
         job = http.post("/v1/jobs", json=body, headers={"Prefer": "wait=10"}).json()
@@ -321,11 +321,7 @@ def _made_from_an_image(studio: str, page: Page, action: str, media: str) -> Loc
     page.get_by_role("button", name=action).click()
     expect(page).not_to_have_url(re.compile(job["id"]))
     made = page.locator(f".images figure {media}")
-    for _ in range(120):
-        if made.count():
-            break
-        page.wait_for_timeout(250)
-        page.reload()
+    expect(made).to_have_count(1, timeout=60_000)
     return made
 
 

@@ -331,7 +331,16 @@ class Repository(Queries):
                 now=now,
                 published=published,
                 params={"worker": worker, "lease_until": lease_until},
-                new_events=[("status", lambda row: {"status": R.value, "attempt": row.attempt})],
+                new_events=[
+                    (
+                        "status",
+                        lambda row: {
+                            "status": R.value,
+                            "attempt": row.attempt,
+                            "max_attempts": row.max_attempts,
+                        },
+                    )
+                ],
             )
             return job_from_row(row, []) if row is not None else None
 

@@ -109,13 +109,16 @@ def run_context(
     ``clock`` stopped while it waits: waiting for this process's memory is not the
     provider's time (the job's deadline still holds)."""
     last_progress = 0.0
+    last_message: str | None = None
 
     async def on_progress(fraction: float, message: str | None) -> None:
-        # Every step of a model's own (100 steps at most), but not a flood of tiny ones.
-        nonlocal last_progress
-        if fraction < 1.0 and fraction - last_progress < PROGRESS_MIN_STEP:
+        # Every step of a model's own (100 steps at most), but not a flood of tiny ones;
+        # a new message always ("waiting for the local device" at 0 %).
+        nonlocal last_progress, last_message
+        unchanged = message == last_message
+        if fraction < 1.0 and fraction - last_progress < PROGRESS_MIN_STEP and unchanged:
             return
-        last_progress = fraction
+        last_progress, last_message = fraction, message
         progress.report(job.id, fraction, message)  # live now, stored in its turn
 
     async def on_provider_ref(ref: str) -> None:

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MOTION = "motion"
 INPUT_ONLY = SizeRange(min_side=16, max_side=4096, default="1024x1024")  # size from the input
+WAITING = "waiting for the local device"  # the progress message while another job has it
 
 
 class LocalModels:
@@ -122,6 +123,8 @@ class LocalModels:
             on_step=diffusion.threadsafe(loop, ctx.progress),
             on_preview=lambda image: _soon(loop, ctx.preview(image)),
         )
+        if self.queue.busy:
+            await ctx.progress(0.0, WAITING)
         images = await self.queue.submit(diffusion.batch_key(task), request, task.n)
         return [Output(data=png, content_type="image/png", seed=seed) for seed, png in images]
 
@@ -168,6 +171,8 @@ class LocalModels:
         def progress(fraction: float) -> None:
             _soon(loop, ctx.progress(fraction))
 
+        if self._cpu.locked():
+            await ctx.progress(0.0, WAITING)
         async with self._cpu:
             thread = asyncio.ensure_future(asyncio.to_thread(work, progress, canceled.is_set))
             try:

@@ -49,6 +49,11 @@ class BatchQueue(Generic[T, R]):
         self._runner: asyncio.Task[None] | None = None
         self.batches: list[int] = []  # sizes of the batches run, newest last (bounded)
 
+    @property
+    def busy(self) -> bool:
+        """Whether the device is running a batch (a request submitted now waits)."""
+        return self._runner is not None and not self._runner.done()
+
     async def submit(self, key: Hashable, item: T, size: int = 1) -> R:
         pending: Pending[T, R] = Pending(
             key, item, size, asyncio.get_running_loop().create_future()

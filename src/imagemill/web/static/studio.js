@@ -68,6 +68,70 @@ function outputLink(jobId, output, prompt, full = false) {
 function setStatus(card, status) {
   card.dataset.status = status;
   card.querySelector(".status").textContent = status;
+  tell(card);
+  card.dispatchEvent(new CustomEvent("job-status", { bubbles: true, detail: { status } }));
+}
+
+// -- how long, and how much longer: each live card's "when" line, once a second ------
+
+function clock(seconds) {
+  const whole = Math.max(0, Math.round(seconds));
+  const minutes = Math.floor(whole / 60);
+  const hours = Math.floor(minutes / 60);
+  const two = (n) => String(n).padStart(2, "0");
+  return hours ? `${hours}:${two(minutes % 60)}:${two(whole % 60)}` : `${minutes}:${two(whole % 60)}`;
+}
+
+// "queued, 2 ahead · 0:05", "attempt 1 of 3 failed · retrying in 4 s",
+// "attempt 2 of 3 · 0:12 · about 0:20 left": what the job is doing, said plainly.
+function tell(card) {
+  const line = card.querySelector(".when");
+  const status = card.dataset.status;
+  if (!line) return;
+  if (TERMINAL.has(status) || !card.dataset.job) {
+    line.textContent = "";
+    return;
+  }
+  const now = Date.now();
+  const since = (moment) => (now - Date.parse(moment)) / 1000;
+  const attempt = Number(card.dataset.attempt || 0);
+  const most = Number(card.dataset.maxAttempts || 1);
+  const parts = [];
+  if (status === "queued") {
+    const retryAt = card.dataset.retryAt ? Date.parse(card.dataset.retryAt) : 0;
+    if (retryAt > now) {
+      parts.push(`attempt ${attempt} of ${most} failed`, `retrying in ${Math.ceil((retryAt - now) / 1000)} s`);
+    } else {
+      const ahead = Number(card.dataset.position || 0) - 1;
+      parts.push(ahead > 0 ? `queued, ${ahead} ahead` : "queued");
+      if (card.dataset.created) parts.push(clock(since(card.dataset.created)));
+    }
+  } else if (status === "running") {
+    if (most > 1 && attempt > 1) parts.push(`attempt ${attempt} of ${most}`);
+    if (card.dataset.started) {
+      const ran = since(card.dataset.started);
+      parts.push(clock(ran));
+      const done = card.querySelector("progress").value;
+      if (done >= 0.05 && done < 1 && ran > 1) parts.push(`about ${clock((ran * (1 - done)) / done)} left`);
+    }
+  }
+  line.textContent = parts.join(" · ");
+}
+
+setInterval(() => document.querySelectorAll(".job[data-job]").forEach(tell), 1000);
+
+// Where a queued job waits in line is asked for now and then (events do not carry it).
+async function askPosition(card) {
+  while (card.dataset.status === "queued" && card.isConnected) {
+    try {
+      const job = await api(`/v1/jobs/${card.dataset.job}`);
+      card.dataset.position = job.queue_position ?? "";
+      tell(card);
+    } catch {
+      return;
+    }
+    await new Promise((resume) => setTimeout(resume, 3000));
+  }
 }
 
 function follow(card) {
@@ -82,12 +146,26 @@ function follow(card) {
   // itself, resuming after the last event id it saw.
   const on = (type, handle) =>
     source.addEventListener(type, (event) => {
-      if (event.data) handle(JSON.parse(event.data).data || {});
+      if (!event.data) return;
+      const parsed = JSON.parse(event.data);
+      handle(parsed.data || {}, parsed);
     });
 
-  on("status", (data) => {
+  on("status", (data, event) => {
+    if (data.status === "running") {
+      message.textContent = ""; // a retry's note is stale now
+      Object.assign(card.dataset, {
+        attempt: data.attempt ?? card.dataset.attempt,
+        maxAttempts: data.max_attempts ?? card.dataset.maxAttempts,
+        started: event.created_at || new Date().toISOString(),
+        retryAt: "",
+      });
+    }
+    if (data.status === "queued") {
+      card.dataset.retryAt = data.retry_at || "";
+      askPosition(card);
+    }
     setStatus(card, data.status);
-    if (data.status === "running") message.textContent = ""; // a retry's note is stale now
   });
   on("progress", (data) => {
     progress.value = data.progress;
@@ -103,7 +181,7 @@ function follow(card) {
     card.querySelector(".outputs").append(outputLink(id, data, prompt, full));
   });
   on("error", (data) => {
-    message.textContent = data.will_retry ? `${data.message} (retrying)` : "";
+    message.textContent = data.will_retry ? data.message : "";
     card.querySelector(".error").textContent = data.message || "";
   });
   on("done", (data) => {
@@ -124,6 +202,14 @@ function newCard(job) {
 
 function fillCard(card, job) {
   card.dataset.job = job.id;
+  Object.assign(card.dataset, {
+    created: job.created_at,
+    started: job.started_at || "",
+    attempt: job.attempt,
+    maxAttempts: job.max_attempts,
+    position: job.queue_position ?? "",
+    retryAt: "",
+  });
   card.dataset.request = JSON.stringify(job.request);
   setStatus(card, job.status);
   const link = card.querySelector(".model");
@@ -716,6 +802,11 @@ function setUpViewer(selector) {
 
 function setUpDetail(detail) {
   const request = JSON.parse(detail.dataset.request);
+  // While the job runs, its facts follow it; once it ends, the page shows all it made.
+  detail.addEventListener("job-status", (event) => {
+    detail.querySelector("[data-field=status]").textContent = event.detail.status;
+  });
+  detail.addEventListener("job-done", () => location.reload());
   const error = detail.querySelector(".form-error");
   const actions = {
     rerun: () => submit({ ...request, cache: "bypass" }),
