@@ -7,7 +7,16 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from imagemill.domain import MAX_N, CachePolicy, JobStatus, Request, Size, Submission, TaskKind
+from imagemill.domain import (
+    MAX_N,
+    CachePolicy,
+    ComparedModel,
+    JobStatus,
+    Request,
+    Size,
+    Submission,
+    TaskKind,
+)
 from imagemill.specs import Pricing
 
 
@@ -140,7 +149,11 @@ def test_invalid_submissions(fields: dict[str, Any]) -> None:
 
 
 def test_models_or_a_preset_may_stand_for_model() -> None:
-    assert Submission(models=["a", "b"], prompt="x").models == ["a", "b"]
+    compared = Submission(models=["a", {"model": "b", "params": {"steps": 4}}], prompt="x")
+    assert compared.models == [
+        ComparedModel(model="a"),
+        ComparedModel(model="b", params={"steps": 4}),
+    ]
     assert Submission(preset="house", prompt="x").model is None
     assert Submission(preset="house", model="a", prompt="x").model == "a"
 

@@ -306,6 +306,7 @@ class JobOutput:
     generated_height: int | None = None
     nsfw_score: float | None = None  # the safety check's, when it is on
     flagged: bool = False
+    favourite: bool = False  # marked by its owner
 
 
 def batch_status(counts: dict[str, int], started: bool) -> JobStatus:
@@ -438,7 +439,8 @@ class Submission(BaseModel):
         min_length=1,
         max_length=8,
         description="Several models side by side: one job each, one group. Ids, or "
-        "{model, params} where a model takes params of its own.",
+        "{model, params} where a model takes params of its own (a model may appear again "
+        "with other params: gpt-image-1 at low and at high quality).",
     )
     prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
     negative_prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)

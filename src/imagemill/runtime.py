@@ -17,6 +17,7 @@ from imagemill.config import Settings
 from imagemill.db.accounts import Accounts, Owner
 from imagemill.db.appending import Appending
 from imagemill.db.budgets import Budgets
+from imagemill.db.collections import Collections
 from imagemill.db.engine import Database
 from imagemill.db.migrate import upgrade
 from imagemill.db.repository import Repository
@@ -66,6 +67,7 @@ class Runtime:
             self.db, on_events=self.bus.publish, origin=origin, observe=self._observe
         )
         self.accounts = Accounts(self.db)
+        self.collections = Collections(self.db)
         self.budgets = Budgets(self.db)
         self.rate_limits = RateLimits(storage_for(settings.resolved_rate_limit_storage_url))
         self.blobs = BlobStore.from_url(

@@ -39,6 +39,8 @@ STORED: dict[str, tuple[str, ...]] = {
     "PATCH /v1/presets/{preset}": ("model", "params", "size"),  # merged with the stored one
     "POST /v1/images/generations": ("Idempotency-Key",),
     "POST /v1/images/edits": ("image", "mask", "Idempotency-Key"),
+    "POST /v1/archives": ("items",),  # outputs that exist, and are the caller's
+    "POST /v1/collections/{collection_id}/items": ("items",),
 }
 FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP", "image/gif": "GIF"}
 

@@ -49,8 +49,13 @@ def paths(studio: str) -> dict[str, str]:
                     "prompt": f"Linen dress {caption}",
                 },
             )
+        board = http.post("/v1/collections", json={"name": "a11y board"}).json()
+        item = {"job_id": job.json()["id"], "index": 0}
+        http.post(f"/v1/collections/{board['id']}/items", json={"items": [item]})
     return {
         "generate": "/",
+        "collections": "/collections",
+        "collection": f"/collections/{board['id']}",
         "gallery": "/gallery",
         "empty gallery": "/gallery?q=nothing-matches-this",
         "job": f"/gallery/{job.json()['id']}",
@@ -91,7 +96,18 @@ def _violations(page: Page) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize(
-    "name", ["generate", "gallery", "empty gallery", "job", "comparison", "sign-in", "not found"]
+    "name",
+    [
+        "generate",
+        "gallery",
+        "empty gallery",
+        "job",
+        "comparison",
+        "collections",
+        "collection",
+        "sign-in",
+        "not found",
+    ],
 )
 def test_every_page_is_accessible_fits_a_phone_and_does_not_shift(
     studio: str, paths: dict[str, str], screen: Page, name: str
@@ -109,8 +125,20 @@ def test_the_open_viewer_is_accessible_and_fits_a_phone(
     studio: str, paths: dict[str, str], screen: Page
 ) -> None:
     screen.goto(f"{studio}/gallery")
-    screen.locator("a.tile[data-view]").first.click()
+    screen.locator(".tile a[data-view]").first.click()
     expect(screen.get_by_role("dialog", name="Image viewer")).to_be_visible()
+
+    assert _violations(screen) == []
+    width = screen.viewport_size["width"] if screen.viewport_size else 0
+    assert screen.evaluate("document.documentElement.scrollWidth") <= width
+
+
+def test_the_selection_bar_is_accessible_and_fits_a_phone(
+    studio: str, paths: dict[str, str], screen: Page
+) -> None:
+    screen.goto(f"{studio}/gallery")
+    screen.locator(".tile .pick").first.check()
+    expect(screen.get_by_role("region", name="Selected images")).to_be_visible()
 
     assert _violations(screen) == []
     width = screen.viewport_size["width"] if screen.viewport_size else 0

@@ -68,7 +68,14 @@ async def test_the_generate_page_prefills_an_image_to_edit(client: httpx.AsyncCl
 
 
 async def test_pages_without_a_sign_in_send_the_browser_to_sign_in(owners: TwoOwners) -> None:
-    for path in ["/", "/gallery?model=placeholder", "/gallery/job_x", "/compare/grp_x"]:
+    for path in [
+        "/",
+        "/gallery?model=placeholder",
+        "/gallery/job_x",
+        "/compare/grp_x",
+        "/collections",
+        "/collections/col_x",
+    ]:
         response = await owners.anonymous.get(path)
         assert response.status_code == 303, path
         assert response.headers["location"].startswith("/signin?next=")
@@ -138,6 +145,9 @@ async def test_another_owner_sees_none_of_your_work(owners: TwoOwners) -> None:
         )
     ).json()
     asset = alice_job["outputs"][0]["asset_id"]
+    board = (await owners.alice.post("/v1/collections", json={"name": "heron board"})).json()
+    item = {"job_id": alice_job["id"], "index": 0}
+    await owners.alice.post(f"/v1/collections/{board['id']}/items", json={"items": [item]})
 
     async with _signed_in(owners, owners.bob_key) as bob:
         gallery = await bob.get("/gallery")
@@ -150,9 +160,14 @@ async def test_another_owner_sees_none_of_your_work(owners: TwoOwners) -> None:
         assert (await bob.get(f"/v1/assets/{asset}/thumbnail")).status_code == 404
         assert (await bob.get(f"/gallery/{alice_job['id']}")).status_code == 404
         assert (await bob.get(f"/compare/{group['group_id']}")).status_code == 404
+        assert (await bob.get(f"/collections/{board['id']}")).status_code == 404
+        assert "heron board" not in (await bob.get("/collections")).text
+        assert "Signed in as <strong>bob</strong>" in (await bob.get("/collections")).text
 
     async with _signed_in(owners, owners.alice_key) as alice:
         assert asset in (await alice.get("/gallery")).text
+        assert asset in (await alice.get(f"/collections/{board['id']}")).text
+        assert "heron board" in (await alice.get("/collections")).text
         assert (await alice.get(f"/v1/assets/{asset}")).status_code == 200
 
 
@@ -160,13 +175,13 @@ async def test_the_gallery_pages_newest_first_as_it_scrolls(client: httpx.AsyncC
     made = [(await _finished_job(client, prompt=f"tile {i}"))["id"] for i in range(27)]
 
     first = await client.get("/gallery")
-    shown = re.findall(r'class="tile" href="/gallery/(job_\w+)', first.text)
+    shown = re.findall(r'class="open" href="/gallery/(job_\w+)', first.text)
     assert shown == made[::-1][:24]
     [next_page] = re.findall(r'data-next="([^"]+)"', first.text)
     rest = await client.get(next_page.replace("&amp;", "&"))
 
     assert "<html" not in rest.text, "only the tiles, for the script to append"
-    assert re.findall(r'class="tile" href="/gallery/(job_\w+)', rest.text) == made[::-1][24:]
+    assert re.findall(r'class="open" href="/gallery/(job_\w+)', rest.text) == made[::-1][24:]
     assert "data-next" not in rest.text
 
 

@@ -67,7 +67,7 @@ def test_a_job_shows_progress_then_its_image_which_stays_in_the_gallery(
 
     page.goto(f"{studio}/gallery")
     page.reload()
-    tile = page.locator(f"a.tile[href^='/gallery/{job_id}']")
+    tile = page.locator(f".tile a[href^='/gallery/{job_id}']")
     expect(tile).to_have_count(1)
     assert tile.locator("img").evaluate("img => img.decode().then(() => img.naturalWidth)") > 0
     assert page.evaluate(LAYOUT_SHIFT) == 0, "boxes are reserved before images load"
@@ -255,7 +255,7 @@ def test_a_job_page_varies_edits_and_deletes(studio: str, page: Page) -> None:
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete").click()
     expect(page).to_have_url(f"{studio}/gallery")
-    expect(page.locator(f"a.tile[href^='/gallery/{first_job}']")).to_have_count(0)
+    expect(page.locator(f".tile a[href^='/gallery/{first_job}']")).to_have_count(0)
     assert page.goto(f"{studio}/gallery/{first_job}").status == 404
 
 
@@ -266,10 +266,10 @@ def test_the_gallery_loads_more_as_it_scrolls(studio: str, page: Page) -> None:
             http.post("/v1/jobs", json=body, headers={"Prefer": "wait=10"})
     page.set_viewport_size({"width": 420, "height": 500})  # the first page overflows it
     page.goto(f"{studio}/gallery?q=scroll")
-    tiles = page.locator("a.tile")
+    tiles = page.locator(".tile a.open")
     expect(tiles).to_have_count(24)
 
-    page.locator("a.tile").last.scroll_into_view_if_needed()
+    page.locator(".tile a.open").last.scroll_into_view_if_needed()
     page.mouse.wheel(0, 10_000)
 
     expect(tiles).to_have_count(30)

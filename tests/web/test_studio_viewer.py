@@ -33,7 +33,7 @@ def test_the_viewer_steps_through_the_gallery_by_keyboard_and_zooms(
     for word in ["viewer one", "viewer two", "viewer three"]:
         _made(studio, prompt=word, size="320x200")
     page.goto(f"{studio}/gallery?q=viewer")
-    tiles = page.locator("a.tile[data-view]")
+    tiles = page.locator(".tile a[data-view]")
     expect(tiles).to_have_count(3)
 
     tiles.first.click()  # newest first: "viewer three"
@@ -104,9 +104,12 @@ def test_use_these_settings_refills_the_form_and_makes_the_same_image(
     expect(page.locator("#params").get_by_label("Simulated latency (ms)")).to_have_value("5")
     expect(page.locator("input[name=model]:checked")).to_have_count(1)
     expect(page.locator("input[name=model][value=placeholder]")).to_be_checked()
+    cards = page.locator("#jobs .job")
+    before = cards.count()
     page.get_by_role("button", name="Generate").click()
 
-    card = page.locator("#jobs .job").first
+    expect(cards).to_have_count(before + 1)  # the new one, first
+    card = cards.first
     expect(card.locator(".status")).to_have_text("succeeded")
     again = httpx.get(f"{studio}/v1/jobs/{card.get_attribute('data-job')}").json()
     assert again["id"] != job["id"]

@@ -15,6 +15,7 @@ from imagemill.api.routes import (
     admin,
     assets,
     batches,
+    collections,
     estimate,
     events,
     health,
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.max_upload_bytes = settings.max_upload_bytes  # routing: a body's size limit
     for module in (
         jobs,
+        collections,
         batches,
         events,
         assets,

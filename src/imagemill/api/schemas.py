@@ -130,6 +130,9 @@ class OutputOut(BaseModel):
         None, description="The safety check's score, 0 to 1 (IMAGEMILL_SAFETY_THRESHOLD)."
     )
     flagged: bool = Field(False, description="The score reached the threshold; thumbnail blurred.")
+    favourite: bool = Field(
+        False, description="Marked a favourite by its owner (PUT …/outputs/{index}/favourite)."
+    )
 
     @classmethod
     def of(cls, output: JobOutput, links: Links) -> OutputOut:

@@ -23,6 +23,7 @@ from imagemill.db.tables import (
     assets,
     batches,
     cache_entries,
+    collection_items,
     events,
     job_metadata,
     jobs,
@@ -83,6 +84,8 @@ class JobFilter:
     created_before: datetime | None = None  # exclusive
     before: str | None = None  # cursor: ids sort by creation time
     metadata: tuple[tuple[str, str], ...] = ()  # top-level key and value text, all to match
+    favourite: bool = False  # only jobs with a favourite output
+    collection_id: str | None = None  # only jobs with an output in this collection
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +197,15 @@ class Queries:
             conditions.append(jobs.c.created_at < where.created_before)
         if where.before:
             conditions.append(jobs.c.id < where.before)
+        if where.favourite:
+            conditions.append(
+                exists().where(outputs.c.job_id == jobs.c.id, outputs.c.favourite.is_(True))
+            )
+        if where.collection_id:
+            filed = select(collection_items.c.job_id).where(
+                collection_items.c.collection_id == where.collection_id
+            )
+            conditions.append(jobs.c.id.in_(filed))
         for key, text in where.metadata:
             matching = select(job_metadata.c.job_id).where(
                 job_metadata.c.owner_id == owner_id,

@@ -68,6 +68,7 @@ def load_outputs(conn: Connection, job_ids: list[str]) -> dict[str, list[JobOutp
                 tone=r.tone,
                 nsfw_score=r.nsfw_score,
                 flagged=r.flagged,
+                favourite=r.favourite,
             )
         )
     return by_job

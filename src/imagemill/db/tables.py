@@ -180,6 +180,7 @@ outputs = Table(
     Column("text", Text),  # what a text kind wrote
     Column("tone", String(40)),  # a caption's tone
     Column("created_at", UTCDateTime, nullable=False),
+    Column("favourite", Boolean, nullable=False, default=False),  # marked by its owner
 )
 
 events = Table(
@@ -352,4 +353,26 @@ budget_spend = Table(
     Column("period_start", UTCDateTime, primary_key=True),
     Column("spent_micros", BigInteger, nullable=False, default=0),
     Column("reserved_micros", BigInteger, nullable=False, default=0),
+)
+
+# An owner's boards of chosen outputs ("collections"): an output may be filed in several;
+# deleting a collection leaves its images, deleting a job takes it out of every one.
+collections = Table(
+    "collections",
+    metadata,
+    _id(),
+    Column("owner_id", String(40), ForeignKey("owners.id"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("owner_id", "name"),
+)
+
+collection_items = Table(
+    "collection_items",
+    metadata,
+    Column("collection_id", String(40), ForeignKey("collections.id"), primary_key=True),
+    Column("job_id", String(40), ForeignKey("jobs.id"), primary_key=True, index=True),
+    Column("output_index", Integer, primary_key=True),
+    Column("added_at", UTCDateTime, nullable=False),
 )

@@ -25,6 +25,7 @@ from imagemill.domain import (
     ENHANCEABLE,
     Asset,
     CachePolicy,
+    ComparedModel,
     Enhancement,
     FallbackModel,
     Job,
@@ -221,9 +222,7 @@ class JobService:
         self, submission: Submission, inputs: validation.Inputs, *, preset_negative: bool = False
     ) -> list[Request]:
         if submission.models is not None:
-            ids = [entry.model for entry in submission.models]
-            if len(set(ids)) != len(ids):
-                raise InvalidInput("each model may appear once", field="models")
+            _once_each(submission.models)
             targets = [
                 (entry.model, f"models.{i}", entry.params)
                 for i, entry in enumerate(submission.models)
@@ -434,6 +433,18 @@ def request_fingerprint(endpoint: str, submission: Submission) -> str:
     canonical = {"endpoint": endpoint, "request": submission.model_dump(mode="json")}
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _once_each(models: list[ComparedModel]) -> None:
+    """A model may be compared with itself under other params, not twice the same way."""
+    seen: list[ComparedModel] = []
+    for index, entry in enumerate(models):
+        if entry in seen:
+            raise InvalidInput(
+                f"model {quoted(entry.model)} is already compared with these params",
+                field=f"models.{index}",
+            )
+        seen.append(entry)
 
 
 def _for_model(submission: Submission, spec: ModelSpec, preset_negative: bool) -> Submission:

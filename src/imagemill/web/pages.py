@@ -8,8 +8,6 @@ with an API key, kept in an HttpOnly cookie (``api/deps.py``), and sees only the
 
 from __future__ import annotations
 
-import mimetypes
-import re
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,6 +26,7 @@ from imagemill.db.accounts import Owner
 from imagemill.db.queries import JobFilter
 from imagemill.domain import JobStatus, TaskKind
 from imagemill.errors import NotFound
+from imagemill.filenames import output_filename
 from imagemill.web.offers import offer
 
 router = APIRouter(include_in_schema=False, route_class=CheckedRoute)
@@ -65,15 +64,15 @@ PageOwner = Annotated[Owner, Depends(page_owner)]
 
 
 def download_name(job: JobOut, output: OutputOut) -> str:
-    """What a downloaded output is called: the prompt's first words and the seed
-    ("a-red-fox-in-snow-seed-42.png"), never an asset id."""
-    words = re.findall(r"\w+", (job.request.prompt or "").lower())
-    stem = "-".join(words)[:60].rstrip("-") or f"{job.kind.value}-{job.id}"
-    seed = f"-seed-{output.seed}" if output.seed is not None else ""
-    if len(job.outputs) > 1 and output.seed is None:
-        seed = f"-{output.index + 1}"
-    extension = mimetypes.guess_extension(output.content_type.split(";")[0]) or ""
-    return f"{stem}{seed}{extension}"
+    return output_filename(
+        prompt=job.request.prompt,
+        kind=job.kind.value,
+        job_id=job.id,
+        index=output.index,
+        outputs=len(job.outputs),
+        seed=output.seed,
+        content_type=output.content_type,
+    )
 
 
 def viewed(job: JobOut, output: OutputOut) -> dict[str, Any]:
@@ -86,6 +85,8 @@ def viewed(job: JobOut, output: OutputOut) -> dict[str, Any]:
         "seed": output.seed,
         "model": output.model,
         "job": job.id,
+        "index": output.index,
+        "favourite": output.favourite,
         "page": f"/gallery/{job.id}#output-{output.index}",
         "download": download_name(job, output),
     }
@@ -146,6 +147,7 @@ class GalleryFilter(BaseModel):
     model: str | None = None
     status: JobStatus | None = None
     kind: TaskKind | None = None
+    favourite: bool | None = None
     q: str | None = None
     since: date | None = None
     until: date | None = None  # inclusive
@@ -161,7 +163,15 @@ class GalleryFilter(BaseModel):
         """Whether any filter is set (an empty page then means "none match", not "none")."""
         return any(
             value is not None
-            for value in (self.model, self.status, self.kind, self.q, self.since, self.until)
+            for value in (
+                self.model,
+                self.status,
+                self.kind,
+                self.favourite,
+                self.q,
+                self.since,
+                self.until,
+            )
         )
 
     def where(self) -> JobFilter:
@@ -172,6 +182,7 @@ class GalleryFilter(BaseModel):
             status=self.status,
             model=self.model,
             kind=self.kind,
+            favourite=bool(self.favourite),
             text=self.q,
             created_after=midnight(self.since),
             created_before=midnight(self.until + timedelta(days=1) if self.until else None),
@@ -201,12 +212,55 @@ async def gallery(
         request,
         "gallery_tiles.html" if partial else "gallery.html",
         owner,
-        jobs=page,
+        tiles=[tile for job in page for tile in _tiles(job)],
         more=more,
+        collections=await runtime.collections.list(owner.id),
         filters=filters,
         models=sorted(m.id for m in runtime.registry.models()),
         statuses=list(JobStatus),
         kinds=list(TaskKind),
+    )
+
+
+Tile = tuple[JobOut, OutputOut | None]  # an output, or a job that made none
+
+
+def _tiles(job: JobOut, only: set[int] | None = None) -> list[Tile]:
+    """A tile per output of ``job`` (those in ``only``, if given); one for the job itself
+    when it made none (failed, running)."""
+    made = [o for o in job.outputs if only is None or o.index in only]
+    return [(job, o) for o in made] if made or only is not None else [(job, None)]
+
+
+@router.get("/collections", response_class=HTMLResponse)
+async def collections_page(request: Request, owner: PageOwner, runtime: RuntimeDep) -> HTMLResponse:
+    return _render(
+        request, "collections.html", owner, collections=await runtime.collections.list(owner.id)
+    )
+
+
+@router.get("/collections/{collection_id}", response_class=HTMLResponse)
+async def collection_page(
+    request: Request, collection_id: str, owner: PageOwner, runtime: RuntimeDep, links: LinksDep
+) -> HTMLResponse:
+    try:
+        collection = await runtime.collections.get(owner.id, collection_id)
+    except NotFound:
+        return _missing(
+            request, "That collection is not here: it was deleted, or is someone else's."
+        )
+    jobs = {
+        job.id: JobOut.of(job, links)
+        for job in await runtime.repo.get_jobs(list({ref[0] for ref in collection.items}))
+    }
+    tiles = [tile for job_id, index in collection.items for tile in _tiles(jobs[job_id], {index})]
+    return _render(
+        request,
+        "collection.html",
+        owner,
+        collection=collection,
+        tiles=tiles,
+        collections=await runtime.collections.list(owner.id),
     )
 
 

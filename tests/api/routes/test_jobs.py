@@ -163,7 +163,20 @@ async def test_duplicate_models_are_rejected(client: httpx.AsyncClient) -> None:
     response = await client.post("/v1/jobs", json=body)
 
     assert response.status_code == 422
-    assert response.json()["error"]["field"] == "models"
+    assert response.json()["error"]["field"] == "models.1"
+
+
+async def test_a_model_may_be_compared_with_itself_under_other_params(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {
+        "models": ["placeholder", {"model": "placeholder", "params": {"latency_ms": 1}}],
+        "prompt": "twice, differently",
+        "size": "64x64",
+    }
+    group = await submit(client, body)
+
+    assert [j["request"]["params"] for j in group["jobs"]] == [{}, {"latency_ms": 1}]
 
 
 class TwinProvider(PlaceholderProvider):
@@ -251,11 +264,7 @@ async def test_each_model_of_a_comparison_may_take_params_of_its_own(
             {"latency_ms": -1},
             "params.latency_ms",
         ),  # the request's own, shared by both
-        (
-            [{"model": "placeholder"}, {"model": "placeholder", "params": {"latency_ms": 1}}],
-            {},
-            "models",
-        ),
+        ([{"model": "placeholder"}, "placeholder"], {}, "models.1"),  # the same, twice
     ],
 )
 async def test_a_comparison_names_the_param_at_fault_where_it_was_given(

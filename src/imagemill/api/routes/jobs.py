@@ -91,6 +91,12 @@ async def list_jobs(
     ] = None,
     group_id: str | None = None,
     batch_id: Annotated[str | None, Query(description="The items of one batch.")] = None,
+    favourite: Annotated[
+        bool, Query(description="Only jobs with an output marked a favourite.")
+    ] = False,
+    collection_id: Annotated[
+        str | None, Query(max_length=40, description="Only jobs with an output in it.")
+    ] = None,
     created_after: Annotated[
         Moment | None,
         Query(description="Created at or after: a date (UTC) or a time with its zone (RFC 3339)."),
@@ -120,6 +126,8 @@ async def list_jobs(
         text=q,
         group_id=group_id,
         batch_id=batch_id,
+        favourite=favourite,
+        collection_id=collection_id,
         created_after=_aware(created_after),
         created_before=_aware(created_before),
         before=cursor,

@@ -641,6 +641,7 @@ const VIEWER = `
       <a class="use">Use these settings</a>
       <button type="button" data-copy="prompt">Copy prompt</button>
       <button type="button" data-copy="seed">Copy seed</button>
+      <button type="button" class="fave" aria-pressed="false">♥ Favourite</button>
       <a class="details">Details</a>
     </div>
     <p class="copied" aria-live="polite"></p>
@@ -710,6 +711,12 @@ function setUpViewer(selector) {
     dialog.querySelector(".use").href = use;
     dialog.querySelector(".details").href = view.page;
     dialog.querySelector("[data-copy=seed]").hidden = view.seed === null;
+    const heart = dialog.querySelector(".fave");
+    Object.assign(heart.dataset, { job: view.job, index: String(view.index) });
+    const tileHeart = document.querySelector(
+      `.fave[data-job="${view.job}"][data-index="${view.index}"]:not(.viewer .fave)`,
+    );
+    heart.setAttribute("aria-pressed", tileHeart ? tileHeart.getAttribute("aria-pressed") : String(view.favourite));
     dialog.querySelector(".copied").textContent = "";
     for (const step of dialog.querySelectorAll("[data-step]")) step.disabled = items.length < 2;
     fitNow();
@@ -798,6 +805,200 @@ function setUpViewer(selector) {
   window.addEventListener("resize", () => dialog.open && fitNow());
 }
 
+// -- favourites, selection, collections ------------------------------------------------
+
+async function setFavourite(job, index, favourite) {
+  await api(`/v1/jobs/${job}/outputs/${index}/favourite`, { method: favourite ? "PUT" : "DELETE" });
+  // Every heart of this output on the page (a tile, the viewer) says so.
+  for (const heart of document.querySelectorAll(`.fave[data-job="${job}"][data-index="${index}"]`)) {
+    heart.setAttribute("aria-pressed", String(favourite));
+  }
+}
+
+document.addEventListener("click", async (event) => {
+  const heart = event.target.closest(".fave[data-job]");
+  if (!heart) return;
+  const favourite = heart.getAttribute("aria-pressed") !== "true";
+  try {
+    await setFavourite(heart.dataset.job, heart.dataset.index, favourite);
+  } catch (failure) {
+    heart.title = failure.message;
+  }
+});
+
+// Download ``body``'s outputs as one zip (POST /v1/archives).
+async function downloadZip(items) {
+  const response = await fetch("/v1/archives", {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ items }),
+  });
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    throw new Refused(body.error || {}, response.status);
+  }
+  const link = Object.assign(document.createElement("a"), {
+    href: URL.createObjectURL(await response.blob()),
+    download: "imagemill.zip",
+  });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+}
+
+async function newCollection(name) {
+  return api("/v1/collections", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ name }),
+  });
+}
+
+function setUpSelection(bar) {
+  const error = bar.querySelector(".form-error");
+  const picked = () => [...document.querySelectorAll(".tile .pick:checked")];
+  const items = () =>
+    picked().map((box) => {
+      const [job_id, index] = box.value.split(":");
+      return { job_id, index: Number(index) };
+    });
+  const show = () => {
+    const count = picked().length;
+    bar.hidden = count === 0;
+    bar.querySelector(".count").textContent = `${count} selected`;
+    for (const box of document.querySelectorAll(".tile .pick")) {
+      box.closest(".tile").classList.toggle("picked", box.checked);
+    }
+  };
+  document.addEventListener("change", (event) => {
+    if (event.target.matches(".tile .pick")) show();
+  });
+  const file = bar.querySelector("select[name=collection]");
+  const actions = {
+    favourite: async () => {
+      for (const { job_id, index } of items()) await setFavourite(job_id, index, true);
+      return "Marked as favourites.";
+    },
+    zip: async () => {
+      await downloadZip(items());
+      return "";
+    },
+    delete: async () => {
+      const jobs = [...new Set(items().map((item) => item.job_id))];
+      if (!confirm(`Delete ${jobs.length === 1 ? "this job" : `these ${jobs.length} jobs`} and their images?`)) {
+        return "";
+      }
+      for (const job of jobs) {
+        await api(`/v1/jobs/${job}`, { method: "DELETE" });
+        document.querySelectorAll(`.tile[data-job="${job}"]`).forEach((tile) => tile.remove());
+      }
+      return "";
+    },
+    unfile: async (button) => {
+      for (const { job_id, index } of items()) {
+        await api(`/v1/collections/${button.dataset.collection}/items/${job_id}/${index}`, { method: "DELETE" });
+        document.querySelector(`.tile[data-job="${job_id}"][data-index="${index}"]`)?.remove();
+      }
+      return "";
+    },
+    clear: async () => "",
+  };
+  bar.addEventListener("click", async (event) => {
+    const button = event.target.closest("[data-selected]");
+    if (!button) return;
+    error.hidden = true;
+    button.disabled = true;
+    try {
+      await actions[button.dataset.selected](button);
+      if (button.dataset.selected !== "favourite") {
+        for (const box of picked()) box.checked = false;
+      }
+      show();
+    } catch (failure) {
+      error.textContent = failure.message;
+      error.hidden = false;
+    } finally {
+      button.disabled = false;
+    }
+  });
+  file.addEventListener("change", async () => {
+    let target = file.value;
+    if (!target) return;
+    error.hidden = true;
+    try {
+      if (target === "new") {
+        const name = prompt("Name of the new collection");
+        if (!name) {
+          file.value = "";
+          return;
+        }
+        const made = await newCollection(name);
+        file.insertBefore(new Option(made.name, made.id), file.querySelector("option[value=new]"));
+        target = made.id;
+      }
+      const filed = await api(`/v1/collections/${target}/items`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ items: items() }),
+      });
+      bar.querySelector(".count").textContent = `Added to ${filed.name} (${filed.size} in all).`;
+    } catch (failure) {
+      error.textContent = failure.message;
+      error.hidden = false;
+    }
+    file.value = "";
+  });
+  show();
+}
+
+function setUpCollections() {
+  const form = document.getElementById("new-collection");
+  form?.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const error = form.querySelector(".form-error");
+    clearFieldErrors(form);
+    try {
+      const made = await newCollection(form.elements.name.value.trim());
+      location.assign(`/collections/${made.id}`);
+    } catch (failure) {
+      if (failure.field === "name") showFieldError(form.elements.name, failure.message);
+      else {
+        error.textContent = failure.message;
+        error.hidden = false;
+      }
+    }
+  });
+  const head = document.querySelector(".collection-head");
+  head?.addEventListener("click", async (event) => {
+    const button = event.target.closest("[data-collection-action]");
+    if (!button) return;
+    const id = head.dataset.collection;
+    const error = head.querySelector(".form-error");
+    error.hidden = true;
+    try {
+      if (button.dataset.collectionAction === "rename") {
+        const name = prompt("New name", head.querySelector("h1").textContent);
+        if (!name) return;
+        const renamed = await api(`/v1/collections/${id}`, {
+          method: "PATCH",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ name }),
+        });
+        head.querySelector("h1").textContent = renamed.name;
+        document.title = `${renamed.name} · imagemill studio`;
+      } else if (confirm("Delete this collection? Its images stay in the gallery.")) {
+        await api(`/v1/collections/${id}`, { method: "DELETE" });
+        location.assign("/collections");
+      }
+    } catch (failure) {
+      error.textContent = failure.message;
+      error.hidden = false;
+    }
+  });
+}
+
 // -- a job's page ----------------------------------------------------------------------
 
 function setUpDetail(detail) {
@@ -867,5 +1068,8 @@ document.addEventListener("DOMContentLoaded", () => {
   const compare = document.querySelector(".compare");
   if (compare) setUpCompare(compare);
   if (gallery || detail) setUpViewer("[data-view]");
+  const selection = document.querySelector(".selection");
+  if (selection) setUpSelection(selection);
+  setUpCollections();
   document.querySelectorAll(".job[data-job]:not([data-job=''])").forEach(follow);
 });

@@ -1,0 +1,42 @@
+"""What a downloaded output is called: the first words of its prompt and its seed
+(``a-red-fox-in-snow-seed-42.png``), never an asset id; shared by the studio's download
+links and the zip archives of ``POST /v1/archives``."""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+
+MAX_STEM_CHARS = 60
+
+
+def output_filename(
+    *,
+    prompt: str,
+    kind: str,
+    job_id: str,
+    index: int,
+    outputs: int,
+    seed: int | None,
+    content_type: str,
+) -> str:
+    """``outputs``: how many the job made (the index tells apart those without a seed)."""
+    words = re.findall(r"\w+", prompt.lower())
+    stem = "-".join(words)[:MAX_STEM_CHARS].rstrip("-") or f"{kind}-{job_id}"
+    if seed is not None:
+        stem += f"-seed-{seed}"
+    elif outputs > 1:
+        stem += f"-{index + 1}"
+    return stem + (mimetypes.guess_extension(content_type.split(";")[0].strip()) or "")
+
+
+def unique(names: list[str]) -> list[str]:
+    """``names`` with repeats told apart (``x.png``, ``x-2.png``), as a zip needs."""
+    seen: dict[str, int] = {}
+    result = []
+    for name in names:
+        stem, dot, extension = name.rpartition(".") if "." in name else (name, "", "")
+        count = seen.get(name, 0) + 1
+        seen[name] = count
+        result.append(name if count == 1 else f"{stem}-{count}{dot}{extension}")
+    return result
