@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         description="Most images in one local pipeline call: queued requests with the same "
         "model, size and steps are batched up to this.",
     )
+    semantic_search: Literal["auto", "off"] = Field(
+        "auto",
+        description="Search the gallery (and GET /v1/search) by meaning, with sentence "
+        "embeddings of each job's text, where the search extra is installed "
+        "(imagemill[search]); off: substring matching only.",
+    )
     safety_threshold: float | None = Field(
         None,
         ge=0,

@@ -34,6 +34,7 @@ from imagemill.jobs.worker import Worker
 from imagemill.net import PublicOnlyTransport, networks
 from imagemill.providers.registry import Registry
 from imagemill.safety import SafetyCheck
+from imagemill.search import MeaningIndex
 from imagemill.spend.limits import RateLimits, storage_for
 from imagemill.storage.assets import AssetWriter
 from imagemill.storage.blobs import BlobStore
@@ -68,6 +69,9 @@ class Runtime:
         )
         self.accounts = Accounts(self.db)
         self.collections = Collections(self.db)
+        self.meaning = MeaningIndex(self.db, enabled=settings.semantic_search != "off")
+        if self.meaning.available:
+            self.bus.add_listener(self.meaning.on_event)
         self.budgets = Budgets(self.db)
         self.rate_limits = RateLimits(storage_for(settings.resolved_rate_limit_storage_url))
         self.blobs = BlobStore.from_url(

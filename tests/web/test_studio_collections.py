@@ -134,3 +134,18 @@ def test_selected_jobs_are_deleted_together(fresh: Any) -> None:
     expect(page.locator(".tile .caption")).to_have_text(["kept"])
     assert all(httpx.get(f"{url}/v1/jobs/{job['id']}").status_code == 404 for job in gone)
     assert httpx.get(f"{url}/v1/jobs/{kept['id']}").status_code == 200
+
+
+def test_the_gallery_searches_by_meaning(fresh: Any) -> None:
+    url, page = fresh
+    _made(url, "a small boat at sea", "a bowl of ramen", "a red fox in snow")
+    page.goto(f"{url}/gallery")
+    search = page.get_by_label("Search")
+    expect(search).to_have_attribute("placeholder", "words or meaning")
+    search.fill("ship on the ocean")
+    search.press("Enter")
+
+    expect(page.locator(".tile .caption")).to_have_text(["a small boat at sea"])
+    search.fill("fox")  # words still find what contains them
+    search.press("Enter")
+    expect(page.locator(".tile .caption").first).to_have_text("a red fox in snow")

@@ -24,6 +24,7 @@ from imagemill.api.routes import (
     openai_compat,
     presets,
     providers,
+    search,
     usage,
     webhooks,
 )
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         admin,
         openai_compat,
         providers,
+        search,
         webhooks,
         health,
     ):

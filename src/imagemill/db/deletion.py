@@ -18,6 +18,7 @@ from imagemill.db.tables import (
     deliveries,
     delivery_attempts,
     events,
+    job_embeddings,
     job_metadata,
     jobs,
     outputs,
@@ -43,7 +44,15 @@ def delete_finished_job(conn: Connection, job_id: str, owner_id: str) -> None:
     conn.execute(
         delete(delivery_attempts).where(delivery_attempts.c.delivery_id.in_(job_deliveries))
     )
-    for table in (deliveries, cache_entries, events, collection_items, outputs, job_metadata):
+    for table in (
+        deliveries,
+        cache_entries,
+        events,
+        collection_items,
+        job_embeddings,
+        outputs,
+        job_metadata,
+    ):
         conn.execute(delete(table).where(table.c.job_id == job_id))
     conn.execute(delete(jobs).where(jobs.c.id == job_id))
     still_used = select(outputs.c.asset_id).where(outputs.c.asset_id.in_(asset_ids))

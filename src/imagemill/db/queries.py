@@ -86,6 +86,7 @@ class JobFilter:
     metadata: tuple[tuple[str, str], ...] = ()  # top-level key and value text, all to match
     favourite: bool = False  # only jobs with a favourite output
     collection_id: str | None = None  # only jobs with an output in this collection
+    job_ids: tuple[str, ...] | None = None  # only these
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +198,8 @@ class Queries:
             conditions.append(jobs.c.created_at < where.created_before)
         if where.before:
             conditions.append(jobs.c.id < where.before)
+        if where.job_ids is not None:
+            conditions.append(jobs.c.id.in_(where.job_ids))
         if where.favourite:
             conditions.append(
                 exists().where(outputs.c.job_id == jobs.c.id, outputs.c.favourite.is_(True))

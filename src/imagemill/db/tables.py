@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -353,6 +354,18 @@ budget_spend = Table(
     Column("period_start", UTCDateTime, primary_key=True),
     Column("spent_micros", BigInteger, nullable=False, default=0),
     Column("reserved_micros", BigInteger, nullable=False, default=0),
+)
+
+# What each finished job is about, as a sentence embedding (``search.py``): float32
+# vectors of unit length, ``model``'s.
+job_embeddings = Table(
+    "job_embeddings",
+    metadata,
+    Column("job_id", String(40), ForeignKey("jobs.id"), primary_key=True),
+    Column("owner_id", String(40), nullable=False, index=True),
+    Column("model", String(100), nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )
 
 # An owner's boards of chosen outputs ("collections"): an output may be filed in several;

@@ -8,6 +8,7 @@ with an API key, kept in an HttpOnly cookie (``api/deps.py``), and sees only the
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,6 +33,7 @@ from imagemill.web.offers import offer
 router = APIRouter(include_in_schema=False, route_class=CheckedRoute)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 GALLERY_PAGE = 24
+SEARCH_PAGE = 96  # a search's best matches, shown at once
 RECENT_JOBS = 6
 SESSION_DAYS = 30
 # Only this server's own script runs; images may be previews sent inline (data: URLs).
@@ -205,9 +207,14 @@ async def gallery(
 ) -> HTMLResponse:
     """Every job, newest first, a page at a time; ``partial``: only the next page's tiles
     (what the infinite scroll appends)."""
-    found = await runtime.service.list(owner.id, filters.where(), GALLERY_PAGE + 1)
-    page = [JobOut.of(job, links) for job in found[:GALLERY_PAGE]]
-    more = filters.query(cursor=page[-1].id) if len(found) > GALLERY_PAGE else None
+    if filters.q and runtime.meaning.available:  # by words, then by meaning: one page
+        where = replace(filters.where(), text=None)
+        hits = await runtime.meaning.find(runtime.repo, owner.id, filters.q, where, SEARCH_PAGE)
+        page, more = [JobOut.of(hit.job, links) for hit in hits], None
+    else:
+        found = await runtime.service.list(owner.id, filters.where(), GALLERY_PAGE + 1)
+        page = [JobOut.of(job, links) for job in found[:GALLERY_PAGE]]
+        more = filters.query(cursor=page[-1].id) if len(found) > GALLERY_PAGE else None
     return _render(
         request,
         "gallery_tiles.html" if partial else "gallery.html",
@@ -215,6 +222,7 @@ async def gallery(
         tiles=[tile for job in page for tile in _tiles(job)],
         more=more,
         collections=await runtime.collections.list(owner.id),
+        by_meaning=runtime.meaning.available,
         filters=filters,
         models=sorted(m.id for m in runtime.registry.models()),
         statuses=list(JobStatus),
