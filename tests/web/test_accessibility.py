@@ -60,6 +60,7 @@ def paths(studio: str) -> dict[str, str]:
         "empty gallery": "/gallery?q=nothing-matches-this",
         "job": f"/gallery/{job.json()['id']}",
         "comparison": f"/compare/{group['group_id']}",
+        "comparisons": "/compare",
         "sign-in": "/signin",
         "not found": "/gallery/job_missing",
     }
@@ -103,6 +104,7 @@ def _violations(page: Page) -> list[dict[str, Any]]:
         "empty gallery",
         "job",
         "comparison",
+        "comparisons",
         "collections",
         "collection",
         "sign-in",

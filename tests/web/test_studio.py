@@ -102,14 +102,41 @@ def test_two_models_side_by_side(studio: str, page: Page) -> None:
     expect(page).to_have_url(re.compile(r"/compare/grp_\w+$"))
     columns = page.locator(".compare .column")
     expect(columns).to_have_count(2)
+    # Each column follows its job and, once it ends, shows the image and its facts.
     for model in ["placeholder", "local/tiny"]:
-        column = columns.filter(has_text=model)
-        expect(column.locator(".outputs img")).to_have_count(1, timeout=60_000)
+        column = columns.filter(has=page.get_by_role("heading", name=model, exact=True))
+        expect(column.locator(".frame img")).to_have_count(1, timeout=60_000)
         expect(column.locator("[data-field=time]")).to_have_text(re.compile(r"^\d+\.\d s$"))
         expect(column.locator("[data-field=cost]")).to_have_text(re.compile(r"^\$\d+\.\d{4}$"))
-    group = httpx.get(f"{studio}/v1/jobs", params={"group_id": page.url.rsplit("/", 1)[1]})
+    expect(page.locator(".compare-prompt")).to_have_text("a lighthouse at dusk")  # said once
+    group_id = page.url.rsplit("/", 1)[1]
+    group = httpx.get(f"{studio}/v1/jobs", params={"group_id": group_id})
     params = {job["model"]: job["request"]["params"] for job in group.json()["data"]}
     assert params == {"local/tiny": {"steps": 3}, "placeholder": {}}  # each its own
+
+    # Zoomed and panned together; a before/after slider for two; a favourite picked.
+    page.get_by_role("button", name="Zoom in").click()
+    transforms = page.locator(".frame img").evaluate_all(
+        "images => images.map((image) => image.style.transform)"
+    )
+    assert transforms[0] == transforms[1] and "scale(1.5)" in transforms[0]
+    page.get_by_role("button", name="Before/after slider").click()
+    split = page.get_by_role("slider", name=re.compile("Split between"))
+    split.fill("20")
+    assert page.locator(".slider").evaluate("s => s.style.getPropertyValue('--split')") == "20%"
+    tiny_pick = columns.nth(1).get_by_role("button", name="Pick as favourite")
+    tiny_pick.click()
+    expect(tiny_pick).to_have_attribute("aria-pressed", "true")
+
+    # Reachable from the navigation and from the gallery's badge.
+    page.get_by_role("link", name="Compare", exact=True).click()
+    expect(page.locator(".comparisons li").first).to_contain_text("a lighthouse at dusk")
+    expect(page.locator(".comparisons li").first).to_contain_text(
+        re.compile(r"placeholder · local/tiny|local/tiny · placeholder")
+    )
+    page.goto(f"{studio}/gallery?q=lighthouse")
+    page.locator(".tile .badge.group").first.click()
+    expect(page).to_have_url(f"{studio}/compare/{group_id}")
 
 
 def test_a_failed_job_says_why_and_retries(studio: str, page: Page) -> None:

@@ -87,6 +87,7 @@ class JobFilter:
     favourite: bool = False  # only jobs with a favourite output
     collection_id: str | None = None  # only jobs with an output in this collection
     job_ids: tuple[str, ...] | None = None  # only these
+    grouped: bool = False  # only jobs of a comparison
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +199,8 @@ class Queries:
             conditions.append(jobs.c.created_at < where.created_before)
         if where.before:
             conditions.append(jobs.c.id < where.before)
+        if where.grouped:
+            conditions.append(jobs.c.group_id.is_not(None))
         if where.job_ids is not None:
             conditions.append(jobs.c.id.in_(where.job_ids))
         if where.favourite:

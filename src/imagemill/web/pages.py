@@ -8,7 +8,7 @@ with an API key, kept in an HttpOnly cookie (``api/deps.py``), and sees only the
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,6 +34,7 @@ router = APIRouter(include_in_schema=False, route_class=CheckedRoute)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 GALLERY_PAGE = 24
 SEARCH_PAGE = 96  # a search's best matches, shown at once
+RECENT_COMPARED_JOBS = 400  # the comparisons page lists the groups of these
 RECENT_JOBS = 6
 SESSION_DAYS = 30
 # Only this server's own script runs; images may be previews sent inline (data: URLs).
@@ -290,6 +291,28 @@ async def job_page(
         upscalers=[m.id for m in models if m.available and TaskKind.UPSCALE in m.kinds],
         animators=[m.id for m in models if m.available and TaskKind.VIDEO in m.kinds],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    id: str
+    prompt: str
+    models: list[str]
+    created_at: datetime
+
+
+@router.get("/compare", response_class=HTMLResponse)
+async def comparisons(request: Request, owner: PageOwner, runtime: RuntimeDep) -> HTMLResponse:
+    """The latest comparisons, newest first."""
+    found = await runtime.service.list(owner.id, JobFilter(grouped=True), RECENT_COMPARED_JOBS)
+    groups: dict[str, Comparison] = {}
+    for job in reversed(found):  # oldest first: a group's models in the order asked
+        group = groups.setdefault(
+            job.group_id or "",
+            Comparison(job.group_id or "", job.request.prompt, [], job.created_at),
+        )
+        group.models.append(job.model)
+    return _render(request, "comparisons.html", owner, groups=list(groups.values())[::-1])
 
 
 @router.get("/compare/{group_id}", response_class=HTMLResponse)

@@ -1045,17 +1045,69 @@ function setUpDetail(detail) {
   });
 }
 
-// -- the comparison: each column's time and cost once its job is done ------------------
+// -- the comparison: every image zoomed and panned together; a before/after slider -------
 
 function setUpCompare(compare) {
-  compare.addEventListener("job-done", async (event) => {
-    const job = await api(`/v1/jobs/${event.detail.id}`);
-    const column = event.target.closest(".column");
-    const seconds = job.timings.total_seconds;
-    column.querySelector("[data-field=time]").textContent =
-      seconds === null ? "—" : `${seconds.toFixed(1)} s`;
-    column.querySelector("[data-field=cost]").textContent = `$${job.cost_usd.toFixed(4)}`;
+  // A column still running is a live card; once its job ends, the page shows its image.
+  compare.addEventListener("job-done", () => location.reload());
+  const images = [...compare.querySelectorAll(".frame img")];
+  let scale = 1; // 1: each image fits its frame
+  let x = 0;
+  let y = 0;
+  const place = () => {
+    for (const image of images) image.style.transform = `translate(${x}px, ${y}px) scale(${scale})`;
+    compare.dataset.zoom = scale === 1 ? "fit" : String(Math.round(scale * 100) / 100);
+  };
+  const zoomTo = (next) => {
+    const bounded = Math.min(16, Math.max(1, next));
+    x = (x * bounded) / scale;
+    y = (y * bounded) / scale;
+    scale = bounded;
+    if (scale === 1) x = y = 0;
+    place();
+  };
+  const actual = () => {
+    const first = images[0];
+    return first && first.naturalWidth ? first.naturalWidth / first.getBoundingClientRect().width * scale : 1;
+  };
+  document.querySelector(".compare-tools")?.addEventListener("click", (event) => {
+    const button = event.target.closest("button");
+    if (!button) return;
+    const zoom = button.dataset.zoom;
+    if (zoom === "fit") zoomTo(1);
+    if (zoom === "1") zoomTo(actual());
+    if (zoom === "in" || zoom === "out") zoomTo(scale * (zoom === "in" ? 1.5 : 1 / 1.5));
+    if (button.classList.contains("slider-toggle")) {
+      const on = button.getAttribute("aria-pressed") !== "true";
+      button.setAttribute("aria-pressed", String(on));
+      document.querySelector(".slider").hidden = !on;
+    }
   });
+  for (const frame of compare.querySelectorAll(".frame")) {
+    frame.addEventListener("wheel", (event) => {
+      event.preventDefault();
+      zoomTo(scale * Math.exp(-event.deltaY / 300));
+    }, { passive: false });
+    let last = null;
+    frame.addEventListener("pointerdown", (event) => {
+      frame.setPointerCapture(event.pointerId);
+      last = [event.clientX, event.clientY];
+    });
+    frame.addEventListener("pointermove", (event) => {
+      if (!last || scale === 1) return;
+      x += event.clientX - last[0];
+      y += event.clientY - last[1];
+      last = [event.clientX, event.clientY];
+      place();
+    });
+    frame.addEventListener("pointerup", () => (last = null));
+    frame.addEventListener("pointercancel", () => (last = null));
+  }
+  const slider = document.querySelector(".slider");
+  slider?.querySelector("input").addEventListener("input", (event) => {
+    slider.style.setProperty("--split", `${event.target.value}%`);
+  });
+  place();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
