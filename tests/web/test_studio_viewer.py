@@ -199,3 +199,51 @@ def test_dark_mode_follows_the_system_and_the_toggle_which_is_remembered(
 def _lightness(css_color: str) -> float:
     red, green, blue = (int(v) for v in re.findall(r"\d+", css_color)[:3])
     return (max(red, green, blue) + min(red, green, blue)) / 2 / 255
+
+
+def _png(width: int, height: int) -> list[int]:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 80, 40)).save(buffer, "PNG")
+    return list(buffer.getvalue())
+
+
+DROP = """([bytes, kind]) => {
+  const data = new DataTransfer();
+  data.items.add(new File([new Uint8Array(bytes)], "in.png", { type: "image/png" }));
+  const target = document.getElementById("drop");
+  const event = kind === "drop"
+    ? new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true })
+    : new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true });
+  target.dispatchEvent(event);
+}"""
+
+
+def test_an_input_image_is_dropped_or_pasted_and_used(studio: str, page: Page) -> None:
+    page.goto(studio)
+    expect(page.locator("#input-images")).to_be_hidden()  # an image from words needs none
+    page.get_by_label("Kind").select_option("upscale")
+    expect(page.locator("#input-images")).to_be_visible()
+
+    page.evaluate(DROP, [_png(40, 24), "drop"])
+    inputs = page.locator("#inputs img[data-role=input]")
+    expect(inputs).to_have_count(1)
+    first = inputs.get_attribute("data-asset")
+    page.evaluate(DROP, [_png(32, 32), "paste"])  # a pasted image replaces it
+    expect(inputs).not_to_have_attribute("data-asset", first or "")
+    expect(inputs).to_have_count(1)
+
+    page.locator("input[name=model][value='local/realesrgan-x2']").check()
+    for box in page.locator("input[name=model]:checked").all():
+        if box.get_attribute("value") != "local/realesrgan-x2":
+            box.uncheck()
+    cards = page.locator("#jobs .job")
+    before = cards.count()
+    page.get_by_role("button", name="Generate").click()
+    expect(cards).to_have_count(before + 1)
+    expect(cards.first.locator(".status")).to_have_text("succeeded", timeout=120_000)
+    job = httpx.get(f"{studio}/v1/jobs/{cards.first.get_attribute('data-job')}").json()
+    assert (job["outputs"][0]["width"], job["outputs"][0]["height"]) == (64, 64)

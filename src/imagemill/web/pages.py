@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from imagemill.api.deps import SESSION_COOKIE, LinksDep, OptionalOwner, RuntimeDep
 from imagemill.api.routing import CheckedRoute
@@ -33,7 +33,6 @@ from imagemill.web.offers import offer
 router = APIRouter(include_in_schema=False, route_class=CheckedRoute)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 GALLERY_PAGE = 24
-SEARCH_PAGE = 96  # a search's best matches, shown at once
 RECENT_COMPARED_JOBS = 400  # the comparisons page lists the groups of these
 RECENT_JOBS = 6
 SESSION_DAYS = 30
@@ -155,6 +154,7 @@ class GalleryFilter(BaseModel):
     since: date | None = None
     until: date | None = None  # inclusive
     cursor: str | None = None
+    skip: int | None = Field(None, ge=0, le=10_000)  # a search's next page: ranked, not by id
 
     @field_validator("*", mode="before")
     @classmethod
@@ -208,10 +208,14 @@ async def gallery(
 ) -> HTMLResponse:
     """Every job, newest first, a page at a time; ``partial``: only the next page's tiles
     (what the infinite scroll appends)."""
-    if filters.q and runtime.meaning.available:  # by words, then by meaning: one page
-        where = replace(filters.where(), text=None)
-        hits = await runtime.meaning.find(runtime.repo, owner.id, filters.q, where, SEARCH_PAGE)
-        page, more = [JobOut.of(hit.job, links) for hit in hits], None
+    if filters.q and runtime.meaning.available:  # by words, then by meaning: ranked
+        where = replace(filters.where(), text=None, before=None)
+        skip = filters.skip or 0
+        hits = await runtime.meaning.find(
+            runtime.repo, owner.id, filters.q, where, skip + GALLERY_PAGE + 1
+        )
+        page = [JobOut.of(hit.job, links) for hit in hits[skip : skip + GALLERY_PAGE]]
+        more = filters.query(skip=skip + GALLERY_PAGE) if len(hits) > skip + GALLERY_PAGE else None
     else:
         found = await runtime.service.list(owner.id, filters.where(), GALLERY_PAGE + 1)
         page = [JobOut.of(job, links) for job in found[:GALLERY_PAGE]]

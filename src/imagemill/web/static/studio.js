@@ -506,20 +506,53 @@ function setUpGenerate(form) {
     }
   }
 
+  async function take(file, role, field) {
+    clearFieldErrors(form);
+    try {
+      const asset = await upload(file);
+      inputs.querySelector(`[data-role=${role}]`)?.remove();
+      addInput(asset.id, role);
+      priceSoon();
+    } catch (failure) {
+      showFieldError(field, failure.message);
+    }
+  }
   for (const role of ["input", "mask"]) {
-    form.elements[role].addEventListener("change", async (event) => {
+    form.elements[role].addEventListener("change", (event) => {
       const file = event.target.files[0];
-      if (!file) return;
-      clearFieldErrors(form);
-      try {
-        const asset = await upload(file);
-        inputs.querySelector(`[data-role=${role}]`)?.remove();
-        addInput(asset.id, role);
-      } catch (failure) {
-        showFieldError(event.target, failure.message);
-      }
+      if (file) take(file, role, event.target);
     });
   }
+  // Dropped or pasted, an image is the input image (its file is uploaded at once).
+  const drop = document.getElementById("drop");
+  const imageOf = (items) => [...items].find((file) => file.type.startsWith("image/"));
+  drop.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    const file = imageOf(event.dataTransfer.files);
+    if (file) take(file, "input", form.elements.input);
+  });
+  document.addEventListener("paste", (event) => {
+    const file = imageOf(event.clipboardData?.files || []);
+    if (!file) return; // text pastes into the prompt as usual
+    event.preventDefault();
+    take(file, "input", form.elements.input);
+  });
+  // Input images are for the kinds that take them.
+  const inputImages = document.getElementById("input-images");
+  const showInputs = () => {
+    const kind = form.elements.kind.value;
+    inputImages.hidden = (kind === "image" || kind === "enhance") && !inputs.children.length;
+  };
+  form.addEventListener("change", (event) => {
+    if (event.target.name === "kind") showInputs();
+  });
+  showInputs();
 
   // Ctrl+Enter (Cmd+Enter on a Mac) generates from anywhere in the form.
   form.addEventListener("keydown", (event) => {
@@ -582,6 +615,7 @@ function setUpGenerate(form) {
     inputs.replaceChildren();
     for (const asset of request.input_assets || []) addInput(asset, "input");
     if (request.mask) addInput(request.mask, "mask");
+    showInputs();
     showEstimate();
     form.elements.prompt.focus();
   }
