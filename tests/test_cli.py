@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from alembic.script import ScriptDirectory
 from PIL import Image
@@ -22,6 +23,7 @@ from typer.testing import CliRunner, Result
 from fakes.server import wait_until_ready
 from imagemill.auth import hash_key
 from imagemill.cli import app
+from imagemill.cli.running import running_server
 from imagemill.config import Settings
 from imagemill.db.migrate import alembic_config
 from imagemill.domain import Submission
@@ -454,6 +456,26 @@ def test_commands_talk_to_a_server(served: str, tmp_path: Path) -> None:
     assert job_id in ok("jobs", "ls", "--server", served).stdout
     assert json.loads(ok("jobs", "show", job_id, "--json", "--server", served).stdout)["outputs"]
     assert "placeholder" in ok("models", "--server", served).stdout
+
+
+def test_commands_find_the_server_running_on_their_data_dir(
+    served: str, data_dir: Path, tmp_path: Path
+) -> None:
+    """Without --server, a command talks to the server running on the data dir, so a
+    job it runs is watched live, bar labelled by its prompt (not by a second process on
+    the same database, which would not see it move)."""
+    assert running_server(data_dir) == served
+    body = {"model": "placeholder", "prompt": "a slow kite", "params": {"latency_ms": 1500}}
+    job = httpx.post(f"{served}/v1/jobs", json=body).json()
+
+    watched = ok("jobs", "watch", job["id"])
+
+    assert "a slow kite" in watched.stdout and "succeeded" in watched.stdout
+    stale = json.loads((data_dir / "server.json").read_text())
+    (data_dir / "server.json").write_text(
+        json.dumps({**stale, "url": f"http://127.0.0.1:{free_port()}"})
+    )
+    assert running_server(data_dir) is None  # a file that answers nothing is ignored
 
 
 def test_an_unreachable_server_is_a_clear_error(data_dir: Path) -> None:

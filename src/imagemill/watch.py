@@ -4,6 +4,7 @@ per job, moving as events arrive (``imagemill generate``, ``imagemill jobs watch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 
 from rich.console import Console
@@ -12,15 +13,37 @@ from rich.progress import (
     BarColumn,
     Progress,
     SpinnerColumn,
+    Task,
     TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
+from rich.progress_bar import ProgressBar
 
-from imagemill.client import AsyncClient, Event
+from imagemill.client import AsyncClient, ClientError, Event
 
 FINISHED = {"succeeded", "failed", "canceled"}
+LABEL_CHARS = 32
+
+
+class StatusBar(BarColumn):
+    """A bar red once its job failed or was canceled, green only when it succeeded."""
+
+    def render(self, task: Task) -> ProgressBar:
+        bar = super().render(task)
+        if task.fields.get("ended") in ("failed", "canceled"):
+            bar.complete_style = bar.finished_style = "red"
+        return bar
+
+
+def label(prompt: str, job_id: str) -> str:
+    """A bar's label: the prompt's start, or the job id where there is no prompt."""
+    words = " ".join(prompt.split())
+    if not words:
+        return job_id
+    return words if len(words) <= LABEL_CHARS else words[: LABEL_CHARS - 1] + "…"
 
 
 class Bars:
@@ -29,11 +52,12 @@ class Bars:
     def __init__(self, console: Console, *, transient: bool) -> None:
         self.progress = Progress(
             SpinnerColumn(),
-            TextColumn("{task.fields[job]}", style="dim"),
-            TextColumn("{task.description}"),
-            BarColumn(),
+            TextColumn("{task.fields[job]}"),
+            TextColumn("{task.description}", style="dim"),
+            StatusBar(),
             TaskProgressColumn(),
             TimeElapsedColumn(),
+            TimeRemainingColumn(),
             console=console,
             transient=transient,
         )
@@ -47,11 +71,20 @@ class Bars:
     def __exit__(self, *exc_info: object) -> None:
         self.progress.__exit__(None, None, None)
 
+    def name(self, job_id: str, prompt: str) -> None:
+        """Label the job's bar by its prompt."""
+        shown = escape(label(prompt, job_id))
+        bar = self._bars.get(job_id)
+        if bar is None:
+            self._bars[job_id] = self.progress.add_task("queued", total=1.0, job=shown, ended="")
+        else:
+            self.progress.update(bar, job=shown)
+
     def show(self, event: Event) -> None:
         bar = self._bars.get(event.job_id)
         if bar is None:
             bar = self._bars[event.job_id] = self.progress.add_task(
-                "queued", total=1.0, job=event.job_id[-8:]
+                "queued", total=1.0, job=event.job_id, ended=""
             )
         data = event.data
         if event.type == "status":
@@ -79,6 +112,7 @@ class Bars:
                 bar,
                 completed=1.0 if status == "succeeded" else None,
                 description=f"[{colour}]{status}[/]",
+                ended=status,
             )
             self.progress.stop_task(bar)
 
@@ -88,6 +122,7 @@ async def follow(client: AsyncClient, job_ids: Iterable[str], bars: Bars) -> dic
     ids = list(job_ids)
 
     async def one(job_id: str) -> None:
+        bars.name(job_id, (await client.jobs.get(job_id)).request.prompt)
         async for event in client.jobs.events(job_id):
             bars.show(event)
 
@@ -97,5 +132,10 @@ async def follow(client: AsyncClient, job_ids: Iterable[str], bars: Bars) -> dic
 
 async def follow_all(client: AsyncClient, bars: Bars) -> None:
     """Show every event of the caller's jobs from now on, until interrupted."""
+    named: set[str] = set()
     async for event in client.events():
+        if event.job_id not in named:
+            named.add(event.job_id)
+            with contextlib.suppress(ClientError):  # deleted meanwhile: its id will do
+                bars.name(event.job_id, (await client.jobs.get(event.job_id)).request.prompt)
         bars.show(event)

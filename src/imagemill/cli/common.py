@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from imagemill.cli.running import running_server
 from imagemill.client import (
     AsyncClient,
     ClientError,
@@ -68,8 +69,8 @@ ServerOption = Annotated[
         "--server",
         metavar="URL",
         envvar="IMAGEMILL_URL",
-        help="URL of a running imagemill server. Without it the command runs in-process "
-        "on the data dir.",
+        help="URL of a running imagemill server. Without it the command talks to the "
+        "server running on the data dir, or runs in-process on it when none is.",
         show_default=False,
     ),
 ]
@@ -137,7 +138,10 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
 async def _connect(
     server: str | None, api_key: str | None, data_dir: Path | None, *, run_workers: bool = False
 ) -> AsyncIterator[AsyncClient]:
-    """The SDK, talking to ``server`` or to an app started here on the data dir."""
+    """The SDK, talking to ``server``, else to the server running on the data dir
+    (``cli/running.py``), else to an app started here on the data dir."""
+    settings = _settings(data_dir, require_keys=False)
+    server = server or running_server(settings.data_dir)
     if server:
         async with AsyncClient(server, api_key=api_key) as client:
             yield client
@@ -149,7 +153,6 @@ async def _connect(
     # event streams flow live (an in-memory transport would hold them to the end).
     # Keyless like any loopback server; a key given picks its owner. No sweeper: this
     # short-lived process must not take over jobs queued for a server.
-    settings = _settings(data_dir, require_keys=False)
     async with Runtime(settings, run_workers=run_workers, sweep=False) as runtime:
         server_app = create_app(runtime=runtime)
         async with (

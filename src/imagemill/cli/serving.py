@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from imagemill import __version__
+from imagemill.cli.running import announced
 from imagemill.config import Settings
 from imagemill.telemetry import tracing
 
@@ -70,17 +71,19 @@ def serve(
         soft_wrap=True,
     )
     tracing.configure()  # spans over OTLP where OpenTelemetry's environment asks for them
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=logs.config(settings),
-        log_level=settings.log_level,
-        # asyncio's loop, not uvloop: libuv reads a socket up to 32 times per wake-up
-        # before a paused reader can stop it, so each provider answer waiting for the
-        # response budget (``imagemill.memory``) had megabytes read in ahead of it.
-        loop="asyncio",
-    )
+    loopback = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else shown_host
+    with announced(settings.data_dir, f"http://{loopback}:{settings.port}"):
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_config=logs.config(settings),
+            log_level=settings.log_level,
+            # asyncio's loop, not uvloop: libuv reads a socket up to 32 times per wake-up
+            # before a paused reader can stop it, so each provider answer waiting for the
+            # response budget (``imagemill.memory``) had megabytes read in ahead of it.
+            loop="asyncio",
+        )
 
 
 async def _active_keys(settings: Settings) -> int:
