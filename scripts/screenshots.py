@@ -49,65 +49,63 @@ def main(out: Path = OUT) -> list[str]:
     from playwright.sync_api import expect, sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="imagemill-shots-") as tmp:
-        with (
-            serve(create_app(Settings(data_dir=Path(tmp))), lifespan="on") as url,
-            sync_playwright() as playwright,
-            httpx.Client(base_url=url, timeout=120) as http,
-        ):
-            available = {m["id"] for m in http.get("/v1/models").json()["data"] if m["available"]}
-            shown = [MAKER, *UPSCALERS]
-            if not set(shown) <= available:
-                sys.exit(f"a fresh install lacks {sorted(set(shown) - available)}")
-            for prompt, size in HISTORY:
-                body = {"model": MAKER, "prompt": prompt, "size": size, "n": 2}
-                http.post("/v1/jobs", json=body, headers={"Prefer": "wait=30"})
-            still = http.post(
-                "/v1/jobs",
-                json={"model": MAKER, "prompt": "a lighthouse at dusk", "size": "192x128"},
-                headers={"Prefer": "wait=30"},
-            ).json()
-            group = http.post(
-                "/v1/jobs",
-                json={
-                    "kind": "upscale",
-                    "models": UPSCALERS,
-                    "input_assets": [still["outputs"][0]["asset_id"]],
-                },
-                headers={"Prefer": "wait=110"},
-            ).json()
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 820})
+    with (
+        tempfile.TemporaryDirectory(prefix="imagemill-shots-") as tmp,
+        serve(create_app(Settings(data_dir=Path(tmp))), lifespan="on") as url,
+        sync_playwright() as playwright,
+        httpx.Client(base_url=url, timeout=120) as http,
+    ):
+        available = {m["id"] for m in http.get("/v1/models").json()["data"] if m["available"]}
+        shown = [MAKER, *UPSCALERS]
+        if not set(shown) <= available:
+            sys.exit(f"a fresh install lacks {sorted(set(shown) - available)}")
+        for prompt, size in HISTORY:
+            body = {"model": MAKER, "prompt": prompt, "size": size, "n": 2}
+            http.post("/v1/jobs", json=body, headers={"Prefer": "wait=30"})
+        still = http.post(
+            "/v1/jobs",
+            json={"model": MAKER, "prompt": "a lighthouse at dusk", "size": "192x128"},
+            headers={"Prefer": "wait=30"},
+        ).json()
+        group = http.post(
+            "/v1/jobs",
+            json={
+                "kind": "upscale",
+                "models": UPSCALERS,
+                "input_assets": [still["outputs"][0]["asset_id"]],
+            },
+            headers={"Prefer": "wait=110"},
+        ).json()
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 820})
 
-            page.goto(url)
-            page.get_by_label("Prompt", exact=True).fill("a hot-air balloon over lavender fields")
-            page.screenshot(path=out / "generate.png")
+        page.goto(url)
+        page.get_by_label("Prompt", exact=True).fill("a hot-air balloon over lavender fields")
+        page.screenshot(path=out / "generate.png")
 
-            page.locator("#params input[name=latency_ms]").fill("8000")
-            page.get_by_label("Size").fill("768x512")
-            page.get_by_role("button", name="Generate").click()
-            page.wait_for_function(
-                "() => document.querySelector('#jobs .job progress').value > 0.4"
-            )
-            page.evaluate("window.scrollTo(0, 0)")
-            page.screenshot(path=out / "running.png")
+        page.locator("#params input[name=latency_ms]").fill("8000")
+        page.get_by_label("Size").fill("768x512")
+        page.get_by_role("button", name="Generate").click()
+        page.wait_for_function("() => document.querySelector('#jobs .job progress').value > 0.4")
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=out / "running.png")
 
-            page.goto(f"{url}/gallery")
-            page.wait_for_load_state("networkidle")
-            page.screenshot(path=out / "gallery.png")
+        page.goto(f"{url}/gallery")
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=out / "gallery.png")
 
-            page.locator(".tile", has_text="mountain lake").locator("a[data-view]").first.click()
-            expect(page.get_by_role("dialog", name="Image viewer")).to_be_visible()
-            page.wait_for_load_state("networkidle")
-            page.screenshot(path=out / "viewer.png")
+        page.locator(".tile", has_text="mountain lake").locator("a[data-view]").first.click()
+        expect(page.get_by_role("dialog", name="Image viewer")).to_be_visible()
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=out / "viewer.png")
 
-            page.goto(f"{url}/compare/{group['group_id']}")
-            expect(page.locator(".compare .frame img")).to_have_count(2, timeout=120_000)
-            page.get_by_role("button", name="Before/after slider").click()
-            page.get_by_role("slider").fill("50")
-            page.wait_for_load_state("networkidle")
-            page.screenshot(path=out / "compare.png", full_page=True)
-            browser.close()
+        page.goto(f"{url}/compare/{group['group_id']}")
+        expect(page.locator(".compare .frame img")).to_have_count(2, timeout=120_000)
+        page.get_by_role("button", name="Before/after slider").click()
+        page.get_by_role("slider").fill("50")
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=out / "compare.png", full_page=True)
+        browser.close()
     return shown
 
 
