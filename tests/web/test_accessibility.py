@@ -49,6 +49,8 @@ def paths(studio: str) -> dict[str, str]:
                     "prompt": f"Linen dress {caption}",
                 },
             )
+        items = [{"model": "placeholder", "prompt": f"a11y {i}", "size": "32x32"} for i in range(2)]
+        batch = http.post("/v1/batches", json={"requests": items}).json()
         board = http.post("/v1/collections", json={"name": "a11y board"}).json()
         item = {"job_id": job.json()["id"], "index": 0}
         http.post(f"/v1/collections/{board['id']}/items", json={"items": [item]})
@@ -61,6 +63,7 @@ def paths(studio: str) -> dict[str, str]:
         "job": f"/gallery/{job.json()['id']}",
         "comparison": f"/compare/{group['group_id']}",
         "comparisons": "/compare",
+        "batch": f"/batches/{batch['id']}",
         "sign-in": "/signin",
         "not found": "/gallery/job_missing",
     }
@@ -105,6 +108,7 @@ def _violations(page: Page) -> list[dict[str, Any]]:
         "job",
         "comparison",
         "comparisons",
+        "batch",
         "collections",
         "collection",
         "sign-in",

@@ -294,13 +294,19 @@ def test_the_gallery_loads_more_as_it_scrolls(studio: str, page: Page) -> None:
     page.set_viewport_size({"width": 420, "height": 500})  # the first page overflows it
     page.goto(f"{studio}/gallery?q=scroll")
     tiles = page.locator(".tile a.open")
+    # A page of 24, those containing the word first; what else is about it may follow.
     expect(tiles).to_have_count(24)
+    scrolled = page.locator(".tile .caption", has_text=re.compile(r"^scroll \d+$"))
+    expect(scrolled).to_have_count(24)
 
-    page.locator(".tile a.open").last.scroll_into_view_if_needed()
-    page.mouse.wheel(0, 10_000)
+    more = page.locator(".more")
+    while more.count():  # page after page, each loaded as the end comes into view
+        href = more.get_attribute("href")
+        more.scroll_into_view_if_needed()
+        page.mouse.wheel(0, 10_000)
+        expect(page.locator(f".more[href='{href}']")).to_have_count(0)
 
-    expect(tiles).to_have_count(30)
-    expect(page.locator(".more")).to_have_count(0)
+    expect(scrolled).to_have_count(30)
 
 
 def test_a_preset_shapes_the_request(studio: str, page: Page) -> None:
@@ -332,6 +338,7 @@ def test_captions_are_written_from_the_form_in_the_tones_asked(studio: str, page
     card = _card(page, "Linen summer dress")
     expect(card.locator(".status")).to_have_text("succeeded")
     texts = card.locator(".outputs blockquote.text")
+    expect(card.get_by_role("button", name="Copy")).to_have_count(2)  # each caption its own
     expect(texts).to_have_count(2)
     expect(texts.nth(0)).to_contain_text("[placeholder caption, playful] Linen summer dress")
     expect(texts.nth(1)).to_have_attribute("data-tone", "elegant")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import httpx
+
 from browser import require_chromium
 from fakes.server import serve
 from imagemill.api.app import create_app
@@ -57,3 +59,32 @@ def test_a_card_says_how_long_which_attempt_and_when_it_retries(
         expect(page.locator("[data-field=status]")).to_have_text("running")
         expect(page.locator(".images figure img")).to_have_count(1, timeout=3 * SLOW)
         expect(page.locator("[data-field=status]")).to_have_text("succeeded")
+
+
+def test_a_batch_page_follows_every_item_from_one_stream(browser: Browser, tmp_path: Path) -> None:
+    with serve(create_app(Settings(data_dir=tmp_path / "data")), lifespan="on") as url:
+        items = [
+            {
+                "model": "placeholder",
+                "prompt": f"page {i}",
+                "size": "32x32",
+                "params": {"latency_ms": 1500},
+            }
+            for i in range(8)
+        ]
+        batch = httpx.post(f"{url}/v1/batches", json={"requests": items, "concurrency": 2}).json()
+        page = browser.new_context().new_page()
+        page.goto(f"{url}/batches/{batch['id']}")
+
+        cards = page.locator(".batch .job")
+        expect(cards).to_have_count(8)  # more than a browser's 6 streams per host: one stream
+        expect(page.locator(".batch-status")).to_have_text("succeeded", timeout=60_000)
+        expect(cards.locator(".status")).to_have_text(["succeeded"] * 8)
+        expect(cards.locator(".outputs img")).to_have_count(8)
+        assert page.locator(".batch-progress").evaluate("p => p.value") == 1
+        expect(page.locator(".counts")).to_have_text("8 succeeded")
+
+        job = httpx.get(f"{url}/v1/jobs/{batch['job_ids'][0]}").json()
+        page.goto(f"{url}/gallery/{job['id']}")
+        page.get_by_role("link", name="all its items").click()
+        expect(page).to_have_url(f"{url}/batches/{batch['id']}")

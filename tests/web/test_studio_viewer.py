@@ -16,7 +16,7 @@ from imagemill.config import Settings
 
 require_chromium()
 
-from playwright.sync_api import Browser, Page, expect  # noqa: E402
+from playwright.sync_api import Browser, Locator, Page, expect  # noqa: E402
 
 
 def _made(studio: str, **body: Any) -> dict[str, Any]:
@@ -247,3 +247,31 @@ def test_an_input_image_is_dropped_or_pasted_and_used(studio: str, page: Page) -
     expect(cards.first.locator(".status")).to_have_text("succeeded", timeout=120_000)
     job = httpx.get(f"{studio}/v1/jobs/{cards.first.get_attribute('data-job')}").json()
     assert (job["outputs"][0]["width"], job["outputs"][0]["height"]) == (64, 64)
+
+
+def test_a_prompt_is_enhanced_reviewed_then_used(studio: str, browser: Browser) -> None:
+    context = browser.new_context(permissions=["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    page.goto(studio)
+    prompt = page.get_by_label("Prompt", exact=True)
+    page.get_by_role("button", name="Enhance my prompt").click()
+    expect(_field_error(page, prompt)).to_have_text("Write a prompt to enhance first.")
+
+    prompt.fill("a cat on a windowsill")
+    page.get_by_role("button", name="Enhance my prompt").click()
+    review = page.get_by_role("region", name="Enhanced prompt")
+    expect(review.locator("blockquote")).to_contain_text("a cat on a windowsill")
+    suggestion = review.locator("blockquote").inner_text()
+    assert suggestion != "a cat on a windowsill"
+    expect(prompt).to_have_value("a cat on a windowsill")  # nothing changes unasked
+    review.get_by_role("button", name="Copy").click()
+    assert page.evaluate("navigator.clipboard.readText()") == suggestion
+    review.get_by_role("button", name="Use it").click()
+    expect(prompt).to_have_value(suggestion)
+    expect(review).to_be_hidden()
+    context.close()
+
+
+def _field_error(page: Page, field: Locator) -> Locator:
+    expect(field).to_have_attribute("aria-invalid", "true")
+    return page.locator(f"#{field.get_attribute('aria-describedby')}")

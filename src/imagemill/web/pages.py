@@ -277,6 +277,24 @@ async def collection_page(
     )
 
 
+@router.get("/batches/{batch_id}", response_class=HTMLResponse)
+async def batch_page(
+    request: Request, batch_id: str, owner: PageOwner, runtime: RuntimeDep, links: LinksDep
+) -> HTMLResponse:
+    """A batch: its progress and counts, and a live card for every item."""
+    try:
+        batch = await runtime.batches.get(owner.id, batch_id)
+    except NotFound:
+        return _missing(request, "That batch is not here.")
+    return _render(
+        request,
+        "batch.html",
+        owner,
+        batch=batch,
+        jobs=[JobOut.of(job, links) for job in batch.jobs],
+    )
+
+
 @router.get("/gallery/{job_id}", response_class=HTMLResponse)
 async def job_page(
     request: Request, job_id: str, owner: PageOwner, runtime: RuntimeDep, links: LinksDep

@@ -24,6 +24,17 @@ async function api(path, options = {}) {
   return body;
 }
 
+// The job once it has ended (its event stream's "done"), as GET /v1/jobs/{id} has it.
+function finished(jobId) {
+  return new Promise((resolve, reject) => {
+    const source = new EventSource(`/v1/jobs/${jobId}/events`);
+    source.addEventListener("done", () => {
+      source.close();
+      api(`/v1/jobs/${jobId}`).then(resolve, reject);
+    });
+  });
+}
+
 function submit(body) {
   return api("/v1/jobs", {
     method: "POST",
@@ -41,17 +52,21 @@ async function upload(file) {
 // -- live job cards ------------------------------------------------------------------
 
 function outputLink(jobId, output, prompt, full = false) {
-  const link = document.createElement("a");
-  link.className = "output";
-  link.href = `/gallery/${jobId}#output-${output.index}`;
-  if (output.text != null) {  // a caption, an enhanced prompt, a description
+  if (output.text != null) {  // a caption, an enhanced prompt, a description: to copy
+    const written = document.createElement("div");
+    written.className = "output written";
     const text = document.createElement("blockquote");
     text.className = "text";
     if (output.tone) text.dataset.tone = output.tone;
     text.textContent = output.text;
-    link.append(text);
-    return link;
+    const copy = Object.assign(document.createElement("button"), { type: "button", textContent: "Copy" });
+    copy.className = "copy-text link";
+    written.append(text, copy);
+    return written;
   }
+  const link = document.createElement("a");
+  link.className = "output";
+  link.href = `/gallery/${jobId}#output-${output.index}`;
   const video = (output.content_type || "").startsWith("video/");
   const media = document.createElement(video ? "video" : "img");
   if (video) {
@@ -134,24 +149,15 @@ async function askPosition(card) {
   }
 }
 
-function follow(card) {
+const EVENT_TYPES = ["status", "progress", "preview", "output", "error", "done"];
+
+// What one event of its job does to a card.
+function apply(card, type, data, event) {
   const id = card.dataset.job;
-  if (!id || TERMINAL.has(card.dataset.status)) return;
   const progress = card.querySelector("progress");
   const message = card.querySelector(".message");
   const preview = card.querySelector(".preview");
-  const prompt = card.querySelector(".prompt").textContent;
-  const source = new EventSource(`/v1/jobs/${id}/events`);
-  // A lost connection is an "error" event too, with no data: EventSource reconnects by
-  // itself, resuming after the last event id it saw.
-  const on = (type, handle) =>
-    source.addEventListener(type, (event) => {
-      if (!event.data) return;
-      const parsed = JSON.parse(event.data);
-      handle(parsed.data || {}, parsed);
-    });
-
-  on("status", (data, event) => {
+  if (type === "status") {
     if (data.status === "running") {
       message.textContent = ""; // a retry's note is stale now
       Object.assign(card.dataset, {
@@ -166,32 +172,49 @@ function follow(card) {
       askPosition(card);
     }
     setStatus(card, data.status);
-  });
-  on("progress", (data) => {
+  } else if (type === "progress") {
     progress.value = data.progress;
     message.textContent = data.message || "";
-  });
-  on("preview", (data) => {
+  } else if (type === "preview") {
     preview.src = `data:image/webp;base64,${data.image}`;
     preview.hidden = false;
-  });
-  on("output", (data) => {
+  } else if (type === "output") {
     preview.hidden = true;
     const full = card.closest(".compare") !== null; // side by side: the whole image
+    const prompt = card.querySelector(".prompt").textContent;
     card.querySelector(".outputs").append(outputLink(id, data, prompt, full));
-  });
-  on("error", (data) => {
+  } else if (type === "error") {
     message.textContent = data.will_retry ? data.message : "";
     card.querySelector(".error").textContent = data.message || "";
-  });
-  on("done", (data) => {
-    source.close();
+  } else if (type === "done") {
     setStatus(card, data.status);
     if (data.status === "succeeded") progress.value = 1;
     if (data.status !== "failed") message.textContent = "";
     card.querySelector(".failure").hidden = data.status !== "failed";
     card.dispatchEvent(new CustomEvent("job-done", { bubbles: true, detail: { id } }));
-  });
+  }
+}
+
+// Follow ``source``'s events, each applied to the card ``cardOf`` finds for it (none: it
+// is ignored). A lost connection is an "error" event too, with no data: EventSource
+// reconnects by itself, resuming after the last event id it saw.
+function listen(source, cardOf) {
+  for (const type of EVENT_TYPES) {
+    source.addEventListener(type, (event) => {
+      if (!event.data) return;
+      const parsed = JSON.parse(event.data);
+      const card = cardOf(parsed);
+      if (card) apply(card, type, parsed.data || {}, parsed);
+    });
+  }
+}
+
+function follow(card) {
+  const id = card.dataset.job;
+  if (!id || TERMINAL.has(card.dataset.status)) return;
+  const source = new EventSource(`/v1/jobs/${id}/events`);
+  listen(source, () => card);
+  source.addEventListener("done", () => source.close());
 }
 
 function newCard(job) {
@@ -244,6 +267,16 @@ async function cancel(card) {
     card.querySelector(".message").textContent = error.message; // it ended meanwhile, say
   }
 }
+
+// A text output (a caption, a description) copies with one click on its button.
+document.addEventListener("click", async (event) => {
+  const copy = event.target.closest("button.copy-text");
+  if (!copy) return;
+  event.preventDefault();
+  await copyText(copy.previousElementSibling.textContent);
+  copy.textContent = "Copied";
+  setTimeout(() => (copy.textContent = "Copy"), 1500);
+});
 
 document.addEventListener("click", (event) => {
   const button = event.target.closest(".job .retry");
@@ -553,6 +586,47 @@ function setUpGenerate(form) {
     if (event.target.name === "kind") showInputs();
   });
   showInputs();
+
+  // "Enhance my prompt": a text model writes a richer one, shown to review; "Use it"
+  // puts it in the prompt (it is an ordinary enhance job, in the history and priced).
+  const enhanceButton = form.querySelector("button.enhance");
+  const enhanced = form.querySelector(".enhanced");
+  enhanceButton?.addEventListener("click", async () => {
+    clearFieldErrors(form);
+    const prompt = form.elements.prompt.value.trim();
+    if (!prompt) {
+      showFieldError(form.elements.prompt, "Write a prompt to enhance first.");
+      return;
+    }
+    enhanceButton.disabled = true;
+    enhanceButton.textContent = "Enhancing…";
+    try {
+      const job = await api("/v1/jobs", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Prefer: "wait=60" },
+        body: JSON.stringify({ kind: "enhance", model: enhanceButton.dataset.model, prompt }),
+      });
+      const done = job.status === "succeeded" ? job : await finished(job.id);
+      if (done.status !== "succeeded") throw new Error(done.error?.message || `It ${done.status}.`);
+      enhanced.querySelector("blockquote").textContent = done.outputs[0].text;
+      enhanced.hidden = false;
+    } catch (failure) {
+      showFieldError(form.elements.prompt, failure.message);
+    } finally {
+      enhanceButton.disabled = false;
+      enhanceButton.textContent = "Enhance my prompt";
+    }
+  });
+  enhanced?.addEventListener("click", async (event) => {
+    const action = event.target.closest("[data-enhanced]")?.dataset.enhanced;
+    const text = enhanced.querySelector("blockquote").textContent;
+    if (action === "use") {
+      form.elements.prompt.value = text;
+      priceSoon();
+    }
+    if (action === "copy") await copyText(text);
+    if (action === "use" || action === "dismiss") enhanced.hidden = true;
+  });
 
   // Ctrl+Enter (Cmd+Enter on a Mac) generates from anywhere in the form.
   form.addEventListener("keydown", (event) => {
@@ -1079,6 +1153,35 @@ function setUpDetail(detail) {
   });
 }
 
+// -- a batch: its progress, and every item's card, from one event stream -------------------
+
+function setUpBatch(batch) {
+  const id = batch.dataset.batch;
+  const bar = batch.querySelector(".batch-progress");
+  const counts = batch.querySelector(".counts");
+  const cardOf = (event) => batch.querySelector(`.job[data-job="${event.job_id}"]`);
+  if (TERMINAL.has(batch.dataset.status)) return;
+  const source = new EventSource(`/v1/batches/${id}/events`);
+  listen(source, cardOf);
+  source.addEventListener("batch", (event) => {
+    const tally = JSON.parse(event.data);
+    bar.value = tally.progress;
+    batch.dataset.status = tally.status;
+    batch.querySelector(".batch-status").textContent = tally.status;
+    counts.textContent = Object.entries(tally.counts)
+      .filter(([, count]) => count)
+      .map(([status, count]) => `${count} ${status}`)
+      .join(" · ");
+  });
+  source.addEventListener("done", (event) => {
+    if (JSON.parse(event.data).batch_id) source.close(); // the batch's own, not an item's
+  });
+  batch.querySelector("[data-batch-action=cancel]")?.addEventListener("click", async (event) => {
+    event.target.disabled = true;
+    await api(`/v1/batches/${id}/cancel`, { method: "POST" }).catch(() => null);
+  });
+}
+
 // -- the comparison: every image zoomed and panned together; a before/after slider -------
 
 function setUpCompare(compare) {
@@ -1153,9 +1256,12 @@ document.addEventListener("DOMContentLoaded", () => {
   if (detail) setUpDetail(detail);
   const compare = document.querySelector(".compare");
   if (compare) setUpCompare(compare);
+  const batch = document.querySelector(".batch[data-batch]");
+  if (batch) setUpBatch(batch);
   if (gallery || detail) setUpViewer("[data-view]");
   const selection = document.querySelector(".selection");
   if (selection) setUpSelection(selection);
   setUpCollections();
-  document.querySelectorAll(".job[data-job]:not([data-job=''])").forEach(follow);
+  const followed = batch ? ".job[data-job]:not(.batch .job)" : ".job[data-job]";
+  document.querySelectorAll(`${followed}:not([data-job=''])`).forEach(follow);
 });
