@@ -464,7 +464,7 @@ def test_commands_find_the_server_running_on_their_data_dir(
     """Without --server, a command talks to the server running on the data dir, so a
     job it runs is watched live, bar labelled by its prompt (not by a second process on
     the same database, which would not see it move)."""
-    assert running_server(data_dir) == served
+    assert running_server(data_dir, with_key=False) == served
     body = {"model": "placeholder", "prompt": "a slow kite", "params": {"latency_ms": 1500}}
     job = httpx.post(f"{served}/v1/jobs", json=body).json()
 
@@ -475,7 +475,10 @@ def test_commands_find_the_server_running_on_their_data_dir(
     (data_dir / "server.json").write_text(
         json.dumps({**stale, "url": f"http://127.0.0.1:{free_port()}"})
     )
-    assert running_server(data_dir) is None  # a file that answers nothing is ignored
+    assert running_server(data_dir, with_key=False) is None  # one that answers nothing
+    keyed = {**stale, "keys": True}
+    (data_dir / "server.json").write_text(json.dumps(keyed))
+    assert running_server(data_dir, with_key=False) is None  # no key to talk to it with
 
 
 def test_an_unreachable_server_is_a_clear_error(data_dir: Path) -> None:

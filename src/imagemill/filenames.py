@@ -32,11 +32,14 @@ def output_filename(
 
 def unique(names: list[str]) -> list[str]:
     """``names`` with repeats told apart (``x.png``, ``x-2.png``), as a zip needs."""
-    seen: dict[str, int] = {}
+    used: set[str] = set()
     result = []
     for name in names:
         stem, dot, extension = name.rpartition(".") if "." in name else (name, "", "")
-        count = seen.get(name, 0) + 1
-        seen[name] = count
-        result.append(name if count == 1 else f"{stem}-{count}{dot}{extension}")
+        candidate, count = name, 1
+        while candidate in used:  # "x-2.png" may be a name of its own already
+            count += 1
+            candidate = f"{stem}-{count}{dot}{extension}"
+        used.add(candidate)
+        result.append(candidate)
     return result

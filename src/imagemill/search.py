@@ -25,6 +25,7 @@ from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import IntegrityError
 
 from imagemill.db.engine import Database
 from imagemill.db.queries import JobFilter, Queries
@@ -156,7 +157,10 @@ class MeaningIndex:
 
         missing = await self.db.read(lambda conn: _not_embedded(conn, owner_id, CATCH_UP))
         if missing:
-            await self._embed(await self.db.read(lambda conn: _texts(conn, missing)))
+            try:
+                await self._embed(await self.db.read(lambda conn: _texts(conn, missing)))
+            except IntegrityError:  # one was deleted meanwhile: the next search catches up
+                log.info("a job went while it was embedded; caught up next time")
         [wanted] = await asyncio.to_thread(self.model.encode, [query[:MAX_TEXT_CHARS]])
         ids, vectors = await self.db.read(lambda conn: _vectors(conn, owner_id))
         if not ids:

@@ -29,7 +29,7 @@ WIDE = {"width": 1280, "height": 900}
 @pytest.fixture(scope="module")
 def paths(studio: str) -> dict[str, str]:
     """A path of every page, with something on it."""
-    with httpx.Client(base_url=studio, headers={"Prefer": "wait=60"}) as http:
+    with httpx.Client(base_url=studio, headers={"Prefer": "wait=60"}, timeout=120) as http:
         job = http.post(
             "/v1/jobs", json={"model": "placeholder", "prompt": "a11y", "size": "96x64"}
         )
@@ -50,7 +50,7 @@ def paths(studio: str) -> dict[str, str]:
                 },
             )
         items = [{"model": "placeholder", "prompt": f"a11y {i}", "size": "32x32"} for i in range(2)]
-        batch = http.post("/v1/batches", json={"requests": items}).json()
+        batch = http.post("/v1/batches", json={"requests": items}, headers={"Prefer": ""}).json()
         board = http.post("/v1/collections", json={"name": "a11y board"}).json()
         item = {"job_id": job.json()["id"], "index": 0}
         http.post(f"/v1/collections/{board['id']}/items", json={"items": [item]})
@@ -64,6 +64,7 @@ def paths(studio: str) -> dict[str, str]:
         "comparison": f"/compare/{group['group_id']}",
         "comparisons": "/compare",
         "batch": f"/batches/{batch['id']}",
+        "presets": "/presets",
         "sign-in": "/signin",
         "not found": "/gallery/job_missing",
     }
@@ -109,6 +110,7 @@ def _violations(page: Page) -> list[dict[str, Any]]:
         "comparison",
         "comparisons",
         "batch",
+        "presets",
         "collections",
         "collection",
         "sign-in",

@@ -75,6 +75,7 @@ async def test_pages_without_a_sign_in_send_the_browser_to_sign_in(owners: TwoOw
         "/compare/grp_x",
         "/compare",
         "/batches/bat_x",
+        "/presets",
         "/collections",
         "/collections/col_x",
     ]:

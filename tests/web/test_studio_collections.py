@@ -149,3 +149,37 @@ def test_the_gallery_searches_by_meaning(fresh: Any) -> None:
     search.fill("fox")  # words still find what contains them
     search.press("Enter")
     expect(page.locator(".tile .caption").first).to_have_text("a red fox in snow")
+
+
+def test_presets_are_made_copied_and_deleted_in_the_studio(fresh: Any) -> None:
+    url, page = fresh
+    page.goto(url)
+    page.get_by_role("link", name="Presets", exact=True).click()
+    form = page.locator("#new-preset")
+    form.get_by_label("Name").fill("poster")
+    form.get_by_label("Prompt template").fill("{prompt}, flat colour poster")
+    form.get_by_label("Size").fill("huge")
+    form.get_by_role("button", name="Save preset").click()
+    expect(form.get_by_label("Size")).to_have_attribute("aria-invalid", "true")
+    form.get_by_label("Size").fill("64x48")
+    form.get_by_role("button", name="Save preset").click()
+    mine = page.locator("li[data-preset]").filter(has_text="poster")
+    expect(mine).to_contain_text("{prompt}, flat colour poster")
+
+    page.get_by_role("button", name="Copy style watercolor as a preset of yours").click()
+    expect(
+        page.locator("section li[data-preset^='pre_']").filter(has_text="watercolor")
+    ).to_have_count(2)
+
+    # Yours and the styles are offered on the generate form; a preset shapes the job.
+    page.goto(url)
+    page.get_by_label("Prompt", exact=True).fill("a harbour")
+    page.get_by_label("Preset or style").select_option(label="poster")
+    page.get_by_role("button", name="Generate").click()
+    card = page.locator("#jobs .job").first
+    expect(card.locator(".prompt")).to_have_text("a harbour, flat colour poster")
+
+    page.goto(f"{url}/presets")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete preset poster").click()
+    expect(page.locator("li[data-preset]").filter(has_text="flat colour poster")).to_have_count(0)

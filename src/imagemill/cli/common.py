@@ -141,7 +141,7 @@ async def _connect(
     """The SDK, talking to ``server``, else to the server running on the data dir
     (``cli/running.py``), else to an app started here on the data dir."""
     settings = _settings(data_dir, require_keys=False)
-    server = server or running_server(settings.data_dir)
+    server = server or running_server(settings.data_dir, with_key=api_key is not None)
     if server:
         async with AsyncClient(server, api_key=api_key) as client:
             yield client

@@ -18,12 +18,12 @@ HEALTH_SECONDS = 2.0
 
 
 @contextlib.contextmanager
-def announced(data_dir: Path, url: str) -> Iterator[None]:
+def announced(data_dir: Path, url: str, *, keys_required: bool) -> Iterator[None]:
     """Say, for as long as the block runs, that this process serves ``data_dir`` at
-    ``url``."""
+    ``url`` (asking for API keys, or not)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / SERVER_FILE
-    path.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    path.write_text(json.dumps({"url": url, "pid": os.getpid(), "keys": keys_required}))
     try:
         yield
     finally:
@@ -32,14 +32,17 @@ def announced(data_dir: Path, url: str) -> Iterator[None]:
                 path.unlink()
 
 
-def running_server(data_dir: Path) -> str | None:
+def running_server(data_dir: Path, *, with_key: bool) -> str | None:
     """The URL of the server running on ``data_dir``, if one is (its process alive and
-    answering ``/healthz``); a stale file is ignored."""
+    answering ``/healthz``) and it can be used (it asks for no key, or ``with_key``); a
+    stale file is ignored."""
     try:
         found = json.loads((data_dir / SERVER_FILE).read_text())
         url, pid = str(found["url"]), int(found["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    if found.get("keys") and not with_key:
+        return None  # in-process, keyless, as before there was a server
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -72,7 +72,8 @@ def serve(
     )
     tracing.configure()  # spans over OTLP where OpenTelemetry's environment asks for them
     loopback = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else shown_host
-    with announced(settings.data_dir, f"http://{loopback}:{settings.port}"):
+    here = f"http://{loopback}:{settings.port}"
+    with announced(settings.data_dir, here, keys_required=settings.keys_required):
         uvicorn.run(
             create_app(settings),
             host=settings.host,

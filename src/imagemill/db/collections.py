@@ -154,9 +154,9 @@ class Collections:
                 )
             }
             new = list(dict.fromkeys(ref for ref in refs if ref not in there))
-            if new:
+            if new:  # filed by a concurrent request meanwhile: there once all the same
                 conn.execute(
-                    collection_items.insert(),
+                    self.db.insert(collection_items).on_conflict_do_nothing(),
                     [
                         {
                             "collection_id": collection_id,

@@ -28,6 +28,7 @@ from imagemill.db.queries import JobFilter
 from imagemill.domain import JobStatus, TaskKind
 from imagemill.errors import NotFound
 from imagemill.filenames import output_filename
+from imagemill.styles import BUILTIN_STYLES
 from imagemill.web.offers import offer
 
 router = APIRouter(include_in_schema=False, route_class=CheckedRoute)
@@ -138,6 +139,7 @@ async def generate(
         defaults=offered.defaults,
         kinds=offered.kinds,
         presets=await runtime.accounts.list_presets(owner.id),
+        styles=BUILTIN_STYLES,
         jobs=[JobOut.of(job, links) for job in recent],
         edit=to_edit,
     )
@@ -245,6 +247,20 @@ def _tiles(job: JobOut, only: set[int] | None = None) -> list[Tile]:
     return [(job, o) for o in made] if made or only is not None else [(job, None)]
 
 
+@router.get("/presets", response_class=HTMLResponse)
+async def presets_page(request: Request, owner: PageOwner, runtime: RuntimeDep) -> HTMLResponse:
+    """Your presets, to make and delete, and the built-in styles, to copy as your own."""
+    models = sorted(m.id for m in runtime.registry.models() if m.available)
+    return _render(
+        request,
+        "presets.html",
+        owner,
+        presets=await runtime.accounts.list_presets(owner.id),
+        styles=BUILTIN_STYLES,
+        models=models,
+    )
+
+
 @router.get("/collections", response_class=HTMLResponse)
 async def collections_page(request: Request, owner: PageOwner, runtime: RuntimeDep) -> HTMLResponse:
     return _render(
@@ -266,7 +282,12 @@ async def collection_page(
         job.id: JobOut.of(job, links)
         for job in await runtime.repo.get_jobs(list({ref[0] for ref in collection.items}))
     }
-    tiles = [tile for job_id, index in collection.items for tile in _tiles(jobs[job_id], {index})]
+    tiles = [
+        tile
+        for job_id, index in collection.items
+        if job_id in jobs  # deleted since the items were read
+        for tile in _tiles(jobs[job_id], {index})
+    ]
     return _render(
         request,
         "collection.html",

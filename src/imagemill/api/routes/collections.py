@@ -152,6 +152,7 @@ async def get_collection(
     items = [
         ItemOut(job_id=job_id, prompt=jobs[job_id].request.prompt, output=OutputOut.of(o, links))
         for job_id, index in collection.items
+        if job_id in jobs  # deleted since the items were read
         for o in jobs[job_id].outputs
         if o.index == index
     ]

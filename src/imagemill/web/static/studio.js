@@ -1107,6 +1107,57 @@ function setUpCollections() {
   });
 }
 
+// -- presets: make, delete, copy a style ------------------------------------------------
+
+function setUpPresets(form) {
+  const error = form.querySelector(".form-error");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    clearFieldErrors(form);
+    const value = (name) => form.elements[name].value.trim() || undefined;
+    const body = {
+      name: value("name"),
+      prompt_template: value("prompt_template"),
+      negative_prompt: value("negative_prompt"),
+      model: value("model"),
+      size: value("size"),
+    };
+    try {
+      await api("/v1/presets", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      location.reload();
+    } catch (failure) {
+      const field = form.elements[failure.field];
+      if (field instanceof Element) showFieldError(field, failure.message);
+      else {
+        error.textContent = failure.message;
+        error.hidden = false;
+      }
+    }
+  });
+  document.addEventListener("click", async (event) => {
+    const button = event.target.closest("[data-preset-action]");
+    if (!button) return;
+    const id = button.closest("[data-preset]").dataset.preset;
+    try {
+      if (button.dataset.presetAction === "delete") {
+        if (!confirm("Delete this preset?")) return;
+        await api(`/v1/presets/${id}`, { method: "DELETE" });
+      } else {
+        await api(`/v1/presets/${id}/copy`, { method: "POST" });
+      }
+      location.reload();
+    } catch (failure) {
+      error.textContent = failure.message;
+      error.hidden = false;
+    }
+  });
+}
+
 // -- a job's page ----------------------------------------------------------------------
 
 function setUpDetail(detail) {
@@ -1115,7 +1166,8 @@ function setUpDetail(detail) {
   detail.addEventListener("job-status", (event) => {
     detail.querySelector("[data-field=status]").textContent = event.detail.status;
   });
-  detail.addEventListener("job-done", () => location.reload());
+  // (A retry from its card is a new job: its page, once done.)
+  detail.addEventListener("job-done", (event) => location.assign(`/gallery/${event.detail.id}`));
   const error = detail.querySelector(".form-error");
   const actions = {
     rerun: () => submit({ ...request, cache: "bypass" }),
@@ -1262,6 +1314,8 @@ document.addEventListener("DOMContentLoaded", () => {
   const selection = document.querySelector(".selection");
   if (selection) setUpSelection(selection);
   setUpCollections();
+  const presets = document.getElementById("new-preset");
+  if (presets) setUpPresets(presets);
   const followed = batch ? ".job[data-job]:not(.batch .job)" : ".job[data-job]";
   document.querySelectorAll(`${followed}:not([data-job=''])`).forEach(follow);
 });
