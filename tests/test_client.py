@@ -232,7 +232,7 @@ async def test_create_group(sdk: AsyncClient) -> None:
     assert [(job.model, job.status) for job in group.jobs] == [("placeholder", JobStatus.SUCCEEDED)]
     with pytest.raises(InvalidRequestError) as caught:
         await sdk.jobs.create_group(["placeholder", "placeholder"], prompt="twice")
-    assert caught.value.field == "models"
+    assert caught.value.field == "models.1"
 
 
 async def test_list_pages_and_iterates(sdk: AsyncClient) -> None:

@@ -128,7 +128,7 @@ async def test_a_claims_status_event_is_stored_as_it_was_published(stepped: Runt
 
     [live] = [e for e in published if e["job_id"] == job_id]
     [logged] = await stepped.repo.events_after(job_id, 1)
-    assert live["data"] == {"status": "running", "attempt": 1}
+    assert live["data"] == {"status": "running", "attempt": 1, "max_attempts": 3}
     assert logged["data"] == live["data"]
 
 

@@ -105,7 +105,7 @@ async def test_a_model_listed_twice_is_invalid(stepped: Runtime) -> None:
         await stepped.service.submit(
             owner.id, _sub(model=None, models=["placeholder", "placeholder"])
         )
-    assert raised.value.field == "models"
+    assert raised.value.field == "models.1"  # the second time it is named
 
 
 async def test_an_unknown_model_in_a_list_names_its_position(stepped: Runtime) -> None:

@@ -125,13 +125,14 @@ def _create_job(
 
 
 def _create_group(
-    models: list[str],
+    models: list[str | dict[str, Any]],
     *,
     idempotency_key: str | None = None,
     wait: float | None = None,
     **fields: Unpack[SubmissionFields],
 ) -> Op[Group]:
-    """Submit one request to several models side by side: one job each, one group."""
+    """Submit one request to several models side by side: one job each, one group. A
+    model is an id, or ``{"model": id, "params": {...}}`` with params of its own."""
     response = yield from _submit({**fields, "models": models}, idempotency_key, wait)
     return Group.model_validate(response.json())
 

@@ -168,3 +168,17 @@ async def test_nobody_marks_files_or_zips_another_owners_outputs(owners: TwoOwne
         bobs["id"]
     ]
     assert (await owners.anonymous.get("/v1/collections")).status_code == 401
+
+
+async def test_an_output_is_named_with_strict_types(client: httpx.AsyncClient) -> None:
+    job = await _made(client)
+    board = (await client.post("/v1/collections", json={"name": "strict"})).json()
+    for body in (
+        {"items": [{"job_id": job["id"], "index": False}]},
+        {"items": [{"job_id": job["id"], "index": "0"}]},
+    ):
+        for path in ("/v1/archives", f"/v1/collections/{board['id']}/items"):
+            refused = await client.post(path, json=body)
+            assert refused.status_code == 422, (path, body)
+            assert refused.json()["error"]["field"] == "items.0.index"
+    assert (await client.post("/v1/collections", json={"name": 7})).status_code == 422

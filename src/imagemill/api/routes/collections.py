@@ -40,14 +40,14 @@ OutputIndex = Annotated[int, Path(ge=0, le=1000, description="The output's index
 class OutputRefIn(BaseModel):
     """One output, by its job and index."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     job_id: str = Field(max_length=40)
     index: int = Field(ge=0, le=1000)
 
 
 class CollectionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=100, pattern=r"\S")
 
