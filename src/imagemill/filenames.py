@@ -6,8 +6,47 @@ from __future__ import annotations
 
 import mimetypes
 import re
+from collections.abc import Sized
+from typing import Protocol
+
+from imagemill.domain import Request, TaskKind
 
 MAX_STEM_CHARS = 60
+
+
+class NamedJob(Protocol):
+    """A job as stored (``Job``) or as answered (``JobOut``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> TaskKind: ...
+    @property
+    def request(self) -> Request: ...
+    @property
+    def outputs(self) -> Sized: ...
+
+
+class NamedOutput(Protocol):
+    @property
+    def index(self) -> int: ...
+    @property
+    def seed(self) -> int | None: ...
+    @property
+    def content_type(self) -> str: ...
+
+
+def filename_of(job: NamedJob, output: NamedOutput) -> str:
+    """``output_filename`` for one of ``job``'s outputs."""
+    return output_filename(
+        prompt=job.request.prompt,
+        kind=job.kind.value,
+        job_id=job.id,
+        index=output.index,
+        outputs=len(job.outputs),
+        seed=output.seed,
+        content_type=output.content_type,
+    )
 
 
 def output_filename(

@@ -27,7 +27,7 @@ from imagemill.db.accounts import Owner
 from imagemill.db.queries import JobFilter
 from imagemill.domain import JobStatus, TaskKind
 from imagemill.errors import NotFound
-from imagemill.filenames import output_filename
+from imagemill.filenames import filename_of
 from imagemill.styles import BUILTIN_STYLES
 from imagemill.web.offers import offer
 
@@ -66,18 +66,6 @@ async def page_owner(request: Request, owner: OptionalOwner) -> Owner:
 PageOwner = Annotated[Owner, Depends(page_owner)]
 
 
-def download_name(job: JobOut, output: OutputOut) -> str:
-    return output_filename(
-        prompt=job.request.prompt,
-        kind=job.kind.value,
-        job_id=job.id,
-        index=output.index,
-        outputs=len(job.outputs),
-        seed=output.seed,
-        content_type=output.content_type,
-    )
-
-
 def viewed(job: JobOut, output: OutputOut) -> dict[str, Any]:
     """What the image viewer shows of an output (the data-view of its element)."""
     return {
@@ -91,11 +79,11 @@ def viewed(job: JobOut, output: OutputOut) -> dict[str, Any]:
         "index": output.index,
         "favourite": output.favourite,
         "page": f"/gallery/{job.id}#output-{output.index}",
-        "download": download_name(job, output),
+        "download": filename_of(job, output),
     }
 
 
-templates.env.globals.update(download_name=download_name, viewed=viewed)
+templates.env.globals.update(download_name=filename_of, viewed=viewed)
 
 
 def _render(
@@ -228,7 +216,7 @@ async def gallery(
         owner,
         tiles=[tile for job in page for tile in _tiles(job)],
         more=more,
-        collections=await runtime.collections.list(owner.id),
+        collections=[] if partial else await runtime.collections.list(owner.id),
         by_meaning=runtime.meaning.available,
         filters=filters,
         models=sorted(m.id for m in runtime.registry.models()),

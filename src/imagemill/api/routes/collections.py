@@ -23,7 +23,7 @@ from imagemill.boundary import quoted
 from imagemill.db.collections import Collection, OutputRef
 from imagemill.domain import Job, JobOutput
 from imagemill.errors import InvalidInput
-from imagemill.filenames import output_filename, unique
+from imagemill.filenames import filename_of, unique
 from imagemill.jobs.service import utcnow
 
 router = APIRouter(tags=["collections"], route_class=CheckedRoute)
@@ -224,20 +224,7 @@ async def make_archive(body: ItemsIn, owner: CurrentOwner, runtime: RuntimeDep) 
     refs = [(item.job_id, item.index) for item in body.items]
     jobs = {j.id: j for j in await runtime.repo.get_jobs(list({r[0] for r in refs}))}
     chosen = [_output_of(jobs, ref, owner.id, position) for position, ref in enumerate(refs)]
-    names = unique(
-        [
-            output_filename(
-                prompt=job.request.prompt,
-                kind=job.kind.value,
-                job_id=job.id,
-                index=output.index,
-                outputs=len(job.outputs),
-                seed=output.seed,
-                content_type=output.content_type,
-            )
-            for job, output in chosen
-        ]
-    )
+    names = unique([filename_of(job, output) for job, output in chosen])
     spool = tempfile.SpooledTemporaryFile(max_size=ZIP_SPOOL_BYTES)  # noqa: SIM115 (streamed)
     with zipfile.ZipFile(spool, "w", zipfile.ZIP_STORED) as archive:
         for name, (_, output) in zip(names, chosen, strict=True):
